@@ -1,0 +1,241 @@
+"""The annotate job: raw corpus → annotated Delta table (+ quarantine), scored once.
+
+Steps: check config and models (no Spark work yet) → read and split the input → drop ids the
+annotated table already holds (reruns and nightly refreshes score only new documents) → one
+``mapInArrow`` pass running every annotator per Arrow batch → Delta append with provenance →
+quarantine MERGE keyed by record → summary with reconciled counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from quadmix_spark import __version__, tables
+from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig
+from quadmix_spark.reading import check_input_path, read_input
+from udfs.annotate import annotate_batches, output_schema
+from udfs.heuristics import SIGNALS
+from udfs.models import default_langid_model, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnnotateSummary:
+    """What one annotate run did; ``input_rows == annotated + skipped_existing + quarantined``."""
+
+    input_rows: int
+    annotated: int
+    skipped_existing: int
+    quarantined: int
+    quarantined_by_reason: dict[str, int]
+    docs_by_domain: dict[str, int] = field(default_factory=dict)
+    tokens_by_domain: dict[str, int] = field(default_factory=dict)
+    annotated_version: int | None = None
+    quarantine_version: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def reconciles(self) -> bool:
+        return self.input_rows == self.annotated + self.skipped_existing + self.quarantined
+
+
+def annotator_specs(config: PipelineConfig) -> list[dict[str, Any]]:
+    """Plain-dict annotator specs (what the Python workers receive)."""
+    specs = []
+    for ann in config.annotate.annotators:
+        spec = {k: v for k, v in asdict(ann).items() if v is not None}
+        if ann.kind == "language_id" and not ann.model:
+            spec["model"] = default_langid_model()
+        specs.append(spec)
+    return specs
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, Any]]) -> None:
+    """Fail before Spark starts when a model file, tokenizer or signal is unknown."""
+    if not annotators:
+        raise ConfigError("annotate.annotators: at least one annotator is required")
+    models = {}
+    for i, spec in enumerate(specs):
+        key = f"annotate.annotators[{i}]"
+        model = spec.get("model")
+        if model:
+            if "://" not in model and not Path(model).is_file():
+                raise ConfigError(f"{key}.model: model file not found: {model}")
+            name = os.path.basename(model)
+            if models.setdefault(name, model) != model:
+                raise ConfigError(f"{key}.model: two different models share the file name {name}")
+        if spec["kind"] == "tokens" and spec["tokenizer"] != "whitespace":
+            try:
+                load_tokenizer(spec["tokenizer"])
+            except Exception as err:
+                raise ConfigError(f"{key}.tokenizer: unknown tokenizer {spec['tokenizer']!r}") from err
+        unknown = set(spec.get("signals") or ()) - set(SIGNALS)
+        if unknown:
+            raise ConfigError(f"{key}.signals: unknown signal(s) {sorted(unknown)}")
+
+
+def annotator_hash(specs: list[dict[str, Any]]) -> str:
+    """Hash of the annotator config and the model files' contents."""
+    content = [
+        {**s, "model_sha256": _file_digest(s["model"])}
+        if s.get("model") and "://" not in s["model"]
+        else s
+        for s in specs
+    ]
+    blob = json.dumps(content, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def annotate_frame(df: DataFrame, specs: list[dict[str, Any]], text_column: str = "text") -> DataFrame:
+    """Add every annotator's columns to ``df`` in one Arrow pass (lazy; nothing runs yet)."""
+    in_schema = to_arrow_schema(df.schema)
+    out_schema = from_arrow_schema(output_schema(in_schema, specs))
+
+    def run(batches):  # runs on the workers; specs are plain data, so the closure pickles small
+        return annotate_batches(batches, specs, text_column)
+
+    return df.mapInArrow(run, out_schema)
+
+
+def _domain_column(specs: list[dict[str, Any]]) -> str | None:
+    return next((s["column"] for s in specs if s["kind"] == "fasttext_domain"), None)
+
+
+def _token_column(specs: list[dict[str, Any]]) -> str | None:
+    return next((s["column"] for s in specs if s["kind"] == "tokens"), None)
+
+
+def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incremental") -> AnnotateSummary:
+    """Run the annotate job; ``mode`` is ``incremental`` (score new ids only) or ``overwrite``."""
+    started = time.time()
+    cfg = config.annotate
+    specs = annotator_specs(config)
+    check_annotators(cfg.annotators, specs)
+    check_input_path(spark, cfg.input)
+    out_path = config.table_path(cfg.output_table)
+    q_path = config.table_path(cfg.quarantine_table)
+    ann_hash = annotator_hash(specs)
+
+    for spec in specs:  # ship model files; workers read them through SparkFiles
+        if spec.get("model"):
+            spark.sparkContext.addFile(spec["model"])
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_batch_size))
+
+    split = read_input(spark, cfg.input, cfg.max_text_bytes)
+    clean = split.clean
+    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
+    if existing_version is not None:
+        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
+        clean = clean.join(existing.select("id"), "id", "left_anti")
+
+    annotated = annotate_frame(clean, specs).withColumns(
+        {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(ann_hash)}
+    )
+    metadata = {
+        "job": "annotate",
+        "input_path": cfg.input.path,
+        "input_format": cfg.input.format,
+        "input_version": _input_version(spark, cfg.input.format, cfg.input.path),
+        "annotator_hash": ann_hash,
+        "annotators": specs,
+        "code_version": __version__,
+    }
+    log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
+    write_mode = "append" if mode == "incremental" else "overwrite"
+    ann_version = tables.write(annotated, out_path, write_mode, metadata)
+    annotated_rows = tables.rows_written(spark, out_path, ann_version)
+
+    q_version = _write_quarantine(spark, split.quarantined, q_path, metadata)
+    input_rows = split.raw_count.count()
+    by_reason = {
+        r["reason"]: r["count"]
+        for r in split.quarantined.groupBy("reason").count().collect()
+    }
+    quarantined = sum(by_reason.values())
+    summary = AnnotateSummary(
+        input_rows=input_rows,
+        annotated=annotated_rows,
+        skipped_existing=input_rows - annotated_rows - quarantined,
+        quarantined=quarantined,
+        quarantined_by_reason=by_reason,
+        annotated_version=ann_version,
+        quarantine_version=q_version,
+    )
+    _domain_totals(spark, out_path, ann_version, specs, summary)
+    summary.seconds = round(time.time() - started, 1)
+    return summary
+
+
+def _write_quarantine(spark: SparkSession, rows: DataFrame, path: str, metadata: dict) -> int | None:
+    rows = rows.withColumn("quarantined_at", F.current_timestamp())
+    if not tables.exists(spark, path):
+        return tables.write(rows, path, "append", metadata)
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(metadata))
+    try:
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(rows.alias("s"), "t.record_key = s.record_key")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    finally:
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+    return tables.version(spark, path)
+
+
+def _input_version(spark: SparkSession, fmt: str, path: str) -> int | None:
+    return tables.version(spark, path) if fmt == "delta" else None
+
+
+def _domain_totals(
+    spark: SparkSession, path: str, at_version: int, specs: list[dict], summary: AnnotateSummary
+) -> None:
+    domain, tokens = _domain_column(specs), _token_column(specs)
+    if domain is None:
+        return
+    table = spark.read.format("delta").option("versionAsOf", at_version).load(path)
+    aggs = [F.count(F.lit(1)).alias("docs")]
+    if tokens:
+        aggs.append(F.sum(tokens).alias("tokens"))
+    for row in table.groupBy(domain).agg(*aggs).orderBy(domain).collect():
+        summary.docs_by_domain[row[domain]] = row["docs"]
+        if tokens:
+            summary.tokens_by_domain[row[domain]] = int(row["tokens"] or 0)
+
+
+def format_summary(summary: AnnotateSummary) -> str:
+    """Human-readable end-of-job summary."""
+    lines = [
+        f"annotate: {summary.input_rows} input rows = {summary.annotated} annotated "
+        f"+ {summary.skipped_existing} already annotated + {summary.quarantined} quarantined "
+        f"({'reconciled' if summary.reconciles else 'DOES NOT RECONCILE'}) in {summary.seconds}s",
+    ]
+    for reason, count in sorted(summary.quarantined_by_reason.items()):
+        lines.append(f"  quarantined {reason:<16} {count:>8}")
+    if summary.docs_by_domain:
+        lines.append(f"  {'domain (table total)':<24} {'docs':>8} {'tokens':>12}")
+        for domain, docs in summary.docs_by_domain.items():
+            lines.append(f"  {domain:<24} {docs:>8} {summary.tokens_by_domain.get(domain, 0):>12}")
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""The train-classifier job: a labelled corpus → a fastText supervised model + metadata file.
+
+Spark reads and cleans the corpus and writes the training file in fastText's format
+(``__label__<label> <text on one line>``); fastText trains on the driver, as it only trains on one
+machine; held-out documents (chosen by a hash of the id) give accuracy and per-label F1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from quadmix_spark import __version__
+from quadmix_spark.config import ClassifierConfig, ConfigError
+from quadmix_spark.reading import check_input_path, read_input
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClassifierReport:
+    """Held-out evaluation of a trained classifier."""
+
+    model_path: str
+    labels: list[str]
+    train_docs: int
+    eval_docs: int
+    accuracy: float
+    macro_f1: float
+    per_label: dict[str, dict[str, float]]
+    seconds: float
+
+
+def label_metrics(truth: list[str], predicted: list[str], labels: list[str]) -> dict:
+    """Accuracy, macro-F1 and per-label precision/recall/F1/support."""
+    t, p = np.asarray(truth), np.asarray(predicted)
+    per_label = {}
+    for label in labels:
+        tp = int(np.sum((p == label) & (t == label)))
+        precision = tp / max(int(np.sum(p == label)), 1)
+        recall = tp / max(int(np.sum(t == label)), 1)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[label] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": int(np.sum(t == label)),
+        }
+    return {
+        "accuracy": float(np.mean(t == p)) if len(t) else 0.0,
+        "macro_f1": float(np.mean([m["f1"] for m in per_label.values()])) if labels else 0.0,
+        "per_label": per_label,
+    }
+
+
+def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> ClassifierReport:
+    """Train, evaluate and save one classifier; ``key`` names its config section in errors."""
+    import fasttext
+
+    started = time.time()
+    if not 0 < cfg.holdout_fraction < 1:
+        raise ConfigError(f"classifiers.{key}.holdout_fraction must be in (0, 1)")
+    check_input_path(spark, cfg.input)
+    input_cfg = cfg.input
+    if cfg.label_column not in input_cfg.keep_columns:
+        input_cfg.keep_columns = [*input_cfg.keep_columns, cfg.label_column]
+    docs = read_input(spark, input_cfg, max_text_bytes=10**9).clean.where(
+        F.col(cfg.label_column).isNotNull()
+    )
+    bucket = F.pmod(F.xxhash64("id", F.lit(cfg.seed)), F.lit(10_000))
+    docs = docs.withColumn("_heldout", bucket < int(cfg.holdout_fraction * 10_000))
+    line = F.concat(
+        F.lit("__label__"),
+        F.regexp_replace(cfg.label_column, r"\s+", "_"),
+        F.lit(" "),
+        F.regexp_replace("text", r"[\r\n]+", " "),
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="quadmix-train-"))
+    try:
+        # fastText reads the file in order with a decaying learning rate: shuffle by hash first.
+        (
+            docs.where(~F.col("_heldout"))
+            .select(line.alias("value"), F.xxhash64("id", F.lit(cfg.seed + 1)).alias("_order"))
+            .repartition(4, "_order")
+            .sortWithinPartitions("_order")
+            .select("value")
+            .write.text(str(workdir / "parts"))
+        )
+        train_file = workdir / "train.txt"
+        with train_file.open("wb") as out:
+            for part in sorted((workdir / "parts").glob("part-*")):
+                with part.open("rb") as fh:
+                    shutil.copyfileobj(fh, out)
+        train_docs = sum(1 for _ in train_file.open("rb"))
+        if train_docs == 0:
+            raise ConfigError(f"classifiers.{key}: no labelled training documents in {cfg.input.path}")
+        log.info("training fastText on %d documents", train_docs)
+        model = fasttext.train_supervised(
+            input=str(train_file),
+            epoch=cfg.epoch,
+            lr=cfg.lr,
+            wordNgrams=cfg.word_ngrams,
+            dim=cfg.dim,
+            minCount=cfg.min_count,
+            thread=cfg.threads,
+            verbose=0,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if cfg.quantize:
+        model.quantize(retrain=False)
+
+    held = (
+        docs.where(F.col("_heldout"))
+        .select(F.regexp_replace("text", r"[\r\n]+", " ").alias("text"), cfg.label_column)
+        .limit(cfg.max_eval_docs)
+        .collect()
+    )
+    texts = [r["text"] for r in held]
+    truth = [r[cfg.label_column].replace(" ", "_") for r in held]
+    predicted = [lab[0].removeprefix("__label__") for lab in model.predict(texts, k=1)[0]]
+    labels = sorted(lab.removeprefix("__label__") for lab in model.get_labels())
+    metrics = label_metrics(truth, predicted, labels)
+
+    out = Path(cfg.output_model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save_model(str(out))
+    report = ClassifierReport(
+        model_path=str(out),
+        labels=labels,
+        train_docs=train_docs,
+        eval_docs=len(held),
+        accuracy=round(metrics["accuracy"], 4),
+        macro_f1=round(metrics["macro_f1"], 4),
+        per_label=metrics["per_label"],
+        seconds=round(time.time() - started, 1),
+    )
+    meta = {
+        **asdict(report),
+        "label_column": cfg.label_column,
+        "input_path": cfg.input.path,
+        "training_params": {
+            k: getattr(cfg, k) for k in ("epoch", "lr", "word_ngrams", "dim", "min_count", "quantize")
+        },
+        "code_version": __version__,
+    }
+    out.with_suffix(out.suffix + ".json").write_text(json.dumps(meta, indent=2))
+    return report
+
+
+def format_report(name: str, report: ClassifierReport) -> str:
+    """Human-readable classifier evaluation."""
+    lines = [
+        f"classifier {name}: {report.model_path} trained on {report.train_docs} docs in "
+        f"{report.seconds}s; held-out {report.eval_docs} docs: accuracy {report.accuracy:.3f}, "
+        f"macro-F1 {report.macro_f1:.3f}",
+    ]
+    for label, m in report.per_label.items():
+        lines.append(
+            f"  {label:<24} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}"
+            f"  n={m['support']}"
+        )
+    return "\n".join(lines)

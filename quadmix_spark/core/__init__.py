@@ -1,0 +1,55 @@
+"""The numpy core of QuaDMix: the specification the Spark path must reproduce.
+
+σ (:mod:`.normalize`) → Eq.1 merge (:mod:`.merging`) → Eq.2 token-weighted rank
+(:mod:`.ranking`) → Eq.3 expected copies and deterministic draws (:mod:`.sampling`);
+θ (:mod:`.params`) and Algorithm 1 (:mod:`.param_sampler`). Pure numpy, vectorised,
+independent of batch boundaries and row order. Convention: smaller = better.
+"""
+
+from .merging import merge_scores
+from .normalize import build_reference, orient, percentile_against, percentile_matrix
+from .param_sampler import ParamSampler
+from .params import (
+    BETA_KEYS,
+    ParamsError,
+    QuadMixParams,
+    check_against,
+    load_params,
+    param_names,
+    params_hash,
+    save_params,
+    uniform,
+)
+from .ranking import RankMapping, apply_rank_mapping, fit_rank_mapping, token_weighted_rank
+from .sampling import (
+    domain_token_expectation,
+    expected_copies_to_copies,
+    hash_uniform,
+    sampling_function,
+)
+
+__all__ = [
+    "BETA_KEYS",
+    "ParamSampler",
+    "ParamsError",
+    "QuadMixParams",
+    "RankMapping",
+    "apply_rank_mapping",
+    "build_reference",
+    "check_against",
+    "domain_token_expectation",
+    "expected_copies_to_copies",
+    "fit_rank_mapping",
+    "hash_uniform",
+    "load_params",
+    "merge_scores",
+    "orient",
+    "param_names",
+    "params_hash",
+    "percentile_against",
+    "percentile_matrix",
+    "sampling_function",
+    "save_params",
+    "token_weighted_rank",
+    "uniform",
+]

@@ -1,0 +1,171 @@
+"""Reading a raw corpus and splitting it into clean documents and quarantined records.
+
+Every input record ends up in exactly one of the two outputs, so counts reconcile:
+``input rows = clean rows + quarantined rows``. Quarantined rows keep the raw record and a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from quadmix_spark.config import ConfigError, InputConfig
+
+# Reasons, in the order they are tested: a record gets the first that applies.
+REASONS = (
+    "invalid_utf8",
+    "malformed_json",
+    "missing_id",
+    "missing_text",
+    "non_string_text",
+    "empty_text",
+    "too_large",
+    "duplicate_id",
+)
+
+QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw")
+
+
+@dataclass(frozen=True)
+class SplitInput:
+    """Clean documents (``id``, ``text``, kept columns) and quarantined records."""
+
+    clean: DataFrame
+    quarantined: DataFrame
+    raw_count: DataFrame  # one row per input record; count it for the reconciliation
+
+
+def _json_path(name: str) -> str:
+    return "$['" + name.replace("'", "\\'") + "']"
+
+
+def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+    """JSON lines as (raw, source_file, id, text, text_type, kept columns...)."""
+    lines = spark.read.text(cfg.path).select(
+        F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
+    )
+    parsed = F.try_parse_json("raw")
+    text_variant = F.try_variant_get(parsed, _json_path(cfg.text_column), "variant")
+    columns = [
+        "raw",
+        "source_file",
+        F.when(parsed.isNull(), F.lit("malformed")).alias("_parse"),
+        F.try_variant_get(parsed, _json_path(cfg.text_column), "string").alias("text"),
+        F.schema_of_variant(text_variant).alias("_text_type"),
+    ]
+    if cfg.id_column:
+        columns.append(F.try_variant_get(parsed, _json_path(cfg.id_column), "string").alias("id"))
+    # JSON has no schema to speak of: kept columns are carried as strings.
+    columns += [F.try_variant_get(parsed, _json_path(c), "string").alias(c) for c in cfg.keep_columns]
+    return lines.select(*columns)
+
+
+def _read_table(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+    """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
+    reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
+    df = reader.load(cfg.path)
+    names = set(df.columns)
+    for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
+        if column and column not in names:
+            raise ConfigError(
+                f"annotate.input.{key}: column {column!r} not in {cfg.path} "
+                f"(columns: {', '.join(sorted(names))})"
+            )
+    for column in cfg.keep_columns:
+        if column not in names:
+            raise ConfigError(f"annotate.input.keep_columns: column {column!r} not in {cfg.path}")
+    text_type = df.schema[cfg.text_column].dataType.simpleString()
+    if text_type != "string":
+        raise ConfigError(
+            f"annotate.input.text_column {cfg.text_column!r} has type {text_type}, expected string"
+        )
+    columns = [
+        F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("raw"),
+        F.col("_metadata.file_path").alias("source_file"),
+        F.lit(None).cast("string").alias("_parse"),
+        F.col(cfg.text_column).alias("text"),
+        F.when(F.col(cfg.text_column).isNull(), F.lit("VOID"))
+        .otherwise(F.lit("STRING"))
+        .alias("_text_type"),
+    ]
+    if cfg.id_column:
+        columns.append(F.col(cfg.id_column).cast("string").alias("id"))
+    columns += [F.col(c) for c in cfg.keep_columns if c not in (cfg.id_column, cfg.text_column)]
+    return df.select(*columns)
+
+
+def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
+    text = F.col("text")
+    reason = F.when(~F.is_valid_utf8("raw"), F.lit("invalid_utf8")).when(
+        F.col("_parse").isNotNull(), F.lit("malformed_json")
+    )
+    if cfg.id_column:
+        reason = reason.when(
+            F.col("id").isNull() | (F.trim(F.col("id")) == ""), F.lit("missing_id")
+        )
+    return (
+        reason.when(
+            F.col("_text_type").isNull() | (F.col("_text_type") == "VOID"), F.lit("missing_text")
+        )
+        .when(F.col("_text_type") != "STRING", F.lit("non_string_text"))
+        .when(F.trim(text) == "", F.lit("empty_text"))
+        .when(F.octet_length(text) > max_text_bytes, F.lit("too_large"))
+    )
+
+
+def _record_key() -> Column:
+    # Stable key for a quarantined record: reruns MERGE on it instead of appending duplicates.
+    return F.sha2(F.concat_ws("\u0000", F.col("source_file"), F.col("raw")), 256)
+
+
+def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> SplitInput:
+    """Read ``cfg.path`` and split it into clean documents and quarantined records.
+
+    A missing path or column raises :class:`ConfigError` before any distributed work.
+    Duplicate ids keep one record (the one with the smallest text hash, so the choice does not
+    depend on file order or partitioning); the others are quarantined as ``duplicate_id``.
+    """
+    if cfg.format == "jsonl":
+        rows = _read_jsonl(spark, cfg)
+    else:
+        rows = _read_table(spark, cfg)
+    rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
+    if not cfg.id_column:
+        rows = rows.withColumn("id", F.sha2(F.col("text"), 256))
+
+    bad = rows.where(F.col("_reason").isNotNull())
+    good = rows.where(F.col("_reason").isNull())
+
+    # Only ids seen twice take part in the window, so the common case costs one small aggregate.
+    dup_ids = good.groupBy("id").count().where("count > 1").select("id", F.lit(True).alias("_dup"))
+    flagged = good.join(dup_ids, "id", "left")
+    rank = Window.partitionBy("id").orderBy(F.xxhash64("text"), "text", "source_file", "raw")
+    dups = flagged.where(F.col("_dup")).withColumn("_rn", F.row_number().over(rank))
+    keep_cols = ["id", "text", *[c for c in cfg.keep_columns if c not in ("id", "text")]]
+    clean = flagged.where(F.col("_dup").isNull()).select(*keep_cols).unionByName(
+        dups.where(F.col("_rn") == 1).select(*keep_cols)
+    )
+    duplicates = dups.where(F.col("_rn") > 1).withColumn("_reason", F.lit("duplicate_id"))
+
+    def to_quarantine(df: DataFrame) -> DataFrame:
+        return df.select(
+            _record_key().alias("record_key"),
+            F.col("id").cast("string").alias("id"),
+            F.col("_reason").alias("reason"),
+            "source_file",
+            "raw",
+        )
+
+    quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
+    return SplitInput(clean=clean, quarantined=quarantined, raw_count=rows.select("source_file"))
+
+
+def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:
+    """Fail fast, naming the key, when the input path does not exist."""
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(cfg.path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(hadoop_path):
+        raise ConfigError(f"annotate.input.path: {cfg.path} does not exist")

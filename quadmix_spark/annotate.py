@@ -98,9 +98,7 @@ def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, An
 def annotator_hash(specs: list[dict[str, Any]]) -> str:
     """Hash of the annotator config and the model files' contents."""
     content = [
-        {**s, "model_sha256": _file_digest(s["model"])}
-        if s.get("model") and "://" not in s["model"]
-        else s
+        {**s, "model_sha256": _file_digest(s["model"])} if s.get("model") and "://" not in s["model"] else s
         for s in specs
     ]
     blob = json.dumps(content, sort_keys=True).encode()
@@ -168,10 +166,7 @@ def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incre
 
     q_version = _write_quarantine(spark, split.quarantined, q_path, metadata)
     input_rows = split.raw_count.count()
-    by_reason = {
-        r["reason"]: r["count"]
-        for r in split.quarantined.groupBy("reason").count().collect()
-    }
+    by_reason = {r["reason"]: r["count"] for r in split.quarantined.groupBy("reason").count().collect()}
     quarantined = sum(by_reason.values())
     summary = AnnotateSummary(
         input_rows=input_rows,
@@ -182,7 +177,7 @@ def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incre
         annotated_version=ann_version,
         quarantine_version=q_version,
     )
-    _domain_totals(spark, out_path, ann_version, specs, summary)
+    _domain_totals(spark, out_path, specs, summary)
     summary.seconds = round(time.time() - started, 1)
     return summary
 
@@ -209,13 +204,11 @@ def _input_version(spark: SparkSession, fmt: str, path: str) -> int | None:
     return tables.version(spark, path) if fmt == "delta" else None
 
 
-def _domain_totals(
-    spark: SparkSession, path: str, at_version: int, specs: list[dict], summary: AnnotateSummary
-) -> None:
+def _domain_totals(spark: SparkSession, path: str, specs: list[dict], summary: AnnotateSummary) -> None:
     domain, tokens = _domain_column(specs), _token_column(specs)
     if domain is None:
         return
-    table = spark.read.format("delta").option("versionAsOf", at_version).load(path)
+    table = spark.read.format("delta").load(path)
     aggs = [F.count(F.lit(1)).alias("docs")]
     if tokens:
         aggs.append(F.sum(tokens).alias("tokens"))

@@ -73,9 +73,7 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
     input_cfg = cfg.input
     if cfg.label_column not in input_cfg.keep_columns:
         input_cfg.keep_columns = [*input_cfg.keep_columns, cfg.label_column]
-    docs = read_input(spark, input_cfg, max_text_bytes=10**9).clean.where(
-        F.col(cfg.label_column).isNotNull()
-    )
+    docs = read_input(spark, input_cfg, max_text_bytes=10**9).clean.where(F.col(cfg.label_column).isNotNull())
     bucket = F.pmod(F.xxhash64("id", F.lit(cfg.seed)), F.lit(10_000))
     docs = docs.withColumn("_heldout", bucket < int(cfg.holdout_fraction * 10_000))
     line = F.concat(
@@ -166,7 +164,6 @@ def format_report(name: str, report: ClassifierReport) -> str:
     ]
     for label, m in report.per_label.items():
         lines.append(
-            f"  {label:<24} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}"
-            f"  n={m['support']}"
+            f"  {label:<24} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  n={m['support']}"
         )
     return "\n".join(lines)

@@ -132,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
     """Entry point of ``quadmix`` (and, with ``command``, of the jobs/ scripts)."""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     argv = list(sys.argv[1:] if argv is None else argv)
     if command:

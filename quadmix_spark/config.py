@@ -167,9 +167,7 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{key}." if key else ""
-        raise ConfigError(
-            f"unknown config key {where}{unknown[0]} (allowed: {', '.join(sorted(fields))})"
-        )
+        raise ConfigError(f"unknown config key {where}{unknown[0]} (allowed: {', '.join(sorted(fields))})")
     values = {}
     for name, f in fields.items():
         dotted = f"{key}.{name}" if key else name

@@ -31,38 +31,43 @@ from quadmix_spark.demo_sources import DOMAIN_SOURCES, load_pools
 
 DOMAINS: tuple[str, ...] = tuple(DOMAIN_SOURCES)
 # Real crawls are imbalanced; a uniform mix would make domain reweighting moot.
-DOMAIN_WEIGHTS: dict[str, float] = dict(zip(DOMAINS, (
-    0.14, 0.06, 0.13, 0.08, 0.08, 0.07, 0.08, 0.14, 0.08, 0.07, 0.07)))
+DOMAIN_WEIGHTS: dict[str, float] = dict(
+    zip(DOMAINS, (0.14, 0.06, 0.13, 0.08, 0.08, 0.07, 0.08, 0.14, 0.08, 0.07, 0.07), strict=True)
+)
+# fmt: off
+# Share of each defect among defective docs; boilerplate dominates real crawls.
 DEFECT_WEIGHTS: dict[str, float] = {
-    "boilerplate": 0.22, "keyword_spam": 0.14, "repeated_lines": 0.14,
-    "truncated": 0.14, "shuffled_words": 0.12, "non_english": 0.10,
-    "very_short": 0.12, "very_long": 0.02,
+    "boilerplate": 0.22, "keyword_spam": 0.14, "repeated_lines": 0.14, "truncated": 0.14,
+    "shuffled_words": 0.12, "non_english": 0.10, "very_short": 0.125, "very_long": 0.015,
 }
 DEFECTS: tuple[str, ...] = tuple(DEFECT_WEIGHTS)
 MALFORMED_KINDS: tuple[str, ...] = (
-    "invalid_json", "invalid_utf8", "null_text", "empty_text", "numeric_text", "duplicate_id")
+    "invalid_json", "invalid_utf8", "null_text", "empty_text", "numeric_text", "duplicate_id",
+)
 # Strings that only injected boilerplate contains (licence prose does contain
 # "All rights reserved", so that is deliberately not a marker).
 BOILERPLATE_MARKERS: tuple[str, ...] = (
     "Home | About | Contact", "Accept all cookies", "Skip to main content",
-    "Subscribe to our newsletter", "Share this article:")
+    "Subscribe to our newsletter", "Share this article:",
+)
 VERY_LONG_MIN_CHARS = 102_400
 FIELDS: tuple[str, ...] = ("id", "url", "text", "true_domain", "quality", "defect", "lang")
 
-_NAV = ("Home | About | Contact", "Home | About | Contact | Blog",
-        "Home | About | Contact | Docs | Pricing", "Home | About | Contact | Careers | Press")
+_NAV = tuple("Home | About | Contact" + tail for tail in ("", " | Blog", " | Docs", " | Careers"))
 _COOKIES = (
     "We use cookies to improve your experience on our site. By continuing to browse you "
     "agree to our use of cookies. Accept all cookies | Manage preferences",
-    "This website uses cookies to ensure you get the best experience. Accept all cookies | Learn more",
+    "This website uses cookies to ensure you get the best experience. "
+    "Accept all cookies | Learn more",
 )
-_SPAM_WORDS = ("best", "free", "cheap", "download", "online", "top", "2024", "review",
-               "guide", "tutorial", "buy", "deal", "fast", "easy", "now")
+_SPAM_WORDS = ("best", "free", "cheap", "download", "online", "top", "2024", "review", "guide",
+               "buy", "deal", "easy", "now")
 _STUBS = ("Page not found.", "Loading...", "403 Forbidden", "Click here to continue reading.",
           "Please enable JavaScript.", "Redirecting...")
 _HOST_A = ("blue", "quick", "open", "bright", "silent", "north", "pixel", "river", "iron", "maple")
 _HOST_B = ("pine", "forge", "notes", "byte", "harbor", "lab", "stack", "garden", "works", "hub")
 _TLDS = ("com", "org", "net", "io", "dev", "info")
+# fmt: on
 
 
 class _Rand:
@@ -108,20 +113,29 @@ def _plan() -> tuple:
     domains = tuple(d for d in DOMAINS if d in pools.domains)
     langs = tuple(sorted(pools.foreign))
     defects = tuple(d for d in DEFECTS if d != "non_english" or langs)
-    return (domains, _cumulative([DOMAIN_WEIGHTS[d] for d in domains]),
-            defects, _cumulative([DEFECT_WEIGHTS[d] for d in defects]),
-            langs, _cumulative([sum(map(len, pools.foreign[lang])) for lang in langs]))
+    return (
+        domains,
+        _cumulative([DOMAIN_WEIGHTS[d] for d in domains]),
+        defects,
+        _cumulative([DEFECT_WEIGHTS[d] for d in defects]),
+        langs,
+        _cumulative([sum(map(len, pools.foreign[lang])) for lang in langs]),
+    )
 
 
 @functools.cache
 def _keywords() -> dict[str, tuple[str, ...]]:
     """Per domain, words far more frequent there than elsewhere: what a spammer stuffs."""
-    counts = {d: Counter(w for p in paras for s in p for w in re.findall(r"[a-z]{5,}", s.lower()))
-              for d, paras in load_pools().domains.items()}
+    counts = {
+        d: Counter(w for p in paras for s in p for w in re.findall(r"[a-z]{5,}", s.lower()))
+        for d, paras in load_pools().domains.items()
+    }
     total = sum(counts.values(), Counter())
-    return {d: tuple(w for _, w in sorted((-(n / total[w]) * math.log(n), w)
-                                          for w, n in c.items() if n >= 5)[:40])
-            for d, c in counts.items()}
+    out = {}
+    for d, c in counts.items():
+        scored = sorted((-(n / total[w]) * math.log(n), w) for w, n in c.items() if n >= 5)
+        out[d] = tuple(w for _, w in scored[:40])
+    return out
 
 
 def _prose(r: _Rand, paras: Sequence[tuple[str, ...]], target: int, contiguous: bool) -> list[str]:
@@ -134,12 +148,16 @@ def _prose(r: _Rand, paras: Sequence[tuple[str, ...]], target: int, contiguous: 
     size, p = 0, r.below(len(paras))
     while size < target or len(out) < 2:  # one passage alone recurs too often at 1M docs
         sents = paras[p]
-        a = 0 if len(sents) < 3 or r.u() < 0.4 else r.below(len(sents) - 1)
-        b = len(sents) if r.u() < 0.5 else r.between(a + 1, len(sents))
+        a, b = 0, len(sents)
+        if b > 1 and r.u() < 0.65:
+            a = r.below(b)
+            b = r.between(a + 1, b)
         passage = " ".join(sents[a:b])
         out.append(passage)
         size += len(passage) + 2
-        p = (p + 1) % len(paras) if contiguous else r.below(len(paras))
+        # Contiguous runs skip a paragraph now and then; a fixed stride would make
+        # every run from the same start identical.
+        p = (p + 1 + (r.u() < 0.35)) % len(paras) if contiguous else r.below(len(paras))
     return out
 
 
@@ -157,7 +175,9 @@ def _boilerplate(r: _Rand, paras, body_target: int) -> str:
         parts.append("Related posts:\n" + "\n".join(f"» {t}…" for t in titles))
     if r.u() < 0.5:
         parts.append("Subscribe to our newsletter and never miss an update! Enter your email: [Subscribe]")
-    parts.append(f"© {r.between(2012, 2024)} {site}. All rights reserved. Privacy Policy | Terms of Use | Sitemap")
+    parts.append(
+        f"© {r.between(2012, 2024)} {site}. All rights reserved. Privacy Policy | Terms of Use | Sitemap"
+    )
     return "\n\n".join(parts)
 
 
@@ -253,14 +273,22 @@ def make_document(i: int, seed: int = 0, defect_rate: float = 0.35) -> dict:
     elif defect == "very_short":
         text = _very_short(r, paras)
     else:  # very_long: sampled, not contiguous, so it is not one pool replayed
-        text = "\n\n".join(_prose(r, paras, VERY_LONG_MIN_CHARS + r.below(150_000), False))
-    return {"id": f"demo-{i:08d}", "url": _url(r, i, paras), "text": text, "true_domain": domain,
-            "quality": "high" if defect == "none" else "low", "defect": defect, "lang": lang}
+        text = "\n\n".join(_prose(r, paras, VERY_LONG_MIN_CHARS + r.below(100_000), False))
+    return {
+        "id": f"demo-{i:08d}",
+        "url": _url(r, i, paras),
+        "text": text,
+        "true_domain": domain,
+        "quality": "high" if defect == "none" else "low",
+        "defect": defect,
+        "lang": lang,
+    }
 
 
-def generate_documents(n_docs: int, seed: int = 0, defect_rate: float = 0.35,
-                       start: int = 0) -> Iterator[dict]:
-    """Yield documents ``start .. start + n_docs - 1`` (any range equals the slice of a full run)."""
+def generate_documents(
+    n_docs: int, seed: int = 0, defect_rate: float = 0.35, start: int = 0
+) -> Iterator[dict]:
+    """Yield docs ``start .. start + n_docs - 1``; equal to that slice of a full run."""
     for i in range(start, start + n_docs):
         yield make_document(i, seed, defect_rate)
 
@@ -282,20 +310,27 @@ def _malformed(i: int, seed: int, rate: float, doc: dict, line: bytes) -> tuple[
     return kind, json.dumps(bad, ensure_ascii=False).encode() + b"\n"
 
 
+_COUNT_KEYS = ("domain", "defect", "lang", "malformed", "text_bytes")
+
+
+def _tally(counts: dict[str, Counter], doc: dict) -> None:
+    counts["domain"][doc["true_domain"]] += 1
+    counts["defect"][doc["defect"]] += 1
+    counts["lang"][doc["lang"]] += 1
+    counts["text_bytes"]["total"] += len(doc["text"].encode())
+
+
 def _write_part(task: tuple) -> dict:
+    """Write docs [start, stop) to one part file; returns its counts."""
     path, start, stop, seed, fmt, defect_rate, malformed_rate = task
-    counts = {k: Counter() for k in ("domain", "defect", "lang", "malformed")}
-    text_bytes = 0
+    counts = {k: Counter() for k in _COUNT_KEYS}
     docs = generate_documents(stop - start, seed, defect_rate, start)
     if fmt == "jsonl":
         with open(path, "wb") as fh:
             for i, doc in enumerate(docs, start):
                 line = json.dumps(doc, ensure_ascii=False).encode() + b"\n"
                 fh.write(line)
-                text_bytes += len(doc["text"].encode())
-                counts["domain"][doc["true_domain"]] += 1
-                counts["defect"][doc["defect"]] += 1
-                counts["lang"][doc["lang"]] += 1
+                _tally(counts, doc)
                 bad = _malformed(i, seed, malformed_rate, doc, line) if malformed_rate else None
                 if bad:
                     counts["malformed"][bad[0]] += 1
@@ -309,17 +344,20 @@ def _write_part(task: tuple) -> dict:
             while batch := list(itertools.islice(docs, 10_000)):  # bounded memory
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                 for doc in batch:
-                    text_bytes += len(doc["text"].encode())
-                    counts["domain"][doc["true_domain"]] += 1
-                    counts["defect"][doc["defect"]] += 1
-                    counts["lang"][doc["lang"]] += 1
-    return {"file": str(path), "docs": stop - start, "bytes": Path(path).stat().st_size,
-            "text_bytes": text_bytes, **counts}
+                    _tally(counts, doc)
+    return {"file": Path(path).name, "bytes": Path(path).stat().st_size, **counts}
 
 
-def write_corpus(out_dir: str | Path, n_docs: int = 20_000, seed: int = 0, fmt: str = "jsonl",
-                 docs_per_file: int = 50_000, defect_rate: float = 0.35,
-                 malformed_rate: float = 0.0, workers: int = 1) -> dict:
+def write_corpus(
+    out_dir: str | Path,
+    n_docs: int = 20_000,
+    seed: int = 0,
+    fmt: str = "jsonl",
+    docs_per_file: int = 50_000,
+    defect_rate: float = 0.35,
+    malformed_rate: float = 0.0,
+    workers: int = 1,
+) -> dict:
     """Stream the corpus into ``out_dir/part-NNNNN.{jsonl,parquet}`` and return a summary.
 
     Part files cover fixed id ranges, so the output is identical for any
@@ -329,16 +367,22 @@ def write_corpus(out_dir: str | Path, n_docs: int = 20_000, seed: int = 0, fmt: 
     """
     if fmt not in ("jsonl", "parquet"):
         raise ValueError(f"fmt must be 'jsonl' or 'parquet', not {fmt!r}")
+    if n_docs < 0 or docs_per_file < 1:
+        raise ValueError("need n_docs >= 0 and docs_per_file >= 1")
     if malformed_rate and fmt != "jsonl":
         raise ValueError("malformed records can only be injected into JSONL")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(f"part-*.{fmt}"):
         stale.unlink()
-    pools = load_pools()  # before forking, so workers inherit the extracted pools
+    pools, _, _ = load_pools(), _plan(), _keywords()  # before forking: workers inherit them
     t0 = time.perf_counter()
-    tasks = [(out / f"part-{k:05d}.{fmt}", s, min(s + docs_per_file, n_docs), seed, fmt,
-              defect_rate, malformed_rate) for k, s in enumerate(range(0, n_docs, docs_per_file))]
+    starts = range(0, n_docs, docs_per_file)
+    tasks = [
+        (out / f"part-{k:05d}.{fmt}", s, min(s + docs_per_file, n_docs), seed, fmt)
+        + (defect_rate, malformed_rate)
+        for k, s in enumerate(starts)
+    ]
     if workers > 1 and len(tasks) > 1:
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         with mp.get_context(method).Pool(min(workers, len(tasks))) as pool:
@@ -346,17 +390,23 @@ def write_corpus(out_dir: str | Path, n_docs: int = 20_000, seed: int = 0, fmt: 
     else:
         parts = [_write_part(t) for t in tasks]
     seconds = time.perf_counter() - t0
-    merged = {k: sum((p[k] for p in parts), Counter()) for k in ("domain", "defect", "lang", "malformed")}
+    merged = {k: sum((p[k] for p in parts), Counter()) for k in _COUNT_KEYS}
     summary = {
-        "docs": n_docs, "files": [Path(p["file"]).name for p in parts], "format": fmt, "seed": seed,
-        "bytes": sum(p["bytes"] for p in parts), "text_bytes": sum(p["text_bytes"] for p in parts),
+        "docs": n_docs,
+        "files": [p["file"] for p in parts],
+        "format": fmt,
+        "seed": seed,
+        "bytes": sum(p["bytes"] for p in parts),
+        "text_bytes": merged["text_bytes"]["total"],
         "per_domain": dict(sorted(merged["domain"].items())),
         "per_defect": dict(sorted(merged["defect"].items())),
         "per_lang": dict(sorted(merged["lang"].items())),
         "malformed": dict(sorted(merged["malformed"].items())),
         "malformed_total": sum(merged["malformed"].values()),
-        "seconds": round(seconds, 3), "docs_per_s": round(n_docs / max(seconds, 1e-9), 1),
-        "pool_fingerprint": pools.fingerprint, "paragraphs_per_domain": pools.paragraph_counts(),
+        "seconds": round(seconds, 3),
+        "docs_per_s": round(n_docs / max(seconds, 1e-9), 1),
+        "pool_fingerprint": pools.fingerprint,
+        "paragraphs_per_domain": pools.paragraph_counts(),
         "missing_sources": list(pools.missing),
     }
     (out / "_summary.json").write_text(json.dumps(summary, indent=2))
@@ -375,6 +425,4 @@ if __name__ == "__main__":
     ap.add_argument("--defect-rate", type=float, default=0.35)
     ap.add_argument("--malformed-rate", type=float, default=0.0)
     ap.add_argument("--workers", type=int, default=1)
-    a = ap.parse_args()
-    print(json.dumps(write_corpus(a.out_dir, a.n_docs, a.seed, a.fmt, a.docs_per_file,
-                                  a.defect_rate, a.malformed_rate, a.workers), indent=2))
+    print(json.dumps(write_corpus(**vars(ap.parse_args())), indent=2))

@@ -29,43 +29,35 @@ log = logging.getLogger(__name__)
 
 # The module lists are explicit and short on purpose: extraction must take a few
 # seconds, and each domain must keep a vocabulary of its own.
+# fmt: off
 DOMAIN_SOURCES: dict[str, tuple[str, ...]] = {
     "language_reference": ("pydoc_data.topics", "builtins"),
-    "text_processing": (
-        "re", "string", "textwrap", "difflib", "unicodedata", "codecs",
-        "html", "html.parser", "gettext", "locale", "shlex", "stringprep",
-    ),
-    "numerics": (
-        "math", "cmath", "statistics", "decimal", "fractions", "random",
-        "numbers", "numpy", "numpy.linalg", "numpy.fft", "numpy.polynomial",
-    ),
-    "networking": (
-        "socket", "ssl", "http", "http.client", "http.server", "http.cookies",
-        "urllib.request", "urllib.parse", "smtplib", "ftplib", "imaplib",
-        "poplib", "ipaddress", "socketserver", "xmlrpc.client",
-    ),
-    "filesystems": (
-        "os", "os.path", "pathlib", "shutil", "glob", "fnmatch", "tempfile",
-        "filecmp", "zipfile", "tarfile", "io", "stat", "fsspec",
-    ),
-    "concurrency": (
-        "threading", "multiprocessing", "multiprocessing.pool",
-        "concurrent.futures", "asyncio", "queue", "sched", "subprocess",
-        "selectors", "contextvars",
-    ),
-    "data_formats": (
-        "json", "csv", "pickle", "xml.etree.ElementTree", "xml.dom.minidom",
-        "configparser", "plistlib", "base64", "binascii", "struct",
-        "tomllib", "yaml", "pyarrow.parquet", "mailbox",
-    ),
+    "text_processing": ("re", "string", "textwrap", "difflib", "unicodedata", "codecs", "html",
+                        "html.parser", "gettext", "locale", "shlex", "stringprep",
+                        "charset_normalizer", "pygments.lexer", "pygments.formatter",
+                        "pygments.util", "idna"),
+    "numerics": ("math", "cmath", "statistics", "decimal", "fractions", "random", "numbers",
+                 "numpy", "numpy.linalg", "numpy.fft", "numpy.polynomial"),
+    "networking": ("socket", "ssl", "http", "http.client", "http.server", "http.cookies",
+                   "urllib.request", "urllib.parse", "smtplib", "ftplib", "imaplib", "poplib",
+                   "ipaddress", "socketserver", "xmlrpc.client", "http.cookiejar",
+                   "email.message", "requests", "requests.sessions", "requests.adapters"),
+    "filesystems": ("os", "os.path", "pathlib", "shutil", "glob", "fnmatch", "tempfile",
+                    "filecmp", "zipfile", "tarfile", "io", "stat", "mmap", "fsspec", "fsspec.spec"),
+    "concurrency": ("threading", "multiprocessing", "multiprocessing.pool", "concurrent.futures",
+                    "multiprocessing.managers", "multiprocessing.shared_memory", "asyncio",
+                    "asyncio.streams", "queue", "sched", "subprocess", "selectors", "contextvars"),
+    "data_formats": ("json", "csv", "pickle", "xml.etree.ElementTree", "xml.dom.minidom",
+                     "configparser", "plistlib", "base64", "binascii", "struct", "tomllib",
+                     "yaml", "pyarrow.parquet", "pyarrow.csv", "pyarrow.json", "mailbox", "gzip",
+                     "lzma", "zlib"),
     "dataframes": ("pandas", "pyspark.sql", "pyspark.sql.functions"),
     "plotting": ("matplotlib.pyplot", "matplotlib.axes", "matplotlib.figure"),
-    "testing": (
-        "unittest", "unittest.mock", "doctest", "pytest", "pdb", "timeit",
-        "trace", "cProfile", "pstats", "faulthandler",
-    ),
-    "legal": ("licenses:",),
+    "testing": ("unittest", "unittest.mock", "doctest", "pytest", "pdb", "timeit", "trace",
+                "cProfile", "pstats", "faulthandler"),
+    "legal": ("licenses:",),  # Python's LICENSE.txt and every *.dist-info licence file
 }
+# fmt: on
 
 # Objects re-exported from these modules carry generic docstrings that would
 # blur the domains (e.g. every enum's "An enumeration.").
@@ -82,6 +74,7 @@ _FOREIGN_FILES: tuple[tuple[str, str], ...] = (
     ("cjkencodings/euc_kr-utf8.txt", "ko"),
     ("xmltestdata/expat224_utf8_bug.xml", "zh"),
 )
+_TEST_PACKAGE = "test"  # stdlib tests; Debian-style Pythons often leave them out
 _UNSPACED_LANGS = {"zh", "ja"}  # wrapped lines join without a space
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'`])")
@@ -89,7 +82,8 @@ _FOREIGN_SENTENCE_END = re.compile(r"(?<=[。！？!?:])|(?<=[.])\s+")
 _RST_ROLE = re.compile(r"(?::[a-z:]+:)?`+~?\.?([^`]+)`+")
 _DROP_LINE = re.compile(
     r"^\s*(\.\. |:\w[\w ]*:|[-=~^*#`]{3,}\s*$|[\w.*, ]+ : \S.*$|"
-    r"(Parameters|Returns|Yields|Raises|Examples?|See Also|Notes|References|Attributes|Methods|Other Parameters)\s*$)"
+    r"(Parameters|Returns|Yields|Raises|Examples?|See Also|Notes|References|Attributes|"
+    r"Methods|Other Parameters)\s*$)"
 )
 _CODE_MARK = re.compile(r"^\s*(>>>|\.\.\.|\$ |In \[|\w+ ::=)|::=|\{\s*$")
 
@@ -151,31 +145,22 @@ def _docstrings(module: object) -> list[str]:
     return [inspect.cleandoc(d) for d in docs if d]
 
 
-def _licence_texts() -> tuple[list[str], list[str]]:
-    """Licence files of Python and of every installed distribution."""
-    roots = {Path(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
-    files = [Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"]
-    for root in sorted(roots):
-        for pattern in ("*.dist-info/**/LICEN[CS]E*", "*.dist-info/**/COPYING*", "*.dist-info/**/NOTICE*"):
-            files.extend(sorted(root.glob(pattern)))
-    texts, missing = [], []
-    for f in files:
-        try:
-            if f.is_file():
-                texts.append(f.read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            missing.append(str(f))
+def _licence_texts() -> list[str]:
+    """Licence files of Python itself and of every installed distribution."""
+    paths = sysconfig.get_paths()
+    files = [Path(paths["stdlib"]) / "LICENSE.txt"]
+    for root in sorted({Path(paths["purelib"]), Path(paths["platlib"])}):
+        for pattern in ("LICEN[CS]E*", "COPYING*", "NOTICE*"):
+            files.extend(sorted(root.glob(f"*.dist-info/**/{pattern}")))
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files if f.is_file()]
     if not texts:
-        missing.append("licence files")
-    return texts, missing
+        raise FileNotFoundError("no licence files found")
+    return texts
 
 
 def _source_texts(source: str) -> list[str]:
     if source == "licenses:":
-        texts, missing = _licence_texts()
-        if missing and not texts:
-            raise ImportError("no licence files found")
-        return texts
+        return _licence_texts()
     module = importlib.import_module(source)
     if source == "pydoc_data.topics":
         return [module.topics[k] for k in sorted(module.topics)]
@@ -188,7 +173,7 @@ def split_sentences(paragraph: str) -> tuple[str, ...]:
 
 
 def _foreign_sentences() -> tuple[dict[str, tuple[str, ...]], list[str]]:
-    spec = importlib.util.find_spec("test")
+    spec = importlib.util.find_spec(_TEST_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return {}, ["stdlib test package (non-English samples)"]
     base = Path(list(spec.submodule_search_locations)[0])
@@ -230,7 +215,7 @@ def load_pools() -> SourcePools:
         for source in sources:
             try:
                 texts = _source_texts(source)
-            except Exception as exc:  # noqa: BLE001 - any import failure just drops a source
+            except Exception as exc:  # any failure (import, missing file) drops one source
                 missing.append(f"{domain}:{source} ({type(exc).__name__})")
                 continue
             for text in texts:

@@ -86,9 +86,7 @@ def _read_table(spark: SparkSession, cfg: InputConfig) -> DataFrame:
         F.col("_metadata.file_path").alias("source_file"),
         F.lit(None).cast("string").alias("_parse"),
         F.col(cfg.text_column).alias("text"),
-        F.when(F.col(cfg.text_column).isNull(), F.lit("VOID"))
-        .otherwise(F.lit("STRING"))
-        .alias("_text_type"),
+        F.when(F.col(cfg.text_column).isNull(), F.lit("VOID")).otherwise(F.lit("STRING")).alias("_text_type"),
     ]
     if cfg.id_column:
         columns.append(F.col(cfg.id_column).cast("string").alias("id"))
@@ -102,13 +100,9 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
         F.col("_parse").isNotNull(), F.lit("malformed_json")
     )
     if cfg.id_column:
-        reason = reason.when(
-            F.col("id").isNull() | (F.trim(F.col("id")) == ""), F.lit("missing_id")
-        )
+        reason = reason.when(F.col("id").isNull() | (F.trim(F.col("id")) == ""), F.lit("missing_id"))
     return (
-        reason.when(
-            F.col("_text_type").isNull() | (F.col("_text_type") == "VOID"), F.lit("missing_text")
-        )
+        reason.when(F.col("_text_type").isNull() | (F.col("_text_type") == "VOID"), F.lit("missing_text"))
         .when(F.col("_text_type") != "STRING", F.lit("non_string_text"))
         .when(F.trim(text) == "", F.lit("empty_text"))
         .when(F.octet_length(text) > max_text_bytes, F.lit("too_large"))
@@ -127,10 +121,7 @@ def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> Sp
     Duplicate ids keep one record (the one with the smallest text hash, so the choice does not
     depend on file order or partitioning); the others are quarantined as ``duplicate_id``.
     """
-    if cfg.format == "jsonl":
-        rows = _read_jsonl(spark, cfg)
-    else:
-        rows = _read_table(spark, cfg)
+    rows = _read_jsonl(spark, cfg) if cfg.format == "jsonl" else _read_table(spark, cfg)
     rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
     if not cfg.id_column:
         rows = rows.withColumn("id", F.sha2(F.col("text"), 256))
@@ -144,8 +135,10 @@ def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> Sp
     rank = Window.partitionBy("id").orderBy(F.xxhash64("text"), "text", "source_file", "raw")
     dups = flagged.where(F.col("_dup")).withColumn("_rn", F.row_number().over(rank))
     keep_cols = ["id", "text", *[c for c in cfg.keep_columns if c not in ("id", "text")]]
-    clean = flagged.where(F.col("_dup").isNull()).select(*keep_cols).unionByName(
-        dups.where(F.col("_rn") == 1).select(*keep_cols)
+    clean = (
+        flagged.where(F.col("_dup").isNull())
+        .select(*keep_cols)
+        .unionByName(dups.where(F.col("_rn") == 1).select(*keep_cols))
     )
     duplicates = dups.where(F.col("_rn") > 1).withColumn("_reason", F.lit("duplicate_id"))
 

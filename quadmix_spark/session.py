@@ -24,6 +24,9 @@ _LOCAL_DEFAULTS = {
 }
 
 
+_LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
 class DeltaJarsMissing(RuntimeError):
     """The Delta Lake jars are not on the JVM classpath."""
 
@@ -54,9 +57,11 @@ def build_session(
     if not under_spark_submit():
         # Workers must run this interpreter: the system python3 has none of our packages.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         settings.update(_LOCAL_DEFAULTS)
         settings["spark.master"] = master
-        settings["spark.jars.packages"] = DELTA_PACKAGE
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={_LOG4J}"
+        settings.update(_delta_jars_setting())
         settings["spark.sql.warehouse.dir"] = str(Path(warehouse).resolve())
     settings.update(conf or {})
     for key, value in settings.items():
@@ -64,6 +69,21 @@ def build_session(
     spark = builder.getOrCreate()
     _check_delta(spark)
     return spark
+
+
+def _jar_list_file() -> Path:
+    # Beside the interpreter: the list belongs to this environment's pyspark/delta-spark pair.
+    return Path(sys.prefix) / f"quadmix-jars-{DELTA_PACKAGE.replace(':', '_')}.txt"
+
+
+def _delta_jars_setting() -> dict[str, str]:
+    """Local jar paths when setup recorded them (no Ivy resolution per job), else the package."""
+    listing = _jar_list_file()
+    if listing.is_file():
+        jars = listing.read_text().split()
+        if jars and all(Path(j.removeprefix("file:")).is_file() for j in jars):
+            return {"spark.jars": ",".join(jars)}
+    return {"spark.jars.packages": DELTA_PACKAGE}
 
 
 def _check_delta(spark: SparkSession) -> None:
@@ -81,10 +101,14 @@ def _check_delta(spark: SparkSession) -> None:
 
 def resolve_jars() -> None:
     """Start and stop a session once so Ivy downloads the Delta jars (run during setup)."""
+    _jar_list_file().unlink(missing_ok=True)
     spark = build_session(app_name="quadmix-resolve-jars", master="local[1]")
     version = spark.version
+    # spark-submit's Ivy step put the resolved jars' local paths into spark.jars: keep them.
+    jars = spark.sparkContext.getConf().get("spark.jars", "")
     spark.stop()
-    print(f"Delta jars resolved ({DELTA_PACKAGE}) for Spark {version}")
+    _jar_list_file().write_text("\n".join(j for j in jars.split(",") if j) + "\n")
+    print(f"Delta jars resolved ({DELTA_PACKAGE}) for Spark {version}: {len(jars.split(','))} jars")
 
 
 if __name__ == "__main__":

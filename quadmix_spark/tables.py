@@ -29,8 +29,10 @@ def write(
     mode: str,
     metadata: Mapping[str, Any],
     options: Mapping[str, str] | None = None,
-) -> int:
-    """Write ``df`` to the Delta table at ``path`` with provenance in the commit; return the version.
+) -> int | None:
+    """Write ``df`` to the Delta table at ``path`` with provenance; return the new version.
+
+    Returns None when Delta made no commit (an append of no rows to an existing table).
 
     ``metadata`` goes, as JSON, into the commit's ``userMetadata`` so ``DESCRIBE HISTORY`` shows
     where each version came from (inputs and their versions, config hash, seed, code version).
@@ -40,8 +42,10 @@ def write(
         writer = writer.option("overwriteSchema", "true")
     for key, value in (options or {}).items():
         writer = writer.option(key, value)
+    before = version(df.sparkSession, path)
     writer.save(path)
-    return version(df.sparkSession, path)  # type: ignore[return-value]
+    after = version(df.sparkSession, path)
+    return after if after != before else None
 
 
 def commit_info(spark: SparkSession, path: str, at_version: int) -> dict[str, Any]:

@@ -113,9 +113,7 @@ def test_rank_empty_input_and_validation():
     with pytest.raises(ValueError, match=r"outside \[0, 1\)"):
         token_weighted_rank([0.1, 0.2], [0, 1], [3, 1], 1)
     # integral float token counts (e.g. from pandas) are fine
-    np.testing.assert_array_equal(
-        token_weighted_rank([0.1, 0.2], [0, 0], [3.0, 1.0], 1), [0.75, 1.0]
-    )
+    np.testing.assert_array_equal(token_weighted_rank([0.1, 0.2], [0, 0], [3.0, 1.0], 1), [0.75, 1.0])
 
 
 # -- scalable mapping ------------------------------------------------------------------------
@@ -141,9 +139,7 @@ def test_mapping_on_its_own_data_equals_exact_rank():
     dd, tt = rng.integers(0, 6, 3000), rng.integers(1, 900, 3000)
     merged = merge_scores(sigma, dd, alpha)
     exact = token_weighted_rank(merged, dd, tt, 6)
-    np.testing.assert_array_equal(
-        apply_rank_mapping(fit_rank_mapping(merged, dd, tt, 6), merged, dd), exact
-    )
+    np.testing.assert_array_equal(apply_rank_mapping(fit_rank_mapping(merged, dd, tt, 6), merged, dd), exact)
 
 
 def test_mapping_from_sample_approximates_full_rank_and_is_batch_independent():
@@ -155,9 +151,7 @@ def test_mapping_from_sample_approximates_full_rank_and_is_batch_independent():
     approx = apply_rank_mapping(mapping, q, d)
     assert np.abs(approx - token_weighted_rank(q, d, t, 3)).max() < 0.05
     assert approx.min() > 0 and approx.max() <= 1.0
-    parts = [
-        apply_rank_mapping(mapping, q[i : i + 999], d[i : i + 999]) for i in range(0, 40000, 999)
-    ]
+    parts = [apply_rank_mapping(mapping, q[i : i + 999], d[i : i + 999]) for i in range(0, 40000, 999)]
     np.testing.assert_array_equal(np.concatenate(parts), approx)
 
 
@@ -172,9 +166,7 @@ def test_mapping_serialises_exactly():
         for m in range(4):
             np.testing.assert_array_equal(other.knots[m], mapping.knots[m])
             np.testing.assert_array_equal(other.fractions[m], mapping.fractions[m])
-    np.testing.assert_array_equal(
-        apply_rank_mapping(restored, q, d), token_weighted_rank(q, d, t, 4)
-    )
+    np.testing.assert_array_equal(apply_rank_mapping(restored, q, d), token_weighted_rank(q, d, t, 4))
     with pytest.raises(ValueError, match="domain 3 has no sample documents"):
         apply_rank_mapping(restored, [0.5, 0.5], [0, 3])
 

@@ -52,9 +52,7 @@ def test_sampling_function_keeps_the_jump_at_omega():
 
 def test_sampling_function_eta_zero_is_a_plain_filter_and_shape_is_monotone():
     r = np.linspace(0.001, 1, 1000)
-    np.testing.assert_array_equal(
-        sampling_function(r, 50.0, 0.3, 0.0, 0.0), np.where(r <= 0.3, 1.0, 0.0)
-    )
+    np.testing.assert_array_equal(sampling_function(r, 50.0, 0.3, 0.0, 0.0), np.where(r <= 0.3, 1.0, 0.0))
     s = sampling_function(r, 50.0, 0.3, 0.8, 1e-3)
     inside = s[r <= 0.3]
     assert (np.diff(inside) <= 0).all() and inside.max() < 2**0.8 + 1e-3 and inside.min() >= 1.001
@@ -94,9 +92,7 @@ def test_hash_uniform_matches_documented_recipe():
     for seed in (0, 1, 2**64 + 5, -7):
         for copy in (0, 3):
             got = hash_uniform(np.array(keys, dtype=np.int64), seed, copy)
-            np.testing.assert_array_equal(
-                got, [reference_hash_uniform(k, seed, copy) for k in keys]
-            )
+            np.testing.assert_array_equal(got, [reference_hash_uniform(k, seed, copy) for k in keys])
 
 
 # Frozen outputs of (key 0, 1, -1; seed 42): if these change, every stored selection changes.

@@ -32,11 +32,9 @@ Deviations from DataTrove's Gopher filters, on purpose:
 from __future__ import annotations
 
 import functools
-import re
-from collections import Counter
-from collections.abc import Sequence
-from itertools import accumulate, compress, repeat
-from operator import itemgetter, methodcaller, ne
+from collections.abc import Callable, Sequence
+from itertools import product
+from operator import itemgetter
 from typing import Literal
 
 import numpy as np
@@ -146,58 +144,35 @@ SIGNALS: tuple[str, ...] = tuple(_SPEC)
 SIGNAL_DESCRIPTIONS: dict[str, str] = {k: v[2] for k, v in _SPEC.items()}
 SIGNAL_DIRECTIONS: dict[str, Direction] = {k: v[1] for k, v in _SPEC.items()}
 SIGNAL_DTYPES: dict[str, np.dtype] = {k: np.dtype(v[0]) for k, v in _SPEC.items()}
-# Computed document by document; the remaining two are vectorised over the whole batch.
-_PER_DOC_SIGNALS = SIGNALS[:-2]
-assert SIGNALS[-2:] == ("frac_uppercase_chars", "frac_digit_chars")
 
-# Gopher's stop-word list (Rae et al. 2021, A.1.1).
-_STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
-# Stripped from both ends of a lowercased word before the stop-word lookup, so "The," and
-# "(of" count; inner punctuation ("to-do", "that's") does not.
+# Gopher's stop-word list (Rae et al. 2021, A.1.1), matched case-insensitively. Holding
+# every upper/lower-case spelling (76 strings) saves a str.lower call per word; it is exact
+# because no non-ASCII character lowercases into these words' letters.
+_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+_STOP_SPELLINGS = frozenset(
+    "".join(spelling) for word in _STOP_WORDS for spelling in product(*((c, c.upper()) for c in word))
+)
+# Stripped from both ends of a word before the stop-word lookup, so "The," and "(of" count;
+# inner punctuation ("to-do", "that's") does not.
 _EDGE_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~“”‘’«»„‚‹›…–—¡¿"
 # C4's END_PUNCTUATION (. ! ? " ') plus typographic quotes/ellipsis and CJK full stops.
-_TERMINAL = (".", "!", "?", '"', "'", "”", "’", "»", "…", "。", "！", "？", "‼", "⁇", "⁈", "⁉")
+_TERMINAL = frozenset(".!?\"'”’»…。！？‼⁇⁈⁉")
 # Gopher uses "•" and "-"; the rest are common list markers in extracted web text.
-_BULLETS = (
-    "•",
-    "-",
-    "*",
-    "‣",
-    "◦",
-    "⁃",
-    "∙",
-    "·",
-    "●",
-    "○",
-    "▪",
-    "▫",
-    "■",
-    "□",
-    "►",
-    "▶",
-    "➢",
-    "➤",
-)
-_ELLIPSES = ("...", "…")
+_BULLETS = frozenset("•-*‣◦⁃∙·●○▪▫■□►▶➢➤")
 _SHORT_LINE_CHARS = 30
 _TOP_NGRAM_NS = (2, 3, 4)
 _DUP_NGRAM_NS = (5, 10)
+_MAX_N = max(*_TOP_NGRAM_NS, *_DUP_NGRAM_NS)
+# Spans of at most this many occurrences are summed in Python: cheaper than numpy calls.
+_SMALL_SPAN_COUNT = 16
 
-# A letter is a word character that is neither a digit nor '_' (= str.isalpha, except that
-# rare non-decimal numerics such as '²' also count). Anchoring at a token start keeps the
-# scan linear in the token length.
-_HAS_LETTER = re.compile(r"(?<!\S)\S*?[^\W\d_]")
+_first_char = itemgetter(0)
+_last_char = itemgetter(-1)
+_last_3_chars = itemgetter(slice(-3, None))
 
-_ends_terminal = methodcaller("endswith", _TERMINAL)
-_starts_bullet = methodcaller("startswith", _BULLETS)
-_ends_ellipsis = methodcaller("endswith", _ELLIPSES)
-
+# Bits of the per-code-point class table; each is exactly the str predicate of that name.
+_UPPER, _DIGIT, _ALPHA, _SPACE = 1, 2, 4, 8
 _N_CODEPOINTS = 0x110000
-_UPPER_BIT = 1
-_DIGIT_BIT = 2
-# Texts are concatenated into chunks of about this many code points for the vectorised
-# character-class count, bounding memory at ~5 bytes per code point per chunk.
-_CHUNK_CODEPOINTS = 1 << 22
 
 
 def heuristic_signals(texts: Sequence[str | None]) -> dict[str, NDArray[np.generic]]:
@@ -216,68 +191,70 @@ def heuristic_signals(texts: Sequence[str | None]) -> dict[str, NDArray[np.gener
     ``mean_word_length`` in code points per word and ``symbol_word_ratio`` in symbols per
     word). See the module docstring for the shared definitions and edge cases.
     """
-    docs = [t if t is not None else "" for t in texts]
-    # One row per document: the per-document signals, then word chars (the denominator of
-    # the two character-class fractions, which are computed for the whole batch at once).
-    rows = np.array([_doc_signals(t) for t in docs], dtype=np.float64)
-    rows = rows.reshape(len(docs), len(_PER_DOC_SIGNALS) + 1)
-    out: dict[str, NDArray[np.generic]] = {
-        name: rows[:, i].astype(SIGNAL_DTYPES[name]) for i, name in enumerate(_PER_DOC_SIGNALS)
-    }
-    word_chars = rows[:, -1]
-    upper, digit = _char_class_counts(docs)
-    out["frac_uppercase_chars"] = _safe_div(upper, word_chars)
-    out["frac_digit_chars"] = _safe_div(digit, word_chars)
-    return out
+    rows = [_doc_signals(t if t is not None else "") for t in texts]
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
+    # Counts are < 2**53, so the round trip through float64 is exact.
+    return {name: table[:, i].astype(SIGNAL_DTYPES[name]) for i, name in enumerate(SIGNALS)}
 
 
 def _doc_signals(text: str) -> tuple[float, ...]:
-    """One document's values for _PER_DOC_SIGNALS, in that order, then its word chars.
+    """All signals of one document, in SIGNALS order.
 
-    Iteration goes through C-level map / zip / Counter / str methods over the word and line
-    lists; a Python-level loop runs only over repeat occurrences.
+    Per-word and per-line work goes through C-level iteration (map, itemgetter, set
+    lookups); per-character and n-gram work through numpy, so no Python loop runs over
+    characters, words or n-grams.
     """
+    n_chars = len(text)
     words = text.split()
     n_words = len(words)
-    n_chars = len(text)
-    # prefix[i] = chars of words[:i], so any n-gram span costs O(1).
-    prefix = list(accumulate(map(len, words), initial=0))
-    word_chars = prefix[-1]
 
     lines = list(filter(None, map(str.strip, text.splitlines())))
     n_lines = len(lines)
     end_punct = bullets = ellipses = dup_lines = dup_line_chars = short_lines = 0.0
     if n_lines:
-        end_punct = sum(map(_ends_terminal, lines)) / n_lines
-        bullets = sum(map(_starts_bullet, lines)) / n_lines
-        ellipses = sum(map(_ends_ellipsis, lines)) / n_lines
-        repeats = _repeat_positions(lines)
-        dup_lines = len(repeats) / n_lines
-        dup_line_chars = sum(len(lines[i]) for i in repeats) / n_chars
+        last = list(map(_last_char, lines))
+        end_punct = sum(map(_TERMINAL.__contains__, last)) / n_lines
+        bullets = sum(map(_BULLETS.__contains__, map(_first_char, lines))) / n_lines
+        n_ellipses = last.count("…")
+        if "." in last:
+            n_ellipses += sum(map("...".__eq__, map(_last_3_chars, lines)))
+        ellipses = n_ellipses / n_lines
         short_lines = sum(map((_SHORT_LINE_CHARS + 1).__gt__, map(len, lines))) / n_lines
+        if len(set(lines)) < n_lines:
+            seen: set[str] = set()
+            # set.add returns None, so this keeps exactly the lines seen before.
+            repeats = [line for line in lines if line in seen or seen.add(line)]
+            dup_lines = len(repeats) / n_lines
+            dup_line_chars = sum(map(len, repeats)) / n_chars
 
-    mean_len = symbols = alpha = 0.0
-    stop_words = 0
-    top: list[float] = [0.0] * len(_TOP_NGRAM_NS)
-    dup: list[float] = [0.0] * len(_DUP_NGRAM_NS)
-    if n_words:  # then word_chars > 0 too: split() never yields empty words
-        mean_len = word_chars / n_words
-        symbols = (text.count("#") + text.count("...") + text.count("…")) / n_words
-        alpha = len(_HAS_LETTER.findall(text)) / n_words
-        lowered = map(str.lower, words)
-        stop_words = sum(
-            map(_STOP_WORDS.__contains__, map(str.strip, lowered, repeat(_EDGE_PUNCT)))
-        )
-        top = _top_ngram_fracs(words, prefix)
-        dup = _dup_ngram_fracs(words, prefix)
+    if not n_words:
+        # No word also means no letter, digit or uppercase character.
+        return (0, n_chars, *(0.0,) * 2, end_punct, 0.0, bullets, ellipses, dup_lines,
+                dup_line_chars, *(0.0,) * 5, 0, short_lines, 0.0, 0.0)  # fmt: skip
+
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=n_words)
+    # prefix[i] = chars of words[:i], so any span of words costs O(1).
+    prefix = np.zeros(n_words + 1, dtype=np.int64)
+    np.cumsum(lengths, out=prefix[1:])
+    word_chars = int(prefix[-1])  # > 0: split() never yields empty words
+    # Word id = index of the word's first occurrence (setdefault keeps the first value).
+    vocab: dict[str, int] = {}
+    ids = np.fromiter(map(vocab.setdefault, words, range(n_words)), np.int64, n_words)
+
+    n_upper, n_digit, n_alpha_words = _char_classes_counts(text)
+    symbols = text.count("#") + text.count("...") + text.count("…")
+    # Looked up once per distinct word, then weighted by how often each occurs.
+    stop_ids = [i for w, i in vocab.items() if w.strip(_EDGE_PUNCT) in _STOP_SPELLINGS]
+    stop_words = int(np.bincount(ids)[stop_ids].sum()) if stop_ids else 0
+    top, dup = _ngram_fracs(ids, prefix)
 
     return (
         n_words,
         n_chars,
-        mean_len,
-        symbols,
+        word_chars / n_words,
+        symbols / n_words,
         end_punct,
-        alpha,
+        n_alpha_words / n_words,
         bullets,
         ellipses,
         dup_lines,
@@ -286,111 +263,152 @@ def _doc_signals(text: str) -> tuple[float, ...]:
         *dup,
         stop_words,
         short_lines,
-        word_chars,
+        n_upper / word_chars,
+        n_digit / word_chars,
     )
 
 
-def _repeat_positions(items: list) -> list[int]:
-    """Indices i with items[i] == items[j] for some j < i (first occurrences excluded)."""
-    m = len(items)
-    # Inserting in reverse leaves each key mapped to its first index.
-    first = dict(zip(reversed(items), range(m - 1, -1, -1), strict=True))
-    if len(first) == m:
-        return []
-    return list(compress(range(m), map(ne, map(first.__getitem__, items), range(m))))
-
-
-def _covered_chars(starts: list[int], n: int, prefix: list[int]) -> int:
-    """Word chars in the union of n-word spans beginning at sorted ``starts``."""
-    covered = 0
-    for s, nxt in zip(starts, [*starts[1:], starts[-1] + n], strict=True):
-        # Clip each span at the next start so overlaps are counted once.
-        covered += prefix[min(s + n, nxt)] - prefix[s]
-    return covered
-
-
-def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
-    return list(zip(*(words[i:] for i in range(n))))  # noqa: B905 - shorter slices end it
-
-
-def _top_ngram_fracs(words: list[str], prefix: list[int]) -> list[float]:
-    word_chars = prefix[-1]
-    fracs = []
-    for n in _TOP_NGRAM_NS:
-        if len(words) < n:
-            fracs.append(0.0)
-            continue
-        grams = _ngrams(words, n)
-        # max() keeps the first maximum in insertion order: ties go to the earliest n-gram.
-        top, count = max(Counter(grams).items(), key=itemgetter(1))
-        if count == 1:
-            covered = prefix[n]  # no repeats: the top n-gram is grams[0]
-        else:
-            starts = list(compress(range(len(grams)), map(top.__eq__, grams)))
-            covered = _covered_chars(starts, n, prefix)
-        fracs.append(covered / word_chars)
-    return fracs
-
-
-def _dup_ngram_fracs(words: list[str], prefix: list[int]) -> list[float]:
-    word_chars = prefix[-1]
-    fracs = []
-    no_repeats = False
-    for n in _DUP_NGRAM_NS:
-        # A repeated n-gram contains a repeated shorter n-gram, so once a smaller n has no
-        # repeat, larger ones have none either.
-        if no_repeats or len(words) < n:
-            fracs.append(0.0)
-            continue
-        starts = _repeat_positions(_ngrams(words, n))
-        if not starts:
-            no_repeats = True
-            fracs.append(0.0)
-            continue
-        fracs.append(_covered_chars(starts, n, prefix) / word_chars)
-    return fracs
-
-
 @functools.cache
-def _char_classes() -> NDArray[np.uint8]:
-    """Lookup table code point -> bit set of {upper, digit}, exact per str.isupper/isdigit.
+def _class_table() -> NDArray[np.uint8]:
+    """Code point -> bit set of {isupper, isdigit, isalpha, isspace}, exact per str.
 
-    Built once per process (~0.1 s, 1.1 MB); reused by every batch a Python worker sees.
+    Built once per process (~0.3 s, 1.1 MB) and reused by every batch a worker sees.
     """
     chars = "".join(map(chr, range(_N_CODEPOINTS)))
-    upper = np.fromiter(map(str.isupper, chars), dtype=np.uint8, count=_N_CODEPOINTS)
-    digit = np.fromiter(map(str.isdigit, chars), dtype=np.uint8, count=_N_CODEPOINTS)
-    return upper * _UPPER_BIT | digit * _DIGIT_BIT
+    table = np.zeros(_N_CODEPOINTS, dtype=np.uint8)
+    for bit, predicate in (
+        (_UPPER, str.isupper),
+        (_DIGIT, str.isdigit),
+        (_ALPHA, str.isalpha),
+        (_SPACE, str.isspace),
+    ):
+        table |= np.fromiter(map(predicate, chars), dtype=bool, count=_N_CODEPOINTS) * np.uint8(bit)
+    return table
 
 
-def _char_class_counts(docs: list[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Per-document counts of uppercase and digit characters, vectorised over chunks."""
-    table = _char_classes()
-    upper = np.zeros(len(docs), dtype=np.int64)
-    digit = np.zeros(len(docs), dtype=np.int64)
-    begin = 0
-    while begin < len(docs):
-        end, size = begin, 0
-        while end < len(docs) and (end == begin or size + len(docs[end]) <= _CHUNK_CODEPOINTS):
-            size += len(docs[end])
-            end += 1
-        chunk = docs[begin:end]
-        # UTF-32 is one unit per code point, so offsets are the cumulative str lengths.
-        codepoints = np.frombuffer("".join(chunk).encode("utf-32-le", "surrogatepass"), dtype="<u4")
-        classes = table[codepoints]
-        bounds = np.fromiter(accumulate(map(len, chunk), initial=0), np.int64, len(chunk) + 1)
-        for bit, dest in ((_UPPER_BIT, upper), (_DIGIT_BIT, digit)):
-            cum = np.zeros(len(classes) + 1, dtype=np.int64)
-            np.cumsum((classes & bit) != 0, out=cum[1:])
-            dest[begin:end] = cum[bounds[1:]] - cum[bounds[:-1]]
-        begin = end
-    return upper, digit
+def _char_classes_counts(text: str) -> tuple[int, int, int]:
+    """(uppercase chars, digit chars, words containing a letter) of one document."""
+    # surrogatepass: a lone surrogate (impossible in Arrow UTF-8) must not crash a batch.
+    codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    classes = _class_table()[codepoints]
+    n_upper = np.count_nonzero(classes & _UPPER)
+    n_digit = np.count_nonzero(classes & _DIGIT)
+    # Drop everything but letters and whitespace: each word with a letter collapses to a
+    # run of letters, words without one vanish, and whitespace still separates words.
+    kept = classes[(classes & (_ALPHA | _SPACE)) != 0]
+    is_letter = (kept & _ALPHA) != 0
+    n_alpha_words = np.count_nonzero(is_letter[1:] > is_letter[:-1]) + bool(is_letter[:1].any())
+    return int(n_upper), int(n_digit), int(n_alpha_words)
 
 
-def _safe_div(num: NDArray[np.generic], den: NDArray[np.generic]) -> NDArray[np.float64]:
-    """num / den as float64, 0.0 where den == 0."""
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    out = np.zeros(num.shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
+def _ngram_fracs(ids: NDArray[np.int64], prefix: NDArray[np.int64]) -> tuple[list[float], list[float]]:
+    """(top_{2,3,4}gram_char_frac, dup_{5,10}gram_char_frac) of one document.
+
+    One sort serves every n: positions are sorted by the words starting there, so the
+    occurrences of any n-gram (n <= _MAX_N) form one contiguous run of that order.
+    """
+    n_words = len(ids)
+    top = [0.0] * len(_TOP_NGRAM_NS)
+    dup = [0.0] * len(_DUP_NGRAM_NS)
+    if n_words < 2:
+        return top, dup
+    word_chars = int(prefix[-1])
+    order, same_as_prev = _sort_by_following_words(ids, _MAX_N)
+
+    for k, n in enumerate(_TOP_NGRAM_NS):
+        if n_words < n:
+            break
+        # Run j occupies sorted slots edges[j] + 1 ... edges[j + 1].
+        edges = np.concatenate(([-1], (~same_as_prev(n)).nonzero()[0], [n_words - 1]))
+        lengths = edges[1:] - edges[:-1]
+        count = int(lengths.max())
+        if count == 1:
+            # Every n-gram is unique; ties go to the first one, at position 0.
+            top[k] = int(prefix[n]) / word_chars
+            continue
+        best = np.flatnonzero(lengths == count)
+        if len(best) > 1:
+            # Tie: the n-gram whose first occurrence comes first wins, as Counter would.
+            first_positions = np.minimum.reduceat(order, edges[:-1] + 1)[best]
+            best = best[np.argmin(first_positions)]
+        else:
+            best = best[0]
+        start = int(edges[best]) + 1
+        starts = np.sort(order[start : start + count])
+        top[k] = _covered_chars(starts, n, prefix) / word_chars
+
+    for k, n in enumerate(_DUP_NGRAM_NS):
+        if n_words < n:
+            break
+        same = same_as_prev(n)
+        if not same.any():
+            break  # no repeated n-gram, hence none for any larger n either
+        if n == _MAX_N:
+            # The sort key is exactly these n words and the sort is stable, so each run is
+            # in text order: everything but a run's head is a repeat.
+            repeats = order[1:][same]
+        else:
+            edges = np.concatenate(([-1], (~same).nonzero()[0], [n_words - 1]))
+            first = np.minimum.reduceat(order, edges[:-1] + 1)
+            first_per_slot = np.repeat(first, edges[1:] - edges[:-1])
+            repeats = order[order != first_per_slot]
+        dup[k] = _covered_chars(np.sort(repeats), n, prefix) / word_chars
+    return top, dup
+
+
+def _sort_by_following_words(
+    ids: NDArray[np.int64], max_n: int
+) -> tuple[NDArray[np.intp], Callable[[int], NDArray[np.bool_]]]:
+    """Stable-sort positions by the ``max_n`` words starting at each one.
+
+    Returns ``order`` (positions in sorted order) and ``same_as_prev(n)``, a bool array
+    whose element i says whether the n words at ``order[i + 1]`` equal those at
+    ``order[i]``. Past the end of the text every position reads a sentinel id, so an n-gram
+    that would run off the end equals no other and stays a run of length 1.
+    """
+    n_words = len(ids)
+    # Several word ids are packed big-endian into each uint64 key so that comparing keys
+    # compares words in text order. Ids are < n_words and the sentinel is n_words.
+    word_dtype = np.dtype(">u2") if n_words <= 0xFFFF else np.dtype(">u4")
+    width = word_dtype.itemsize
+    bits = 8 * width
+    per_key = 8 // width
+    n_keys = -(-max_n // per_key)
+    padded = np.full(n_words + n_keys * per_key, n_words, dtype=word_dtype)
+    padded[:n_words] = ids
+    # Overlapping strided view: keys[k, i] = the 8 bytes of words i + k*per_key onwards.
+    keys = np.ndarray((n_keys, n_words), dtype=">u8", buffer=padded, strides=(per_key * width, width)).astype(
+        np.uint64
+    )
+    surplus = n_keys * per_key - max_n
+    if surplus:
+        # Clear words beyond max_n so the sort key is exactly max_n words long.
+        keys[-1] &= ~np.uint64((1 << (surplus * bits)) - 1)
+    order = np.lexsort(keys[::-1])  # lexsort's primary key is the last one
+    sorted_keys = keys[:, order]
+    # XOR of neighbours: a word agrees iff its bits are zero; words sit high to low.
+    diffs = sorted_keys[:, 1:] ^ sorted_keys[:, :-1]
+    full_equal = [diffs[0] == 0]
+    for d in diffs[1:]:
+        full_equal.append(full_equal[-1] & (d == 0))
+
+    def same_as_prev(n: int) -> NDArray[np.bool_]:
+        full, rest = divmod(n, per_key)
+        if not rest:
+            return full_equal[full - 1]
+        same = (diffs[full] >> np.uint64(64 - rest * bits)) == 0
+        return same & full_equal[full - 1] if full else same
+
+    return order, same_as_prev
+
+
+def _covered_chars(starts: NDArray[np.intp], n: int, prefix: NDArray[np.int64]) -> int:
+    """Word chars in the union of the n-word spans beginning at sorted ``starts``."""
+    # Each span is clipped at the next start so overlapping spans are counted once.
+    if len(starts) <= _SMALL_SPAN_COUNT:
+        s = starts.tolist()
+        ends = [min(a + n, b) for a, b in zip(s, [*s[1:], s[-1] + n], strict=True)]
+        bounds = prefix[s + ends]
+        return int(bounds[len(s) :].sum() - bounds[: len(s)].sum())
+    ends = np.minimum(starts + n, np.append(starts[1:], starts[-1] + n))
+    return int((prefix[ends] - prefix[starts]).sum())

@@ -86,8 +86,7 @@ def _check_reference(reference: ArrayLike, name: str) -> NDArray[np.float64]:
         raise ValueError(f"{name}: reference values must be finite")
     if (np.diff(ref) < 0).any():
         raise ValueError(
-            f"{name}: reference is not sorted ascending in oriented space; "
-            "build it with build_reference()"
+            f"{name}: reference is not sorted ascending in oriented space; build it with build_reference()"
         )
     return ref
 

@@ -133,9 +133,7 @@ class QuadMixParams:
                     raise ParamsError(f"alpha[domain={d}, scorer={s}] = {v} is negative")
             total = float(alpha[i].sum())
             if abs(total - 1.0) > _ALPHA_TOL:
-                raise ParamsError(
-                    f"alpha[domain={d}] sums to {total:.6g}, must sum to 1 (±{_ALPHA_TOL:g})"
-                )
+                raise ParamsError(f"alpha[domain={d}] sums to {total:.6g}, must sum to 1 (±{_ALPHA_TOL:g})")
         for key, attr in zip(BETA_KEYS, _BETA_ATTRS, strict=True):
             arr = _float_array(getattr(self, attr), key, (m,))
             for i, d in enumerate(domains):
@@ -175,9 +173,7 @@ class QuadMixParams:
         return np.concatenate([self.alpha, self.beta], axis=1).ravel()
 
     @classmethod
-    def from_vector(
-        cls, vec: ArrayLike, domains: Sequence[str], scorers: Sequence[str]
-    ) -> QuadMixParams:
+    def from_vector(cls, vec: ArrayLike, domains: Sequence[str], scorers: Sequence[str]) -> QuadMixParams:
         """Inverse of :meth:`to_vector` (exact)."""
         v = np.asarray(vec, dtype=np.float64)
         m, n = len(domains), len(scorers)

@@ -187,9 +187,7 @@ def fit_rank_mapping(
     return RankMapping(knots, fracs)
 
 
-def apply_rank_mapping(
-    mapping: RankMapping, merged: ArrayLike, domain_idx: ArrayLike
-) -> NDArray[np.float64]:
+def apply_rank_mapping(mapping: RankMapping, merged: ArrayLike, domain_idx: ArrayLike) -> NDArray[np.float64]:
     """Rank each document with ``mapping``; row-wise, so batch boundaries do not matter.
 
     Parameters

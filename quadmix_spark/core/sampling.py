@@ -153,8 +153,7 @@ def domain_token_expectation(
     s = np.asarray(S, dtype=np.float64)
     if not (d.shape == t.shape == s.shape) or d.ndim != 1:
         raise ValueError(
-            "domain_idx, tokens, S must be 1-D of equal length, "
-            f"got {d.shape}, {t.shape}, {s.shape}"
+            f"domain_idx, tokens, S must be 1-D of equal length, got {d.shape}, {t.shape}, {s.shape}"
         )
     if d.size and (d.min() < 0 or d.max() >= n_domains):
         raise ValueError(f"domain_idx outside [0, {n_domains})")

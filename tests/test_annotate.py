@@ -1,0 +1,231 @@
+"""The annotate job on real Spark, Delta, fastText and tokenizer: values, quarantine, reruns."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from pyspark.sql import functions as F
+
+from quadmix_spark.annotate import annotate_frame, run_annotate
+from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
+
+HANDMADE = [
+    b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
+    b'{"id": "fr1", "text": "Le conseil municipal a vot\xc3\xa9 le budget apr\xc3\xa8s un long d\xc3\xa9bat."}',
+    b'{"id": "de1", "text": "Der Gemeinderat hat nach langer Diskussion den Haushalt beschlossen."}',
+    b"this line is not json",
+    b'{"id": "bad8", "text": "caf\xe9 au lait"}',
+    b'{"id": "nulltext", "text": null}',
+    b'{"id": "notext"}',
+    b'{"id": "num", "text": 12345}',
+    b'{"id": "empty", "text": "   "}',
+    b'{"text": "a document without an id"}',
+    b'{"id": "big", "text": "' + b"x" * 600 + b'"}',
+    b'{"id": "dup", "text": "first copy of a duplicated id"}',
+    b'{"id": "dup", "text": "second copy of a duplicated id"}',
+]
+EXPECTED_REASONS = {
+    "malformed_json": 1,
+    "invalid_utf8": 1,
+    "missing_text": 2,
+    "non_string_text": 1,
+    "empty_text": 1,
+    "missing_id": 1,
+    "too_large": 1,
+    "duplicate_id": 1,
+}
+
+
+def make_config(tmp_path, input_path, annotators, fmt="jsonl", id_column="id") -> PipelineConfig:
+    return from_dict(
+        PipelineConfig,
+        {
+            "warehouse": str(tmp_path / "warehouse"),
+            "annotate": {
+                "input": {"path": str(input_path), "format": fmt, "id_column": id_column},
+                "max_text_bytes": 500,
+                "annotators": annotators,
+            },
+        },
+    )
+
+
+LANG_AND_TOKENS = [
+    {"kind": "language_id", "column": "language"},
+    {"kind": "tokens", "column": "n_tokens", "tokenizer": "cl100k_base"},
+    {"kind": "heuristics", "signals": ["word_count", "dup_line_frac"]},
+]
+
+
+@pytest.fixture()
+def handmade(tmp_path):
+    path = tmp_path / "in"
+    path.mkdir()
+    (path / "part-0.jsonl").write_bytes(b"\n".join(HANDMADE) + b"\n")
+    return path
+
+
+def test_quarantine_reasons_and_reconciliation(spark, tmp_path, handmade):
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    summary = run_annotate(spark, config)
+    assert summary.input_rows == len(HANDMADE)
+    assert summary.quarantined_by_reason == EXPECTED_REASONS
+    assert summary.annotated == 4  # en1, fr1, de1 and one of the two "dup" records
+    assert summary.reconciles
+
+    quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
+    assert quarantine.count() == sum(EXPECTED_REASONS.values())
+    raw_bad = quarantine.where("reason = 'invalid_utf8'").select("raw").first()[0]
+    assert "caf" in raw_bad  # the raw record is kept, not just the reason
+
+
+def test_annotator_values(spark, tmp_path, handmade):
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    run_annotate(spark, config)
+    rows = {r["id"]: r for r in spark.read.format("delta").load(config.table_path("annotated")).collect()}
+    assert rows["en1"]["language"] == "en" and rows["en1"]["language_prob"] > 0.5
+    assert rows["fr1"]["language"] == "fr"
+    assert rows["de1"]["language"] == "de"
+    assert rows["en1"]["word_count"] == 11
+    assert rows["en1"]["dup_line_frac"] == 0.0
+    # cl100k_base: "The committee approved the budget after a long debate about schools." = 12 tokens
+    assert rows["en1"]["n_tokens"] == 12
+    # Of two records with one id, the kept one does not depend on file order.
+    assert rows["dup"]["text"] in {
+        "first copy of a duplicated id",
+        "second copy of a duplicated id",
+    }
+    assert rows["en1"]["doc_key"] == spark.range(1).select(F.xxhash64(F.lit("en1"))).first()[0]
+
+
+def test_rerun_is_idempotent(spark, tmp_path, handmade):
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    first = run_annotate(spark, config)
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    before = sorted((r["id"], r["text"], r["n_tokens"]) for r in table.collect())
+
+    second = run_annotate(spark, config)
+    after_table = spark.read.format("delta").load(config.table_path("annotated"))
+    after = sorted((r["id"], r["text"], r["n_tokens"]) for r in after_table.collect())
+    assert after == before
+    assert second.annotated == 0 and second.skipped_existing == first.annotated
+    assert second.reconciles
+    quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
+    assert quarantine.count() == sum(EXPECTED_REASONS.values())
+
+    # A nightly refresh with one new document scores only that document.
+    (handmade / "part-1.jsonl").write_text(json.dumps({"id": "new", "text": "A new page."}) + "\n")
+    third = run_annotate(spark, config)
+    assert third.annotated == 1 and third.skipped_existing == first.annotated
+    ids = [r["id"] for r in spark.read.format("delta").load(config.table_path("annotated")).collect()]
+    assert len(ids) == len(set(ids)) == first.annotated + 1
+
+
+def test_parquet_input_with_content_hash_ids(spark, tmp_path):
+    path = str(tmp_path / "pq")
+    spark.createDataFrame(
+        [("alpha beta gamma",), ("alpha beta gamma",), ("delta epsilon",)], "body string"
+    ).write.parquet(path)
+    config = from_dict(
+        PipelineConfig,
+        {
+            "warehouse": str(tmp_path / "wh"),
+            "annotate": {
+                "input": {
+                    "path": path,
+                    "format": "parquet",
+                    "id_column": None,
+                    "text_column": "body",
+                },
+                "annotators": [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}],
+            },
+        },
+    )
+    summary = run_annotate(spark, config)
+    assert summary.annotated == 2 and summary.quarantined_by_reason == {"duplicate_id": 1}
+    rows = spark.read.format("delta").load(config.table_path("annotated")).orderBy("n").collect()
+    assert [r["n"] for r in rows] == [2, 3]
+    assert len(rows[0]["id"]) == 64  # SHA-256 hex of the text
+
+
+def test_fasttext_annotators_in_one_pass(spark, tmp_path):
+    import fasttext
+
+    rng = random.Random(0)
+    sports = [
+        "team",
+        "goal",
+        "match",
+        "player",
+        "coach",
+        "score",
+        "league",
+        "season",
+        "win",
+        "stadium",
+        "referee",
+    ]
+    finance = [
+        "bank",
+        "loan",
+        "interest",
+        "rates",
+        "market",
+        "stock",
+        "bond",
+        "credit",
+        "investor",
+        "profit",
+        "inflation",
+    ]
+    lines = []
+    for _ in range(300):
+        lines.append("__label__sports " + " ".join(rng.choice(sports) for _ in range(12)))
+        lines.append("__label__finance " + " ".join(rng.choice(finance) for _ in range(12)))
+    train = tmp_path / "train.txt"
+    train.write_text("\n".join(lines) + "\n")
+    model = fasttext.train_supervised(
+        str(train), epoch=10, lr=0.5, dim=32, wordNgrams=2, minCount=2, verbose=0, thread=1
+    )
+    model_path = str(tmp_path / "topic.bin")
+    model.save_model(model_path)
+
+    df = spark.createDataFrame(
+        [("a", "the team scored a late goal"), ("b", "the bank cut interest rates\nagain")],
+        "id string, text string",
+    )
+    specs = [
+        {"kind": "fasttext_domain", "name": "domain", "column": "domain", "model": model_path},
+        {
+            "kind": "fasttext_quality",
+            "name": "q",
+            "column": "p_fin",
+            "model": model_path,
+            "label": "finance",
+        },
+    ]
+    rows = {r["id"]: r for r in annotate_frame(df, specs).collect()}
+    assert rows["a"]["domain"] == "sports" and rows["b"]["domain"] == "finance"
+    assert rows["a"]["p_fin"] < 0.5 < rows["b"]["p_fin"]
+    assert rows["b"]["domain_prob"] == pytest.approx(rows["b"]["p_fin"], abs=1e-6)
+
+
+def test_missing_model_fails_before_spark_work(spark, tmp_path, handmade):
+    config = make_config(
+        tmp_path, handmade, [{"kind": "fasttext_domain", "column": "d", "model": "nope/model.bin"}]
+    )
+    with pytest.raises(ConfigError, match=r"annotate.annotators\[0\].model: model file not found"):
+        run_annotate(spark, config)
+
+
+def test_missing_input_and_column_fail_fast(spark, tmp_path):
+    config = make_config(tmp_path, tmp_path / "absent", LANG_AND_TOKENS)
+    with pytest.raises(ConfigError, match="annotate.input.path: .* does not exist"):
+        run_annotate(spark, config)
+    path = str(tmp_path / "pq")
+    spark.createDataFrame([("x",)], "body string").write.parquet(path)
+    config = make_config(tmp_path, path, LANG_AND_TOKENS, fmt="parquet")
+    with pytest.raises(ConfigError, match="annotate.input.text_column: column 'text' not in"):
+        run_annotate(spark, config)

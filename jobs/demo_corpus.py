@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/demo_corpus.py --config conf/<file>.yaml [--set key=value]`."""
+"""spark-submit entry point: `spark-submit jobs/demo_corpus.py --config conf/demo.yaml`."""
 
 import sys
 

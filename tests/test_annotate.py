@@ -13,7 +13,7 @@ from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
-    b'{"id": "fr1", "text": "Le conseil municipal a vot\xc3\xa9 le budget apr\xc3\xa8s un long d\xc3\xa9bat."}',
+    '{"id": "fr1", "text": "Le conseil municipal a voté le budget après un long débat."}'.encode(),
     b'{"id": "de1", "text": "Der Gemeinderat hat nach langer Diskussion den Haushalt beschlossen."}',
     b"this line is not json",
     b'{"id": "bad8", "text": "caf\xe9 au lait"}',

@@ -78,12 +78,27 @@ def cmd_annotate(config: PipelineConfig, args: argparse.Namespace) -> None:
         raise SystemExit("annotate: counts do not reconcile")
 
 
+def cmd_stats(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.stats import run_stats
+
+    run_stats(_session(config), config)
+
+
+def cmd_select(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.select import format_summary, load_checked_params, run_select
+
+    load_checked_params(config)  # a bad params file fails before the SparkSession starts
+    print(format_summary(run_select(_session(config), config)))
+
+
 def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
     """The whole demo pipeline end to end."""
     args.name = None
     cmd_demo_corpus(config, args)
     cmd_train_classifier(config, args)
     cmd_annotate(config, args)
+    cmd_stats(config, args)
+    cmd_select(config, args)
 
 
 def cmd_resolve_jars(config: PipelineConfig, args: argparse.Namespace) -> None:
@@ -97,6 +112,8 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "demo-corpus": (cmd_demo_corpus, "generate the bundled demo corpus"),
     "train-classifier": (cmd_train_classifier, "train the fastText classifiers of the config"),
     "annotate": (cmd_annotate, "annotate a corpus into Delta (domain, quality, language, tokens)"),
+    "stats": (cmd_stats, "per-domain statistics and quantile sketches of the scorers"),
+    "select": (cmd_select, "QuaDMix selection: selected Delta table, shards, manifest, report"),
     "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
 }
 

@@ -22,6 +22,9 @@ class ConfigError(ValueError):
     """A configuration problem, named by its dotted key or file."""
 
 
+Direction = Literal["higher_is_better", "lower_is_better"]
+
+
 @dataclass
 class SparkConfig:
     """How the SparkSession is built. Under spark-submit, ``master`` is ignored."""
@@ -62,7 +65,7 @@ class AnnotatorConfig:
     column: str = ""
     model: str | None = None
     label: str | None = None
-    direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
+    direction: Direction = "higher_is_better"
     signals: list[str] | None = None
     tokenizer: str = "cl100k_base"
 
@@ -111,6 +114,37 @@ class ClassifierConfig:
 
 
 @dataclass
+class StatsConfig:
+    """The stats job: per-domain and global counts, tokens and quantile sketches of each scorer."""
+
+    input_table: str = "annotated"
+    output_table: str = "stats"
+    n_quantiles: int = 1000  # sketch resolution: n_quantiles + 1 cut points from min to max
+    accuracy: int = 10_000  # percentile_approx accuracy; relative rank error is 1/accuracy
+
+
+@dataclass
+class SelectConfig:
+    """The select job: annotated + stats + θ → selected Delta table, shards, manifest, report."""
+
+    input_table: str = "annotated"
+    stats_table: str = "stats"
+    stats_version: int | None = None  # None: the latest stats
+    output_table: str = "selected"
+    output_dir: str = "data/selections"  # <output_dir>/<selection_id>/{shards,manifest.json,report}
+    params: str = "conf/params/demo.yaml"
+    selector: str = "quadmix"  # quadmix | uniform | topk:<scorer> | union_topk
+    seed: int = 0
+    token_budget: int | None = None  # None: the size follows from θ
+    budget_tolerance: float = 0.002  # relative; calibration stops inside ±tolerance
+    rank_mode: Literal["exact", "scalable"] = "scalable"
+    rank_sample_size: int = 10_000  # documents per domain for the scalable rank mapping
+    shard_target_mb: float = 64.0
+    shard_formats: list[Literal["parquet", "jsonl"]] = field(default_factory=lambda: ["parquet", "jsonl"])
+    report_sample_size: int = 20_000  # documents behind the report's histograms
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline; each job reads its own section."""
 
@@ -119,6 +153,12 @@ class PipelineConfig:
     demo: DemoConfig = field(default_factory=DemoConfig)
     classifiers: dict[str, ClassifierConfig] = field(default_factory=dict)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    # Columns of the annotated table that are the scorers of θ, with their direction.
+    domain_column: str = "domain"
+    token_column: str = "n_tokens"
+    scorers: dict[str, Direction] = field(default_factory=dict)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
 
     def table_path(self, name: str) -> str:
         """A table name under the warehouse, or a path/URI given as is."""
@@ -229,6 +269,15 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError("annotate.annotators: at most one fasttext_domain annotator")
     if config.spark.arrow_batch_size <= 0:
         raise ConfigError("spark.arrow_batch_size must be positive")
+    if not 0 < config.select.budget_tolerance < 0.05:
+        raise ConfigError("select.budget_tolerance must be in (0, 0.05)")
+    if config.select.token_budget is not None and config.select.token_budget <= 0:
+        raise ConfigError("select.token_budget must be positive")
+    sel = config.select.selector
+    if sel not in ("quadmix", "uniform", "union_topk") and not sel.startswith("topk:"):
+        raise ConfigError(f"select.selector: {sel!r} is not quadmix, uniform, topk:<scorer> or union_topk")
+    if sel.startswith("topk:") and sel[5:] not in config.scorers:
+        raise ConfigError(f"select.selector: {sel[5:]!r} is not one of the scorers {sorted(config.scorers)}")
     if config.annotate.max_text_bytes <= 0:
         raise ConfigError("annotate.max_text_bytes must be positive")
 

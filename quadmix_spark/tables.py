@@ -29,6 +29,7 @@ def write(
     mode: str,
     metadata: Mapping[str, Any],
     options: Mapping[str, str] | None = None,
+    partition_by: list[str] | None = None,
 ) -> int | None:
     """Write ``df`` to the Delta table at ``path`` with provenance; return the new version.
 
@@ -38,8 +39,10 @@ def write(
     where each version came from (inputs and their versions, config hash, seed, code version).
     """
     writer = df.write.format("delta").mode(mode).option("userMetadata", json.dumps(metadata))
-    if mode == "overwrite":
+    if mode == "overwrite" and not (options or {}).get("replaceWhere"):
         writer = writer.option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
     for key, value in (options or {}).items():
         writer = writer.option(key, value)
     before = version(df.sparkSession, path)

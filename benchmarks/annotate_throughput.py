@@ -115,8 +115,10 @@ def ensure_models(workdir: Path, corpus: Path) -> dict[str, Path]:
 
     import pyarrow.parquet as pq
 
-    models = {"domain": (workdir / "models" / "domain.bin", "true_domain", 64),
-              "quality": (workdir / "models" / "quality.bin", "quality", 32)}  # fmt: skip
+    models = {
+        "domain": (workdir / "models" / "domain.bin", "true_domain", 64),
+        "quality": (workdir / "models" / "quality.bin", "quality", 32),
+    }
     if all(p.is_file() for p, _, _ in models.values()):
         return {k: p for k, (p, _, _) in models.items()}
     import fasttext
@@ -150,12 +152,18 @@ def annotator_sets(models: dict[str, Path] | None) -> dict[str, list[dict[str, A
     if models:
         sets["full"] = [
             {"kind": "fasttext_domain", "name": "domain", "column": "domain", "model": str(models["domain"])},
-            {"kind": "fasttext_quality", "name": "fasttext_quality", "column": "q_fasttext",
-             "model": str(models["quality"]), "label": "high", "direction": "higher_is_better"},
+            {
+                "kind": "fasttext_quality",
+                "name": "fasttext_quality",
+                "column": "q_fasttext",
+                "model": str(models["quality"]),
+                "label": "high",
+                "direction": "higher_is_better",
+            },
             {"kind": "language_id", "name": "language", "column": "language"},
             {"kind": "heuristics", "name": "heuristics"},
             {"kind": "tokens", "name": "tokens", "column": "n_tokens", "tokenizer": "cl100k_base"},
-        ]  # fmt: skip
+        ]
     return sets
 
 
@@ -168,13 +176,18 @@ def pipeline_config(annotators: list[dict], corpus: Path, warehouse: Path, batch
             "warehouse": str(warehouse),
             "spark": {"arrow_batch_size": batch_size},
             "annotate": {
-                "input": {"path": str(corpus), "format": "parquet", "id_column": "id",
-                          "text_column": "text", "keep_columns": KEEP_COLUMNS},
+                "input": {
+                    "path": str(corpus),
+                    "format": "parquet",
+                    "id_column": "id",
+                    "text_column": "text",
+                    "keep_columns": KEEP_COLUMNS,
+                },
                 "max_text_bytes": 1_000_000,  # annotate every document (the longest are ~200 KB)
                 "annotators": annotators,
             },
         },
-    )  # fmt: skip
+    )
     return config
 
 
@@ -246,8 +259,13 @@ def run_baseline(job: dict) -> dict:
 
 def baseline(annotators: list[dict], corpus: Path, n_docs: int, batch_size: int, raw_predict: bool) -> dict:
     """Run :func:`run_baseline` in a fresh Python process (no JVM, no Spark, nothing cached)."""
-    job = {"annotators": annotators, "corpus": str(corpus), "docs": n_docs, "batch_size": batch_size,
-           "raw_predict": raw_predict}  # fmt: skip
+    job = {
+        "annotators": annotators,
+        "corpus": str(corpus),
+        "docs": n_docs,
+        "batch_size": batch_size,
+        "raw_predict": raw_predict,
+    }
     proc = subprocess.run(
         [sys.executable, __file__, "--_baseline", json.dumps(job)],
         capture_output=True,
@@ -352,6 +370,69 @@ class ProcWatch:
 # --------------------------------------------------------------------------- Spark
 
 
+def measured_annotate_batches(stats_dir: str) -> Any:
+    """``udfs.annotate.annotate_batches`` plus per-worker accounting (benchmark-only wrapper).
+
+    On the worker, it adds up the CPU time spent inside the annotators (excluding the time spent
+    pulling input batches off the socket) and, at the end of each task, appends a line to
+    ``stats_dir/<pid>.jsonl`` with that time, the documents seen and the process's peak RSS.
+    """
+
+    def run(batches, specs, text_column):
+        import resource
+
+        from udfs.annotate import annotate_batches
+
+        stats = {"pid": os.getpid(), "docs": 0, "read_cpu": 0.0, "inside_cpu": 0.0}
+
+        def reading():
+            iterator = iter(batches)
+            while True:
+                t = time.process_time()
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    stats["read_cpu"] += time.process_time() - t
+                stats["docs"] += batch.num_rows
+                yield batch
+
+        out = annotate_batches(reading(), specs, text_column)
+        try:
+            while True:
+                t = time.process_time()
+                try:
+                    batch = next(out)
+                except StopIteration:
+                    return
+                finally:
+                    stats["inside_cpu"] += time.process_time() - t
+                yield batch
+        finally:
+            stats["annotate_cpu"] = stats["inside_cpu"] - stats["read_cpu"]
+            stats["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            os.makedirs(stats_dir, exist_ok=True)
+            with open(os.path.join(stats_dir, f"{os.getpid()}.jsonl"), "a") as fh:
+                fh.write(json.dumps(stats) + "\n")
+
+    return run
+
+
+def worker_stats(stats_dir: Path) -> dict[int, dict]:
+    """Per worker PID: documents, annotator CPU seconds and peak RSS over its tasks in one run."""
+    out: dict[int, dict] = {}
+    for file in stats_dir.glob("*.jsonl"):
+        for line in file.read_text().splitlines():
+            task = json.loads(line)
+            agg = out.setdefault(task["pid"], {"docs": 0, "annotate_cpu": 0.0, "maxrss_mb": 0.0, "tasks": 0})
+            agg["docs"] += task["docs"]
+            agg["annotate_cpu"] += task["annotate_cpu"]
+            agg["maxrss_mb"] = max(agg["maxrss_mb"], task["maxrss_mb"])
+            agg["tasks"] += 1
+    return out
+
+
 def spark_session(cores: int, workdir: Path, extra_conf: dict[str, str]) -> Any:
     from quadmix_spark.session import build_session
 
@@ -367,8 +448,16 @@ def spark_session(cores: int, workdir: Path, extra_conf: dict[str, str]) -> Any:
     return spark
 
 
-def spark_runs(spark: Any, name: str, annotators: list[dict], corpus: Path, warm_corpus: Path, workdir: Path,
-               batch_size: int, watch: ProcWatch) -> list[dict]:  # fmt: skip
+def spark_runs(
+    spark: Any,
+    name: str,
+    annotators: list[dict],
+    corpus: Path,
+    warm_corpus: Path,
+    workdir: Path,
+    batch_size: int,
+    watch: ProcWatch,
+) -> list[dict]:
     """Warm-up, the annotate pass into noop, and run_annotate into Delta, for one annotator set."""
     import quadmix_spark.annotate as job
 
@@ -386,14 +475,31 @@ def spark_runs(spark: Any, name: str, annotators: list[dict], corpus: Path, warm
     warm_s = time.perf_counter() - t0
 
     rows = []
+    stats_root = workdir / "worker-stats"
+
+    def measure(label: str, action: Any) -> dict:
+        stats_dir = stats_root / f"{name}-{len(rows)}"
+        shutil.rmtree(stats_dir, ignore_errors=True)
+        original = job.annotate_batches
+        job.annotate_batches = measured_annotate_batches(str(stats_dir))
+        try:
+            with watch:
+                t0 = time.perf_counter()
+                result = action()
+                seconds = time.perf_counter() - t0
+        finally:
+            job.annotate_batches = original
+        row = {"row": label, "seconds": seconds, "jvm_cpu": watch.jvm_cpu, "py_cpu": watch.py_cpu,
+               "load": load1(), "peak": dict(watch.peak), "active": dict(watch.active),
+               "workers": worker_stats(stats_dir), "result": result}  # fmt: skip
+        rows.append(row)
+        return row
+
     source = spark.read.parquet(str(corpus)).select("id", "text", *KEEP_COLUMNS)
-    with watch:
-        t0 = time.perf_counter()
-        job.annotate_frame(source, specs).write.format("noop").mode("overwrite").save()
-        seconds = time.perf_counter() - t0
-    rows.append({"row": "spark: annotate pass (noop)", "seconds": seconds, "jvm_cpu": watch.jvm_cpu,
-                 "py_cpu": watch.py_cpu, "load": load1(), "peak": dict(watch.peak),
-                 "active": dict(watch.active)})  # fmt: skip
+    measure(
+        "spark: annotate pass (noop)",
+        lambda: job.annotate_frame(source, specs).write.format("noop").mode("overwrite").save(),
+    )
 
     config = pipeline_config(annotators, corpus, workdir / f"warehouse-{name}", batch_size)
     shutil.rmtree(config.warehouse, ignore_errors=True)
@@ -410,18 +516,15 @@ def spark_runs(spark: Any, name: str, annotators: list[dict], corpus: Path, warm
 
     job.tables.write = timed_write
     try:
-        with watch:
-            t0 = time.perf_counter()
-            summary = job.run_annotate(spark, config, mode="overwrite")
-            seconds = time.perf_counter() - t0
+        row = measure(
+            "spark: run_annotate (Delta)", lambda: job.run_annotate(spark, config, mode="overwrite")
+        )
     finally:
         job.tables.write = original_write
+    summary = row.pop("result")
     if not (summary.reconciles and summary.quarantined == 0 and summary.annotated == summary.input_rows):
         raise RuntimeError(f"run_annotate did not annotate every document: {summary}")
-    rows.append({"row": "spark: run_annotate (Delta)", "seconds": seconds, "jvm_cpu": watch.jvm_cpu,
-                 "py_cpu": watch.py_cpu, "load": load1(), "peak": dict(watch.peak),
-                 "active": dict(watch.active), "docs": summary.annotated,
-                 "write_s": sum(write_seconds)})  # fmt: skip
+    row["docs"], row["write_s"] = summary.annotated, sum(write_seconds)
     shutil.rmtree(config.warehouse, ignore_errors=True)
     rows[0]["warm_s"] = warm_s
     return rows
@@ -430,15 +533,102 @@ def spark_runs(spark: Any, name: str, annotators: list[dict], corpus: Path, warm
 # --------------------------------------------------------------------------- report
 
 
-def fmt_row(label: str, docs: int, mb: float, seconds: float, ratio: tuple[float, float] | None,
-            cpu: str, load: float) -> str:  # fmt: skip
-    r = f"{ratio[0]:>6.2f} {ratio[1]:>6.2f}" if ratio else f"{'':>6} {'':>6}"
-    return (f"  {label:<32} {docs:>8} {mb:>8.1f} {seconds:>8.1f} {docs / seconds:>8.0f} {mb / seconds:>7.2f}"
-            f" {r}  {cpu:<15} {load:>5.2f}")  # fmt: skip
+def fmt_row(
+    label: str,
+    docs: int,
+    mb: float,
+    seconds: float,
+    ratio: tuple[float, float] | None = None,
+    cpu: tuple[float, float] | None = None,
+    eff: float | None = None,
+    util: float | None = None,
+    load: float = 0.0,
+) -> str:
+    def opt(value: float | None, width: int = 5, spec: str = ".2f") -> str:
+        return f"{value:>{width}{spec}}" if value is not None else " " * width
+
+    return (
+        f"  {label:<29} {docs:>7} {mb:>7.1f} {seconds:>7.1f} {docs / seconds:>7.0f} {mb / seconds:>6.2f}"
+        f" {opt(ratio and ratio[0])} {opt(ratio and ratio[1])}"
+        f" {(f'{cpu[0]:.0f}+{cpu[1]:.0f}' if cpu else ''):>9} {opt(eff)} {opt(util)} {load:>5.2f}"
+    )
 
 
-HEADER = (f"  {'':<32} {'docs':>8} {'MB text':>8} {'seconds':>8} {'docs/s':>8} {'MB/s':>7} {'ratio':>6}"
-          f" {'r(MB)':>6}  {'CPU s jvm+py':<15} {'load1':>5}")  # fmt: skip
+HEADER = (
+    f"  {'':<29} {'docs':>7} {'MB':>7} {'s':>7} {'docs/s':>7} {'MB/s':>6} {'ratio':>5} {'r(MB)':>5}"
+    f" {'CPU jvm+py':>9} {'eff':>5} {'util':>5} {'load1':>5}"
+)
+
+
+def report(
+    n: int,
+    mb: float,
+    cores: int,
+    partitions: int,
+    batch_size: int,
+    scan: dict,
+    baselines: dict,
+    results: dict,
+) -> None:
+    print()
+    print(
+        f"annotate throughput: {n} docs ({mb:.0f} MB of text), Spark local[{cores}] ({partitions} input "
+        f"partitions), Arrow batch {batch_size} rows; single process: a "
+        f"{baselines['langid']['docs']}-doc sample of the same corpus"
+    )
+    print(
+        f"ratio = spark docs/s / ({cores} cores x single-process docs/s, mean of before and after); r(MB): on MB/s"
+    )
+    print(
+        "CPU: CPU seconds of the JVM + the Python workers in the run; eff: the workers' CPU inside the "
+        "annotators / that CPU;\nutil: that CPU / (cores x wall), below 1 when other processes take cores "
+        "or cores idle; load1: 1-min load average after the row"
+    )
+    print(HEADER)
+    scan_util = scan["jvm_cpu"] / (cores * scan["seconds"])
+    print(fmt_row("spark: Parquet scan only", n, mb, scan["seconds"], cpu=(scan["jvm_cpu"], 0.0), util=scan_util,
+                  load=scan["load"]))  # fmt: skip
+    for name, base in baselines.items():
+        title = "(a) language-ID model alone" if name == "langid" else "(b) full default annotator set"
+        print(f" {title}")
+        bdocs, bmb = base["docs"], base["text_bytes"] / 1e6
+        runs = [r for r in base["rows"] if r[0].startswith("1 proc: annotate_batches")]
+        ref_s = sum(r[1] for r in runs) / len(runs)  # the mean of the runs before and after Spark
+        ref_cpu = sum(r[2] for r in runs) / len(runs)
+        for label, seconds, cpu, load in base["rows"]:
+            print(fmt_row(label, bdocs, bmb, seconds, cpu=(0.0, cpu), util=cpu / seconds, load=load))
+        for row in results[name]:
+            docs, seconds, used = row.get("docs", n), row["seconds"], row["jvm_cpu"] + row["py_cpu"]
+            ratio = ((docs / seconds) / (cores * bdocs / ref_s), (mb / seconds) / (cores * bmb / ref_s))
+            inside = sum(w["annotate_cpu"] for w in row["workers"].values())
+            eff = inside / used if used else None
+            print(fmt_row(row["row"], docs, mb, seconds, ratio, (row["jvm_cpu"], row["py_cpu"]), eff,
+                          used / (cores * seconds), row["load"]))  # fmt: skip
+            if "write_s" in row:
+                print(
+                    f"    of which the annotated-table write (the query that runs the annotators): {row['write_s']:.1f} s"
+                )
+        noop = results[name][0]
+        inside_docs = sum(w["docs"] for w in noop["workers"].values())
+        inside = sum(w["annotate_cpu"] for w in noop["workers"].values())
+        if inside_docs:
+            print(
+                f"    annotator CPU per doc: {1e6 * inside / inside_docs:.0f} us in the Spark workers (noop run) vs "
+                f"{1e6 * ref_cpu / bdocs:.0f} us in the single process"
+            )
+        peaks: dict[int, float] = {}
+        for row in results[name]:
+            for pid, w in row["workers"].items():
+                peaks[pid] = max(peaks.get(pid, 0.0), w["maxrss_mb"], row["peak"].get(pid, 0.0))
+        per_pid = ", ".join(f"pid {pid}: {hwm:.0f}" for pid, hwm in sorted(peaks.items()))
+        print(
+            f"    peak RSS per Python worker (MB): max {max(peaks.values(), default=0):.0f} ({per_pid}); "
+            f"single process: {base['maxrss_mb']:.0f}"
+        )
+        print(
+            f"    model load: {base['load_s']:.1f} s per process, not in the figures "
+            f"(warm-up: {results[name][0]['warm_s']:.0f} s)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,10 +637,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/quadmix-bench"))
     ap.add_argument("--cores", type=int, default=2, help="Spark runs local[CORES] (default 2)")
     ap.add_argument("--skip-full", action="store_true", help="only (a), the language-ID model")
-    ap.add_argument("--baseline-docs", type=int, default=20_000,
-                    help="single-process sample size; 0 = the whole corpus (default 20000)")  # fmt: skip
-    ap.add_argument("--batch-size", type=int, default=None,
-                    help="Arrow batch rows (default: spark.arrow_batch_size of the config, 2000)")  # fmt: skip
+    ap.add_argument(
+        "--baseline-docs",
+        type=int,
+        default=20_000,
+        help="single-process sample size; 0 = the whole corpus (default 20000)",
+    )
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Arrow batch rows (default: spark.arrow_batch_size of the config, 2000)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
     ap.add_argument("--_baseline", help=argparse.SUPPRESS)
@@ -470,8 +668,11 @@ def main(argv: list[str] | None = None) -> int:
     warm_corpus, _ = ensure_corpus(args.workdir, 2 * batch_size, args.seed + 1)
     models = None if args.skip_full else ensure_models(args.workdir, corpus)
     sets = annotator_sets(models)
-    print(f"corpus: {summary['docs']} docs, {summary['text_bytes'] / 1e6:.1f} MB of text, {len(summary['files'])} "
-          f"Parquet files ({summary['bytes'] / 1e6:.1f} MB); Arrow batch {batch_size} rows", flush=True)  # fmt: skip
+    print(
+        f"corpus: {summary['docs']} docs, {summary['text_bytes'] / 1e6:.1f} MB of text, {len(summary['files'])} "
+        f"Parquet files ({summary['bytes'] / 1e6:.1f} MB); Arrow batch {batch_size} rows",
+        flush=True,
+    )
 
     baselines = {}
     for name, annotators in sets.items():
@@ -505,49 +706,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     spark.stop()
 
-    n, mb = summary["docs"], summary["text_bytes"] / 1e6
-    print()
-    print(f"annotate throughput: {n} docs ({mb:.0f} MB text), Spark local[{cores}] ({partitions} input "
-          f"partitions), Arrow batch {batch_size}; single process on {baselines['langid']['docs']} docs")  # fmt: skip
-    print(
-        f"ratio = spark docs/s / ({cores} cores x single-process annotate_batches docs/s); "
-        "r(MB) the same on MB/s"
+    for name, annotators in sets.items():  # again: the machine's speed drifts (shared host, turbo)
+        print(f"[{name}] single process again ...", flush=True)
+        again = baseline(annotators, corpus, args.baseline_docs, batch_size, False)
+        baselines[name]["rows"].insert(1, ("1 proc: annotate_batches, after", *again["rows"][0][1:]))
+        baselines[name]["rows"][0] = ("1 proc: annotate_batches, before", *baselines[name]["rows"][0][1:])
+
+    report(
+        summary["docs"], summary["text_bytes"] / 1e6, cores, partitions, batch_size, scan, baselines, results
     )
-    print(HEADER)
-    print(
-        fmt_row(
-            "spark: Parquet scan only", n, mb, scan["seconds"], None, f"{scan['jvm_cpu']:.0f}+0", scan["load"]
-        )
-    )
-    for name in sets:
-        base = baselines[name]
-        title = "(a) language-ID model alone" if name == "langid" else "(b) full default annotator set"
-        print(f" {title}")
-        ref_docs = ref_mb = None
-        for label, seconds, cpu, load in base["rows"]:
-            docs, bmb = base["docs"], base["text_bytes"] / 1e6
-            if ref_docs is None:
-                ref_docs, ref_mb = docs / seconds, bmb / seconds
-            print(fmt_row(label, docs, bmb, seconds, None, f"{cpu:.0f} (py)", load))
-        for row in results[name]:
-            docs = row.get("docs", n)
-            ratio = ((docs / row["seconds"]) / (cores * ref_docs), (mb / row["seconds"]) / (cores * ref_mb))
-            print(fmt_row(row["row"], docs, mb, row["seconds"], ratio, f"{row['jvm_cpu']:.0f}+{row['py_cpu']:.0f}",
-                          row["load"]))  # fmt: skip
-            if "write_s" in row:
-                print(
-                    f"    of which the annotated-table write (the annotators' query): {row['write_s']:.1f} s"
-                )
-        warm = results[name][0]
-        print(f"    model load: {base['load_s']:.1f} s per process (not in the figures; warm-up job "
-              f"{warm['warm_s']:.1f} s)")  # fmt: skip
-        peaks = {}
-        for row in results[name]:
-            for pid, hwm in row["peak"].items():
-                peaks[pid] = max(hwm, peaks.get(pid, 0.0))
-        per_pid = ", ".join(f"{pid}: {hwm:.0f}" for pid, hwm in sorted(peaks.items()))
-        print(f"    peak RSS per Python worker (MB): max {max(peaks.values(), default=0):.0f} [{per_pid}]; "
-              f"single process {base['maxrss_mb']:.0f}")  # fmt: skip
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

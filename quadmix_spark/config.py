@@ -115,12 +115,17 @@ class ClassifierConfig:
 
 @dataclass
 class StatsConfig:
-    """The stats job: per-domain and global counts, tokens and quantile sketches of each scorer."""
+    """The stats job: per-domain and global counts, tokens and quantile sketches of each scorer.
+
+    Sketches are exact quantiles of a sample chosen by a hash of ``doc_key``, so they are the same
+    whatever the partitioning (``percentile_approx`` is not: its merge order leaks into the result).
+    """
 
     input_table: str = "annotated"
     output_table: str = "stats"
     n_quantiles: int = 1000  # sketch resolution: n_quantiles + 1 cut points from min to max
-    accuracy: int = 10_000  # percentile_approx accuracy; relative rank error is 1/accuracy
+    sample_size: int = 200_000  # documents behind the global sketches (σ's reference)
+    domain_sample_size: int = 20_000  # documents per domain behind the per-domain sketches
 
 
 @dataclass
@@ -141,6 +146,7 @@ class SelectConfig:
     rank_sample_size: int = 10_000  # documents per domain for the scalable rank mapping
     shard_target_mb: float = 64.0
     shard_formats: list[Literal["parquet", "jsonl"]] = field(default_factory=lambda: ["parquet", "jsonl"])
+    report: bool = True  # PNG figures + report.md/html beside the manifest
     report_sample_size: int = 20_000  # documents behind the report's histograms
 
 

@@ -229,14 +229,12 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         )
         .collect()
     }
-    shards = write_shards(
-        written,
-        out_dir / "shards",
-        cfg.seed,
-        cfg.shard_target_mb,
-        cfg.shard_formats,
-        ["id", "text", dom, tok],
-    )
+    shards = None
+    if cfg.shard_formats:
+        columns = ["id", "text", dom, tok]
+        shards = write_shards(
+            written, out_dir / "shards", cfg.seed, cfg.shard_target_mb, cfg.shard_formats, columns
+        )
     summary = SelectSummary(
         selection_id=sel_id,
         out_dir=str(out_dir),
@@ -269,7 +267,8 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    _report(scored, model, stats, summary, manifest, cfg, out_dir, tok)
+    if cfg.report:
+        _report(scored, model, stats, summary, manifest, cfg, out_dir)
     summary.seconds = round(time.time() - started, 1)
     return summary
 
@@ -320,7 +319,7 @@ def _calibrate(narrow: DataFrame, expected, model: ScoringModel, budget: int, cf
     return result
 
 
-def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path, tok: str) -> None:
+def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path) -> None:
     """Small samples for the histograms; everything else comes from the aggregates above."""
     rate = min(1.0, cfg.report_sample_size / max(sum(stats.docs.values()), 1))
     cols = [*model.params.scorers, "domain_idx"] + (["rank"] if "rank" in scored.columns else [])

@@ -1,9 +1,10 @@
-"""The stats job: per-domain and global statistics of every scorer, in one aggregation pass.
+"""The stats job: per-domain and global statistics of every scorer.
 
-``rollup(domain)`` computes the per-domain rows and the global row (domain ``__all__``) in a single
-scan with map-side partial aggregation, so a huge domain is never one task. Each row holds document
-and token counts and a quantile sketch (``n_quantiles + 1`` cut points of the raw score, from
-``percentile_approx``). The select job turns the global sketches into σ's reference distribution.
+``rollup(domain)`` computes the per-domain rows and the global row (domain ``__all__``) in one
+scan with map-side partial aggregation, so a huge domain is never one task. Each row holds exact
+document and token counts and a quantile sketch: ``n_quantiles + 1`` exact quantiles of a sample
+chosen by a hash of ``doc_key``, so the sketch does not depend on partitioning. The select job
+turns the global sketches into σ's reference distribution.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__, tables
@@ -55,8 +56,18 @@ def check_columns(df: DataFrame, config: PipelineConfig, table: str) -> None:
             raise ConfigError(f"{key}: column {column!r} is not in {table}")
 
 
+def _hash_fraction(salt: str) -> Column:
+    """A uniform in [0, 1) from doc_key alone: the same sample on every partitioning and rerun."""
+    return F.pmod(F.xxhash64("doc_key", F.lit(salt)), F.lit(1 << 30)).cast("double") / float(1 << 30)
+
+
 def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
-    """Compute and append one stats run; return what was written."""
+    """Compute and append one stats run; return what was written.
+
+    Two scans of the narrow columns (never the text): domain counts, which fix the sampling
+    rates, then one ``rollup(domain)`` with exact counts and token sums and hash-chosen samples
+    of every scorer (``collect_list``), whose exact quantiles the driver computes.
+    """
     started = time.time()
     cfg = config.stats
     source = config.table_path(cfg.input_table)
@@ -66,44 +77,43 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
     df = spark.read.format("delta").option("versionAsOf", annotated_version).load(source)
     check_columns(df, config, source)
 
-    probs = [i / cfg.n_quantiles for i in range(cfg.n_quantiles + 1)]
     domain = F.col(config.domain_column)
+    counts = {r[0]: r[1] for r in df.groupBy(domain).count().collect()}
+    total = sum(counts.values())
+    domain_rate = F.create_map(
+        *[x for d, n in counts.items() for x in (F.lit(d), F.lit(min(1.0, cfg.domain_sample_size / n)))]
+    )
+    in_domain_sample = _hash_fraction("stats-domain") < domain_rate[domain]
+    in_global_sample = _hash_fraction("stats-global") < min(1.0, cfg.sample_size / max(total, 1))
     aggs = [F.count(F.lit(1)).alias("docs"), F.sum(config.token_column).alias("tokens")]
     for scorer in config.scorers:
         value = F.col(scorer).cast("double")
         aggs += [
-            F.percentile_approx(value, probs, cfg.accuracy).alias(f"q__{scorer}"),
             F.avg(value).alias(f"mean__{scorer}"),
             F.count(value).alias(f"n__{scorer}"),
+            F.collect_list(F.when(in_domain_sample, value)).alias(f"d__{scorer}"),
+            F.collect_list(F.when(in_global_sample, value)).alias(f"g__{scorer}"),
         ]
-    grouped = df.rollup(domain.alias("domain")).agg(*aggs)
-    rows = grouped.withColumn("domain", F.coalesce("domain", F.lit(ALL_DOMAINS)))
-    # Long format: one row per (domain, scorer), the shape readers filter on.
+    rows = df.rollup(domain.alias("domain")).agg(*aggs).collect()
+
+    probs = np.linspace(0.0, 1.0, cfg.n_quantiles + 1)
+    records = []
+    for row in rows:
+        name = ALL_DOMAINS if row["domain"] is None else row["domain"]
+        for scorer, direction in config.scorers.items():
+            sample = np.sort(
+                np.asarray(row[f"{'g' if row['domain'] is None else 'd'}__{scorer}"], np.float64)
+            )
+            cuts = np.quantile(sample, probs, method="inverted_cdf").tolist() if len(sample) else []
+            records.append(
+                (name, int(row["docs"]), int(row["tokens"] or 0), scorer, direction,
+                 int(row[f"n__{scorer}"]), row[f"mean__{scorer}"], len(sample), cuts)
+            )  # fmt: skip
     stats_id = uuid.uuid4().hex[:12]
-    long = (
-        rows.select(
-            F.lit(stats_id).alias("stats_id"),
-            F.lit(annotated_version).cast("long").alias("annotated_version"),
-            "domain",
-            "docs",
-            F.col("tokens").cast("long").alias("tokens"),
-            F.explode(
-                F.array(
-                    *[
-                        F.struct(
-                            F.lit(s).alias("scorer"),
-                            F.lit(d).alias("direction"),
-                            F.col(f"n__{s}").alias("non_null"),
-                            F.col(f"mean__{s}").alias("mean"),
-                            F.col(f"q__{s}").alias("quantiles"),
-                        )
-                        for s, d in config.scorers.items()
-                    ]
-                )
-            ).alias("s"),
-        )
-        .select("*", "s.*")
-        .drop("s")
+    long = spark.createDataFrame(records, STATS_SCHEMA).select(
+        F.lit(stats_id).alias("stats_id"),
+        F.lit(annotated_version).cast("long").alias("annotated_version"),
+        "*",
     )
     metadata = {
         "job": "stats",
@@ -111,7 +121,8 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
         "annotated_version": annotated_version,
         "stats_id": stats_id,
         "n_quantiles": cfg.n_quantiles,
-        "accuracy": cfg.accuracy,
+        "sample_size": cfg.sample_size,
+        "domain_sample_size": cfg.domain_sample_size,
         "code_version": __version__,
     }
     out = config.table_path(cfg.output_table)
@@ -119,6 +130,12 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
     stats = load_stats(spark, out, version)
     print(format_stats(stats, time.time() - started))
     return stats
+
+
+STATS_SCHEMA = (
+    "domain string, docs long, tokens long, scorer string, direction string, non_null long, "
+    "mean double, sample_docs long, quantiles array<double>"
+)
 
 
 def load_stats(spark: SparkSession, path: str, at_version: int | None = None) -> Stats:

@@ -1,0 +1,208 @@
+"""Stats and select on real Spark and Delta: exactness against the numpy core, determinism, budgets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from quadmix_spark import core
+from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
+from quadmix_spark.select import run_select
+from quadmix_spark.stats import run_stats
+
+DOMAINS = ("arts", "code", "news", "science")
+SCORERS = {"q_a": "higher_is_better", "q_b": "lower_is_better", "q_c": "higher_is_better"}
+N_DOCS = 12_000
+
+
+def synthetic_pool(n: int = N_DOCS, seed: int = 7) -> dict[str, np.ndarray]:
+    """An annotated pool: skewed domains, heavy-tailed tokens, scores with many ties."""
+    rng = np.random.default_rng(seed)
+    domain = rng.choice(len(DOMAINS), size=n, p=[0.4, 0.3, 0.2, 0.1])
+    return {
+        "id": np.array([f"doc-{i:06d}" for i in range(n)]),
+        "domain": np.array(DOMAINS)[domain],
+        "n_tokens": np.maximum(1, rng.lognormal(5, 1, n).astype(np.int64)),
+        "q_a": rng.random(n).round(2),  # only 101 distinct values: ties inside every domain
+        "q_b": rng.normal(0, 1, n),
+        "q_c": rng.beta(2, 5, n),
+    }
+
+
+def write_pool(spark, path: str, pool: dict, partitions: int) -> None:
+    rows = [
+        (str(i), f"text of {i}", str(d), int(t), float(a), float(b), float(c))
+        for i, d, t, a, b, c in zip(
+            pool["id"], pool["domain"], pool["n_tokens"], pool["q_a"], pool["q_b"], pool["q_c"], strict=True
+        )
+    ]
+    schema = "id string, text string, domain string, n_tokens long, q_a double, q_b double, q_c double"
+    df = spark.createDataFrame(rows, schema).withColumn("doc_key", F.xxhash64("id"))
+    df.repartition(partitions).write.format("delta").mode("overwrite").save(path)
+
+
+def theta() -> core.QuadMixParams:
+    m = len(DOMAINS)
+    return core.QuadMixParams(
+        domains=DOMAINS,
+        scorers=tuple(SCORERS),
+        alpha=np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [1 / 3, 1 / 3, 1 / 3], [0.0, 1.0, 0.0]]),
+        lam=np.array([10.0, 50.0, 200.0, 5.0]),
+        omega=np.array([0.3, 0.5, 0.8, 0.95]),
+        eta=np.array([0.5, 1.0, 0.2, 0.8]),
+        eps=np.full(m, 0.001),
+    )
+
+
+def make_config(root: Path, **select) -> PipelineConfig:
+    params = root / "theta.yaml"
+    if not params.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        core.save_params(theta(), params)
+    return from_dict(
+        PipelineConfig,
+        {
+            "warehouse": str(root / "warehouse"),
+            "scorers": SCORERS,
+            "select": {
+                "params": str(params),
+                "output_dir": str(root / "selections"),
+                "rank_mode": "exact",
+                "shard_formats": [],
+                "report": False,
+                **select,
+            },
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def pool_root(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pool")
+    pool = synthetic_pool()
+    config = make_config(root)
+    write_pool(spark, config.table_path("annotated"), pool, partitions=4)
+    run_stats(spark, config)
+    return root, pool
+
+
+def selected(spark, config: PipelineConfig, selection_id: str) -> dict[str, int]:
+    table = spark.read.format("delta").load(config.table_path("selected"))
+    rows = table.where(F.col("selection_id") == selection_id).select("id", "copies").collect()
+    return {r["id"]: r["copies"] for r in rows}
+
+
+def core_copies(pool: dict, keys: np.ndarray, references: dict[str, np.ndarray], seed: int) -> dict[str, int]:
+    """The specification: the same selection computed by the numpy core alone."""
+    params = theta()
+    d = params.domain_index(pool["domain"])
+    scores = np.column_stack([pool[s] for s in params.scorers])
+    refs = [core.build_reference(references[s], SCORERS[s] == "higher_is_better") for s in params.scorers]
+    hib = [SCORERS[s] == "higher_is_better" for s in params.scorers]
+    merged = core.merge_scores(core.percentile_matrix(scores, refs, hib), d, params.alpha)
+    rank = core.token_weighted_rank(merged, d, pool["n_tokens"], params.n_domains)
+    s = core.sampling_function(rank, params.lam[d], params.omega[d], params.eta[d], params.eps[d])
+    copies = core.expected_copies_to_copies(s, core.hash_uniform(keys, seed, 0))
+    return {i: int(c) for i, c in zip(pool["id"], copies, strict=True) if c > 0}
+
+
+def test_spark_copies_equal_numpy_core(spark, pool_root):
+    root, pool = pool_root
+    config = make_config(root, seed=3)
+    summary = run_select(spark, config)
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    key_of = {r["id"]: r["doc_key"] for r in table.select("id", "doc_key").collect()}
+    keys = np.array([key_of[i] for i in pool["id"]], dtype=np.int64)
+    stats_rows = spark.read.format("delta").load(config.table_path("stats")).where("domain = '__all__'")
+    references = {r["scorer"]: np.array(r["quantiles"]) for r in stats_rows.collect()}
+
+    expected = core_copies(pool, keys, references, seed=3)
+    got = selected(spark, config, summary.selection_id)
+    assert len(got) > 3_000  # a real selection, not an empty one
+    assert got == expected
+    # The best documents are up-sampled: S reaches 2^η + ε, so 3 copies are possible but rare.
+    assert sum(c >= 2 for c in got.values()) > 500
+
+
+def test_scalable_rank_equals_exact_when_the_sample_is_the_domain(spark, pool_root):
+    root, _ = pool_root
+    exact = run_select(spark, make_config(root, seed=5))
+    scalable = run_select(spark, make_config(root, seed=5, rank_mode="scalable", rank_sample_size=10_000))
+    assert selected(spark, make_config(root), scalable.selection_id) == selected(
+        spark, make_config(root), exact.selection_id
+    )
+
+
+def test_same_selection_whatever_the_partitioning(spark, tmp_path, pool_root):
+    _, pool = pool_root
+    results = []
+    for partitions in (1, 4, 64):
+        root = tmp_path / f"p{partitions}"
+        config = make_config(root, seed=11, rank_mode="scalable", rank_sample_size=500)
+        write_pool(spark, config.table_path("annotated"), pool, partitions)
+        run_stats(spark, config)
+        summary = run_select(spark, config)
+        results.append(selected(spark, config, summary.selection_id))
+        if partitions == 64:  # and a rerun replaces its slice with the same rows
+            rerun = run_select(spark, config)
+            assert rerun.selection_id == summary.selection_id
+            assert selected(spark, config, rerun.selection_id) == results[-1]
+    assert len(results[0]) > 1_000
+    assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("selector", ["quadmix", "uniform", "topk:q_b", "union_topk"])
+def test_token_budget_is_met(spark, pool_root, selector):
+    root, pool = pool_root
+    budget = int(pool["n_tokens"].sum() * 0.3)
+    config = make_config(root, selector=selector, token_budget=budget, seed=1)
+    summary = run_select(spark, config)
+    achieved = sum(summary.tokens_after.values())
+    assert abs(achieved - budget) <= 0.005 * budget
+    got = selected(spark, config, summary.selection_id)
+    ids = set(got)
+    if selector == "topk:q_b":  # lower is better: every kept doc beats every dropped one
+        kept = pool["q_b"][np.isin(pool["id"], list(ids))]
+        dropped = pool["q_b"][~np.isin(pool["id"], list(ids))]
+        assert kept.max() <= dropped.min()
+
+
+def test_outputs_manifest_shards_and_report(spark, pool_root):
+    root, _ = pool_root
+    config = make_config(root, seed=2, shard_formats=["parquet", "jsonl"], report=True, shard_target_mb=0.05)
+    summary = run_select(spark, config)
+    out = Path(summary.out_dir)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["selected_copies"] == summary.selected_copies
+    assert manifest["annotated_version"] == 0 and manifest["params_hash"] == core.params_hash(theta())
+    shards = manifest["shards"]
+    assert shards["n_shards"] > 1
+    parquet = spark.read.parquet(shards["paths"]["parquet"])
+    jsonl = spark.read.json(shards["paths"]["jsonl"])
+    assert parquet.count() == jsonl.count() == summary.selected_copies
+    assert parquet.select("shard").distinct().count() == shards["n_shards"]
+    for name in ("report.md", "report.html", "sampling_curves.png", "tokens_by_domain.png"):
+        assert (out / "report" / name).stat().st_size > 500
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{config.table_path('selected')}`").first()
+    assert json.loads(history["userMetadata"])["selection_id"] == summary.selection_id
+
+
+def test_params_errors_name_the_entry(spark, pool_root, tmp_path):
+    root, _ = pool_root
+    bad = theta().to_dict()
+    bad["domains"].pop("news")
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    config = make_config(root)
+    config.select.params = str(path)
+    with pytest.raises(ConfigError, match="news"):
+        run_select(spark, config)
+    config.select.params = str(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="select.params: params file not found"):
+        run_select(spark, config)
+    with pytest.raises(ConfigError, match="select.token_budget is required for selector uniform"):
+        run_select(spark, make_config(root, selector="uniform"))

@@ -381,9 +381,11 @@ def measured_annotate_batches(stats_dir: str) -> Any:
     def run(batches, specs, text_column):
         import resource
 
+        import pyarrow.compute as pc
+
         from udfs.annotate import annotate_batches
 
-        stats = {"pid": os.getpid(), "docs": 0, "read_cpu": 0.0, "inside_cpu": 0.0}
+        stats = {"pid": os.getpid(), "docs": 0, "text_bytes": 0, "read_cpu": 0.0, "inside_cpu": 0.0}
 
         def reading():
             iterator = iter(batches)
@@ -396,6 +398,7 @@ def measured_annotate_batches(stats_dir: str) -> Any:
                 finally:
                     stats["read_cpu"] += time.process_time() - t
                 stats["docs"] += batch.num_rows
+                stats["text_bytes"] += pc.sum(pc.binary_length(batch.column(text_column))).as_py() or 0
                 yield batch
 
         out = annotate_batches(reading(), specs, text_column)
@@ -425,8 +428,11 @@ def worker_stats(stats_dir: Path) -> dict[int, dict]:
     for file in stats_dir.glob("*.jsonl"):
         for line in file.read_text().splitlines():
             task = json.loads(line)
-            agg = out.setdefault(task["pid"], {"docs": 0, "annotate_cpu": 0.0, "maxrss_mb": 0.0, "tasks": 0})
+            agg = out.setdefault(
+                task["pid"], {"docs": 0, "text_bytes": 0, "annotate_cpu": 0.0, "maxrss_mb": 0.0, "tasks": 0}
+            )
             agg["docs"] += task["docs"]
+            agg["text_bytes"] += task["text_bytes"]
             agg["annotate_cpu"] += task["annotate_cpu"]
             agg["maxrss_mb"] = max(agg["maxrss_mb"], task["maxrss_mb"])
             agg["tasks"] += 1
@@ -609,12 +615,12 @@ def report(
                     f"    of which the annotated-table write (the query that runs the annotators): {row['write_s']:.1f} s"
                 )
         noop = results[name][0]
-        inside_docs = sum(w["docs"] for w in noop["workers"].values())
+        inside_mb = sum(w["text_bytes"] for w in noop["workers"].values()) / 1e6
         inside = sum(w["annotate_cpu"] for w in noop["workers"].values())
-        if inside_docs:
+        if inside_mb:
             print(
-                f"    annotator CPU per doc: {1e6 * inside / inside_docs:.0f} us in the Spark workers (noop run) vs "
-                f"{1e6 * ref_cpu / bdocs:.0f} us in the single process"
+                f"    annotator CPU per MB of text: {inside / inside_mb:.3f} s in the Spark workers (noop run), "
+                f"{ref_cpu / bmb:.3f} s in the single process"
             )
         peaks: dict[int, float] = {}
         for row in results[name]:

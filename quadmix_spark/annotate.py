@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from quadmix_spark import __version__, tables
-from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig
+from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
 from quadmix_spark.reading import check_input_path, read_input
 from udfs.annotate import annotate_batches, output_schema
 from udfs.heuristics import SIGNALS
@@ -137,7 +137,7 @@ def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incre
 
     for spec in specs:  # ship model files; workers read them through SparkFiles
         if spec.get("model"):
-            spark.sparkContext.addFile(spec["model"])
+            spark.sparkContext.addFile(resolve(spec["model"]))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_batch_size))
 
     split = read_input(spark, cfg.input, cfg.max_text_bytes)
@@ -154,7 +154,7 @@ def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incre
         "job": "annotate",
         "input_path": cfg.input.path,
         "input_format": cfg.input.format,
-        "input_version": _input_version(spark, cfg.input.format, cfg.input.path),
+        "input_version": _input_version(spark, cfg.input.format, resolve(cfg.input.path)),
         "annotator_hash": ann_hash,
         "annotators": specs,
         "code_version": __version__,

@@ -138,6 +138,7 @@ class SelectConfig:
     output_table: str = "selected"
     output_dir: str = "data/selections"  # <output_dir>/<selection_id>/{shards,manifest.json,report}
     params: str = "conf/params/demo.yaml"
+    allow_unused_domains: bool = False  # θ may name domains the data does not have (small pools)
     selector: str = "quadmix"  # quadmix | uniform | topk:<scorer> | union_topk
     seed: int = 0
     token_budget: int | None = None  # None: the size follows from θ
@@ -167,10 +168,21 @@ class PipelineConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
 
     def table_path(self, name: str) -> str:
-        """A table name under the warehouse, or a path/URI given as is."""
+        """A table name under the warehouse, or a path/URI given as is (see :func:`resolve`)."""
         if "/" in name or ":" in name:
-            return name
-        return str(Path(self.warehouse) / name)
+            return resolve(name)
+        return resolve(str(Path(self.warehouse) / name))
+
+
+def resolve(path: str) -> str:
+    """A path as Spark should see it: URIs as given, local paths made absolute.
+
+    The JVM resolves relative paths against its own working directory, which is not the Python
+    process's when the session was started elsewhere; absolute paths mean the same to both.
+    """
+    if "://" in path or path.startswith("/"):
+        return path
+    return str(Path(path).resolve())
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from quadmix_spark.config import ConfigError, InputConfig
+from quadmix_spark.config import ConfigError, InputConfig, resolve
 
 # Reasons, in the order they are tested: a record gets the first that applies.
 REASONS = (
@@ -43,7 +43,7 @@ def _json_path(name: str) -> str:
 
 def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     """JSON lines as (raw, source_file, id, text, text_type, kept columns...)."""
-    lines = spark.read.text(cfg.path).select(
+    lines = spark.read.text(resolve(cfg.path)).select(
         F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
     )
     parsed = F.try_parse_json("raw")
@@ -65,7 +65,7 @@ def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
 def _read_table(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
     reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
-    df = reader.load(cfg.path)
+    df = reader.load(resolve(cfg.path))
     names = set(df.columns)
     for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
         if column and column not in names:
@@ -158,7 +158,7 @@ def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> Sp
 def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:
     """Fail fast, naming the key, when the input path does not exist."""
     jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(cfg.path)
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(resolve(cfg.path))
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(hadoop_path):
         raise ConfigError(f"annotate.input.path: {cfg.path} does not exist")

@@ -138,7 +138,9 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         raise ConfigError(f"select.token_budget is required for selector {cfg.selector}")
     stats = load_stats(spark, config.table_path(cfg.stats_table), cfg.stats_version)
     try:
-        core.check_against(params, stats.domains, list(config.scorers))
+        core.check_against(
+            params, stats.domains, list(config.scorers), allow_unused_domains=cfg.allow_unused_domains
+        )
     except ParamsError as err:
         raise ConfigError(f"select.params ({cfg.params}): {err}") from err
     source = config.table_path(cfg.input_table)

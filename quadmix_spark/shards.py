@@ -44,7 +44,7 @@ def write_shards(
     )
     paths = {}
     for fmt in formats:
-        path = str(Path(out_dir) / fmt)
+        path = str(Path(out_dir).resolve() / fmt)
         writer = laid_out.write.mode("overwrite").partitionBy("shard")
         if fmt == "parquet":
             writer.parquet(path)

@@ -1,0 +1,208 @@
+"""Surrogate search for θ*: score fresh random candidates, average the best (quadmix.md §4).
+
+QuaDMix: 100,000 candidates from Algorithm 1 (the sampler the proxy runs used, so the regressor
+is only asked about the region it was trained on), sort by predicted loss, θ* = the mean of the
+top 10 vectors. RegMix: the same over Dirichlet draws of domain weights (official code: 100k
+draws, top 128).
+
+The mean of vectors whose α rows (or mixtures) sum to 1 sums to 1 again up to float rounding;
+the result is checked against gross drift (a layout bug) and renormalised exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .core.param_sampler import ParamSampler
+from .core.params import QuadMixParams, _names
+
+__all__ = ["DirichletSampler", "SearchResult", "search_mixture", "search_theta", "theta_to_params"]
+
+_DRIFT_TOL = 1e-9  # a mean of simplex points can only drift by rounding, far below this
+
+
+class _Predictor(Protocol):
+    def predict(self, X: ArrayLike) -> NDArray[np.float64]: ...
+
+
+class DirichletSampler:
+    """RegMix candidates: mixtures over M domains ~ Dirichlet(concentration).
+
+    ``concentration`` is a positive scalar (the same for every domain; 1 = uniform on the
+    simplex) or one positive value per domain, e.g. RegMix's natural token distribution.
+    ``sample(n, seed)`` returns (n, M) rows, each ≥ 0 and summing to 1.
+    """
+
+    def __init__(self, domains: Sequence[str], concentration: float | ArrayLike = 1.0) -> None:
+        self.domains = _names(domains, "domains")
+        conc = np.broadcast_to(np.asarray(concentration, dtype=np.float64), (len(self.domains),)).copy()
+        if not np.all(np.isfinite(conc) & (conc > 0)):
+            raise ValueError(f"concentration must be finite and > 0 for every domain, got {conc}")
+        self.concentration = conc
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.domains)
+
+    @property
+    def n_params(self) -> int:
+        return len(self.domains)
+
+    def sample(self, n: int, seed: int) -> NDArray[np.float64]:
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        return np.random.default_rng(seed).dirichlet(self.concentration, size=n)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Outcome of a search.
+
+    Attributes
+    ----------
+    theta_star : (D,) mean of the top-k candidates, simplex blocks renormalised
+    predicted_loss_of_mean : predicted loss of ``theta_star`` itself
+    top_candidates : (k, D) the best candidates, best first
+    top_predicted : (k,) their predicted losses, ascending
+    names : D feature names (``param_names`` layout, or domain names for mixtures)
+    domains, scorers : the sampler's names; ``scorers`` is None for a mixture search
+    n_candidates, seed : how the candidates were drawn
+    """
+
+    theta_star: NDArray[np.float64]
+    predicted_loss_of_mean: float
+    top_candidates: NDArray[np.float64]
+    top_predicted: NDArray[np.float64]
+    names: tuple[str, ...]
+    domains: tuple[str, ...]
+    scorers: tuple[str, ...] | None
+    n_candidates: int
+    seed: int
+    candidate_stats: dict[str, float] = field(default_factory=dict)
+
+    def to_params(self) -> QuadMixParams:
+        """θ* as validated :class:`QuadMixParams`, ready for ``save_params`` / ``quadmix select``."""
+        if self.scorers is None:
+            raise ValueError("a mixture search has no QuaDMix params; use to_mixture()")
+        return QuadMixParams.from_vector(self.theta_star, self.domains, self.scorers)
+
+    def to_mixture(self) -> dict[str, float]:
+        """Domain -> weight of a mixture search's θ*."""
+        if self.scorers is not None:
+            raise ValueError("a QuaDMix search has no mixture; use to_params()")
+        return {d: float(w) for d, w in zip(self.domains, self.theta_star, strict=True)}
+
+
+def theta_to_params(theta: ArrayLike, sampler: ParamSampler) -> QuadMixParams:
+    """Flat θ (length (N + 4)·M) in ``sampler``'s layout -> :class:`QuadMixParams`."""
+    return QuadMixParams.from_vector(theta, sampler.domains, sampler.scorers)
+
+
+def _renormalise(theta: NDArray[np.float64], sampler: ParamSampler | DirichletSampler) -> NDArray[np.float64]:
+    """Make every simplex block of θ sum to exactly 1 (α rows, or the whole mixture)."""
+    out = theta.copy()
+    if isinstance(sampler, ParamSampler):
+        n = len(sampler.scorers)
+        block = out.reshape(len(sampler.domains), n + 4)
+        blocks = block[:, :n]  # a view: edits land in ``out``
+    else:
+        blocks = out.reshape(1, -1)
+    sums = blocks.sum(axis=1, keepdims=True)
+    drift = float(np.max(np.abs(sums - 1.0)))
+    if drift > _DRIFT_TOL:
+        raise RuntimeError(f"mean of the top candidates has a simplex block summing to 1 ± {drift:.3g}")
+    blocks /= sums
+    return out
+
+
+def search_theta(
+    regressor: _Predictor,
+    sampler: ParamSampler | DirichletSampler,
+    n_candidates: int = 100_000,
+    top_k: int = 10,
+    seed: int = 0,
+    *,
+    batch_size: int = 25_000,
+) -> SearchResult:
+    """Draw ``n_candidates`` with ``sampler.sample(n_candidates, seed)``, keep the ``top_k`` lowest
+    predicted losses and average them.
+
+    ``regressor`` is anything with ``predict(X (n, D)) -> (n,)`` (a fitted :class:`LossRegressor`);
+    if it carries ``feature_names`` they must equal ``sampler.names`` (one layout for fit and
+    search). Prediction runs in batches of ``batch_size`` rows. Ties are broken by draw order, so
+    the result is deterministic in ``seed``.
+    """
+    for name, value, low in (
+        ("n_candidates", n_candidates, 1),
+        ("top_k", top_k, 1),
+        ("batch_size", batch_size, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if top_k > n_candidates:
+        raise ValueError(f"top_k={top_k} exceeds n_candidates={n_candidates}")
+    if not isinstance(sampler, ParamSampler | DirichletSampler):
+        raise TypeError(f"sampler must be a ParamSampler or DirichletSampler, got {type(sampler).__name__}")
+    if not callable(getattr(regressor, "predict", None)):
+        raise TypeError("regressor must have a predict(X) method")
+    names = getattr(regressor, "feature_names", None)
+    if names is not None and list(names) != sampler.names:
+        raise ValueError(
+            "regressor feature_names differ from the sampler's parameter layout "
+            f"({len(names)} vs {sampler.n_params} features); fit and search must use the same sampler"
+        )
+    mode = getattr(regressor, "mode", None)
+    expected_mode = "quadmix" if isinstance(sampler, ParamSampler) else "regmix"
+    if mode is not None and mode != expected_mode:
+        raise ValueError(f"a {mode}-mode regressor cannot score {type(sampler).__name__} candidates")
+
+    candidates = sampler.sample(int(n_candidates), seed)
+    predicted = np.empty(len(candidates))
+    for start in range(0, len(candidates), batch_size):
+        predicted[start : start + batch_size] = regressor.predict(candidates[start : start + batch_size])
+    if not np.all(np.isfinite(predicted)):
+        raise ValueError("regressor returned non-finite predictions")
+    best = np.argsort(predicted, kind="stable")[:top_k]
+    top = candidates[best]
+    theta_star = _renormalise(top.mean(axis=0), sampler)
+    is_qm = isinstance(sampler, ParamSampler)
+    return SearchResult(
+        theta_star=theta_star,
+        predicted_loss_of_mean=float(regressor.predict(theta_star[None, :])[0]),
+        top_candidates=top,
+        top_predicted=predicted[best],
+        names=tuple(sampler.names),
+        domains=tuple(sampler.domains),
+        scorers=tuple(sampler.scorers) if is_qm else None,
+        n_candidates=int(n_candidates),
+        seed=int(seed),
+        candidate_stats={
+            "min": float(predicted.min()),
+            "median": float(np.median(predicted)),
+            "mean": float(predicted.mean()),
+        },
+    )
+
+
+def search_mixture(
+    regressor: _Predictor,
+    domains: Sequence[str],
+    n_candidates: int = 100_000,
+    top_k: int = 128,
+    seed: int = 0,
+    *,
+    concentration: float | ArrayLike = 1.0,
+    batch_size: int = 25_000,
+) -> SearchResult:
+    """RegMix search: Dirichlet(concentration) mixtures over ``domains``; θ* = mean of the top k.
+
+    Defaults follow RegMix's released code (100k draws, top 128); pass the natural token
+    distribution as ``concentration`` to draw around it.
+    """
+    sampler = DirichletSampler(domains, concentration)
+    return search_theta(regressor, sampler, n_candidates, top_k, seed, batch_size=batch_size)

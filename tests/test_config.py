@@ -1,0 +1,99 @@
+"""Config loading: errors name the key, overrides apply, every key is documented."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+
+from quadmix_spark.cli import main
+from quadmix_spark.config import (
+    AnnotatorConfig,
+    ClassifierConfig,
+    ConfigError,
+    InputConfig,
+    PipelineConfig,
+    load_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_demo_config_loads_with_overrides():
+    config = load_config(ROOT / "conf/demo.yaml", ["select.seed=7", "spark.conf={spark.a: '1'}"])
+    assert config.select.seed == 7
+    assert config.spark.conf == {"spark.a": "1"}
+    assert [a.kind for a in config.annotate.annotators] == [
+        "fasttext_domain",
+        "fasttext_quality",
+        "language_id",
+        "heuristics",
+        "tokens",
+    ]
+    assert config.scorers["dup_5gram_char_frac"] == "lower_is_better"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sparkk: {}", "unknown config key sparkk"),
+        ("select: {seedd: 1}", "unknown config key select.seedd"),
+        ("select: {seed: one}", "select.seed: expected int, got str"),
+        ("select: {rank_mode: fast}", "select.rank_mode: 'fast' is not one of"),
+        ("scorers: {q: best}", "scorers.q: 'best' is not one of"),
+        ("annotate: {annotators: [{kind: tokens}]}", r"annotate.annotators\[0\].column is required"),
+        ("annotate: {annotators: [{column: x}]}", r"missing required config key annotate.annotators\[0\].kind"),
+        ("annotate: {annotators: [{kind: fasttext_quality, column: q, model: m.bin}]}", "label is required"),
+        ("select: {selector: topk:nope}", "select.selector: 'nope' is not one of the scorers"),
+        ("select: {token_budget: -5}", "select.token_budget must be positive"),
+        ("- a list", "the top level must be a mapping"),
+    ],
+)
+def test_errors_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load_config(write(tmp_path, "{}"), ["select.seed"])
+
+
+def test_cli_reports_config_errors_without_starting_spark(tmp_path, capsys):
+    code = main(["select", "--config", str(write(tmp_path, "select: {seedd: 1}"))])
+    assert code == 2
+    assert "configuration error: unknown config key select.seedd" in capsys.readouterr().err
+
+
+def _keys(cls: type, prefix: str) -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp) and tp is not InputConfig:
+            keys += _keys(tp, f"{key}.")
+        elif tp is InputConfig and prefix == "annotate.":
+            keys += _keys(tp, f"{key}.")
+        else:
+            keys.append(key)
+    return keys
+
+
+def test_every_key_is_documented():
+    doc = (ROOT / "docs/config.md").read_text()
+    keys = _keys(PipelineConfig, "")
+    keys += _keys(ClassifierConfig, "classifiers.<name>.")
+    keys += [f.name for f in dataclasses.fields(AnnotatorConfig)]
+    missing = [k for k in keys if f"`{k}`" not in doc and k not in ("classifiers", "annotate.annotators")]
+    assert missing == []

@@ -19,8 +19,8 @@ import numpy as np
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from quadmix_spark import __version__
-from quadmix_spark.config import ClassifierConfig, ConfigError
+from quadmix_spark import __version__, tables
+from quadmix_spark.config import ClassifierConfig, ConfigError, resolve
 from quadmix_spark.reading import check_input_path, read_input
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
         **asdict(report),
         "label_column": cfg.label_column,
         "input_path": cfg.input.path,
+        "input_version": _input_version(spark, cfg),
         "training_params": {
             k: getattr(cfg, k) for k in ("epoch", "lr", "word_ngrams", "dim", "min_count", "quantize")
         },
@@ -153,6 +154,10 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
     }
     out.with_suffix(out.suffix + ".json").write_text(json.dumps(meta, indent=2))
     return report
+
+
+def _input_version(spark: SparkSession, cfg: ClassifierConfig) -> int | None:
+    return tables.version(spark, resolve(cfg.input.path)) if cfg.input.format == "delta" else None
 
 
 def format_report(name: str, report: ClassifierReport) -> str:

@@ -214,7 +214,8 @@ class LossRegressor:
         if not np.all(np.isfinite(target)):
             raise ValueError("y contains NaN or infinite values")
         n = arr.shape[0]
-        n_val = int(round(self.validation_fraction * n)) if self.early_stopping_rounds is not None else 0
+        use_val = self.early_stopping_rounds is not None and self.validation_fraction > 0
+        n_val = math.ceil(self.validation_fraction * n) if use_val else 0
         if n_val and (n_val < 2 or n - n_val < 2):
             raise ValueError(
                 f"{n} rows are too few for validation_fraction={self.validation_fraction}; "

@@ -50,7 +50,7 @@ def test_demo_config_loads_with_overrides():
         ("select: {rank_mode: fast}", "select.rank_mode: 'fast' is not one of"),
         ("scorers: {q: best}", "scorers.q: 'best' is not one of"),
         ("annotate: {annotators: [{kind: tokens}]}", r"annotate.annotators\[0\].column is required"),
-        ("annotate: {annotators: [{column: x}]}", r"missing required config key annotate.annotators\[0\].kind"),
+        ("annotate: {annotators: [{column: x}]}", r"missing required config key annotate.annotators\[0\].kind"),  # noqa: E501
         ("annotate: {annotators: [{kind: fasttext_quality, column: q, model: m.bin}]}", "label is required"),
         ("select: {selector: topk:nope}", "select.selector: 'nope' is not one of the scorers"),
         ("select: {token_budget: -5}", "select.token_budget must be positive"),
@@ -81,9 +81,9 @@ def _keys(cls: type, prefix: str) -> list[str]:
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp) and tp is not InputConfig:
-            keys += _keys(tp, f"{key}.")
-        elif tp is InputConfig and prefix == "annotate.":
+        # Input sections are documented once, under annotate.input.
+        nested = dataclasses.is_dataclass(tp) and (tp is not InputConfig or prefix == "annotate.")
+        if nested:
             keys += _keys(tp, f"{key}.")
         else:
             keys.append(key)

@@ -75,7 +75,7 @@ from quadmix_spark import core  # noqa: E402
 from quadmix_spark.config import PipelineConfig, from_dict  # noqa: E402
 from quadmix_spark.stats import run_stats  # noqa: E402
 
-GENERATOR_VERSION = 2  # bump when the generated table changes, so cached pools are rebuilt
+GENERATOR_VERSION = 3  # bump when the generated table changes, so cached pools are rebuilt
 DOMAINS = (
     "web", "news", "forum", "science", "code", "books", "wiki", "legal", "medical", "finance", "patents",
 )  # fmt: skip
@@ -117,7 +117,7 @@ def pool_frame(spark: SparkSession, n_docs: int, files: int, seed: int) -> DataF
     """The synthetic annotated table as a lazy DataFrame: Spark expressions only, no Python per row."""
     n = F.col("n")
     s = f"seed{seed}"
-    corpus = F.lit(_corpus(seed))
+    corpus = F.lit(bytearray(_corpus(seed).encode()))  # binary: substr is O(length), not O(offset)
     # Domain: weights ∝ 0.72^k, so the largest domain is ~30 % and the smallest ~1 % of the pool.
     weights = 0.72 ** np.arange(len(DOMAINS))
     cuts = np.cumsum(weights / weights.sum())
@@ -142,7 +142,7 @@ def pool_frame(spark: SparkSession, n_docs: int, files: int, seed: int) -> DataF
         .withColumn("n_bytes", n_bytes.cast("int"))
         .select(
             F.format_string("doc-%010d", n).alias("id"),
-            corpus.substr(offset, F.col("n_bytes")).alias("text"),
+            corpus.substr(offset, F.col("n_bytes")).cast("string").alias("text"),
             F.element_at(F.lit(list(DOMAINS)), F.col("domain_idx") + 1).alias("domain"),
             "domain_idx",
             "n",

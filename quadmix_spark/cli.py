@@ -91,6 +91,13 @@ def cmd_select(config: PipelineConfig, args: argparse.Namespace) -> None:
     print(format_summary(run_select(_session(config), config)))
 
 
+def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.fit_search import format_summary, run_fit_search
+
+    spark = _session(config) if config.search.runs_format == "delta" else None
+    print(format_summary(run_fit_search(config, spark)))
+
+
 def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
     """The whole demo pipeline end to end."""
     args.name = None
@@ -114,6 +121,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "annotate": (cmd_annotate, "annotate a corpus into Delta (domain, quality, language, tokens)"),
     "stats": (cmd_stats, "per-domain statistics and quantile sketches of the scorers"),
     "select": (cmd_select, "QuaDMix selection: selected Delta table, shards, manifest, report"),
+    "fit-search": (cmd_fit_search, "fit the loss regressor on proxy runs and search θ*"),
     "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
 }
 

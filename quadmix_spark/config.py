@@ -152,6 +152,23 @@ class SelectConfig:
 
 
 @dataclass
+class SearchConfig:
+    """The fit-search job: proxy-run metrics → LightGBM regressor → θ* (docs/config.md)."""
+
+    runs_path: str = "data/proxy_runs.parquet"
+    runs_format: Literal["csv", "parquet", "delta"] = "parquet"
+    mode: Literal["quadmix", "regmix"] = "quadmix"
+    template_params: str = "conf/params/demo.yaml"  # names the domains and scorers of the layout
+    target_eval_sets: list[str] = field(default_factory=list)  # [] = the mean over all eval sets
+    holdout_fraction: float = 0.1
+    n_candidates: int = 100_000
+    top_k: int = 10
+    seed: int = 0
+    output_params: str = "data/search/theta_star.yaml"
+    output_dir: str = "data/search"
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline; each job reads its own section."""
 
@@ -166,6 +183,7 @@ class PipelineConfig:
     scorers: dict[str, Direction] = field(default_factory=dict)
     stats: StatsConfig = field(default_factory=StatsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def table_path(self, name: str) -> str:
         """A table name under the warehouse, or a path/URI given as is (see :func:`resolve`)."""

@@ -50,7 +50,10 @@ def test_demo_config_loads_with_overrides():
         ("select: {rank_mode: fast}", "select.rank_mode: 'fast' is not one of"),
         ("scorers: {q: best}", "scorers.q: 'best' is not one of"),
         ("annotate: {annotators: [{kind: tokens}]}", r"annotate.annotators\[0\].column is required"),
-        ("annotate: {annotators: [{column: x}]}", r"missing required config key annotate.annotators\[0\].kind"),  # noqa: E501
+        (
+            "annotate: {annotators: [{column: x}]}",
+            r"missing required config key annotate.annotators\[0\].kind",
+        ),  # noqa: E501
         ("annotate: {annotators: [{kind: fasttext_quality, column: q, model: m.bin}]}", "label is required"),
         ("select: {selector: topk:nope}", "select.selector: 'nope' is not one of the scorers"),
         ("select: {token_budget: -5}", "select.token_budget must be positive"),

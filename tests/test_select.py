@@ -187,6 +187,10 @@ def test_outputs_manifest_shards_and_report(spark, pool_root):
     assert parquet.select("shard").distinct().count() == shards["n_shards"]
     for name in ("report.md", "report.html", "sampling_curves.png", "tokens_by_domain.png"):
         assert (out / "report" / name).stat().st_size > 500
+    stats = spark.read.format("delta").load(config.table_path("stats")).where("domain = 'news'").collect()
+    for row in stats:  # per-domain sketches, plain and token-weighted, both ascending
+        for cuts in (row["quantiles"], row["token_quantiles"]):
+            assert len(cuts) == 1001 and cuts == sorted(cuts)
     history = spark.sql(f"DESCRIBE HISTORY delta.`{config.table_path('selected')}`").first()
     assert json.loads(history["userMetadata"])["selection_id"] == summary.selection_id
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__, core, tables
@@ -149,27 +149,26 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
 
     selector = make_selector(cfg.selector, params.scorers)
     expected = selector.expected
-    narrow_cols = ["doc_key", "domain_idx", tok, "u"] + [
-        c for c in scored.columns if c == "S" or c.startswith(("o__", "sigma__"))
-    ]
-    narrow = scored.select(*narrow_cols).persist(StorageLevel.MEMORY_AND_DISK)
     scale, budget, extra = 1.0, cfg.token_budget, ()
     if budget is not None:
+        # Calibration aggregates many times over the few columns it needs: cache those only.
+        narrow_cols = ["doc_key", "domain_idx", tok, "u"] + [
+            c for c in scored.columns if c == "S" or c.startswith(("o__", "sigma__"))
+        ]
+        narrow = scored.select(*narrow_cols).persist(StorageLevel.MEMORY_AND_DISK)
         calibration = _calibrate(narrow, selector, budget, cfg, tok)
         scale, extra = calibration.scale, calibration.extra
+        narrow.unpersist()
 
     sel_id = selection_id(config, params, stats)
     out_dir = Path(cfg.output_dir) / sel_id
-    requested = {
-        params.domains[r["domain_idx"]]: float(r["t"])
-        for r in narrow.groupBy("domain_idx").agg(F.sum(F.col(tok) * expected(scale)).alias("t")).collect()
-    }
-    narrow.unpersist()
-
+    # Per-domain totals are observed while the selected table is written: no extra pass.
+    totals = Observation(f"select-{sel_id}")
     keep = [c for c in annotated.columns if c not in ("domain_idx",)]
     selected = (
         scored.withColumn("expected", expected(scale))
         .withColumn("copies", copies_column(F.col("expected"), F.col("u")) + _extra_copy(extra))
+        .observe(totals, *_domain_totals(len(params.domains), tok))
         .where(F.col("copies") > 0)
         .select(
             F.lit(sel_id).alias("selection_id"),
@@ -203,22 +202,22 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         options={"replaceWhere": f"selection_id = '{sel_id}'"},
         partition_by=["selection_id"],
     )
+    observed = totals.get
+    requested = {d: float(observed[f"requested_{i}"] or 0.0) for i, d in enumerate(params.domains)}
+    after = {
+        d: (
+            int(observed[f"docs_{i}"] or 0),
+            int(observed[f"copies_{i}"] or 0),
+            int(observed[f"tokens_{i}"] or 0),
+        )
+        for i, d in enumerate(params.domains)
+    }
     written = (
         spark.read.format("delta")
         .option("versionAsOf", version)
         .load(out_table)
         .where(F.col("selection_id") == sel_id)
     )
-    after = {
-        r[dom]: (int(r["docs"]), int(r["copies"]), int(r["tokens"] or 0))
-        for r in written.groupBy(dom)
-        .agg(
-            F.count(F.lit(1)).alias("docs"),
-            F.sum("copies").alias("copies"),
-            F.sum(F.col(tok) * F.col("copies")).alias("tokens"),
-        )
-        .collect()
-    }
     shards = None
     if cfg.shard_formats:
         columns = ["id", "text", dom, tok]
@@ -261,6 +260,20 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         _report(scored, model, stats, summary, manifest, cfg, out_dir)
     summary.seconds = round(time.time() - started, 1)
     return summary
+
+
+def _domain_totals(n_domains: int, tok: str) -> list[Column]:
+    """Aggregates per domain index: requested tokens (Σ tokens·e), kept docs, copies, tokens."""
+    out = []
+    for i in range(n_domains):
+        here = F.col("domain_idx") == i
+        out += [
+            F.sum(F.when(here, F.col(tok) * F.col("expected"))).alias(f"requested_{i}"),
+            F.sum(F.when(here & (F.col("copies") > 0), 1)).alias(f"docs_{i}"),
+            F.sum(F.when(here, F.col("copies"))).alias(f"copies_{i}"),
+            F.sum(F.when(here, F.col(tok) * F.col("copies"))).alias(f"tokens_{i}"),
+        ]
+    return out
 
 
 def _extra_copy(keys: tuple[int, ...]) -> Column:

@@ -96,7 +96,10 @@ def _read_table(spark: SparkSession, cfg: InputConfig) -> DataFrame:
 
 def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
     text = F.col("text")
-    reason = F.when(~F.is_valid_utf8("raw"), F.lit("invalid_utf8")).when(
+    # JSON lines: the line's bytes. Tables: the text itself; ``raw`` is rendered by to_json, which
+    # turns invalid bytes into U+FFFD, so checking it would miss them.
+    utf8_source = "raw" if cfg.format == "jsonl" else "text"
+    reason = F.when(~F.is_valid_utf8(utf8_source), F.lit("invalid_utf8")).when(
         F.col("_parse").isNotNull(), F.lit("malformed_json")
     )
     if cfg.id_column:

@@ -1,16 +1,13 @@
 """One pass over the text: every configured annotator scores the same Arrow batch.
 
 The Spark side calls :func:`annotate_batches` through ``DataFrame.mapInArrow``. Each batch's text
-crosses from the JVM once; each view of it that an annotator needs (Python strings, fastText input
-lines) is built at most once per batch and shared; fastText ``predict`` and the tokenizer get whole
-batches. Annotator specs are plain dicts so the closure pickles small; models are loaded on the
-worker (see :mod:`udfs.models`).
+crosses from the JVM once, is turned into a Python list once, and every annotator reads that list;
+fastText ``predict`` and the tokenizer get whole batches. Annotator specs are plain dicts so the
+closure pickles small; models are loaded on the worker (see :mod:`udfs.models`).
 
-Hot path (see benchmarks/annotate_throughput.py): fastText's own C++ ``predict`` dominates. The
-glue around it stays vectorised: fastText input lines are made as UTF-8 ``bytes`` straight from the
-Arrow buffer (no ``str`` decode and re-encode, no per-line check in fastText's Python wrapper), the
-Python ``str`` list is only built when an annotator reads it, and label/probability outputs avoid
-per-row Python loops where they can.
+Where the time goes (benchmarks/annotate_throughput.py): fastText's C++ ``predict``, the heuristics
+and the tokenizer. The Python glue around them (``to_pylist``, the newline replace, fastText's
+per-line check and UTF-8 encode, label stripping) costs a few percent of the language-ID annotator.
 """
 
 from __future__ import annotations
@@ -29,26 +26,11 @@ Annotator = Callable[["Batch"], Columns]
 
 
 class Batch:
-    """The text of one Arrow batch, with views computed at most once and shared by annotators.
+    """The text of one Arrow batch, with views computed at most once and shared by annotators."""
 
-    Build it from the Python strings (``Batch(texts)``) or from the Arrow text column
-    (``Batch(column=array)``); either way every view below is available.
-    """
-
-    def __init__(self, texts: list[str] | None = None, *, column: pa.Array | None = None) -> None:
-        if texts is None and column is None:
-            raise TypeError("Batch needs texts or column")
-        self._texts = texts
-        self._column = column
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
         self._single_line: list[str] | None = None
-        self._fasttext_lines: list[bytes] | None = None
-
-    @property
-    def texts(self) -> list[str]:
-        if self._texts is None:
-            assert self._column is not None
-            self._texts = self._column.to_pylist()
-        return self._texts
 
     @property
     def single_line(self) -> list[str]:
@@ -56,29 +38,6 @@ class Batch:
         if self._single_line is None:
             self._single_line = [t.replace("\n", " ") for t in self.texts]
         return self._single_line
-
-    @property
-    def fasttext_lines(self) -> list[bytes]:
-        """``single_line`` as the UTF-8 lines fastText's C++ ``predict`` reads (each ends in ``\\n``).
-
-        Exactly what ``model.predict(batch.single_line)`` hands to fastText, made without decoding
-        the text into ``str`` when the Arrow column is at hand.
-        """
-        if self._fasttext_lines is None:
-            if self._column is not None and self._texts is None:
-                raw = self._column.cast(pa.binary()).to_pylist()
-            else:
-                raw = [t.encode() for t in self.texts]
-            self._fasttext_lines = [b.replace(b"\n", b" ") + b"\n" for b in raw]
-        return self._fasttext_lines
-
-
-def _predict(model: Any, batch: Batch, k: int) -> tuple[list[list[str]], list[Any]]:
-    """``model.predict(batch.single_line, k=k)``, fed the batch's prepared UTF-8 lines."""
-    multiline = getattr(getattr(model, "f", None), "multilinePredict", None)
-    if multiline is None:  # a fastText build without the pybind object: the public API
-        return model.predict(batch.single_line, k=k)
-    return multiline(batch.fasttext_lines, k, 0.0, "strict")
 
 
 def output_fields(spec: dict[str, Any]) -> list[pa.Field]:
@@ -102,17 +61,12 @@ def _strip_labels(labels: Sequence[Sequence[str]]) -> list[str]:
 def _top_label(spec: dict[str, Any], model_path: str) -> Annotator:
     model = load_fasttext(model_path)
     column = spec["column"]
-    # fastText returns labels as "__label__xx": strip each distinct label once, not once per row.
-    stripped = {label: label.removeprefix("__label__") for label in model.get_labels()}
 
     def run(batch: Batch) -> Columns:
-        labels, probs = _predict(model, batch, 1)
-        try:
-            names = [stripped[row[0]] if row else "" for row in labels]
-        except KeyError:  # a label outside get_labels(): cannot happen, but keep the exact result
-            names = _strip_labels(labels)
+        labels, probs = model.predict(batch.single_line, k=1)
         top = np.fromiter((p[0] if len(p) else 0.0 for p in probs), np.float32, len(probs))
-        return {column: pa.array(names, pa.string()), f"{column}_prob": pa.array(top)}
+        # Typed: an empty batch must still give a string column, not Arrow's null type.
+        return {column: pa.array(_strip_labels(labels), pa.string()), f"{column}_prob": pa.array(top)}
 
     return run
 
@@ -128,10 +82,10 @@ def _label_probability(spec: dict[str, Any]) -> Annotator:
     k = len(model.get_labels())
 
     def run(batch: Batch) -> Columns:
-        labels, probs = _predict(model, batch, k)
+        labels, probs = model.predict(batch.single_line, k=k)
         out = np.zeros(len(labels), np.float32)
         for i, (row_labels, row_probs) in enumerate(zip(labels, probs, strict=True)):
-            if target in row_labels:  # C-level scans instead of a Python loop over the labels
+            if target in row_labels:  # C-level scans, not a Python loop over all k labels per row
                 out[i] = row_probs[row_labels.index(target)]
         return {spec["column"]: pa.array(out)}
 
@@ -192,7 +146,7 @@ def annotate_batches(
     """Add every annotator's columns to each batch (the body of a ``mapInArrow`` call)."""
     annotators = [build_annotator(spec) for spec in specs]
     for record_batch in batches:
-        batch = Batch(column=record_batch.column(text_column))
+        batch = Batch(record_batch.column(text_column).to_pylist())
         arrays = list(record_batch.columns)
         names = list(record_batch.schema.names)
         for annotate in annotators:

@@ -25,6 +25,11 @@ def test_demo_pipeline_end_to_end(spark, tmp_path, monkeypatch, capsys):
             "demo.malformed_rate=0.01",
             "--set",
             "select.allow_unused_domains=true",  # 2,000 documents may leave a domain unpredicted
+            # One training thread: fastText's multi-threaded SGD is not repeatable run to run.
+            "--set",
+            "classifiers.domain.threads=1",
+            "--set",
+            "classifiers.domain.epoch=20",
         ]
     )
     captured = capsys.readouterr()

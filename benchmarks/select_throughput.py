@@ -10,14 +10,15 @@ three scorer columns with ties -- it times, in one SparkSession with a warm JVM:
 
   * ``floor``: ``spark.read.format("delta").load(annotated).write.format("delta").save(new)``, every
     column, nothing else: the I/O floor of any job that rewrites the table. It runs before and
-    after each select run (the machine's speed drifts); the ratios use the median floor.
-  * ``stats``: ``quadmix_spark.stats.run_stats`` (two scans of the narrow columns).
+    after each select run (the machine's speed drifts).
+  * ``stats``: ``quadmix_spark.stats.run_stats`` (scans of the narrow columns only).
   * ``select``: ``quadmix_spark.select.run_select`` with ``shard_formats=[]`` and ``report=False``
     (the selected Delta table only), scalable rank mode, no token budget. Its wall time is split
-    into phases by wrapping select's own steps (load stats / rank-mapping sample pass / the
-    per-domain ``requested`` aggregate over the persisted narrow columns / the Delta write of the
-    selection / the per-domain aggregate re-read of what was written); the wrappers only read the
-    clock.
+    into phases by wrapping select's own steps: ``load stats`` (and θ checks), ``rank sample``
+    (``_fit_mapping``: the hash-chosen sample pass and the mapping fit), ``calibration`` (with a
+    budget only), ``write`` (the query that scores every document and writes the selected Delta
+    table, per-domain totals observed on the way), ``shards``, ``report``, ``other`` (the rest,
+    e.g. the manifest); the wrappers only read the clock.
   * ``select+shards+report`` (``--shards``): run_select again with Parquet shards and the report,
     printed separately (not part of the goal).
 
@@ -315,29 +316,20 @@ class PhaseClock:
         return wrapped
 
     @contextlib.contextmanager
-    def installed(self, spark: SparkSession) -> Iterator[PhaseClock]:
+    def installed(self) -> Iterator[PhaseClock]:
         from quadmix_spark import select
 
         saved = {name: getattr(select, name) for name in self.STEPS}
         saved_write = select.tables.write
-        frame_cls = type(spark.range(1))
-        saved_unpersist = frame_cls.unpersist
         for name in self.STEPS:
             setattr(select, name, self._wrap(name, saved[name]))
         select.tables.write = self._wrap("write", saved_write)
-
-        def unpersist(df: DataFrame, *args: Any, **kwargs: Any) -> DataFrame:
-            self.mark("unpersist")  # run_select unpersists the narrow columns right after `requested`
-            return saved_unpersist(df, *args, **kwargs)
-
-        frame_cls.unpersist = unpersist
         try:
             yield self
         finally:
             for name, fn in saved.items():
                 setattr(select, name, fn)
             select.tables.write = saved_write
-            frame_cls.unpersist = saved_unpersist
 
     def phases(self, start: float, end: float) -> list[tuple[str, float]]:
         t = dict(self.events)  # last occurrence wins; each step runs once per run_select
@@ -346,18 +338,10 @@ class PhaseClock:
             return t[b] - t[a] if a in t and b in t else 0.0
 
         out = [
-            ("load stats + θ checks", t.get("load_stats:end", start) - start),
-            ("rank-mapping sample pass (_fit_mapping)", span("_fit_mapping:start", "_fit_mapping:end")),
-            ("budget calibration", span("_calibrate:start", "_calibrate:end")),
-            (
-                "`requested` aggregate (narrow columns, persisted)",
-                span("_fit_mapping:end", "unpersist") - span("_calibrate:start", "_calibrate:end"),
-            ),
-            ("Delta write of the selection", span("write:start", "write:end")),
-            (
-                "aggregate re-read of the written selection",
-                t.get("write_shards:start", t.get("_report:start", end)) - t.get("write:end", end),
-            ),
+            ("load stats", t.get("load_stats:end", start) - start),
+            ("rank sample", span("_fit_mapping:start", "_fit_mapping:end")),
+            ("calibration", span("_calibrate:start", "_calibrate:end")),
+            ("write", span("write:start", "write:end")),
             ("shards", span("write_shards:start", "write_shards:end")),
             ("report", span("_report:start", "_report:end")),
         ]
@@ -369,7 +353,7 @@ def timed_select(spark: SparkSession, config: PipelineConfig) -> tuple[Any, list
     from quadmix_spark.select import run_select
 
     clock = PhaseClock()
-    with clock.installed(spark):
+    with clock.installed():
         start = time.perf_counter()
         summary = run_select(spark, config)
         end = time.perf_counter()
@@ -509,18 +493,8 @@ def report(
         print("select+shards+report phases, s: " + phase_line(shard_phases, floor_s))
 
 
-SHORT = {
-    "load stats + θ checks": "load stats",
-    "rank-mapping sample pass (_fit_mapping)": "rank sample",
-    "budget calibration": "calibration",
-    "`requested` aggregate (narrow columns, persisted)": "requested agg",
-    "Delta write of the selection": "write",
-    "aggregate re-read of the written selection": "re-read agg",
-}
-
-
 def phase_line(phases: list[tuple[str, float]], floor_s: float) -> str:
-    return " | ".join(f"{SHORT.get(name, name)} {s:.1f} ({s / floor_s:.2f})" for name, s in phases)
+    return " | ".join(f"{name} {s:.1f} ({s / floor_s:.2f})" for name, s in phases)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,12 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     print(format_summary(run_fit_search(config, spark)))
 
 
+def cmd_experiment(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.experiment import format_result, run_experiment
+
+    print(format_result(run_experiment(_session(config), config)))
+
+
 def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
     """The whole demo pipeline end to end."""
     args.name = None
@@ -122,6 +128,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "stats": (cmd_stats, "per-domain statistics and quantile sketches of the scorers"),
     "select": (cmd_select, "QuaDMix selection: selected Delta table, shards, manifest, report"),
     "fit-search": (cmd_fit_search, "fit the loss regressor on proxy runs and search θ*"),
+    "experiment": (cmd_experiment, "proxy runs → fit → search → θ* against the baselines at one budget"),
     "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
 }
 

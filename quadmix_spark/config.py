@@ -159,13 +159,92 @@ class SearchConfig:
     runs_format: Literal["csv", "parquet", "delta"] = "parquet"
     mode: Literal["quadmix", "regmix"] = "quadmix"
     template_params: str = "conf/params/demo.yaml"  # names the domains and scorers of the layout
-    target_eval_sets: list[str] = field(default_factory=list)  # [] = the mean over all eval sets
+    # Algorithm 1's β ranges: {lambda|omega|eta|epsilon: [low, high]}; unset = the paper's scales
+    # (λ ≤ 1000, ω ≤ 0.1, η ≤ 1, ε ≤ 0.001). ω's range should cover the budget's share of the pool.
+    ranges: dict[str, list[float]] = field(default_factory=dict)
     holdout_fraction: float = 0.1
     n_candidates: int = 100_000
     top_k: int = 10
     seed: int = 0
     output_params: str = "data/search/theta_star.yaml"
     output_dir: str = "data/search"
+
+
+@dataclass
+class TinyLMConfig:
+    """The ``tinylm`` proxy trainer: a small decoder-only transformer (PyTorch, optional extra).
+
+    The defaults follow RegMix's 1M proxy: 2 layers, d=256, 8 heads, SwiGLU 512 (about 1M
+    non-embedding parameters); the embedding is tied to the output layer.
+    """
+
+    d_model: int = 256
+    n_layers: int = 2
+    n_heads: int = 8
+    d_ff: int = 512
+    context: int = 256  # tokens per training sequence
+    batch_size: int = 8  # sequences per optimizer step
+    lr: float = 3e-3  # AdamW peak learning rate (linear warmup, cosine decay)
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | auto
+    threads: int = 1  # torch CPU threads per run (Spark already runs one task per core)
+    eval_tokens: int = 65_536  # at most this many tokens of each evaluation set are scored
+
+
+@dataclass
+class TargetSetConfig:
+    """A user-provided target set (e.g. instruction data, benchmark training splits)."""
+
+    path: str = ""
+    format: Literal["jsonl", "parquet", "delta"] = "jsonl"
+    text_column: str = "text"
+    max_tokens: int = 200_000  # the first documents (by hash of the text) up to this many tokens
+
+
+@dataclass
+class TargetsConfig:
+    """The evaluation sets of every proxy run and how their losses make the target.
+
+    Evaluation sets are the ``target_sets`` (named as given) and, with ``heldout_fraction`` > 0,
+    one held-out set per domain (``heldout:<domain>``) carved from the pool by a hash of
+    ``doc_key``; held-out documents are removed from the pool the proxies select from.
+    """
+
+    target_sets: dict[str, TargetSetConfig] = field(default_factory=dict)
+    heldout_fraction: float = 0.05
+    heldout_filter: str | None = None  # SQL predicate on the held-out rows, e.g. "quality = 'high'"
+    heldout_max_tokens: int = 50_000  # per domain
+    weights: dict[str, float] = field(default_factory=dict)  # eval set → weight; {} = the mean
+
+
+@dataclass
+class ProxyConfig:
+    """Proxy datasets (many θ, one scan) and proxy runs (Spark tasks) into ``runs_table``."""
+
+    datasets_table: str = "proxy_datasets"
+    runs_table: str = "proxy_runs"
+    token_budget: int = 300_000  # training tokens of every proxy run
+    overshoot: float = 0.05  # datasets aim at budget·(1 + overshoot) tokens, the trainer cuts to budget
+    rank_sample_size: int = 10_000  # documents per domain behind each θ's rank mapping
+    seed: int = 0
+    trainer: Literal["ngram", "tinylm"] = "ngram"
+    ngram_order: int = 2
+    n_checkpoints: int = 4  # losses at T/2^(n-1), …, T/2, T training tokens
+    tasks: int | None = None  # Spark tasks for the runs; None: one per run
+    tinylm: TinyLMConfig = field(default_factory=TinyLMConfig)
+
+
+@dataclass
+class ExperimentConfig:
+    """The experiment: proxies → fit → search → θ* against the baselines at one token budget."""
+
+    n_runs: int = 64
+    seed: int = 0
+    pool_table: str = "experiment_pool"  # the annotated table minus the held-out documents
+    stats_table: str = "experiment_stats"
+    selected_table: str = "experiment_selected"  # the evaluation datasets (θ* and baselines)
+    output_dir: str = "data/experiment"
+    baselines: list[str] = field(default_factory=lambda: ["uniform", "topk", "union_topk"])
 
 
 @dataclass
@@ -184,6 +263,9 @@ class PipelineConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def table_path(self, name: str) -> str:
         """A table name under the warehouse, or a path/URI given as is (see :func:`resolve`)."""

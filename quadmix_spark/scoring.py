@@ -55,6 +55,30 @@ class ScoringModel:
         )
 
 
+def hash_uniform_column(seed: int, copy: int, key: str = "doc_key") -> Column:
+    """``core.hash_uniform(key, seed, copy)`` as a column (a pandas UDF: the same bits as the core)."""
+
+    @F.pandas_udf("double")
+    def draw(doc_key: pd.Series) -> pd.Series:
+        return pd.Series(core.hash_uniform(doc_key.to_numpy(np.int64), seed, copy))
+
+    return draw(key)
+
+
+def rank_sample(
+    base: DataFrame, docs_per_domain: Sequence[int], sample_size: int, seed: int, stream: int
+) -> DataFrame:
+    """About ``sample_size`` documents of every domain, chosen by a hash of ``doc_key``.
+
+    ``base`` needs ``doc_key`` and ``domain_idx``; ``docs_per_domain`` is in domain-index order.
+    The choice depends on (doc_key, seed, stream) only, so it is the same whatever the
+    partitioning; this is the sample behind the scalable rank mapping.
+    """
+    rates = [min(1.0, sample_size / max(n, 1)) for n in docs_per_domain]
+    rate = F.create_map(*[x for i, r in enumerate(rates) for x in (F.lit(i), F.lit(r))])
+    return base.where(hash_uniform_column(seed, stream) < rate[F.col("domain_idx")])
+
+
 def domain_index_column(domains: Sequence[str], domain_col: str) -> Column:
     """Domain label → index in θ's domain order (null for a label θ does not name)."""
     mapping = F.create_map(*[x for i, d in enumerate(domains) for x in (F.lit(d), F.lit(i))])

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -31,6 +30,8 @@ from quadmix_spark.scoring import (
     ScoringModel,
     copies_column,
     domain_index_column,
+    hash_uniform_column,
+    rank_sample,
     with_exact_rank,
     with_expected_copies,
     with_merged,
@@ -75,14 +76,6 @@ def load_checked_params(config: PipelineConfig) -> QuadMixParams:
     return params
 
 
-def _hash_uniform_udf(seed: int, copy: int):
-    @F.pandas_udf("double")
-    def draw(doc_key: pd.Series) -> pd.Series:
-        return pd.Series(core.hash_uniform(doc_key.to_numpy(np.int64), seed, copy))
-
-    return draw
-
-
 def selection_id(config: PipelineConfig, params: QuadMixParams, stats: Stats) -> str:
     cfg = config.select
     key = json.dumps(
@@ -104,9 +97,8 @@ def selection_id(config: PipelineConfig, params: QuadMixParams, stats: Stats) ->
 def _fit_mapping(base: DataFrame, model: ScoringModel, stats: Stats, cfg, token_col: str):
     """The scalable rank: per-domain q̄ → r̄ mapping from a hash-chosen sample of each domain."""
     domains = model.params.domains
-    rates = [min(1.0, cfg.rank_sample_size / max(stats.docs.get(d, 0), 1)) for d in domains]
-    rate = F.create_map(*[x for i, r in enumerate(rates) for x in (F.lit(i), F.lit(r))])
-    sample = base.where(_hash_uniform_udf(cfg.seed, SAMPLE_STREAM)("doc_key") < rate[F.col("domain_idx")])
+    docs = [stats.docs.get(d, 0) for d in domains]
+    sample = rank_sample(base, docs, cfg.rank_sample_size, cfg.seed, SAMPLE_STREAM)
     rows = with_merged(sample, model).select("merged", "domain_idx", token_col).toPandas()
     return core.fit_rank_mapping(
         rows["merged"].to_numpy(np.float64),
@@ -145,7 +137,7 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
             scored = with_merged(base, model, _fit_mapping(base, model, stats, cfg, tok))
         scored = with_expected_copies(scored, model, cfg.seed)
     else:
-        scored = with_oriented(base, model).withColumn("u", _hash_uniform_udf(cfg.seed, 0)("doc_key"))
+        scored = with_oriented(base, model).withColumn("u", hash_uniform_column(cfg.seed, 0))
 
     selector = make_selector(cfg.selector, params.scorers)
     expected = selector.expected
@@ -312,7 +304,7 @@ def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path) -> None
     """Small samples for the histograms; everything else comes from the aggregates above."""
     rate = min(1.0, cfg.report_sample_size / max(sum(stats.docs.values()), 1))
     cols = [*model.params.scorers, "domain_idx"] + (["rank"] if "rank" in scored.columns else [])
-    sample = scored.where(_hash_uniform_udf(cfg.seed, SAMPLE_STREAM + 1)("doc_key") < rate).select(*cols)
+    sample = scored.where(hash_uniform_column(cfg.seed, SAMPLE_STREAM + 1) < rate).select(*cols)
     pdf = sample.toPandas()
     domains = model.params.domains
     rank_samples = {}

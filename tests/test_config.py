@@ -15,6 +15,7 @@ from quadmix_spark.config import (
     ConfigError,
     InputConfig,
     PipelineConfig,
+    TargetSetConfig,
     load_config,
 )
 
@@ -97,6 +98,7 @@ def test_every_key_is_documented():
     doc = (ROOT / "docs/config.md").read_text()
     keys = _keys(PipelineConfig, "")
     keys += _keys(ClassifierConfig, "classifiers.<name>.")
+    keys += _keys(TargetSetConfig, "targets.target_sets.<name>.")
     keys += [f.name for f in dataclasses.fields(AnnotatorConfig)]
     missing = [k for k in keys if f"`{k}`" not in doc and k not in ("classifiers", "annotate.annotators")]
     assert missing == []

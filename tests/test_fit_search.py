@@ -11,7 +11,7 @@ import pytest
 from quadmix_spark import core
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
-from quadmix_spark.fit_search import run_fit_search
+from quadmix_spark.fit_search import run_fit_search, run_targets
 
 DOMAINS, SCORERS = ("a", "b", "c"), ("s1", "s2")
 
@@ -38,7 +38,7 @@ def write_runs(path, n_runs: int = 300, seed: int = 0) -> pd.DataFrame:
     return runs
 
 
-def make_config(tmp_path, **search) -> PipelineConfig:
+def make_config(tmp_path, weights=None, **search) -> PipelineConfig:
     template = tmp_path / "template.yaml"
     core.save_params(core.uniform(DOMAINS, SCORERS), template)
     return from_dict(
@@ -51,14 +51,15 @@ def make_config(tmp_path, **search) -> PipelineConfig:
                 "output_dir": str(tmp_path / "search"),
                 "n_candidates": 20_000,
                 **search,
-            }
+            },
+            "targets": {"weights": weights or {}},
         },
     )
 
 
 def test_fit_search_finds_a_better_theta(tmp_path):
     runs = write_runs(tmp_path / "runs.parquet")
-    summary = run_fit_search(make_config(tmp_path, target_eval_sets=["target"]))
+    summary = run_fit_search(make_config(tmp_path, weights={"target": 1.0}))
     assert summary["runs"] == 300 and summary["held_out"] > 10
     assert summary["metrics"]["spearman"] > 0.8
     theta_star = core.load_params(tmp_path / "theta_star.yaml")  # a file quadmix select accepts
@@ -75,9 +76,28 @@ def test_layout_mismatch_and_missing_columns_are_config_errors(tmp_path):
     core.save_params(core.uniform(("a", "b"), SCORERS), config.search.template_params)
     with pytest.raises(ConfigError, match="θ vectors have 18 entries"):
         run_fit_search(config)
+    with pytest.raises(ConfigError, match=r"targets.weights: \['other'\] not among"):
+        run_fit_search(make_config(tmp_path, weights={"other": 1.0}))
     pd.DataFrame({"run_id": ["x"], "loss": [1.0]}).to_parquet(tmp_path / "runs.parquet")
     with pytest.raises(ConfigError, match=r"column\(s\) \['theta', 'eval_set', 'step_tokens'\] missing"):
         run_fit_search(make_config(tmp_path))
+
+
+def test_weighted_target_combines_final_losses():
+    runs = pd.DataFrame(
+        [
+            ("r1", [0.0], "a", 1, 9.0),
+            ("r1", [0.0], "a", 2, 2.0),
+            ("r1", [0.0], "b", 2, 4.0),
+            ("r2", [1.0], "a", 5, 1.0),
+            ("r2", [1.0], "b", 5, 3.0),
+        ],
+        columns=["run_id", "theta", "eval_set", "step_tokens", "loss"],
+    )
+    ids, X, y = run_targets(runs, {})
+    assert ids == ["r1", "r2"] and X.tolist() == [[0.0], [1.0]] and y.tolist() == [3.0, 2.0]
+    _, _, y = run_targets(runs, {"a": 3.0, "b": 1.0})
+    assert y.tolist() == [2.5, 1.5]
 
 
 def test_cli_csv_runs(tmp_path, capsys):

@@ -27,6 +27,7 @@ from .sampling import (
     hash_uniform,
     sampling_function,
 )
+from .theta_set import ThetaSet
 
 __all__ = [
     "BETA_KEYS",
@@ -34,6 +35,7 @@ __all__ = [
     "ParamsError",
     "QuadMixParams",
     "RankMapping",
+    "ThetaSet",
     "apply_rank_mapping",
     "build_reference",
     "check_against",

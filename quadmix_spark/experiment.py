@@ -1,0 +1,294 @@
+"""The experiment: does θ* found from proxy runs beat the baselines at the same token budget?
+
+Steps (each a job of its own elsewhere; here on one SparkSession, rerunnable):
+
+1. pool: the annotated table minus the held-out slice (``targets``), written as a Delta table,
+   and its stats;
+2. evaluation sets: the per-domain held-out sets and the user's target sets, as token ids;
+3. proxies: ``experiment.n_runs`` θ from Algorithm 1, their datasets in one scan, one proxy run
+   per θ as a Spark task, results in the ``proxy_runs`` table;
+4. fit + search: LightGBM on (θ, target loss), θ* = mean of the top-k of fresh candidates;
+5. evaluation: fresh proxies trained at the same budget on the data selected by θ*, by uniform
+   random selection, by the top-k of each single scorer and by the union of top-k sets
+   (``experiment.baselines``), through ``quadmix select`` itself;
+6. the comparison: target loss per selector, side by side (table + PNG).
+
+Run ids derive from everything that shapes a run (pool version, seed, budget, trainer, eval
+sets), so a rerun trains only what is missing or failed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from quadmix_spark import core, tables
+from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
+from quadmix_spark.proxy.datasets import build_proxy_datasets
+from quadmix_spark.proxy.runs import RunSpec, load_runs, run_proxies, runs_long
+from quadmix_spark.select import run_select
+from quadmix_spark.stats import load_stats, run_stats
+from quadmix_spark.targets import combine, final_losses, heldout_sets, split_pool, target_sets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Contender:
+    """One row of the comparison."""
+
+    label: str
+    selector: str
+    run_id: str
+    target: float = float("nan")
+    losses: dict[str, float] = field(default_factory=dict)
+    n_train_tokens: int = 0
+    status: str = ""
+
+
+@dataclass
+class ExperimentResult:
+    key: str
+    pool_docs: int
+    eval_sets: dict[str, int]  # name → tokens
+    proxy_ok: int
+    proxy_failed: int
+    fit: dict
+    contenders: list[Contender]
+    seconds: float
+    output_dir: str
+
+    @property
+    def winner(self) -> Contender:
+        return min(self.contenders, key=lambda c: c.target)
+
+
+def _derive(config: PipelineConfig, **sections: dict) -> PipelineConfig:
+    """A copy of ``config`` with some keys of some sections changed."""
+    out = copy.deepcopy(config)
+    for section, changes in sections.items():
+        for key, value in changes.items():
+            setattr(getattr(out, section), key, value)
+    return out
+
+
+def experiment_key(config: PipelineConfig, annotated_version: int) -> str:
+    exp, proxy = config.experiment, config.proxy
+    shape = [
+        config.table_path(config.select.input_table),
+        annotated_version,
+        asdict(config.targets),
+        exp.seed,
+        proxy.token_budget,
+        proxy.overshoot,
+        proxy.seed,
+        proxy.trainer,
+        proxy.ngram_order if proxy.trainer == "ngram" else asdict(proxy.tinylm),
+        proxy.n_checkpoints,
+        config.search.template_params,
+        config.search.ranges,
+        core.params_hash(core.load_params(config.search.template_params)),
+    ]
+    return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
+
+
+def _prepare_pool(spark: SparkSession, config: PipelineConfig, key: str, annotated_version: int):
+    """Write the pool table and its stats unless this experiment key already did."""
+    exp, source = config.experiment, config.table_path(config.select.input_table)
+    pool_path, stats_path = config.table_path(exp.pool_table), config.table_path(exp.stats_table)
+    annotated = spark.read.format("delta").option("versionAsOf", annotated_version).load(source)
+    pool, heldout = split_pool(annotated, config.targets, exp.seed)
+    latest = tables.version(spark, pool_path)
+    meta = tables.commit_info(spark, pool_path, latest)["user_metadata"] if latest is not None else None
+    if not meta or meta.get("experiment_key") != key:
+        tables.write(
+            pool,
+            pool_path,
+            "overwrite",
+            {"job": "experiment-pool", "experiment_key": key, "source": source, "version": annotated_version},
+        )
+        latest = tables.version(spark, pool_path)
+    stats_cfg = _derive(config, stats={"input_table": pool_path, "output_table": stats_path})
+    stats_version = tables.version(spark, stats_path)
+    if stats_version is None or load_stats(spark, stats_path).annotated_version != latest:
+        run_stats(spark, stats_cfg)
+    return heldout, pool_path, stats_path
+
+
+def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentResult:
+    started = time.time()
+    exp, proxy = config.experiment, config.proxy
+    source = config.table_path(config.select.input_table)
+    annotated_version = tables.version(spark, source)
+    if annotated_version is None:
+        raise ConfigError(f"select.input_table: no Delta table at {source} (run quadmix annotate first)")
+    if exp.n_runs < 12:
+        raise ConfigError("experiment.n_runs must be at least 12 (the fit holds some runs out)")
+    key = experiment_key(config, annotated_version)
+    out_dir = Path(exp.output_dir) / key
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log.info("experiment %s: %d proxy runs, budget %d tokens", key, exp.n_runs, proxy.token_budget)
+
+    heldout, pool_path, stats_path = _prepare_pool(spark, config, key, annotated_version)
+    on_pool = _derive(
+        config, select={"input_table": pool_path, "stats_table": stats_path, "stats_version": None}
+    )
+    eval_sets = {**heldout_sets(heldout, config, exp.seed), **target_sets(spark, config.targets)}
+    if not eval_sets:
+        raise ConfigError("targets: no evaluation sets (set heldout_fraction > 0 or add target_sets)")
+    pool = spark.read.format("delta").load(pool_path)
+
+    # Proxies: K θ, datasets in one scan, one Spark task per run.
+    sampler = make_sampler(config.search)
+    if not isinstance(sampler, core.ParamSampler):
+        raise ConfigError("search.mode: the experiment searches θ (quadmix mode)")
+    vectors = sampler.sample(exp.n_runs, exp.seed)
+    params = [core.QuadMixParams.from_vector(v, sampler.domains, sampler.scorers) for v in vectors]
+    run_ids = [f"{key}-p{k:04d}" for k in range(exp.n_runs)]
+    runs_path = config.table_path(proxy.runs_table)
+    if set(run_ids) - _ok_runs(spark, runs_path, run_ids):
+        data = build_proxy_datasets(spark, on_pool, params, run_ids)
+        shares = data.domain_tokens / np.maximum(data.domain_tokens.sum(axis=1, keepdims=True), 1)
+        specs = [RunSpec(r, "proxy", tuple(vectors[k]), tuple(shares[k])) for k, r in enumerate(run_ids)]
+        docs = (
+            spark.read.format("delta")
+            .load(data.table)
+            .where(F.col("run_id").isin(run_ids))
+            .join(pool.select("doc_key", "text"), "doc_key")
+        )
+        summary = run_proxies(spark, proxy, runs_path, specs, docs, eval_sets)
+        log.info("proxy runs: %d ok, %d failed in %.1fs", summary.ok, len(summary.failed), summary.seconds)
+
+    runs = load_runs(spark, runs_path)
+    mine = runs[runs["run_id"].isin(run_ids)]
+    ids, X, y = run_targets(runs_long(mine), config.targets.weights)
+    search_cfg = _derive(
+        config, search={"output_dir": str(out_dir), "output_params": str(out_dir / "theta_star.yaml")}
+    ).search
+    fit, result = fit_and_search(ids, X, y, sampler, search_cfg)
+    write_theta_star(result, search_cfg)
+
+    # Evaluation datasets through quadmix select, at the same budget and overshoot.
+    contenders = []
+    for label, selector in _selectors(config):
+        cfg = _derive(
+            on_pool,
+            select={
+                "selector": selector,
+                "params": str(out_dir / "theta_star.yaml"),
+                "token_budget": int(round(proxy.token_budget * (1 + proxy.overshoot))),
+                "seed": proxy.seed,
+                "rank_sample_size": proxy.rank_sample_size,
+                "output_table": exp.selected_table,
+                "output_dir": str(out_dir / "selections"),
+                "shard_formats": [],
+                "report": False,
+                "allow_unused_domains": True,
+            },
+        )
+        sel = run_select(spark, cfg)
+        contenders.append(Contender(label, selector, f"{key}-eval-{sel.selection_id}"))
+    selected = spark.read.format("delta").load(config.table_path(exp.selected_table))
+    docs = selected.select(
+        F.concat(F.lit(f"{key}-eval-"), F.col("selection_id")).alias("run_id"), "doc_key", "copies", "text"
+    )
+    specs = [RunSpec(c.run_id, "eval") for c in contenders]
+    run_proxies(spark, proxy, runs_path, specs, docs, eval_sets)
+    evals = load_runs(spark, runs_path).set_index("run_id")
+    for c in contenders:
+        row = evals.loc[c.run_id]
+        c.status, c.n_train_tokens = row["status"], int(row["n_train_tokens"])
+        if c.status == "ok":
+            c.losses = final_losses(list(row["losses"]))
+            c.target = combine(c.losses, config.targets.weights)
+    result_ = ExperimentResult(
+        key=key,
+        pool_docs=pool.count(),
+        eval_sets={k: int(v.size) for k, v in eval_sets.items()},
+        proxy_ok=int((mine["status"] == "ok").sum()),
+        proxy_failed=int((mine["status"] != "ok").sum()),
+        fit=fit,
+        contenders=contenders,
+        seconds=round(time.time() - started, 1),
+        output_dir=str(out_dir),
+    )
+    _write(result_, out_dir)
+    return result_
+
+
+def _ok_runs(spark: SparkSession, path: str, run_ids: list[str]) -> set[str]:
+    if not tables.exists(spark, path):
+        return set()
+    rows = (
+        (
+            spark.read.format("delta")
+            .load(path)
+            .where(F.col("run_id").isin(run_ids) & (F.col("status") == "ok"))
+        )
+        .select("run_id")
+        .collect()
+    )
+    return {r[0] for r in rows}
+
+
+def _selectors(config: PipelineConfig) -> list[tuple[str, str]]:
+    out = [("θ*", "quadmix")]
+    for name in config.experiment.baselines:
+        if name == "topk":
+            out += [(f"top-k {s}", f"topk:{s}") for s in config.scorers]
+        elif name in ("uniform", "union_topk"):
+            out.append((name.replace("_", "-"), name))
+        else:
+            raise ConfigError(f"experiment.baselines: {name!r} is not uniform, topk or union_topk")
+    return out
+
+
+def format_result(r: ExperimentResult) -> str:
+    f, m = r.fit, r.fit["metrics"]
+    lines = [
+        f"experiment {r.key}: pool {r.pool_docs} documents; {r.proxy_ok} proxy runs ok, "
+        f"{r.proxy_failed} failed; eval sets: {len(r.eval_sets)} ({sum(r.eval_sets.values())} tokens)",
+        f"  regressor on {f['runs']} runs ({f['held_out']} held out): Spearman {m['spearman']:.3f}, "
+        f"Pearson {m['pearson']:.3f}, MAE {m['mae']:.4f}",
+        f"  θ* predicted target {f['theta_star_predicted_loss']:.4f}; best proxy run "
+        f"{f['best_observed_run']}: {f['best_observed_loss']:.4f}",
+        f"  {'selection':<28} {'target loss':>12} {'tokens':>9}  status",
+    ]
+    for c in sorted(r.contenders, key=lambda c: (np.isnan(c.target), c.target)):
+        lines.append(f"  {c.label:<28} {c.target:>12.4f} {c.n_train_tokens:>9}  {c.status}")
+    win = r.winner
+    verdict = "θ* has the lowest target loss" if win.selector == "quadmix" else f"{win.label} beats θ*"
+    lines.append(f"  → {verdict}; written to {r.output_dir} in {r.seconds}s")
+    return "\n".join(lines)
+
+
+def _write(r: ExperimentResult, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(r.contenders, key=lambda c: c.target)
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
+    colors = ["tab:red" if c.selector == "quadmix" else "tab:gray" for c in rows]
+    ax.barh([c.label for c in rows][::-1], [c.target for c in rows][::-1], color=colors[::-1])
+    lo = min(c.target for c in rows)
+    hi = max(c.target for c in rows)
+    ax.set_xlim(lo - 0.2 * (hi - lo + 1e-3), hi + 0.1 * (hi - lo + 1e-3))
+    ax.set_xlabel("target loss (nats/token, lower is better)")
+    ax.set_title(f"experiment {r.key}: proxies at {rows[0].n_train_tokens} tokens")
+    fig.tight_layout()
+    fig.savefig(out_dir / "comparison.png", dpi=120)
+    plt.close(fig)
+    (out_dir / "experiment.json").write_text(json.dumps(asdict(r), indent=2, default=str))
+    (out_dir / "experiment.txt").write_text(format_result(r) + "\n")

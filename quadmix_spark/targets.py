@@ -1,0 +1,119 @@
+"""Targets: the evaluation sets of the proxy runs and the target loss they combine into.
+
+Two sources (``targets`` in the config):
+
+- per-domain held-out sets, ``heldout:<domain>``: documents of the annotated table chosen by a
+  hash of ``doc_key`` (``heldout_fraction``), optionally filtered (``heldout_filter``, e.g. the
+  clean documents only), at most ``heldout_max_tokens`` per domain. The held-out slice is removed
+  from the pool the proxies select from, so no run trains on its own evaluation text;
+- user-provided target sets (instruction data, benchmark training splits), named as configured.
+
+The target of a run is the weighted mean of its final losses over the sets (``weights``; by
+default every set weighs the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from quadmix_spark.config import ConfigError, PipelineConfig, TargetsConfig
+from quadmix_spark.proxy.runs import EOT
+from quadmix_spark.scoring import hash_uniform_column
+
+HOLDOUT_STREAM = 3_000_017  # hash_uniform copy index of the held-out choice
+
+
+def heldout_column(seed: int, fraction: float):
+    """True for the documents of the held-out slice."""
+    return hash_uniform_column(seed, HOLDOUT_STREAM) < F.lit(float(fraction))
+
+
+def split_pool(annotated: DataFrame, cfg: TargetsConfig, seed: int) -> tuple[DataFrame, DataFrame]:
+    """(pool, held-out) rows of the annotated table; the held-out slice is filtered as configured."""
+    if cfg.heldout_fraction <= 0:
+        return annotated, annotated.limit(0)
+    flagged = annotated.withColumn("_heldout", heldout_column(seed, cfg.heldout_fraction))
+    pool = flagged.where(~F.col("_heldout")).drop("_heldout")
+    heldout = flagged.where(F.col("_heldout")).drop("_heldout")
+    if cfg.heldout_filter:
+        heldout = heldout.where(F.expr(cfg.heldout_filter))
+    return pool, heldout
+
+
+def _encode(texts: Sequence[str], max_tokens: int) -> np.ndarray:
+    from udfs.models import load_tokenizer
+
+    ids = load_tokenizer("cl100k_base").encode_ordinary_batch(list(texts), num_threads=1)
+    out: list[int] = []
+    for doc in ids:
+        if len(out) >= max_tokens:
+            break
+        out += [*doc, EOT]
+    return np.asarray(out[:max_tokens], dtype=np.int64)
+
+
+def heldout_sets(heldout: DataFrame, config: PipelineConfig, seed: int) -> dict[str, np.ndarray]:
+    """``heldout:<domain>`` → token ids, the documents in hash order up to the per-domain cap."""
+    cfg, dom, tok = config.targets, config.domain_column, config.token_column
+    order = Window.partitionBy(dom).orderBy("_u", "doc_key")
+    rows = (
+        heldout.withColumn("_u", hash_uniform_column(seed, HOLDOUT_STREAM + 1))
+        .withColumn("_before", F.sum(tok).over(order) - F.col(tok))
+        .where(F.col("_before") < cfg.heldout_max_tokens)
+        .select(dom, "text", "_u", "doc_key")
+        .toPandas()
+        .sort_values([dom, "_u", "doc_key"])
+    )
+    return {
+        f"heldout:{d}": _encode(group["text"].tolist(), cfg.heldout_max_tokens)
+        for d, group in rows.groupby(dom, sort=True)
+    }
+
+
+def target_sets(spark: SparkSession, cfg: TargetsConfig) -> dict[str, np.ndarray]:
+    """The user-provided target sets → token ids, documents in a hash-of-text order."""
+    out = {}
+    for name, t in cfg.target_sets.items():
+        key = f"targets.target_sets.{name}"
+        if not t.path:
+            raise ConfigError(f"{key}.path is required")
+        reader = spark.read.format("json" if t.format == "jsonl" else t.format)
+        try:
+            df = reader.load(t.path)
+        except Exception as err:  # a missing path or unreadable file: name the key
+            raise ConfigError(f"{key}.path: cannot read {t.path}: {err}") from err
+        if t.text_column not in df.columns:
+            raise ConfigError(f"{key}.text_column: {t.text_column!r} is not a column of {t.path}")
+        texts = (
+            df.where(F.col(t.text_column).isNotNull())
+            .select(F.col(t.text_column).alias("text"))
+            .orderBy(F.xxhash64("text"), "text")
+            .toPandas()["text"]
+        )
+        out[name] = _encode(texts.tolist(), t.max_tokens)
+        if out[name].size == 0:
+            raise ConfigError(f"{key}: {t.path} has no text")
+    return out
+
+
+def combine(final_losses: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """The target: weighted mean of the final losses per eval set (plain mean without weights)."""
+    if not weights:
+        return float(np.mean(list(final_losses.values())))
+    missing = sorted(set(weights) - set(final_losses))
+    if missing:
+        raise ConfigError(f"targets.weights: no loss for eval set(s) {missing}")
+    total = sum(weights.values())
+    return float(sum(w * final_losses[name] for name, w in weights.items()) / total)
+
+
+def final_losses(losses: Sequence[Mapping]) -> dict[str, float]:
+    """Eval set → loss at the last checkpoint of one run's loss records."""
+    frame = pd.DataFrame(list(losses))
+    last = frame[frame["step_tokens"] == frame["step_tokens"].max()]
+    return dict(zip(last["eval_set"], last["loss"].astype(float), strict=True))

@@ -98,6 +98,15 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     print(format_summary(run_fit_search(config, spark)))
 
 
+def cmd_import_runs(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.proxy.external import import_runs
+
+    n = import_runs(_session(config), config)
+    print(
+        f"import-runs: {n} runs from {config.search.runs_path} → {config.table_path(config.proxy.runs_table)}"
+    )
+
+
 def cmd_experiment(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.experiment import format_result, run_experiment
 
@@ -128,6 +137,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "stats": (cmd_stats, "per-domain statistics and quantile sketches of the scorers"),
     "select": (cmd_select, "QuaDMix selection: selected Delta table, shards, manifest, report"),
     "fit-search": (cmd_fit_search, "fit the loss regressor on proxy runs and search θ*"),
+    "import-runs": (cmd_import_runs, "import proxy runs trained elsewhere into the proxy_runs table"),
     "experiment": (cmd_experiment, "proxy runs → fit → search → θ* against the baselines at one budget"),
     "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
 }

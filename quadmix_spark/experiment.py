@@ -102,20 +102,22 @@ def experiment_key(config: PipelineConfig, annotated_version: int) -> str:
     return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
 
 
-def _prepare_pool(spark: SparkSession, config: PipelineConfig, key: str, annotated_version: int):
-    """Write the pool table and its stats unless this experiment key already did."""
+def _prepare_pool(spark: SparkSession, config: PipelineConfig, annotated_version: int):
+    """Write the pool table and its stats unless they were made from the same inputs."""
     exp, source = config.experiment, config.table_path(config.select.input_table)
+    shape = [source, annotated_version, asdict(config.targets), exp.seed]
+    key = hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
     pool_path, stats_path = config.table_path(exp.pool_table), config.table_path(exp.stats_table)
     annotated = spark.read.format("delta").option("versionAsOf", annotated_version).load(source)
     pool, heldout = split_pool(annotated, config.targets, exp.seed)
     latest = tables.version(spark, pool_path)
     meta = tables.commit_info(spark, pool_path, latest)["user_metadata"] if latest is not None else None
-    if not meta or meta.get("experiment_key") != key:
+    if not meta or meta.get("pool_key") != key:
         tables.write(
             pool,
             pool_path,
             "overwrite",
-            {"job": "experiment-pool", "experiment_key": key, "source": source, "version": annotated_version},
+            {"job": "experiment-pool", "pool_key": key, "source": source, "version": annotated_version},
         )
         latest = tables.version(spark, pool_path)
     stats_cfg = _derive(config, stats={"input_table": pool_path, "output_table": stats_path})
@@ -139,7 +141,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info("experiment %s: %d proxy runs, budget %d tokens", key, exp.n_runs, proxy.token_budget)
 
-    heldout, pool_path, stats_path = _prepare_pool(spark, config, key, annotated_version)
+    heldout, pool_path, stats_path = _prepare_pool(spark, config, annotated_version)
     on_pool = _derive(
         config, select={"input_table": pool_path, "stats_table": stats_path, "stats_version": None}
     )

@@ -12,6 +12,8 @@ from quadmix_spark import core
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 from quadmix_spark.fit_search import run_fit_search, run_targets
+from quadmix_spark.proxy.external import import_runs
+from quadmix_spark.proxy.runs import load_runs as load_proxy_runs
 
 DOMAINS, SCORERS = ("a", "b", "c"), ("s1", "s2")
 
@@ -112,3 +114,22 @@ def test_cli_csv_runs(tmp_path, capsys):
     )
     assert main(["fit-search", "--config", str(config)]) == 0
     assert "fit-search: 120 runs" in capsys.readouterr().out
+
+
+def test_external_runs_import_into_the_runs_table_and_fit(spark, tmp_path):
+    runs = write_runs(tmp_path / "runs.parquet", n_runs=60)
+    config = make_config(tmp_path, weights={"target": 1.0})
+    config.warehouse = str(tmp_path / "warehouse")
+    assert import_runs(spark, config) == 60
+    assert import_runs(spark, config) == 60  # a repeated import changes nothing
+    table = load_proxy_runs(spark, config.table_path("proxy_runs"))
+    assert len(table) == 60 and set(table["kind"]) == {"external"} and set(table["trainer"]) == {"external"}
+    row = table.set_index("run_id").loc["run-0007"]
+    mine = runs[runs.run_id == "run-0007"]
+    assert row["theta"].tolist() == mine["theta"].iloc[0]
+    assert sorted((x["eval_set"], x["step_tokens"], x["loss"]) for x in row["losses"]) == sorted(
+        zip(mine.eval_set, mine.step_tokens, mine.loss, strict=True)
+    )
+    config.search.runs_path, config.search.runs_format = config.table_path("proxy_runs"), "delta"
+    summary = run_fit_search(config, spark)  # fit-search reads the runs table as it is
+    assert summary["runs"] == 60

@@ -1,0 +1,120 @@
+"""The experiment command end to end on a tiny corpus: proxies → fit → search → θ* vs baselines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from quadmix_spark import core
+from quadmix_spark.cli import main
+from quadmix_spark.config import PipelineConfig, from_dict, to_dict
+from quadmix_spark.experiment import experiment_key
+from quadmix_spark.proxy.runs import load_runs
+from quadmix_spark.stats import run_stats
+from quadmix_spark.targets import HOLDOUT_STREAM
+from udfs.models import load_tokenizer
+
+DOMAINS = ("garden", "kitchen", "harbor")
+SCORERS = {"q_clean": "higher_is_better", "q_noise": "lower_is_better"}
+VOCAB = {  # words per domain, split at use
+    "garden": "soil seed rose tulip water sun leaf root spade hedge lawn bloom",
+    "kitchen": "pan oven salt flour butter knife stove bread soup spoon pepper sugar",
+    "harbor": "ship dock rope tide crane anchor sail pier cargo gull mast buoy",
+}
+JUNK = ["zx", "qv", "kj", "wq", "xz", "vq", "jk", "qz", "zq", "xv"]
+
+
+def corpus(n: int = 900, seed: int = 5) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    enc = load_tokenizer("cl100k_base")
+    rows = []
+    for i in range(n):
+        domain = DOMAINS[i % len(DOMAINS)]
+        clean = rng.random() < 0.6
+        words = [
+            str(w)
+            for _ in range(int(rng.integers(4, 9)))
+            for w in (*rng.choice(VOCAB[domain].split(" "), 6), "and", "the", ".")
+        ]
+        if not clean:
+            words = [str(w) if rng.random() < 0.5 else str(rng.choice(JUNK)) for w in words]
+        text = " ".join(words)
+        rows.append(
+            (
+                f"d{i:05d}",
+                text,
+                domain,
+                "high" if clean else "low",
+                len(enc.encode_ordinary(text)),
+                float(clean) * 0.6 + float(rng.random()) * 0.4,  # a useful, noisy quality score
+                float(rng.random()),  # an uninformative one
+            )
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def setup(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiment")
+    params = root / "template.yaml"
+    core.save_params(core.uniform(DOMAINS, tuple(SCORERS)), params)
+    config = from_dict(
+        PipelineConfig,
+        {
+            "warehouse": str(root / "warehouse"),
+            "scorers": SCORERS,
+            "targets": {
+                "heldout_fraction": 0.1,
+                "heldout_filter": "quality = 'high'",
+                "heldout_max_tokens": 4000,
+            },
+            "proxy": {"token_budget": 6000, "n_checkpoints": 2, "rank_sample_size": 1000},
+            "search": {
+                "template_params": str(params),
+                "ranges": {"omega": [0.0, 0.6]},
+                "n_candidates": 5000,
+                "top_k": 5,
+                "holdout_fraction": 0.25,
+            },
+            "experiment": {"n_runs": 16, "output_dir": str(root / "out"), "baselines": ["uniform", "topk"]},
+        },
+    )
+    schema = (
+        "id string, text string, domain string, quality string, n_tokens long, q_clean double, q_noise double"
+    )
+    df = spark.createDataFrame(corpus(), schema).withColumn("doc_key", F.xxhash64("id"))
+    df.repartition(2).write.format("delta").save(config.table_path("annotated"))
+    run_stats(spark, config)
+    path = root / "config.json"
+    path.write_text(json.dumps(to_dict(config)))
+    return root, config, path
+
+
+def test_experiment_prints_the_comparison(spark, setup, capsys):
+    root, config, path = setup
+    assert main(["experiment", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    key = experiment_key(config, 0)
+    assert f"experiment {key}: pool " in out and "16 proxy runs ok, 0 failed" in out
+    result = json.loads((root / "out" / key / "experiment.json").read_text())
+    labels = [c["label"] for c in result["contenders"]]
+    assert labels == ["θ*", "uniform", "top-k q_clean", "top-k q_noise"]
+    for c in result["contenders"]:
+        assert c["status"] == "ok" and c["n_train_tokens"] == 6000
+        assert set(c["losses"]) == {f"heldout:{d}" for d in DOMAINS}
+        assert 0 < c["target"] < np.log(100_277)
+        assert f"{c['label']:<28} {c['target']:>12.4f}" in out
+    for name in ("comparison.png", "predicted_vs_actual.png", "experiment.txt"):
+        assert (root / "out" / key / name).stat().st_size > 1000 or name == "experiment.txt"
+    core.load_params(root / "out" / key / "theta_star.yaml")  # a params file select accepts
+
+    runs = load_runs(spark, config.table_path("proxy_runs"))
+    assert (runs["kind"] == "proxy").sum() == 16 and (runs["kind"] == "eval").sum() == 4
+    assert runs["run_id"].is_unique and (runs["status"] == "ok").all()
+    keys = spark.read.format("delta").load(config.table_path("annotated")).toPandas()["doc_key"].to_numpy()
+    held = core.hash_uniform(keys, 0, HOLDOUT_STREAM) < 0.1
+    pool = spark.read.format("delta").load(config.table_path("experiment_pool")).toPandas()
+    assert 0 < held.sum() < 200 and set(pool["doc_key"]) == set(keys[~held])  # no run sees held-out text

@@ -106,8 +106,9 @@ def test_datasets_equal_the_numpy_core_and_hit_the_budget(spark, pool):
         want = expected[k]
         assert got.to_dict() == {int(key): int(c) for key, c in zip(keys, want, strict=True) if c > 0}
     aim = 60_000 * 1.05
-    assert np.allclose(result.expected_tokens * result.scales, aim)
-    assert np.all(np.abs(result.tokens - aim) < 0.05 * aim)  # realised: the draws' noise only
+    first = np.isclose(result.expected_tokens * result.scales, aim)  # runs not topped up
+    assert first.sum() >= K - 2 and np.all(result.expected_tokens * result.scales >= aim * (1 - 1e-12))
+    assert np.all(result.tokens >= 60_000) and np.all(np.abs(result.tokens - aim) < 0.1 * aim)
     assert np.array_equal(result.domain_tokens.sum(axis=1), result.tokens)
 
     # Rerunning replaces the same runs' rows and nothing else.
@@ -122,8 +123,8 @@ def test_a_dataset_is_the_selection_select_makes(spark, pool):
     params = thetas(1, seed=11)
     core.save_params(params[0], root / "theta1.yaml")
     result = build_proxy_datasets(spark, config, params, ["probe"])
-    # budget = expected tokens and no overshoot: c = x / x, exactly 1.0
-    config.proxy.token_budget, config.proxy.overshoot = float(result.expected_tokens[0]), 0.0
+    # budget · (1 + overshoot) = E/2 · 2 = E exactly, so c = E / E = 1.0, and E/2 is surely reached
+    config.proxy.token_budget, config.proxy.overshoot = float(result.expected_tokens[0]) / 2, 1.0
     result = build_proxy_datasets(spark, config, params, ["probe"])
     assert result.scales[0] == 1.0
     config.select.params, config.select.seed = str(root / "theta1.yaml"), 4

@@ -32,6 +32,7 @@ from quadmix_spark.stats import Stats, check_columns, load_stats
 
 log = logging.getLogger(__name__)
 _FIXED_POINT = 1024  # expected tokens are summed as integers of 1/1024 token: exact in any order
+MAX_TOP_UPS = 3  # passes over the runs that came out short of the budget
 
 
 @dataclass
@@ -125,62 +126,37 @@ def build_proxy_datasets(
         expected[row[0]] = row[1] / _FIXED_POINT
     if np.any(expected <= 0):
         raise ValueError(f"θ of run {run_ids[int(np.argmin(expected))]} selects no tokens from {source}")
-    scales = cfg.token_budget * (1.0 + cfg.overshoot) / expected
-    seed = cfg.seed
-
-    def select_all(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for pdf in batches:
-            keys = pdf["doc_key"].to_numpy(np.int64)
-            d = pdf["domain_idx"].to_numpy(np.int64)
-            copies = thetas.copies(_sigma(model, pdf), d, core.hash_uniform(keys, seed, 0), scales)
-            run, row = np.nonzero(copies)
-            yield pd.DataFrame(
-                {
-                    "run_idx": run.astype(np.int32),
-                    "doc_key": keys[row],
-                    "domain_idx": d[row].astype(np.int32),
-                    "tokens": pdf["tokens"].to_numpy(np.int64)[row],
-                    "copies": copies[run, row],
-                }
-            )
-
-    ids = F.array(*[F.lit(r) for r in run_ids])
-    selected = base.mapInPandas(
-        select_all, "run_idx int, doc_key long, domain_idx int, tokens long, copies long"
-    ).select(
-        F.element_at(ids, F.col("run_idx") + 1).alias("run_id"), "doc_key", "domain_idx", "tokens", "copies"
-    )
+    aim = cfg.token_budget * (1.0 + cfg.overshoot)
+    scales = aim / expected
     table = config.table_path(cfg.datasets_table)
-    quoted = ", ".join("'" + r.replace("'", "''") + "'" for r in run_ids)
-    version = tables.write(
-        selected,
-        table,
-        "overwrite",
-        {
-            "job": "proxy-datasets",
-            "pool_table": source,
-            "pool_version": stats.annotated_version,
-            "stats_version": stats.stats_version,
-            "runs": len(run_ids),
-            "token_budget": cfg.token_budget,
-            "overshoot": cfg.overshoot,
-            "seed": seed,
-            "code_version": __version__,
-        },
-        options={"replaceWhere": f"run_id IN ({quoted})"},
-    )
-
-    index = {r: k for k, r in enumerate(run_ids)}
+    metadata = {
+        "job": "proxy-datasets",
+        "pool_table": source,
+        "pool_version": stats.annotated_version,
+        "stats_version": stats.stats_version,
+        "token_budget": cfg.token_budget,
+        "overshoot": cfg.overshoot,
+        "seed": cfg.seed,
+        "code_version": __version__,
+    }
     domain_tokens = np.zeros((len(run_ids), len(first.domains)), dtype=np.int64)
     n_docs = np.zeros(len(run_ids), dtype=np.int64)
-    written = spark.read.format("delta").load(table).where(f"run_id IN ({quoted})")
-    for row in (
-        written.groupBy("run_id", "domain_idx")
-        .agg(F.sum(F.col("tokens") * F.col("copies")).alias("t"), F.count("*").alias("n"))
-        .collect()
-    ):
-        domain_tokens[index[row["run_id"]], row["domain_idx"]] = row["t"]
-        n_docs[index[row["run_id"]]] += row["n"]
+    todo = np.arange(len(run_ids))
+    version = None
+    for _ in range(1 + MAX_TOP_UPS):
+        subset = ThetaSet(tuple(params[k] for k in todo), tuple(thetas.mappings[k] for k in todo))
+        ids = [run_ids[k] for k in todo]
+        version = _write(base, model, subset, scales[todo], ids, cfg.seed, table, metadata) or version
+        tokens, docs_k = _totals(spark, table, ids, len(first.domains))
+        domain_tokens[todo], n_docs[todo] = tokens, docs_k
+        realised = tokens.sum(axis=1)
+        short = realised < cfg.token_budget
+        if not short.any():
+            break
+        # Rounding noise left these runs short of the budget: scale up by the shortfall and redo them.
+        scales[todo[short]] *= aim / np.maximum(realised[short], 1)
+        todo = todo[short]
+        log.info("proxy datasets: %d runs short of the budget, rescaled", len(todo))
     result = ProxyDatasets(
         run_ids=list(run_ids),
         domains=first.domains,
@@ -205,3 +181,68 @@ def build_proxy_datasets(
         int(cfg.token_budget * (1 + cfg.overshoot)),
     )
     return result
+
+
+def _write(
+    base: DataFrame,
+    model: ScoringModel,
+    thetas: ThetaSet,
+    scales: np.ndarray,
+    run_ids: list[str],
+    seed: int,
+    table: str,
+    metadata: dict,
+) -> int | None:
+    """One pass: copies under every θ per Arrow batch; kept rows replace these runs' rows."""
+
+    def select_all(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for pdf in batches:
+            keys = pdf["doc_key"].to_numpy(np.int64)
+            d = pdf["domain_idx"].to_numpy(np.int64)
+            copies = thetas.copies(_sigma(model, pdf), d, core.hash_uniform(keys, seed, 0), scales)
+            run, row = np.nonzero(copies)
+            yield pd.DataFrame(
+                {
+                    "run_idx": run.astype(np.int32),
+                    "doc_key": keys[row],
+                    "domain_idx": d[row].astype(np.int32),
+                    "tokens": pdf["tokens"].to_numpy(np.int64)[row],
+                    "copies": copies[run, row],
+                }
+            )
+
+    ids = F.array(*[F.lit(r) for r in run_ids])
+    selected = base.mapInPandas(
+        select_all, "run_idx int, doc_key long, domain_idx int, tokens long, copies long"
+    ).select(
+        F.element_at(ids, F.col("run_idx") + 1).alias("run_id"), "doc_key", "domain_idx", "tokens", "copies"
+    )
+    return tables.write(
+        selected,
+        table,
+        "overwrite",
+        {**metadata, "runs": len(run_ids), "scales": [float(c) for c in scales]},
+        options={"replaceWhere": f"run_id IN ({_quoted(run_ids)})"},
+    )
+
+
+def _quoted(run_ids: Sequence[str]) -> str:
+    return ", ".join("'" + r.replace("'", "''") + "'" for r in run_ids)
+
+
+def _totals(
+    spark: SparkSession, table: str, run_ids: list[str], n_domains: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Realised tokens (K, M) per run and domain and distinct documents (K,), from the table."""
+    index = {r: k for k, r in enumerate(run_ids)}
+    tokens = np.zeros((len(run_ids), n_domains), dtype=np.int64)
+    docs = np.zeros(len(run_ids), dtype=np.int64)
+    written = spark.read.format("delta").load(table).where(f"run_id IN ({_quoted(run_ids)})")
+    for row in (
+        written.groupBy("run_id", "domain_idx")
+        .agg(F.sum(F.col("tokens") * F.col("copies")).alias("t"), F.count("*").alias("n"))
+        .collect()
+    ):
+        tokens[index[row["run_id"]], row["domain_idx"]] = row["t"]
+        docs[index[row["run_id"]]] += row["n"]
+    return tokens, docs

@@ -134,8 +134,8 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     annotated_version = tables.version(spark, source)
     if annotated_version is None:
         raise ConfigError(f"select.input_table: no Delta table at {source} (run quadmix annotate first)")
-    if exp.n_runs < 12:
-        raise ConfigError("experiment.n_runs must be at least 12 (the fit holds some runs out)")
+    if exp.n_runs < 24:
+        raise ConfigError("experiment.n_runs must be at least 24 (the fit holds some runs out)")
     key = experiment_key(config, annotated_version)
     out_dir = Path(exp.output_dir) / key
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from quadmix_spark.proxy.runs import runs_long
 from quadmix_spark.regression import LossRegressor, plot_predicted_vs_actual
 from quadmix_spark.search import DirichletSampler, SearchResult, search_theta
 
+MIN_FIT_RUNS = 20  # LightGBM keeps 10% of these for early stopping and needs ≥ 2 there
 RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")
 
 
@@ -113,8 +114,11 @@ def fit_and_search(
             f"{cfg.template_params} has {sampler.n_params} ({cfg.mode} mode)"
         )
     test = _held_out(ids, cfg.holdout_fraction, cfg.seed)
-    if test.sum() < 2 or (~test).sum() < 10:
-        raise ConfigError(f"search: {len(ids)} runs are too few to fit and evaluate (need ≥ 12)")
+    if test.sum() < 2 or (~test).sum() < MIN_FIT_RUNS:
+        raise ConfigError(
+            f"search: {len(ids)} runs ({int(test.sum())} held out by search.holdout_fraction) are too few "
+            f"to fit and evaluate: need ≥ 2 held out and ≥ {MIN_FIT_RUNS} to fit"
+        )
     model = LossRegressor(cfg.mode, feature_names=sampler.names, seed=cfg.seed).fit(X[~test], y[~test])
     metrics = model.evaluate(X[test], y[test])
     out = Path(cfg.output_dir)

@@ -77,9 +77,9 @@ def setup(spark, tmp_path_factory):
                 "ranges": {"omega": [0.0, 0.6]},
                 "n_candidates": 5000,
                 "top_k": 5,
-                "holdout_fraction": 0.25,
+                "holdout_fraction": 0.2,
             },
-            "experiment": {"n_runs": 16, "output_dir": str(root / "out"), "baselines": ["uniform", "topk"]},
+            "experiment": {"n_runs": 30, "output_dir": str(root / "out"), "baselines": ["uniform", "topk"]},
         },
     )
     schema = (
@@ -98,7 +98,7 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     assert main(["experiment", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     key = experiment_key(config, 0)
-    assert f"experiment {key}: pool " in out and "16 proxy runs ok, 0 failed" in out
+    assert f"experiment {key}: pool " in out and "30 proxy runs ok, 0 failed" in out
     result = json.loads((root / "out" / key / "experiment.json").read_text())
     labels = [c["label"] for c in result["contenders"]]
     assert labels == ["θ*", "uniform", "top-k q_clean", "top-k q_noise"]
@@ -112,7 +112,7 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     core.load_params(root / "out" / key / "theta_star.yaml")  # a params file select accepts
 
     runs = load_runs(spark, config.table_path("proxy_runs"))
-    assert (runs["kind"] == "proxy").sum() == 16 and (runs["kind"] == "eval").sum() == 4
+    assert (runs["kind"] == "proxy").sum() == 30 and (runs["kind"] == "eval").sum() == 4
     assert runs["run_id"].is_unique and (runs["status"] == "ok").all()
     keys = spark.read.format("delta").load(config.table_path("annotated")).toPandas()["doc_key"].to_numpy()
     held = core.hash_uniform(keys, 0, HOLDOUT_STREAM) < 0.1

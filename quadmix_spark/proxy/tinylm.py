@@ -1,0 +1,415 @@
+"""A tiny decoder-only transformer LM trained from scratch: the ``tinylm`` proxy trainer.
+
+Architecture (defaults follow RegMix's ``tinyllama_1M`` proxy): token embedding → ``n_layers`` ×
+[RMSNorm → causal multi-head attention with RoPE → residual; RMSNorm → SwiGLU MLP → residual] →
+RMSNorm → logits through the tied embedding matrix. No biases, no dropout. A layer holds
+``4·d²`` attention, ``3·d·d_ff`` SwiGLU and ``2·d`` norm weights, so the defaults (d = 256,
+2 layers, d_ff = 512) have 1,312,000 non-embedding parameters, plus ``V·d`` in the embedding
+(25.7M at V = 100,277, which dominates the compute).
+
+Training is one pass over the token stream:
+
+* The stream is cut into consecutive non-overlapping windows of ``context + 1`` tokens; a window
+  is one sequence whose first ``context`` tokens are the input and last ``context`` the targets,
+  so every token is seen once and all but the first of each window is predicted. The stream's
+  tail is a shorter last window, padded with positions that carry no loss; a stream shorter than
+  one window is therefore a single short sequence. (A 1-token stream has nothing to predict: the
+  model stays at its initialisation.)
+* ``batch_size`` windows per AdamW step (betas 0.9/0.95, weight decay 0.1 on matrices, gradients
+  clipped at norm 1). Learning rate: linear warmup over the first 5% of steps (at least one), then
+  cosine decay to 10% of ``lr`` at the last step of the stream.
+* Checkpoint ``k`` (a training-token count) is evaluated after the optimizer step holding token
+  ``k``: the model has seen at least ``k`` tokens and fewer than ``k + batch_size·(context+1)``.
+  Records carry the requested ``k``. Training stops after the last checkpoint's step.
+* Evaluation scores the first ``eval_tokens`` tokens of each set, windowed the same way: the loss
+  is the mean negative log-likelihood in nats over every predicted token (NaN if none).
+
+Reproducibility: parameters are initialised from ``seed`` on the CPU inside a forked RNG (the
+global torch RNG is left alone), and ``fit`` runs with ``threads`` intra-op threads and, on the
+CPU, deterministic algorithms (both restored afterwards): the same seed and ``threads`` give
+identical losses on the CPU. GPU runs are seeded but not bit-reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import ArrayLike, NDArray
+from torch import nn
+
+from .ngram import CL100K_N_VOCAB
+
+__all__ = ["TinyLMProxy", "TinyLMTrainer"]
+
+_IGNORE = -100  # target id of padded positions (F.cross_entropy's default ignore_index)
+_LOGIT_FLOATS = 1 << 24  # logits computed per chunk (64 MB); a full batch at V=100k is 0.8 GB
+_WARMUP_FRACTION, _MIN_LR_FRACTION = 0.05, 0.1
+_ROPE_THETA = 10_000.0
+
+
+class _RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding of ``x`` (B, H, L, hd); ``cos``/``sin`` (L, hd/2)."""
+    x1, x2 = x.chunk(2, dim=-1)  # rotate-half pairing (dim i with dim i + hd/2), as in LLaMA
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int, n_heads: int, d_ff: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.attn_norm, self.mlp_norm = _RMSNorm(d), _RMSNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.gate, self.up = nn.Linear(d, d_ff, bias=False), nn.Linear(d, d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).view(b, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(_rope(q, cos, sin), _rope(k, cos, sin), v, is_causal=True)
+        x = x + self.attn_out(y.transpose(1, 2).reshape(b, length, d))
+        h = self.mlp_norm(x)
+        return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+class _TinyLM(nn.Module):
+    """Decoder-only LM; :meth:`hidden` gives final states, logits are ``hidden @ embed.weight.T``."""
+
+    def __init__(self, vocab: int, d: int, n_layers: int, n_heads: int, d_ff: int, context: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.blocks = nn.ModuleList(_Block(d, n_heads, d_ff) for _ in range(n_layers))
+        self.norm = _RMSNorm(d)
+        half = d // n_heads // 2
+        angles = torch.outer(torch.arange(context).float(), _ROPE_THETA ** (-torch.arange(half) / half))
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+        # GPT-2 init: N(0, 0.02), residual output projections shrunk by sqrt(2 · n_layers).
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                residual_out = name.endswith(("attn_out.weight", "down.weight"))
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layers) if residual_out else 0.02)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """Final normalised states (B, L, d) of input ids ``x`` (B, L), L ≤ context."""
+        length = x.shape[1]
+        h = self.embed(x)
+        for block in self.blocks:
+            h = block(h, self.cos[:length], self.sin[:length])
+        return self.norm(h)
+
+
+def _nll_sum(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, scale: float | None) -> float:
+    """Summed NLL (nats) of ``targets`` (N,) given states ``h`` (N, d) and output matrix ``weight`` (V, d).
+
+    Logits are formed ``_LOGIT_FLOATS // V`` rows at a time so memory stays bounded at V ≈ 100k.
+    With ``scale`` set, each chunk's ``scale · NLL`` is back-propagated right away, accumulating
+    into ``h.grad`` and ``weight.grad``: the exact gradient without holding all the logits.
+    """
+    rows = max(1, _LOGIT_FLOATS // weight.shape[0])
+    total = torch.zeros((), dtype=torch.float64, device=h.device)
+    for start in range(0, h.shape[0], rows):
+        nll = F.cross_entropy(
+            h[start : start + rows] @ weight.T, targets[start : start + rows], reduction="sum"
+        )
+        if scale is not None:
+            (nll * scale).backward()
+        total += nll.detach().double()
+    return float(total)
+
+
+def _lr_at(step: int, n_steps: int, peak: float) -> float:
+    """Learning rate of optimizer step ``step`` (1-based) of ``n_steps``: linear warmup, cosine decay."""
+    warmup = max(1, math.ceil(_WARMUP_FRACTION * n_steps))
+    if step <= warmup:
+        return peak * step / warmup
+    cosine = 0.5 * (1 + math.cos(math.pi * (step - warmup) / (n_steps - warmup)))
+    return peak * (_MIN_LR_FRACTION + (1 - _MIN_LR_FRACTION) * cosine)
+
+
+def _windows(tokens: NDArray[np.int64], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets (n, width − 1) of consecutive ``width``-token windows; tail padded."""
+    n = -(-tokens.size // width)
+    padded = np.full(n * width, _IGNORE, dtype=np.int64)
+    padded[: tokens.size] = tokens
+    win = torch.from_numpy(padded.reshape(n, width))
+    # Padding sits after every real token, so causal attention keeps it out of real positions.
+    return win[:, :-1].clamp(min=0), win[:, 1:]
+
+
+def _int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class TinyLMProxy:
+    """Tiny transformer LM trained in one pass over a token stream, evaluated at checkpoints.
+
+    Parameters
+    ----------
+    vocab_size : int
+        V: token ids must lie in [0, V). Default: cl100k_base's ``n_vocab``.
+    d_model, n_layers, n_heads, d_ff : int
+        Width, depth, attention heads (``d_model / n_heads`` must be even, for RoPE), SwiGLU width.
+    context : int
+        Tokens predicted per training/evaluation sequence (windows hold ``context + 1`` tokens).
+    batch_size : int
+        Sequences per optimizer step.
+    lr : float
+        Peak AdamW learning rate.
+    seed : int
+        Seeds the parameter initialisation (the only randomness: windows are taken in order).
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (cuda if available).
+    threads : int
+        torch intra-op CPU threads during :meth:`fit`.
+    eval_tokens : int
+        At most this many leading tokens of each evaluation set are scored.
+
+    Attributes
+    ----------
+    n_non_embedding_params_ : int
+        Parameters outside the (tied) embedding; set at construction.
+    losses_ : list of dict (after :meth:`fit`)
+        ``{"step_tokens": int, "eval_set": str, "loss": float}`` per checkpoint and evaluation set,
+        in checkpoint order then ``eval_sets`` order; loss in nats/token.
+    n_train_tokens_ : int (after :meth:`fit`)
+        Tokens the final model was trained on (the end of the last checkpoint's step).
+    model_ : torch.nn.Module (after :meth:`fit`)
+        The trained model; ``model_.hidden(ids) @ model_.embed.weight.T`` are the logits.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = CL100K_N_VOCAB,
+        d_model: int = 256,
+        n_layers: int = 2,
+        n_heads: int = 8,
+        d_ff: int = 512,
+        context: int = 256,
+        batch_size: int = 8,
+        lr: float = 3e-3,
+        seed: int = 0,
+        device: str = "cpu",
+        threads: int = 1,
+        eval_tokens: int = 65_536,
+    ) -> None:
+        self.vocab_size = _int(vocab_size, "vocab_size", 2)
+        self.d_model = _int(d_model, "d_model", 2)
+        self.n_layers = _int(n_layers, "n_layers", 1)
+        self.n_heads = _int(n_heads, "n_heads", 1)
+        self.d_ff = _int(d_ff, "d_ff", 1)
+        self.context = _int(context, "context", 1)
+        self.batch_size = _int(batch_size, "batch_size", 1)
+        self.seed = _int(seed, "seed", 0)
+        self.threads = _int(threads, "threads", 1)
+        self.eval_tokens = _int(eval_tokens, "eval_tokens", 2)
+        if self.d_model % (2 * self.n_heads):
+            raise ValueError(
+                f"d_model / n_heads must be an even int, got d_model={d_model}, n_heads={n_heads}"
+            )
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not (0.0 < lr < math.inf):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        self.lr = float(lr)
+        if not isinstance(device, str):
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+        if device != "auto":
+            try:
+                torch.device(device)
+            except RuntimeError as err:
+                raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from err
+        self.device = device
+        d, ff = self.d_model, self.d_ff
+        self.n_non_embedding_params_ = self.n_layers * (4 * d * d + 3 * d * ff + 2 * d) + d
+
+    def _tokens(self, tokens: ArrayLike, what: str) -> NDArray[np.int64]:
+        arr = np.asarray(tokens)
+        if arr.ndim != 1:
+            raise ValueError(f"{what} must be a 1-D array of token ids, got shape {arr.shape}")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64, copy=False)
+        if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
+            raise ValueError(
+                f"{what}: token ids must be in [0, {self.vocab_size}), got range [{arr.min()}, {arr.max()}]"
+            )
+        return arr
+
+    def _build(self) -> _TinyLM:
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(self.seed)
+            return _TinyLM(
+                self.vocab_size, self.d_model, self.n_layers, self.n_heads, self.d_ff, self.context
+            )
+
+    @torch.no_grad()
+    def _evaluate(
+        self, model: _TinyLM, inputs: torch.Tensor, targets: torch.Tensor, device: torch.device
+    ) -> float:
+        """Mean NLL (nats/token) over the non-padded targets of windows ``inputs``/``targets`` (n, L)."""
+        n_predicted = int((targets != _IGNORE).sum())
+        if n_predicted == 0:
+            return float("nan")
+        total = 0.0
+        for start in range(0, inputs.shape[0], self.batch_size):
+            h = model.hidden(inputs[start : start + self.batch_size].to(device))
+            tgt = targets[start : start + self.batch_size].to(device)
+            total += _nll_sum(h.reshape(-1, h.shape[-1]), tgt.reshape(-1), model.embed.weight, None)
+        return total / n_predicted
+
+    def fit(
+        self,
+        train_token_stream: ArrayLike,
+        eval_sets: Mapping[str, ArrayLike] | None = None,
+        checkpoints: Sequence[int] | None = None,
+    ) -> TinyLMProxy:
+        """Train one pass over the stream, evaluating every set at each checkpoint.
+
+        Parameters
+        ----------
+        train_token_stream : 1-D int array (T,)
+            The selected tokens, documents concatenated.
+        eval_sets : mapping name -> 1-D int array, optional
+            Evaluation token arrays; each is scored at every checkpoint.
+        checkpoints : strictly increasing ints in [1, T], optional
+            Training-token counts at which to evaluate (see the module docstring for the rounding
+            to optimizer steps). Default: ``[T]``.
+
+        Returns ``self``; the records are in :attr:`losses_`.
+        """
+        tokens = self._tokens(train_token_stream, "train_token_stream")
+        if tokens.size == 0:
+            raise ValueError("train_token_stream is empty")
+        sets = {
+            str(name): self._tokens(arr, f"eval_sets[{name!r}]") for name, arr in (eval_sets or {}).items()
+        }
+        steps = [tokens.size] if checkpoints is None else [int(c) for c in checkpoints]
+        if not steps:
+            raise ValueError("checkpoints must not be empty")
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"checkpoints must be strictly increasing, got {steps}")
+        if steps[0] < 1 or steps[-1] > tokens.size:
+            raise ValueError(f"checkpoints must lie in [1, {tokens.size}] (stream length), got {steps}")
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(auto if self.device == "auto" else self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device={self.device!r} but CUDA is not available")
+
+        threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.set_num_threads(self.threads)
+        if device.type == "cpu":  # on CUDA it needs CUBLAS_WORKSPACE_CONFIG set before cuBLAS starts
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            self.losses_, self.n_train_tokens_ = self._train(tokens, sets, steps, device)
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        return self
+
+    def _train(
+        self,
+        tokens: NDArray[np.int64],
+        sets: dict[str, NDArray[np.int64]],
+        checkpoints: list[int],
+        device: torch.device,
+    ) -> tuple[list[dict[str, Any]], int]:
+        width, b = self.context + 1, self.batch_size
+        inputs, targets = _windows(tokens, width)
+        evals = {name: _windows(arr[: self.eval_tokens], width) for name, arr in sets.items()}
+        n_steps = -(-inputs.shape[0] // b)
+        # Optimizer step (1-based) after which each checkpoint is evaluated: the one holding token k.
+        eval_step = [-(-k // (b * width)) for k in checkpoints]
+
+        model = self._build().to(device)
+        weight = model.embed.weight
+        matrices = [p for p in model.parameters() if p.dim() == 2]
+        vectors = [p for p in model.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": matrices, "weight_decay": 0.1}, {"params": vectors, "weight_decay": 0.0}],
+            lr=self.lr,
+            betas=(0.9, 0.95),
+        )
+        records: list[dict[str, Any]] = []
+        for step in range(1, eval_step[-1] + 1):
+            x, y = inputs[(step - 1) * b : step * b].to(device), targets[(step - 1) * b : step * b].to(device)
+            n_predicted = int((y != _IGNORE).sum())
+            if n_predicted:  # zero only for a batch that is just a 1-token tail window
+                for group in optimizer.param_groups:
+                    group["lr"] = _lr_at(step, n_steps, self.lr)
+                optimizer.zero_grad(set_to_none=True)
+                h = model.hidden(x)
+                # Output layer chunk by chunk on a detached copy of h, then the rest of the network.
+                h_out = h.detach().reshape(-1, h.shape[-1]).requires_grad_()
+                _nll_sum(h_out, y.reshape(-1), weight, 1.0 / n_predicted)
+                h.backward(h_out.grad.view_as(h))
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+            due = [k for k, s in zip(checkpoints, eval_step, strict=True) if s == step]
+            if due:  # several checkpoints can fall into one step: evaluate it once
+                losses = {name: self._evaluate(model, *win, device) for name, win in evals.items()}
+                records += [
+                    {"step_tokens": k, "eval_set": n, "loss": loss} for k in due for n, loss in losses.items()
+                ]
+        self.model_ = model
+        return records, min(tokens.size, eval_step[-1] * b * width)
+
+
+class TinyLMTrainer:
+    """The ``tinylm`` trainer: :class:`TinyLMProxy` (fields of ``TinyLMConfig``, plus ``vocab_size``)."""
+
+    name = "tinylm"
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_layers: int = 2,
+        n_heads: int = 8,
+        d_ff: int = 512,
+        context: int = 256,
+        batch_size: int = 8,
+        lr: float = 3e-3,
+        seed: int = 0,
+        device: str = "cpu",
+        threads: int = 1,
+        eval_tokens: int = 65_536,
+        vocab_size: int = CL100K_N_VOCAB,
+    ) -> None:
+        self.model = TinyLMProxy(
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            d_ff,
+            context,
+            batch_size,
+            lr,
+            seed,
+            device,
+            threads,
+            eval_tokens,
+        )
+
+    def train(
+        self,
+        stream: NDArray[np.int64],
+        eval_sets: Mapping[str, NDArray[np.int64]],
+        checkpoints: Sequence[int],
+    ) -> list[dict[str, Any]]:
+        return list(self.model.fit(stream, eval_sets, checkpoints).losses_)

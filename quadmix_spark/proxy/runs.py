@@ -49,18 +49,6 @@ LOSS = T.StructType(
         T.StructField("loss", T.DoubleType()),
     ]
 )
-RESULT = T.StructType(
-    [
-        T.StructField("run_id", T.StringType()),
-        T.StructField("status", T.StringType()),
-        T.StructField("error", T.StringType()),
-        T.StructField("n_train_tokens", T.LongType()),
-        T.StructField("n_docs", T.LongType()),
-        T.StructField("losses", T.ArrayType(LOSS)),
-        T.StructField("attempt", T.IntegerType()),
-        T.StructField("seconds", T.DoubleType()),
-    ]
-)
 TABLE = T.StructType(
     [
         T.StructField("run_id", T.StringType()),
@@ -76,6 +64,15 @@ TABLE = T.StructType(
         T.StructField("attempt", T.IntegerType()),
         T.StructField("seconds", T.DoubleType()),
         T.StructField("written_at", T.TimestampType()),
+    ]
+)
+
+
+# What a task returns for its run: the table's columns the driver does not already know.
+RESULT = T.StructType(
+    [
+        TABLE[name]
+        for name in ("run_id", "status", "error", "n_train_tokens", "n_docs", "losses", "attempt", "seconds")
     ]
 )
 

@@ -43,6 +43,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .inputs import fit_inputs, token_array
+
 __all__ = ["CL100K_N_VOCAB", "NgramProxy"]
 
 #: ``n_vocab`` of the cl100k_base encoding (bpe_openai), the default tokenizer of the pipeline.
@@ -148,17 +150,7 @@ class NgramProxy:
 
     # -- input checks --------------------------------------------------------------------
     def _tokens(self, tokens: ArrayLike, what: str) -> NDArray[np.int64]:
-        arr = np.asarray(tokens)
-        if arr.ndim != 1:
-            raise ValueError(f"{what} must be a 1-D array of token ids, got shape {arr.shape}")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
-        if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
-            raise ValueError(
-                f"{what}: token ids must be in [0, {self.vocab_size}), got range [{arr.min()}, {arr.max()}]"
-            )
-        return arr
+        return token_array(tokens, self.vocab_size, what)
 
     # -- counting ------------------------------------------------------------------------
     def _pack(self, tokens: NDArray[np.int64], k: int, first: int, stop: int) -> NDArray[np.int64]:
@@ -279,19 +271,7 @@ class NgramProxy:
 
         Returns ``self``; the records are in :attr:`losses_`.
         """
-        tokens = self._tokens(train_token_stream, "train_token_stream")
-        if tokens.size == 0:
-            raise ValueError("train_token_stream is empty")
-        sets = {
-            str(name): self._tokens(arr, f"eval_sets[{name!r}]") for name, arr in (eval_sets or {}).items()
-        }
-        steps = [tokens.size] if checkpoints is None else [int(c) for c in checkpoints]
-        if not steps:
-            raise ValueError("checkpoints must not be empty")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
-            raise ValueError(f"checkpoints must be strictly increasing, got {steps}")
-        if steps[0] < 1 or steps[-1] > tokens.size:
-            raise ValueError(f"checkpoints must lie in [1, {tokens.size}] (stream length), got {steps}")
+        tokens, sets, steps = fit_inputs(train_token_stream, eval_sets, checkpoints, self.vocab_size)
 
         empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         self._raw: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = [empty] * self.order

@@ -42,7 +42,9 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
+from .inputs import fit_inputs, token_array
 from .ngram import CL100K_N_VOCAB
+from .trainers import EstimatorTrainer
 
 __all__ = ["TinyLMProxy", "TinyLMTrainer"]
 
@@ -239,17 +241,7 @@ class TinyLMProxy:
         self.n_non_embedding_params_ = self.n_layers * (4 * d * d + 3 * d * ff + 2 * d) + d
 
     def _tokens(self, tokens: ArrayLike, what: str) -> NDArray[np.int64]:
-        arr = np.asarray(tokens)
-        if arr.ndim != 1:
-            raise ValueError(f"{what} must be a 1-D array of token ids, got shape {arr.shape}")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{what} must hold integer token ids, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64, copy=False)
-        if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
-            raise ValueError(
-                f"{what}: token ids must be in [0, {self.vocab_size}), got range [{arr.min()}, {arr.max()}]"
-            )
-        return arr
+        return token_array(tokens, self.vocab_size, what)
 
     def _build(self) -> _TinyLM:
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
@@ -293,19 +285,7 @@ class TinyLMProxy:
 
         Returns ``self``; the records are in :attr:`losses_`.
         """
-        tokens = self._tokens(train_token_stream, "train_token_stream")
-        if tokens.size == 0:
-            raise ValueError("train_token_stream is empty")
-        sets = {
-            str(name): self._tokens(arr, f"eval_sets[{name!r}]") for name, arr in (eval_sets or {}).items()
-        }
-        steps = [tokens.size] if checkpoints is None else [int(c) for c in checkpoints]
-        if not steps:
-            raise ValueError("checkpoints must not be empty")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
-            raise ValueError(f"checkpoints must be strictly increasing, got {steps}")
-        if steps[0] < 1 or steps[-1] > tokens.size:
-            raise ValueError(f"checkpoints must lie in [1, {tokens.size}] (stream length), got {steps}")
+        tokens, sets, steps = fit_inputs(train_token_stream, eval_sets, checkpoints, self.vocab_size)
         auto = "cuda" if torch.cuda.is_available() else "cpu"
         device = torch.device(auto if self.device == "auto" else self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -371,45 +351,10 @@ class TinyLMProxy:
         return records, min(tokens.size, eval_step[-1] * b * width)
 
 
-class TinyLMTrainer:
-    """The ``tinylm`` trainer: :class:`TinyLMProxy` (fields of ``TinyLMConfig``, plus ``vocab_size``)."""
+class TinyLMTrainer(EstimatorTrainer):
+    """The ``tinylm`` trainer: :class:`TinyLMProxy` built from the ``TinyLMConfig`` fields."""
 
     name = "tinylm"
 
-    def __init__(
-        self,
-        d_model: int = 256,
-        n_layers: int = 2,
-        n_heads: int = 8,
-        d_ff: int = 512,
-        context: int = 256,
-        batch_size: int = 8,
-        lr: float = 3e-3,
-        seed: int = 0,
-        device: str = "cpu",
-        threads: int = 1,
-        eval_tokens: int = 65_536,
-        vocab_size: int = CL100K_N_VOCAB,
-    ) -> None:
-        self.model = TinyLMProxy(
-            vocab_size,
-            d_model,
-            n_layers,
-            n_heads,
-            d_ff,
-            context,
-            batch_size,
-            lr,
-            seed,
-            device,
-            threads,
-            eval_tokens,
-        )
-
-    def train(
-        self,
-        stream: NDArray[np.int64],
-        eval_sets: Mapping[str, NDArray[np.int64]],
-        checkpoints: Sequence[int],
-    ) -> list[dict[str, Any]]:
-        return list(self.model.fit(stream, eval_sets, checkpoints).losses_)
+    def __init__(self, **params: Any) -> None:
+        self.model = TinyLMProxy(**params)

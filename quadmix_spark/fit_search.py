@@ -119,7 +119,11 @@ def fit_and_search(
             f"search: {len(ids)} runs ({int(test.sum())} held out by search.holdout_fraction) are too few "
             f"to fit and evaluate: need ≥ 2 held out and ≥ {MIN_FIT_RUNS} to fit"
         )
-    model = LossRegressor(cfg.mode, feature_names=sampler.names, seed=cfg.seed).fit(X[~test], y[~test])
+    n_fit = int((~test).sum())
+    # LightGBM's default leaf size (20) leaves one split per tree on a few dozen runs.
+    leaf = cfg.min_child_samples or min(20, max(5, n_fit // 10))
+    model = LossRegressor(cfg.mode, feature_names=sampler.names, seed=cfg.seed, min_child_samples=leaf)
+    model.fit(X[~test], y[~test])
     metrics = model.evaluate(X[test], y[test])
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

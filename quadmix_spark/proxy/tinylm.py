@@ -116,23 +116,38 @@ class _TinyLM(nn.Module):
         return self.norm(h)
 
 
-def _nll_sum(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, scale: float | None) -> float:
-    """Summed NLL (nats) of ``targets`` (N,) given states ``h`` (N, d) and output matrix ``weight`` (V, d).
+@torch.no_grad()
+def _output_layer(
+    h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, scale: float | None = None
+) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
+    """Summed NLL (nats) of ``targets`` (N,) under logits ``h @ weight.T``; with ``scale``, its gradient.
 
-    Logits are formed ``_LOGIT_FLOATS // V`` rows at a time so memory stays bounded at V ≈ 100k.
-    With ``scale`` set, each chunk's ``scale · NLL`` is back-propagated right away, accumulating
-    into ``h.grad`` and ``weight.grad``: the exact gradient without holding all the logits.
+    ``h`` (N, d) are final states, ``weight`` (V, d) the tied embedding, targets ``_IGNORE`` are
+    skipped. Returns ``(nll_sum, grad_h, grad_weight)``: the gradients of ``scale · nll_sum``, shapes
+    (N, d) and (V, d), or None without ``scale``. Logits are formed ``_LOGIT_FLOATS // V`` rows at a
+    time in one reused buffer and differentiated by hand (softmax − one-hot): at V ≈ 100k the full
+    logits of a batch (0.8 GB) and autograd's per-chunk (V, d) temporaries would dominate memory
+    and time.
     """
-    rows = max(1, _LOGIT_FLOATS // weight.shape[0])
+    n, v = targets.shape[0], weight.shape[0]
+    rows = max(1, min(n, _LOGIT_FLOATS // v))
+    buffer = torch.empty(rows, v, dtype=h.dtype, device=h.device)
     total = torch.zeros((), dtype=torch.float64, device=h.device)
-    for start in range(0, h.shape[0], rows):
-        nll = F.cross_entropy(
-            h[start : start + rows] @ weight.T, targets[start : start + rows], reduction="sum"
-        )
+    grad_h = torch.empty_like(h) if scale is not None else None
+    grad_w = torch.zeros_like(weight) if scale is not None else None
+    for start in range(0, n, rows):
+        hc, tc = h[start : start + rows], targets[start : start + rows]
+        keep, safe = tc != _IGNORE, tc.clamp(min=0)
+        logp = torch.mm(hc, weight.T, out=buffer[: len(tc)])
+        logp -= logp.logsumexp(dim=1, keepdim=True)  # log-softmax in place
+        total -= (logp.gather(1, safe[:, None]).squeeze(1) * keep).sum(dtype=torch.float64)
         if scale is not None:
-            (nll * scale).backward()
-        total += nll.detach().double()
-    return float(total)
+            g = logp.exp_()  # d(scale · nll)/d logits = scale · (softmax − one_hot), 0 where ignored
+            g[torch.arange(len(tc), device=g.device), safe] -= 1.0
+            g *= (keep * scale)[:, None]
+            torch.mm(g, weight, out=grad_h[start : start + rows])
+            grad_w.addmm_(g.T, hc)
+    return float(total), grad_h, grad_w
 
 
 def _lr_at(step: int, n_steps: int, peak: float) -> float:
@@ -262,7 +277,7 @@ class TinyLMProxy:
         for start in range(0, inputs.shape[0], self.batch_size):
             h = model.hidden(inputs[start : start + self.batch_size].to(device))
             tgt = targets[start : start + self.batch_size].to(device)
-            total += _nll_sum(h.reshape(-1, h.shape[-1]), tgt.reshape(-1), model.embed.weight, None)
+            total += _output_layer(h.reshape(-1, h.shape[-1]), tgt.reshape(-1), model.embed.weight)[0]
         return total / n_predicted
 
     def fit(
@@ -335,10 +350,12 @@ class TinyLMProxy:
                     group["lr"] = _lr_at(step, n_steps, self.lr)
                 optimizer.zero_grad(set_to_none=True)
                 h = model.hidden(x)
-                # Output layer chunk by chunk on a detached copy of h, then the rest of the network.
-                h_out = h.detach().reshape(-1, h.shape[-1]).requires_grad_()
-                _nll_sum(h_out, y.reshape(-1), weight, 1.0 / n_predicted)
-                h.backward(h_out.grad.view_as(h))
+                # Output layer by hand (see _output_layer), then autograd through the rest.
+                _, grad_h, grad_w = _output_layer(
+                    h.detach().flatten(0, 1), y.flatten(), weight, 1 / n_predicted
+                )
+                h.backward(grad_h.view_as(h))
+                weight.grad += grad_w  # tied: the embedding's gradient also gets the output layer's
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
             due = [k for k, s in zip(checkpoints, eval_step, strict=True) if s == step]

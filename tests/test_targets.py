@@ -1,0 +1,55 @@
+"""Targets: user target sets read and tokenized, the combination of final losses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from quadmix_spark.config import ConfigError, TargetsConfig, from_dict
+from quadmix_spark.proxy.runs import EOT
+from quadmix_spark.targets import combine, final_losses, target_sets
+from udfs.models import load_tokenizer
+
+
+def targets(**sets) -> TargetsConfig:
+    return from_dict(TargetsConfig, {"target_sets": sets})
+
+
+def test_target_set_from_jsonl_is_tokenized_in_a_stable_order_and_capped(spark, tmp_path):
+    texts = [f"instruction {i}: explain delta tables and spark jobs" for i in range(30)]
+    path = tmp_path / "instr.jsonl"
+    path.write_text("\n".join(json.dumps({"prompt": t}) for t in texts) + "\n" + json.dumps({"prompt": None}))
+    enc = load_tokenizer("cl100k_base")
+    per_doc = len(enc.encode_ordinary(texts[0])) + 1  # + EOT
+
+    full = target_sets(
+        spark, targets(instr={"path": str(path), "text_column": "prompt", "max_tokens": 10_000})
+    )
+    assert list(full) == ["instr"] and len(full["instr"]) == 30 * per_doc
+    assert (full["instr"] == EOT).sum() == 30
+    capped = target_sets(spark, targets(instr={"path": str(path), "text_column": "prompt", "max_tokens": 50}))
+    assert np.array_equal(capped["instr"], full["instr"][:50])
+
+    with pytest.raises(ConfigError, match=r"targets.target_sets.instr.text_column: 'text' is not a column"):
+        target_sets(spark, targets(instr={"path": str(path)}))
+    with pytest.raises(ConfigError, match=r"targets.target_sets.x.path: cannot read"):
+        target_sets(spark, targets(x={"path": str(tmp_path / "missing.jsonl")}))
+    with pytest.raises(ConfigError, match=r"targets.target_sets.x.path is required"):
+        target_sets(spark, targets(x={}))
+
+
+def test_combine_is_the_mean_or_the_weighted_mean():
+    losses = final_losses(
+        [
+            {"eval_set": "a", "step_tokens": 10, "loss": 9.0},
+            {"eval_set": "a", "step_tokens": 20, "loss": 2.0},
+            {"eval_set": "b", "step_tokens": 20, "loss": 4.0},
+        ]
+    )
+    assert losses == {"a": 2.0, "b": 4.0}
+    assert combine(losses, {}) == 3.0
+    assert combine(losses, {"a": 3.0, "b": 1.0}) == 2.5
+    with pytest.raises(ConfigError, match=r"targets.weights: no loss for eval set\(s\) \['c'\]"):
+        combine(losses, {"c": 1.0})

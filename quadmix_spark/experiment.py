@@ -69,8 +69,9 @@ class ExperimentResult:
     output_dir: str
 
     @property
-    def winner(self) -> Contender:
-        return min(self.contenders, key=lambda c: c.target)
+    def ranked(self) -> list[Contender]:
+        """Best first; runs without a loss (failed) last."""
+        return sorted(self.contenders, key=lambda c: (not np.isfinite(c.target), c.target))
 
 
 def _derive(config: PipelineConfig, **sections: dict) -> PipelineConfig:
@@ -266,10 +267,15 @@ def format_result(r: ExperimentResult) -> str:
         f"{f['best_observed_run']}: {f['best_observed_loss']:.4f}",
         f"  {'selection':<28} {'target loss':>12} {'tokens':>9}  status",
     ]
-    for c in sorted(r.contenders, key=lambda c: (np.isnan(c.target), c.target)):
+    for c in r.ranked:
         lines.append(f"  {c.label:<28} {c.target:>12.4f} {c.n_train_tokens:>9}  {c.status}")
-    win = r.winner
-    verdict = "θ* has the lowest target loss" if win.selector == "quadmix" else f"{win.label} beats θ*"
+    win = r.ranked[0]
+    if not np.isfinite(win.target):
+        verdict = "no evaluation run finished (see the errors in the runs table)"
+    elif win.selector == "quadmix":
+        verdict = "θ* has the lowest target loss"
+    else:
+        verdict = f"{win.label} beats θ*"
     lines.append(f"  → {verdict}; written to {r.output_dir} in {r.seconds}s")
     return "\n".join(lines)
 
@@ -280,7 +286,11 @@ def _write(r: ExperimentResult, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(r.contenders, key=lambda c: c.target)
+    (out_dir / "experiment.json").write_text(json.dumps(asdict(r), indent=2, default=str))
+    (out_dir / "experiment.txt").write_text(format_result(r) + "\n")
+    rows = [c for c in r.ranked if np.isfinite(c.target)]
+    if not rows:
+        return
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
     colors = ["tab:red" if c.selector == "quadmix" else "tab:gray" for c in rows]
     ax.barh([c.label for c in rows][::-1], [c.target for c in rows][::-1], color=colors[::-1])
@@ -292,5 +302,3 @@ def _write(r: ExperimentResult, out_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_dir / "comparison.png", dpi=120)
     plt.close(fig)
-    (out_dir / "experiment.json").write_text(json.dumps(asdict(r), indent=2, default=str))
-    (out_dir / "experiment.txt").write_text(format_result(r) + "\n")

@@ -118,3 +118,20 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     held = core.hash_uniform(keys, 0, HOLDOUT_STREAM) < 0.1
     pool = spark.read.format("delta").load(config.table_path("experiment_pool")).toPandas()
     assert 0 < held.sum() < 200 and set(pool["doc_key"]) == set(keys[~held])  # no run sees held-out text
+
+
+def test_the_comparison_ranks_failed_runs_last(tmp_path):
+    from quadmix_spark.experiment import Contender, ExperimentResult, format_result
+
+    fit = {"runs": 30, "held_out": 6, "metrics": {"spearman": 0.5, "pearson": 0.5, "mae": 0.1}}
+    fit |= {"theta_star_predicted_loss": 4.0, "best_observed_run": "r", "best_observed_loss": 4.1}
+    contenders = [
+        Contender("θ*", "quadmix", "a", 3.9, {}, 100, "ok"),
+        Contender("uniform", "uniform", "b", float("nan"), {}, 0, "failed"),
+        Contender("top-k q", "topk:q", "c", 3.8, {}, 100, "ok"),
+    ]
+    result = ExperimentResult("k", 10, {"e": 5}, 30, 0, fit, contenders, 1.0, str(tmp_path))
+    assert [c.label for c in result.ranked] == ["top-k q", "θ*", "uniform"]
+    assert "top-k q beats θ*" in format_result(result)
+    result.contenders = [contenders[1]]
+    assert "no evaluation run finished" in format_result(result)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import core, tables
@@ -151,27 +151,16 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
         raise ConfigError("targets: no evaluation sets (set heldout_fraction > 0 or add target_sets)")
     pool = spark.read.format("delta").load(pool_path)
 
-    # Proxies: K θ, datasets in one scan, one Spark task per run.
     sampler = make_sampler(config.search)
     if not isinstance(sampler, core.ParamSampler):
         raise ConfigError("search.mode: the experiment searches θ (quadmix mode)")
-    vectors = sampler.sample(exp.n_runs, exp.seed)
-    params = [core.QuadMixParams.from_vector(v, sampler.domains, sampler.scorers) for v in vectors]
+    params = [
+        core.QuadMixParams.from_vector(v, sampler.domains, sampler.scorers)
+        for v in sampler.sample(exp.n_runs, exp.seed)
+    ]
     run_ids = [f"{key}-p{k:04d}" for k in range(exp.n_runs)]
     runs_path = config.table_path(proxy.runs_table)
-    if set(run_ids) - _ok_runs(spark, runs_path, run_ids):
-        data = build_proxy_datasets(spark, on_pool, params, run_ids)
-        shares = data.domain_tokens / np.maximum(data.domain_tokens.sum(axis=1, keepdims=True), 1)
-        specs = [RunSpec(r, "proxy", tuple(vectors[k]), tuple(shares[k])) for k, r in enumerate(run_ids)]
-        docs = (
-            spark.read.format("delta")
-            .load(data.table)
-            .where(F.col("run_id").isin(run_ids))
-            .join(pool.select("doc_key", "text"), "doc_key")
-        )
-        summary = run_proxies(spark, proxy, runs_path, specs, docs, eval_sets)
-        log.info("proxy runs: %d ok, %d failed in %.1fs", summary.ok, len(summary.failed), summary.seconds)
-
+    _train_proxies(spark, on_pool, pool, params, run_ids, eval_sets)
     runs = load_runs(spark, runs_path)
     mine = runs[runs["run_id"].isin(run_ids)]
     ids, X, y = run_targets(runs_long(mine), config.targets.weights)
@@ -181,7 +170,61 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     fit, result = fit_and_search(ids, X, y, sampler, search_cfg)
     write_theta_star(result, search_cfg)
 
-    # Evaluation datasets through quadmix select, at the same budget and overshoot.
+    contenders = _evaluate(spark, config, on_pool, key, out_dir, eval_sets)
+    result_ = ExperimentResult(
+        key=key,
+        pool_docs=pool.count(),
+        eval_sets={k: int(v.size) for k, v in eval_sets.items()},
+        proxy_ok=int((mine["status"] == "ok").sum()),
+        proxy_failed=int((mine["status"] != "ok").sum()),
+        fit=fit,
+        contenders=contenders,
+        seconds=round(time.time() - started, 1),
+        output_dir=str(out_dir),
+    )
+    _write(result_, out_dir)
+    return result_
+
+
+def _train_proxies(
+    spark: SparkSession,
+    on_pool: PipelineConfig,
+    pool: DataFrame,
+    params: list[core.QuadMixParams],
+    run_ids: list[str],
+    eval_sets: dict[str, np.ndarray],
+) -> None:
+    """K θ: datasets in one scan, one Spark task per run; nothing to do when all runs are ok."""
+    proxy = on_pool.proxy
+    runs_path = on_pool.table_path(proxy.runs_table)
+    if not set(run_ids) - _ok_runs(spark, runs_path, run_ids):
+        return
+    data = build_proxy_datasets(spark, on_pool, params, run_ids)
+    shares = data.domain_tokens / np.maximum(data.domain_tokens.sum(axis=1, keepdims=True), 1)
+    specs = [
+        RunSpec(r, "proxy", tuple(params[k].to_vector()), tuple(shares[k])) for k, r in enumerate(run_ids)
+    ]
+    docs = (
+        spark.read.format("delta")
+        .load(data.table)
+        .where(F.col("run_id").isin(run_ids))
+        .join(pool.select("doc_key", "text"), "doc_key")
+    )
+    summary = run_proxies(spark, proxy, runs_path, specs, docs, eval_sets)
+    log.info("proxy runs: %d ok, %d failed in %.1fs", summary.ok, len(summary.failed), summary.seconds)
+
+
+def _evaluate(
+    spark: SparkSession,
+    config: PipelineConfig,
+    on_pool: PipelineConfig,
+    key: str,
+    out_dir: Path,
+    eval_sets: dict[str, np.ndarray],
+) -> list[Contender]:
+    """θ* and the baselines selected by ``quadmix select`` at the proxies' budget, then trained."""
+    exp, proxy = config.experiment, config.proxy
+    runs_path = config.table_path(proxy.runs_table)
     contenders = []
     for label, selector in _selectors(config):
         cfg = _derive(
@@ -214,19 +257,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
         if c.status == "ok":
             c.losses = final_losses(list(row["losses"]))
             c.target = combine(c.losses, config.targets.weights)
-    result_ = ExperimentResult(
-        key=key,
-        pool_docs=pool.count(),
-        eval_sets={k: int(v.size) for k, v in eval_sets.items()},
-        proxy_ok=int((mine["status"] == "ok").sum()),
-        proxy_failed=int((mine["status"] != "ok").sum()),
-        fit=fit,
-        contenders=contenders,
-        seconds=round(time.time() - started, 1),
-        output_dir=str(out_dir),
-    )
-    _write(result_, out_dir)
-    return result_
+    return contenders
 
 
 def _ok_runs(spark: SparkSession, path: str, run_ids: list[str]) -> set[str]:

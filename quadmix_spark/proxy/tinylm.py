@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
-from .inputs import fit_inputs, token_array
+from .inputs import fit_inputs
 from .ngram import CL100K_N_VOCAB
 from .trainers import EstimatorTrainer
 
@@ -254,9 +254,6 @@ class TinyLMProxy:
         self.device = device
         d, ff = self.d_model, self.d_ff
         self.n_non_embedding_params_ = self.n_layers * (4 * d * d + 3 * d * ff + 2 * d) + d
-
-    def _tokens(self, tokens: ArrayLike, what: str) -> NDArray[np.int64]:
-        return token_array(tokens, self.vocab_size, what)
 
     def _build(self) -> _TinyLM:
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG

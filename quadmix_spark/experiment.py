@@ -35,7 +35,7 @@ from quadmix_spark import core, tables
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
 from quadmix_spark.proxy.datasets import build_proxy_datasets
-from quadmix_spark.proxy.runs import RunSpec, load_runs, run_proxies, runs_long
+from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, run_proxies, runs_long
 from quadmix_spark.select import run_select
 from quadmix_spark.stats import load_stats, run_stats
 from quadmix_spark.targets import combine, final_losses, heldout_sets, split_pool, target_sets
@@ -173,7 +173,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     contenders = _evaluate(spark, config, on_pool, key, out_dir, eval_sets)
     result_ = ExperimentResult(
         key=key,
-        pool_docs=pool.count(),
+        pool_docs=sum(load_stats(spark, stats_path).docs.values()),  # the pool's stats: no scan
         eval_sets={k: int(v.size) for k, v in eval_sets.items()},
         proxy_ok=int((mine["status"] == "ok").sum()),
         proxy_failed=int((mine["status"] != "ok").sum()),
@@ -197,7 +197,7 @@ def _train_proxies(
     """K θ: datasets in one scan, one Spark task per run; nothing to do when all runs are ok."""
     proxy = on_pool.proxy
     runs_path = on_pool.table_path(proxy.runs_table)
-    if not set(run_ids) - _ok_runs(spark, runs_path, run_ids):
+    if set(run_ids) <= done_run_ids(spark, runs_path):
         return
     data = build_proxy_datasets(spark, on_pool, params, run_ids)
     shares = data.domain_tokens / np.maximum(data.domain_tokens.sum(axis=1, keepdims=True), 1)
@@ -258,21 +258,6 @@ def _evaluate(
             c.losses = final_losses(list(row["losses"]))
             c.target = combine(c.losses, config.targets.weights)
     return contenders
-
-
-def _ok_runs(spark: SparkSession, path: str, run_ids: list[str]) -> set[str]:
-    if not tables.exists(spark, path):
-        return set()
-    rows = (
-        (
-            spark.read.format("delta")
-            .load(path)
-            .where(F.col("run_id").isin(run_ids) & (F.col("status") == "ok"))
-        )
-        .select("run_id")
-        .collect()
-    )
-    return {r[0] for r in rows}
 
 
 def _selectors(config: PipelineConfig) -> list[tuple[str, str]]:

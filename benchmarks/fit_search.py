@@ -31,8 +31,8 @@ import time
 import numpy as np
 
 from quadmix_spark.core import ParamSampler
-from quadmix_spark.regression import LossRegressor, plot_predicted_vs_actual
-from quadmix_spark.search import search_theta
+from quadmix_spark.search.candidates import search_theta
+from quadmix_spark.search.regression import LossRegressor, plot_predicted_vs_actual
 
 GOAL_SECONDS = 60.0
 N_HELD_OUT = 200

@@ -5,7 +5,7 @@ What it measures
 On the synthetic annotated pool of ``benchmarks/select_throughput.py`` (``--docs`` documents,
 default 1,000,000; generated once and cached), in one SparkSession with a warm JVM:
 
-  * ``select``: ``quadmix_spark.select.run_select`` with one θ, scalable rank, no budget, no
+  * ``select``: ``quadmix_spark.pipeline.select.run_select`` with one θ, scalable rank, no budget, no
     shards or report: one selection written as a Delta table (text and all columns);
   * ``datasets K=1`` and ``datasets K=<K>``: ``quadmix_spark.proxy.datasets.build_proxy_datasets``
     with 1 and ``--k`` θ from Algorithm 1 (the paper's ranges, ω up to 0.6 here), every dataset at
@@ -51,9 +51,9 @@ from select_throughput import (  # noqa: E402
 )
 
 from quadmix_spark import core  # noqa: E402
+from quadmix_spark.pipeline.select import run_select  # noqa: E402
+from quadmix_spark.pipeline.stats import run_stats  # noqa: E402
 from quadmix_spark.proxy.datasets import build_proxy_datasets  # noqa: E402
-from quadmix_spark.select import run_select  # noqa: E402
-from quadmix_spark.stats import run_stats  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,17 +60,19 @@ from pyspark import StorageLevel  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from quadmix_spark import core, tables  # noqa: E402
+from quadmix_spark import core  # noqa: E402
 from quadmix_spark.config import PipelineConfig, load_config  # noqa: E402
-from quadmix_spark.scoring import (  # noqa: E402
+from quadmix_spark.core.sampling import SAMPLE_STREAM  # noqa: E402
+from quadmix_spark.pipeline.select import _fit_mapping, _hash_uniform_udf  # noqa: E402
+from quadmix_spark.spark import tables  # noqa: E402
+from quadmix_spark.spark.scoring import (  # noqa: E402
     ScoringModel,
     domain_index_column,
     with_exact_rank,
     with_expected_copies,
     with_merged,
 )
-from quadmix_spark.select import SAMPLE_STREAM, _fit_mapping, _hash_uniform_udf  # noqa: E402
-from quadmix_spark.stats import Stats, load_stats  # noqa: E402
+from quadmix_spark.spark.stats_table import Stats, load_stats  # noqa: E402
 
 DEFAULT_SIZES = (100, 300, 1000, 3000, 10000)
 
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(config_path)
     resolve_params(config, args.params)
 
-    from quadmix_spark.session import build_session
+    from quadmix_spark.spark.session import build_session
 
     spark = build_session(
         app_name="quadmix-rank-error",

@@ -11,8 +11,8 @@ three scorer columns with ties -- it times, in one SparkSession with a warm JVM:
   * ``floor``: ``spark.read.format("delta").load(annotated).write.format("delta").save(new)``, every
     column, nothing else: the I/O floor of any job that rewrites the table. It runs before and
     after each select run (the machine's speed drifts).
-  * ``stats``: ``quadmix_spark.stats.run_stats`` (scans of the narrow columns only).
-  * ``select``: ``quadmix_spark.select.run_select`` with ``shard_formats=[]`` and ``report=False``
+  * ``stats``: ``quadmix_spark.pipeline.stats.run_stats`` (scans of the narrow columns only).
+  * ``select``: ``quadmix_spark.pipeline.select.run_select`` with ``shard_formats=[]`` and ``report=False``
     (the selected Delta table only), scalable rank mode, no token budget. Its wall time is split
     into phases by wrapping select's own steps: ``load stats`` (and θ checks), ``rank sample``
     (``_fit_mapping``: the hash-chosen sample pass and the mapping fit), ``calibration`` (with a
@@ -77,7 +77,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from quadmix_spark import core  # noqa: E402
 from quadmix_spark.config import PipelineConfig, from_dict  # noqa: E402
-from quadmix_spark.stats import run_stats  # noqa: E402
+from quadmix_spark.pipeline.stats import run_stats  # noqa: E402
 
 GENERATOR_VERSION = 3  # bump when the generated table changes, so cached pools are rebuilt
 DOMAINS = (
@@ -350,7 +350,7 @@ class PhaseClock:
 
 
 def timed_select(spark: SparkSession, config: PipelineConfig) -> tuple[Any, list[tuple[str, float]]]:
-    from quadmix_spark.select import run_select
+    from quadmix_spark.pipeline.select import run_select
 
     clock = PhaseClock()
     with clock.installed():
@@ -361,7 +361,7 @@ def timed_select(spark: SparkSession, config: PipelineConfig) -> tuple[Any, list
 
 
 def session(cores: int, workdir: Path, extra_conf: dict[str, str]) -> SparkSession:
-    from quadmix_spark.session import build_session
+    from quadmix_spark.spark.session import build_session
 
     conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8", **extra_conf}
     spark = build_session(

@@ -18,7 +18,7 @@ DEFAULT_CONFIG = "conf/demo.yaml"
 
 
 def _session(config: PipelineConfig):
-    from quadmix_spark.session import build_session
+    from quadmix_spark.spark.session import build_session
 
     conf = {
         "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
@@ -35,7 +35,7 @@ def _session(config: PipelineConfig):
 
 
 def cmd_demo_corpus(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.demo_corpus import write_corpus
+    from quadmix_spark.demo.corpus import write_corpus
 
     cfg = config.demo
     n_docs = args.docs or cfg.n_docs
@@ -57,7 +57,7 @@ def cmd_demo_corpus(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 
 def cmd_train_classifier(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.classifier import format_report, train_classifier
+    from quadmix_spark.pipeline.classifier import format_report, train_classifier
 
     names = args.name or sorted(config.classifiers)
     unknown = [n for n in names if n not in config.classifiers]
@@ -69,7 +69,7 @@ def cmd_train_classifier(config: PipelineConfig, args: argparse.Namespace) -> No
 
 
 def cmd_annotate(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.annotate import format_summary, run_annotate
+    from quadmix_spark.pipeline.annotate import format_summary, run_annotate
 
     spark = _session(config)
     summary = run_annotate(spark, config, mode=args.mode)
@@ -79,27 +79,27 @@ def cmd_annotate(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 
 def cmd_stats(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.stats import run_stats
+    from quadmix_spark.pipeline.stats import run_stats
 
     run_stats(_session(config), config)
 
 
 def cmd_select(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.select import format_summary, load_checked_params, run_select
+    from quadmix_spark.pipeline.select import format_summary, load_checked_params, run_select
 
     load_checked_params(config)  # a bad params file fails before the SparkSession starts
     print(format_summary(run_select(_session(config), config)))
 
 
 def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.fit_search import format_summary, run_fit_search
+    from quadmix_spark.pipeline.fit_search import format_summary, run_fit_search
 
     spark = _session(config) if config.search.runs_format == "delta" else None
     print(format_summary(run_fit_search(config, spark)))
 
 
 def cmd_import_runs(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.proxy.external import import_runs
+    from quadmix_spark.pipeline.import_runs import import_runs
 
     n = import_runs(_session(config), config)
     print(
@@ -108,7 +108,7 @@ def cmd_import_runs(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 
 def cmd_experiment(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.experiment import format_result, run_experiment
+    from quadmix_spark.pipeline.experiment import format_result, run_experiment
 
     print(format_result(run_experiment(_session(config), config)))
 
@@ -124,7 +124,7 @@ def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 
 def cmd_resolve_jars(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.session import resolve_jars
+    from quadmix_spark.spark.session import resolve_jars
 
     resolve_jars()
 

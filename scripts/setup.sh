@@ -21,7 +21,7 @@ command -v java >/dev/null || {
 .venv/bin/python -m pip install --quiet --force-reinstall --no-deps "fasttext==0.9.3"
 .venv/bin/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised')"
 
-.venv/bin/python -m quadmix_spark.session 2> .venv/resolve-jars.log || {
+.venv/bin/python -m quadmix_spark.spark.session 2> .venv/resolve-jars.log || {
   echo "setup: resolving the Delta jars failed; see .venv/resolve-jars.log" >&2
   exit 1
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quadmix_spark.session import build_session
+from quadmix_spark.spark.session import build_session
 
 
 @pytest.fixture(scope="session")

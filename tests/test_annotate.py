@@ -8,8 +8,8 @@ import random
 import pytest
 from pyspark.sql import functions as F
 
-from quadmix_spark.annotate import annotate_frame, run_annotate
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
+from quadmix_spark.pipeline.annotate import annotate_frame, run_annotate
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',

@@ -11,8 +11,9 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from quadmix_spark import demo_corpus, demo_sources
-from quadmix_spark.demo_corpus import (
+from quadmix_spark.demo import corpus as demo_corpus
+from quadmix_spark.demo import sources as demo_sources
+from quadmix_spark.demo.corpus import (
     BOILERPLATE_MARKERS,
     DEFECTS,
     DOMAINS,
@@ -22,7 +23,7 @@ from quadmix_spark.demo_corpus import (
     generate_documents,
     write_corpus,
 )
-from quadmix_spark.demo_sources import clean_paragraphs, load_pools
+from quadmix_spark.demo.sources import clean_paragraphs, load_pools
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from pyspark.sql import functions as F
 from quadmix_spark import core
 from quadmix_spark.cli import main
 from quadmix_spark.config import PipelineConfig, from_dict, to_dict
-from quadmix_spark.experiment import experiment_key
+from quadmix_spark.pipeline.experiment import experiment_key
+from quadmix_spark.pipeline.stats import run_stats
+from quadmix_spark.pipeline.targets import HOLDOUT_STREAM
 from quadmix_spark.proxy.runs import load_runs
-from quadmix_spark.stats import run_stats
-from quadmix_spark.targets import HOLDOUT_STREAM
 from udfs.models import load_tokenizer
 
 DOMAINS = ("garden", "kitchen", "harbor")
@@ -121,7 +121,7 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
 
 
 def test_the_comparison_ranks_failed_runs_last(tmp_path):
-    from quadmix_spark.experiment import Contender, ExperimentResult, format_result
+    from quadmix_spark.pipeline.experiment import Contender, ExperimentResult, format_result
 
     fit = {"runs": 30, "held_out": 6, "metrics": {"spearman": 0.5, "pearson": 0.5, "mae": 0.1}}
     fit |= {"theta_star_predicted_loss": 4.0, "best_observed_run": "r", "best_observed_loss": 4.1}

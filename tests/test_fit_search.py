@@ -11,8 +11,8 @@ import pytest
 from quadmix_spark import core
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
-from quadmix_spark.fit_search import run_fit_search, run_targets
-from quadmix_spark.proxy.external import import_runs
+from quadmix_spark.pipeline.fit_search import run_fit_search, run_targets
+from quadmix_spark.pipeline.import_runs import import_runs
 from quadmix_spark.proxy.runs import load_runs as load_proxy_runs
 
 DOMAINS, SCORERS = ("a", "b", "c"), ("s1", "s2")

@@ -9,11 +9,13 @@ from test_select import DOMAINS, SCORERS, make_config, synthetic_pool, write_poo
 
 from quadmix_spark import core
 from quadmix_spark.config import ProxyConfig
+from quadmix_spark.core.sampling import SAMPLE_STREAM
+from quadmix_spark.pipeline.select import run_select
+from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.proxy.datasets import build_proxy_datasets
 from quadmix_spark.proxy.runs import EOT, RunSpec, load_runs, run_proxies, runs_long, token_stream
-from quadmix_spark.scoring import ScoringModel
-from quadmix_spark.select import SAMPLE_STREAM, run_select
-from quadmix_spark.stats import load_stats, run_stats
+from quadmix_spark.spark.scoring import ScoringModel
+from quadmix_spark.spark.stats_table import load_stats
 from udfs.models import load_tokenizer
 
 K = 5

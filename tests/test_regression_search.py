@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from quadmix_spark.core import ParamSampler, load_params, save_params
-from quadmix_spark.regression import LossRegressor, evaluate_predictions, plot_predicted_vs_actual
-from quadmix_spark.search import DirichletSampler, search_mixture, search_theta, theta_to_params
+from quadmix_spark.search.candidates import DirichletSampler, search_mixture, search_theta, theta_to_params
+from quadmix_spark.search.regression import LossRegressor, evaluate_predictions, plot_predicted_vs_actual
 
 DOMAINS, SCORERS = ["News", "Science"], ["dclm", "edu"]
 SAMPLER = ParamSampler(DOMAINS, SCORERS)

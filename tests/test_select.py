@@ -11,8 +11,8 @@ from pyspark.sql import functions as F
 
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
-from quadmix_spark.select import run_select
-from quadmix_spark.stats import run_stats
+from quadmix_spark.pipeline.select import run_select
+from quadmix_spark.pipeline.stats import run_stats
 
 DOMAINS = ("arts", "code", "news", "science")
 SCORERS = {"q_a": "higher_is_better", "q_b": "lower_is_better", "q_c": "higher_is_better"}

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from quadmix_spark.stats import token_weighted_quantiles
+from quadmix_spark.pipeline.stats import token_weighted_quantiles
 
 
 def test_token_weighted_quantiles_by_hand():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from quadmix_spark.config import ConfigError, TargetsConfig, from_dict
+from quadmix_spark.pipeline.targets import combine, final_losses, target_sets
 from quadmix_spark.proxy.runs import EOT
-from quadmix_spark.targets import combine, final_losses, target_sets
 from udfs.models import load_tokenizer
 
 

@@ -21,6 +21,8 @@ __all__ = [
     "sampling_function",
 ]
 
+SAMPLE_STREAM = 1_000_003  # hash_uniform copy index reserved for sampling, apart from copy draws
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

@@ -23,12 +23,13 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from quadmix_spark import __version__, core, tables
+from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import QuadMixParams, ThetaSet
-from quadmix_spark.scoring import ScoringModel, domain_index_column, rank_sample
-from quadmix_spark.select import SAMPLE_STREAM
-from quadmix_spark.stats import Stats, check_columns, load_stats
+from quadmix_spark.core.sampling import SAMPLE_STREAM
+from quadmix_spark.spark import tables
+from quadmix_spark.spark.scoring import ScoringModel, domain_index_column, rank_sample
+from quadmix_spark.spark.stats_table import Stats, check_columns, load_stats
 
 log = logging.getLogger(__name__)
 _FIXED_POINT = 1024  # expected tokens are summed as integers of 1/1024 token: exact in any order

@@ -36,8 +36,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from quadmix_spark import core, tables
+from quadmix_spark import core
 from quadmix_spark.config import ProxyConfig
+from quadmix_spark.spark import tables
 
 EOT = 100_257  # cl100k_base <|endoftext|>: the separator between documents of a stream
 ORDER_STREAM = 2_000_003  # hash_uniform copy index of the stream order (copy j adds j)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from quadmix_spark.config import PipelineConfig
-from quadmix_spark.fit_search import load_runs
+from quadmix_spark.pipeline.fit_search import load_runs
 from quadmix_spark.proxy.runs import RunSpec, record_runs
 
 

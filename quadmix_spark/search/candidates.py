@@ -18,8 +18,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .core.param_sampler import ParamSampler
-from .core.params import QuadMixParams, _names
+from quadmix_spark.core.param_sampler import ParamSampler
+from quadmix_spark.core.params import QuadMixParams, _names
 
 __all__ = ["DirichletSampler", "SearchResult", "search_mixture", "search_theta", "theta_to_params"]
 

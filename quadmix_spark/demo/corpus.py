@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quadmix_spark.demo_sources import DOMAIN_SOURCES, load_pools
+from quadmix_spark.demo.sources import DOMAIN_SOURCES, load_pools
 
 DOMAINS: tuple[str, ...] = tuple(DOMAIN_SOURCES)
 # Real crawls are imbalanced; a uniform mix would make domain reweighting moot.

@@ -31,14 +31,16 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from quadmix_spark import core, tables
+from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig
-from quadmix_spark.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
+from quadmix_spark.pipeline.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
+from quadmix_spark.pipeline.select import run_select
+from quadmix_spark.pipeline.stats import run_stats
+from quadmix_spark.pipeline.targets import combine, final_losses, heldout_sets, split_pool, target_sets
 from quadmix_spark.proxy.datasets import build_proxy_datasets
 from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, run_proxies, runs_long
-from quadmix_spark.select import run_select
-from quadmix_spark.stats import load_stats, run_stats
-from quadmix_spark.targets import combine, final_losses, heldout_sets, split_pool, target_sets
+from quadmix_spark.spark import tables
+from quadmix_spark.spark.stats_table import load_stats
 
 log = logging.getLogger(__name__)
 

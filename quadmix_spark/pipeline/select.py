@@ -21,12 +21,14 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from quadmix_spark import __version__, core, tables
-from quadmix_spark.budget import Calibration, calibrate
+from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import ParamsError, QuadMixParams
+from quadmix_spark.core.sampling import SAMPLE_STREAM
 from quadmix_spark.report import ReportData, write_report
-from quadmix_spark.scoring import (
+from quadmix_spark.spark import tables
+from quadmix_spark.spark.budget import Calibration, calibrate
+from quadmix_spark.spark.scoring import (
     ScoringModel,
     copies_column,
     domain_index_column,
@@ -37,12 +39,11 @@ from quadmix_spark.scoring import (
     with_merged,
     with_oriented,
 )
-from quadmix_spark.selectors import Selector, make_selector
-from quadmix_spark.shards import write_shards
-from quadmix_spark.stats import Stats, check_columns, load_stats
+from quadmix_spark.spark.selectors import Selector, make_selector
+from quadmix_spark.spark.shards import write_shards
+from quadmix_spark.spark.stats_table import Stats, check_columns, load_stats
 
 log = logging.getLogger(__name__)
-SAMPLE_STREAM = 1_000_003  # hash_uniform copy index reserved for sampling, apart from copy draws
 
 
 @dataclass

@@ -28,8 +28,8 @@ import pandas as pd
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
 from quadmix_spark.proxy.runs import runs_long
-from quadmix_spark.regression import LossRegressor, plot_predicted_vs_actual
-from quadmix_spark.search import DirichletSampler, SearchResult, search_theta
+from quadmix_spark.search.candidates import DirichletSampler, SearchResult, search_theta
+from quadmix_spark.search.regression import LossRegressor, plot_predicted_vs_actual
 
 MIN_FIT_RUNS = 20  # LightGBM keeps 10% of these for early stopping and needs ≥ 2 there
 RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")

@@ -22,9 +22,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from quadmix_spark import __version__, tables
+from quadmix_spark import __version__
 from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
-from quadmix_spark.reading import check_input_path, read_input
+from quadmix_spark.spark import tables
+from quadmix_spark.spark.reading import check_input_path, read_input
 from udfs.annotate import annotate_batches, output_schema
 from udfs.heuristics import SIGNALS
 from udfs.models import default_langid_model, load_tokenizer

@@ -19,9 +19,10 @@ import numpy as np
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from quadmix_spark import __version__, tables
+from quadmix_spark import __version__
 from quadmix_spark.config import ClassifierConfig, ConfigError, resolve
-from quadmix_spark.reading import check_input_path, read_input
+from quadmix_spark.spark import tables
+from quadmix_spark.spark.reading import check_input_path, read_input
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from quadmix_spark.config import ConfigError, PipelineConfig, TargetsConfig
 from quadmix_spark.proxy.runs import EOT
-from quadmix_spark.scoring import hash_uniform_column
+from quadmix_spark.spark.scoring import hash_uniform_column
 
 HOLDOUT_STREAM = 3_000_017  # hash_uniform copy index of the held-out choice
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from quadmix_spark.scoring import copies_column
+from quadmix_spark.spark.scoring import copies_column
 
 log = logging.getLogger(__name__)
 

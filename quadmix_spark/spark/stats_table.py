@@ -1,0 +1,79 @@
+"""The stats table as other code reads it: its schema, one run as the driver holds it, and checks.
+
+The stats job (:mod:`quadmix_spark.pipeline.stats`) writes one run per commit; select, the proxy
+datasets and the experiment read a run back with :func:`load_stats`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.spark import tables
+
+ALL_DOMAINS = "__all__"
+
+
+STATS_SCHEMA = (
+    "domain string, docs long, tokens long, scorer string, direction string, non_null long, "
+    "mean double, sample_docs long, quantiles array<double>, token_quantiles array<double>"
+)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Statistics of one stats run, as the driver holds them (small)."""
+
+    stats_version: int
+    annotated_version: int
+    docs: dict[str, int]  # per domain
+    tokens: dict[str, int]  # per domain
+    quantiles: dict[tuple[str, str], np.ndarray]  # (domain or __all__, scorer) → raw cut points
+
+    @property
+    def domains(self) -> list[str]:
+        return sorted(self.docs)
+
+    def reference(self, scorer: str) -> np.ndarray:
+        """Global raw-score cut points of ``scorer`` (σ's reference before orientation)."""
+        return self.quantiles[(ALL_DOMAINS, scorer)]
+
+
+def check_columns(df: DataFrame, config: PipelineConfig, table: str) -> None:
+    """Fail fast when the annotated table lacks a configured column."""
+    if not config.scorers:
+        raise ConfigError("scorers: at least one scorer column is required")
+    needed = {
+        "domain_column": config.domain_column,
+        "token_column": config.token_column,
+        **{f"scorers.{name}": name for name in config.scorers},
+    }
+    for key, column in needed.items():
+        if column not in df.columns:
+            raise ConfigError(f"{key}: column {column!r} is not in {table}")
+
+
+def load_stats(spark: SparkSession, path: str, at_version: int | None = None) -> Stats:
+    """Read one stats run (the one committed at ``at_version``; default: the latest)."""
+    at_version = tables.version(spark, path) if at_version is None else at_version
+    if at_version is None:
+        raise ConfigError(f"select.stats_table: no Delta table at {path} (run quadmix stats first)")
+    info = tables.commit_info(spark, path, at_version)
+    meta = info["user_metadata"] or {}
+    if "stats_id" not in meta:
+        raise ConfigError(f"select.stats_version: version {at_version} of {path} is not a stats run")
+    rows = (
+        spark.read.format("delta")
+        .option("versionAsOf", at_version)
+        .load(path)
+        .where(F.col("stats_id") == meta["stats_id"])
+        .collect()
+    )
+    docs = {r["domain"]: int(r["docs"]) for r in rows if r["domain"] != ALL_DOMAINS}
+    tokens = {r["domain"]: int(r["tokens"] or 0) for r in rows if r["domain"] != ALL_DOMAINS}
+    quantiles = {(r["domain"], r["scorer"]): np.asarray(r["quantiles"], dtype=np.float64) for r in rows}
+    return Stats(at_version, int(meta["annotated_version"]), docs, tokens, quantiles)

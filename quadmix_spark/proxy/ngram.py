@@ -43,9 +43,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .estimator import EstimatorTrainer
 from .inputs import fit_inputs, token_array
 
-__all__ = ["CL100K_N_VOCAB", "NgramProxy"]
+__all__ = ["CL100K_N_VOCAB", "NgramProxy", "NgramTrainer"]
 
 #: ``n_vocab`` of the cl100k_base encoding (bpe_openai), the default tokenizer of the pipeline.
 CL100K_N_VOCAB = 100_277
@@ -286,3 +287,17 @@ class NgramProxy:
         self.losses_ = records
         self.n_train_tokens_ = done
         return self
+
+
+class NgramTrainer(EstimatorTrainer):
+    """The ``ngram`` trainer: :class:`NgramProxy` (interpolated Kneser-Ney), seconds per run."""
+
+    name = "ngram"
+
+    def __init__(self, order: int = 2, vocab_size: int | None = None) -> None:
+        self.model = NgramProxy(order=order, vocab_size=vocab_size or CL100K_N_VOCAB)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> NgramTrainer:
+        """From a :class:`quadmix_spark.config.ProxyConfig`."""
+        return cls(order=cfg.ngram_order)

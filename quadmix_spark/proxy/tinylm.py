@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
+from .estimator import EstimatorTrainer
 from .inputs import fit_inputs
 from .ngram import CL100K_N_VOCAB
-from .trainers import EstimatorTrainer
 
 __all__ = ["TinyLMProxy", "TinyLMTrainer"]
 
@@ -372,3 +372,8 @@ class TinyLMTrainer(EstimatorTrainer):
 
     def __init__(self, **params: Any) -> None:
         self.model = TinyLMProxy(**params)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> TinyLMTrainer:
+        """From a :class:`quadmix_spark.config.ProxyConfig` (its ``tinylm`` section)."""
+        return cls(**vars(cfg.tinylm))

@@ -1,3 +1,4 @@
+import hashlib
 import math
 import warnings
 
@@ -5,10 +6,17 @@ import numpy as np
 import pytest
 
 from quadmix_spark.core.sampling import (
+    HOLDOUT_STREAM,
+    ORDER_STREAM,
+    RUN_HOLDOUT_STREAM,
+    SAMPLE_STREAM,
+    STATS_DOMAIN_STREAM,
+    STATS_GLOBAL_STREAM,
     domain_token_expectation,
     expected_copies_to_copies,
     hash_uniform,
     sampling_function,
+    text_keys,
 )
 
 MASK = (1 << 64) - 1
@@ -171,3 +179,19 @@ def test_domain_token_expectation():
     np.testing.assert_allclose(got, [15.03, 10.0, 0.0], rtol=1e-14)
     with pytest.raises(ValueError, match="outside"):
         domain_token_expectation([3], [1], [1.0], 3)
+
+
+def test_text_keys_are_the_documented_sha256_prefix():
+    texts = ["run-0001", "7", "07", "ünïcode"]
+    expected = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "big", signed=True) for t in texts]
+    got = text_keys(texts)
+    assert got.dtype == np.int64
+    assert got.tolist() == expected
+    assert len(set(got.tolist())) == 4  # "7" and "07" are different ids
+
+
+def test_streams_are_distinct():
+    streams = [SAMPLE_STREAM, SAMPLE_STREAM + 1, ORDER_STREAM, HOLDOUT_STREAM, HOLDOUT_STREAM + 1]
+    streams += [STATS_DOMAIN_STREAM, STATS_GLOBAL_STREAM, RUN_HOLDOUT_STREAM]
+    assert len(set(streams)) == len(streams)
+    assert 0 not in streams  # copy draws use 0, 1, ...

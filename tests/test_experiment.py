@@ -13,7 +13,6 @@ from quadmix_spark.cli import main
 from quadmix_spark.config import PipelineConfig, from_dict, to_dict
 from quadmix_spark.pipeline.experiment import experiment_key
 from quadmix_spark.pipeline.stats import run_stats
-from quadmix_spark.pipeline.targets import HOLDOUT_STREAM
 from quadmix_spark.proxy.runs import load_runs
 from udfs.models import load_tokenizer
 
@@ -115,7 +114,7 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     assert (runs["kind"] == "proxy").sum() == 30 and (runs["kind"] == "eval").sum() == 4
     assert runs["run_id"].is_unique and (runs["status"] == "ok").all()
     keys = spark.read.format("delta").load(config.table_path("annotated")).toPandas()["doc_key"].to_numpy()
-    held = core.hash_uniform(keys, 0, HOLDOUT_STREAM) < 0.1
+    held = core.hash_uniform(keys, 0, core.HOLDOUT_STREAM) < 0.1
     pool = spark.read.format("delta").load(config.table_path("experiment_pool")).toPandas()
     assert 0 < held.sum() < 200 and set(pool["doc_key"]) == set(keys[~held])  # no run sees held-out text
 

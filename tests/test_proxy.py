@@ -9,14 +9,15 @@ from test_select import DOMAINS, SCORERS, make_config, synthetic_pool, write_poo
 
 from quadmix_spark import core
 from quadmix_spark.config import ProxyConfig
-from quadmix_spark.core.sampling import SAMPLE_STREAM
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.proxy.datasets import build_proxy_datasets
-from quadmix_spark.proxy.runs import EOT, RunSpec, load_runs, run_proxies, runs_long, token_stream
+from quadmix_spark.proxy.runs import RunSpec, load_runs, run_proxies, runs_long, token_stream
 from quadmix_spark.spark.scoring import ScoringModel
 from quadmix_spark.spark.stats_table import load_stats
-from udfs.models import load_tokenizer
+from udfs.models import end_of_text, load_tokenizer
+
+EOT = end_of_text("cl100k_base")
 
 K = 5
 
@@ -61,12 +62,14 @@ def test_theta_set_rejects_mixed_layouts():
 def test_token_stream_orders_copies_by_hash_and_cuts_to_budget():
     docs = [[1, 2, 3], [4, 5], [6]]
     keys = np.array([10, 20, 30])
-    full = token_stream(docs, keys, np.array([1, 2, 0]), seed=0, budget=10_000)
+    full = token_stream(docs, keys, np.array([1, 2, 0]), seed=0, budget=10_000, eot=EOT)
     assert len(full) == 3 + 2 * 2 + 3  # every copy once, each followed by EOT
     assert sorted(full.tolist()) == sorted([1, 2, 3, 4, 5, 4, 5, EOT, EOT, EOT])
-    again = token_stream(docs[::-1], keys[::-1], np.array([0, 2, 1]), seed=0, budget=10_000)
+    again = token_stream(docs[::-1], keys[::-1], np.array([0, 2, 1]), seed=0, budget=10_000, eot=EOT)
     assert np.array_equal(full, again)  # the order depends on the keys, not on the row order
-    assert token_stream(docs, keys, np.array([1, 2, 0]), seed=0, budget=4).tolist() == full[:4].tolist()
+    assert (
+        token_stream(docs, keys, np.array([1, 2, 0]), seed=0, budget=4, eot=EOT).tolist() == full[:4].tolist()
+    )
 
 
 # -- Spark: one scan, exact --------------------------------------------------------------------
@@ -97,7 +100,7 @@ def test_datasets_equal_the_numpy_core_and_hit_the_budget(spark, pool):
     model = ScoringModel.from_raw_quantiles(params[0], {s: stats.reference(s) for s in SCORERS}, SCORERS)
     sigma = model.sigma(rows[list(SCORERS)].to_numpy(np.float64))
     rate = np.array([min(1.0, 800 / stats.docs[x]) for x in DOMAINS])
-    sampled = core.hash_uniform(keys, 4, SAMPLE_STREAM) < rate[d]
+    sampled = core.hash_uniform(keys, 4, core.SAMPLE_STREAM) < rate[d]
     ts = core.ThetaSet.fit(params, sigma[sampled], d[sampled], tokens[sampled])
     expected = ts.copies(sigma, d, core.hash_uniform(keys, 4, 0), result.scales)
 

@@ -9,8 +9,7 @@ import pytest
 
 from quadmix_spark.config import ConfigError, TargetsConfig, from_dict
 from quadmix_spark.pipeline.targets import combine, final_losses, target_sets
-from quadmix_spark.proxy.runs import EOT
-from udfs.models import load_tokenizer
+from udfs.models import end_of_text, load_tokenizer
 
 
 def targets(**sets) -> TargetsConfig:
@@ -28,7 +27,7 @@ def test_target_set_from_jsonl_is_tokenized_in_a_stable_order_and_capped(spark, 
         spark, targets(instr={"path": str(path), "text_column": "prompt", "max_tokens": 10_000})
     )
     assert list(full) == ["instr"] and len(full["instr"]) == 30 * per_doc
-    assert (full["instr"] == EOT).sum() == 30
+    assert (full["instr"] == end_of_text("cl100k_base")).sum() == 30
     capped = target_sets(spark, targets(instr={"path": str(path), "text_column": "prompt", "max_tokens": 50}))
     assert np.array_equal(capped["instr"], full["instr"][:50])
 

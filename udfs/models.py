@@ -50,3 +50,8 @@ def load_tokenizer(name: str) -> Any:
     import bpe_openai
 
     return bpe_openai.get_encoding(name)
+
+
+def end_of_text(tokenizer: str) -> int:
+    """The ``<|endoftext|>`` id of a BPE tokenizer: the separator between documents of a stream."""
+    return int(load_tokenizer(tokenizer).eot_token)

@@ -6,6 +6,7 @@
 independent of batch boundaries and row order. Convention: smaller = better.
 """
 
+from .identity import content_key
 from .merging import merge_scores
 from .normalize import build_reference, orient, percentile_against, percentile_matrix
 from .param_sampler import ParamSampler
@@ -22,15 +23,28 @@ from .params import (
 )
 from .ranking import RankMapping, apply_rank_mapping, fit_rank_mapping, token_weighted_rank
 from .sampling import (
+    HOLDOUT_STREAM,
+    ORDER_STREAM,
+    RUN_HOLDOUT_STREAM,
+    SAMPLE_STREAM,
+    STATS_DOMAIN_STREAM,
+    STATS_GLOBAL_STREAM,
     domain_token_expectation,
     expected_copies_to_copies,
     hash_uniform,
     sampling_function,
+    text_keys,
 )
 from .theta_set import ThetaSet
 
 __all__ = [
     "BETA_KEYS",
+    "HOLDOUT_STREAM",
+    "ORDER_STREAM",
+    "RUN_HOLDOUT_STREAM",
+    "SAMPLE_STREAM",
+    "STATS_DOMAIN_STREAM",
+    "STATS_GLOBAL_STREAM",
     "ParamSampler",
     "ParamsError",
     "QuadMixParams",
@@ -39,6 +53,7 @@ __all__ = [
     "apply_rank_mapping",
     "build_reference",
     "check_against",
+    "content_key",
     "domain_token_expectation",
     "expected_copies_to_copies",
     "fit_rank_mapping",
@@ -52,6 +67,7 @@ __all__ = [
     "percentile_matrix",
     "sampling_function",
     "save_params",
+    "text_keys",
     "token_weighted_rank",
     "uniform",
 ]

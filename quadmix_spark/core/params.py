@@ -21,7 +21,6 @@ Every problem raises :class:`ParamsError` (a ``ValueError``) whose message names
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -33,6 +32,8 @@ from typing import Any
 import numpy as np
 import yaml
 from numpy.typing import ArrayLike, NDArray
+
+from .identity import content_key
 
 __all__ = [
     "BETA_KEYS",
@@ -325,8 +326,7 @@ def params_hash(params: QuadMixParams) -> str:
         for key in BETA_KEYS:
             block[key] += 0.0
         block["alpha"] = {s: w + 0.0 for s, w in block["alpha"].items()}
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return content_key(data, 16)
 
 
 class _Loader(yaml.SafeLoader):

@@ -11,17 +11,35 @@ partitionings, local mode and a cluster.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "HOLDOUT_STREAM",
+    "ORDER_STREAM",
+    "RUN_HOLDOUT_STREAM",
+    "SAMPLE_STREAM",
+    "STATS_DOMAIN_STREAM",
+    "STATS_GLOBAL_STREAM",
     "domain_token_expectation",
     "expected_copies_to_copies",
     "hash_uniform",
     "sampling_function",
+    "text_keys",
 ]
 
-SAMPLE_STREAM = 1_000_003  # hash_uniform copy index reserved for sampling, apart from copy draws
+# Stream indices: the ``copy`` argument of hash_uniform for every purpose other than copy draws
+# (which use copy = 0, 1, ...). Each purpose has its own stream, so no two decisions about one
+# document share a uniform. Part of the on-disk contract: changing one changes what it chooses.
+SAMPLE_STREAM = 1_000_003  # rank-mapping samples; + 1: the budget-calibration sample
+ORDER_STREAM = 2_000_003  # proxy training-stream order; copy j of a document adds j
+HOLDOUT_STREAM = 3_000_017  # experiment pool vs held-out slice; + 1: order inside the slice
+STATS_DOMAIN_STREAM = 4_000_037  # stats: the per-domain quantile-sketch sample
+STATS_GLOBAL_STREAM = 4_000_039  # stats: the global quantile-sketch sample
+RUN_HOLDOUT_STREAM = 5_000_011  # fit-search: the proxy runs held out from the regressor
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -116,6 +134,17 @@ def hash_uniform(keys: ArrayLike, seed: int, copy: int | ArrayLike = 0) -> NDArr
         h = _mix64((h ^ np.atleast_1d(c)) + _GOLDEN)
     u = (h >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
     return u.reshape(np.broadcast_shapes(k.shape, c.shape))
+
+
+def text_keys(texts: Iterable[str]) -> NDArray[np.int64]:
+    """Stable int64 keys of strings on the driver: the first 8 bytes of sha256(utf-8), big-endian.
+
+    For ids that never reach Spark (e.g. proxy run ids) and are then drawn with
+    :func:`hash_uniform`. Documents use Spark's ``xxhash64(id)`` (``doc_key``) instead.
+    Returns int64, shape (n,).
+    """
+    digests = [hashlib.sha256(t.encode("utf-8")).digest()[:8] for t in texts]
+    return np.array([int.from_bytes(d, "big", signed=True) for d in digests], dtype=np.int64)
 
 
 def expected_copies_to_copies(S: ArrayLike, u: ArrayLike) -> NDArray[np.int64]:

@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from quadmix_spark import __version__
+from quadmix_spark import __version__, core
 from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import check_input_path, read_input
@@ -102,8 +102,7 @@ def annotator_hash(specs: list[dict[str, Any]]) -> str:
         {**s, "model_sha256": _file_digest(s["model"])} if s.get("model") and "://" not in s["model"] else s
         for s in specs
     ]
-    blob = json.dumps(content, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return core.content_key(content, 16)
 
 
 def annotate_frame(df: DataFrame, specs: list[dict[str, Any]], text_column: str = "text") -> DataFrame:

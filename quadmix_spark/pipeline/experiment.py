@@ -20,7 +20,6 @@ sets), so a rerun trains only what is missing or failed.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import time
@@ -102,14 +101,14 @@ def experiment_key(config: PipelineConfig, annotated_version: int) -> str:
         config.search.ranges,
         core.params_hash(core.load_params(config.search.template_params)),
     ]
-    return hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
+    return core.content_key(shape, 10)
 
 
 def _prepare_pool(spark: SparkSession, config: PipelineConfig, annotated_version: int):
     """Write the pool table and its stats unless they were made from the same inputs."""
     exp, source = config.experiment, config.table_path(config.select.input_table)
     shape = [source, annotated_version, asdict(config.targets), exp.seed]
-    key = hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:10]
+    key = core.content_key(shape, 10)
     pool_path, stats_path = config.table_path(exp.pool_table), config.table_path(exp.stats_table)
     annotated = spark.read.format("delta").option("versionAsOf", annotated_version).load(source)
     pool, heldout = split_pool(annotated, config.targets, exp.seed)

@@ -16,7 +16,6 @@ Algorithm-1 (or Dirichlet) candidates and is written as a params file ``quadmix 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -76,9 +75,7 @@ def run_targets(runs: pd.DataFrame, weights: Mapping[str, float]) -> tuple[list[
 
 
 def _held_out(run_ids: list[str], fraction: float, seed: int) -> np.ndarray:
-    digest = [hashlib.sha256(f"{seed}:{r}".encode()).digest()[:8] for r in run_ids]
-    u = np.array([int.from_bytes(d, "big") / 2**64 for d in digest])
-    return u < fraction
+    return core.hash_uniform(core.text_keys(run_ids), seed, core.RUN_HOLDOUT_STREAM) < fraction
 
 
 def make_sampler(cfg: SearchConfig) -> core.ParamSampler | DirichletSampler:

@@ -9,7 +9,6 @@ expected-copies rule.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -24,7 +23,6 @@ from pyspark.sql import functions as F
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import ParamsError, QuadMixParams
-from quadmix_spark.core.sampling import SAMPLE_STREAM
 from quadmix_spark.report import ReportData, write_report
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.budget import Calibration, calibrate
@@ -79,27 +77,24 @@ def load_checked_params(config: PipelineConfig) -> QuadMixParams:
 
 def selection_id(config: PipelineConfig, params: QuadMixParams, stats: Stats) -> str:
     cfg = config.select
-    key = json.dumps(
-        [
-            cfg.selector,
-            core.params_hash(params),
-            cfg.seed,
-            cfg.token_budget,
-            cfg.rank_mode,
-            cfg.rank_sample_size,
-            stats.stats_version,
-            stats.annotated_version,
-        ]
-    )
-    prefix = cfg.selector.replace(":", "-")
-    return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    key = [
+        cfg.selector,
+        core.params_hash(params),
+        cfg.seed,
+        cfg.token_budget,
+        cfg.rank_mode,
+        cfg.rank_sample_size,
+        stats.stats_version,
+        stats.annotated_version,
+    ]
+    return f"{cfg.selector.replace(':', '-')}-{core.content_key(key, 12)}"
 
 
 def _fit_mapping(base: DataFrame, model: ScoringModel, stats: Stats, cfg, token_col: str):
     """The scalable rank: per-domain q̄ → r̄ mapping from a hash-chosen sample of each domain."""
     domains = model.params.domains
     docs = [stats.docs.get(d, 0) for d in domains]
-    sample = rank_sample(base, docs, cfg.rank_sample_size, cfg.seed, SAMPLE_STREAM)
+    sample = rank_sample(base, docs, cfg.rank_sample_size, cfg.seed, core.SAMPLE_STREAM)
     rows = with_merged(sample, model).select("merged", "domain_idx", token_col).toPandas()
     return core.fit_rank_mapping(
         rows["merged"].to_numpy(np.float64),
@@ -305,7 +300,7 @@ def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path) -> None
     """Small samples for the histograms; everything else comes from the aggregates above."""
     rate = min(1.0, cfg.report_sample_size / max(sum(stats.docs.values()), 1))
     cols = [*model.params.scorers, "domain_idx"] + (["rank"] if "rank" in scored.columns else [])
-    sample = scored.where(hash_uniform_column(cfg.seed, SAMPLE_STREAM + 1) < rate).select(*cols)
+    sample = scored.where(hash_uniform_column(cfg.seed, core.SAMPLE_STREAM + 1) < rate).select(*cols)
     pdf = sample.toPandas()
     domains = model.params.domains
     rank_samples = {}

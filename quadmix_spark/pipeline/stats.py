@@ -13,18 +13,14 @@ import time
 import uuid
 
 import numpy as np
-from pyspark.sql import Column, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from quadmix_spark import __version__
+from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.spark import tables
+from quadmix_spark.spark.scoring import hash_uniform_column
 from quadmix_spark.spark.stats_table import ALL_DOMAINS, STATS_SCHEMA, Stats, check_columns, load_stats
-
-
-def _hash_fraction(salt: str) -> Column:
-    """A uniform in [0, 1) from doc_key alone: the same sample on every partitioning and rerun."""
-    return F.pmod(F.xxhash64("doc_key", F.lit(salt)), F.lit(1 << 30)).cast("double") / float(1 << 30)
 
 
 def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
@@ -49,8 +45,11 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
     domain_rate = F.create_map(
         *[x for d, n in counts.items() for x in (F.lit(d), F.lit(min(1.0, cfg.domain_sample_size / n)))]
     )
-    in_domain_sample = _hash_fraction("stats-domain") < domain_rate[domain]
-    in_global_sample = _hash_fraction("stats-global") < min(1.0, cfg.sample_size / max(total, 1))
+    # Samples by (doc_key, stream) alone: the same on every partitioning and rerun.
+    in_domain_sample = hash_uniform_column(0, core.STATS_DOMAIN_STREAM) < domain_rate[domain]
+    in_global_sample = hash_uniform_column(0, core.STATS_GLOBAL_STREAM) < min(
+        1.0, cfg.sample_size / max(total, 1)
+    )
     aggs = [F.count(F.lit(1)).alias("docs"), F.sum(config.token_column).alias("tokens")]
     tokens = F.col(config.token_column).cast("double")
     for scorer in config.scorers:

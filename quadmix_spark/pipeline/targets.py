@@ -21,16 +21,14 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig, TargetsConfig
-from quadmix_spark.proxy.runs import EOT
 from quadmix_spark.spark.scoring import hash_uniform_column
-
-HOLDOUT_STREAM = 3_000_017  # hash_uniform copy index of the held-out choice
 
 
 def heldout_column(seed: int, fraction: float):
     """True for the documents of the held-out slice."""
-    return hash_uniform_column(seed, HOLDOUT_STREAM) < F.lit(float(fraction))
+    return hash_uniform_column(seed, core.HOLDOUT_STREAM) < F.lit(float(fraction))
 
 
 def split_pool(annotated: DataFrame, cfg: TargetsConfig, seed: int) -> tuple[DataFrame, DataFrame]:
@@ -45,15 +43,16 @@ def split_pool(annotated: DataFrame, cfg: TargetsConfig, seed: int) -> tuple[Dat
     return pool, heldout
 
 
-def _encode(texts: Sequence[str], max_tokens: int) -> np.ndarray:
-    from udfs.models import load_tokenizer
+def _encode(texts: Sequence[str], max_tokens: int, tokenizer: str = "cl100k_base") -> np.ndarray:
+    from udfs.models import end_of_text, load_tokenizer
 
-    ids = load_tokenizer("cl100k_base").encode_ordinary_batch(list(texts), num_threads=1)
+    eot = end_of_text(tokenizer)
+    ids = load_tokenizer(tokenizer).encode_ordinary_batch(list(texts), num_threads=1)
     out: list[int] = []
     for doc in ids:
         if len(out) >= max_tokens:
             break
-        out += [*doc, EOT]
+        out += [*doc, eot]
     return np.asarray(out[:max_tokens], dtype=np.int64)
 
 
@@ -62,7 +61,7 @@ def heldout_sets(heldout: DataFrame, config: PipelineConfig, seed: int) -> dict[
     cfg, dom, tok = config.targets, config.domain_column, config.token_column
     order = Window.partitionBy(dom).orderBy("_u", "doc_key")
     rows = (
-        heldout.withColumn("_u", hash_uniform_column(seed, HOLDOUT_STREAM + 1))
+        heldout.withColumn("_u", hash_uniform_column(seed, core.HOLDOUT_STREAM + 1))
         .withColumn("_before", F.sum(tok).over(order) - F.col(tok))
         .where(F.col("_before") < cfg.heldout_max_tokens)
         .select(dom, "text", "_u", "doc_key")

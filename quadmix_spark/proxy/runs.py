@@ -40,9 +40,6 @@ from quadmix_spark import core
 from quadmix_spark.config import ProxyConfig
 from quadmix_spark.spark import tables
 
-EOT = 100_257  # cl100k_base <|endoftext|>: the separator between documents of a stream
-ORDER_STREAM = 2_000_003  # hash_uniform copy index of the stream order (copy j adds j)
-
 LOSS = T.StructType(
     [
         T.StructField("eval_set", T.StringType()),
@@ -98,21 +95,27 @@ class RunsSummary:
 
 
 def token_stream(
-    token_lists: Sequence[Sequence[int]], doc_keys: np.ndarray, copies: np.ndarray, seed: int, budget: int
+    token_lists: Sequence[Sequence[int]],
+    doc_keys: np.ndarray,
+    copies: np.ndarray,
+    seed: int,
+    budget: int,
+    *,
+    eot: int,
 ) -> np.ndarray:
     """The training stream: every copy of every document in a fixed hash order, cut to ``budget``.
 
-    Copy j of a document sorts by ``hash_uniform(doc_key, seed, ORDER_STREAM + j)``, so copies
+    Copy j of a document sorts by ``hash_uniform(doc_key, seed, core.ORDER_STREAM + j)``, so copies
     are spread over the stream and the order depends on nothing but the keys. Documents end with
-    ``EOT``. Returns int64 (min(budget, total),).
+    the tokenizer's end-of-text id ``eot``. Returns int64 (min(budget, total),).
     """
     doc = np.repeat(np.arange(len(doc_keys)), copies)
     j = np.concatenate([np.arange(c) for c in copies]) if len(copies) else np.zeros(0, np.int64)
-    order = np.lexsort((j, doc_keys[doc], core.hash_uniform(doc_keys[doc], seed, ORDER_STREAM + j)))
+    order = np.lexsort((j, doc_keys[doc], core.hash_uniform(doc_keys[doc], seed, core.ORDER_STREAM + j)))
     pieces, total = [], 0
     for i in doc[order]:
         pieces.append(np.asarray(token_lists[i], dtype=np.int64))
-        pieces.append(np.array([EOT], dtype=np.int64))
+        pieces.append(np.array([eot], dtype=np.int64))
         total += len(token_lists[i]) + 1
         if total >= budget:
             break
@@ -127,7 +130,7 @@ def _train_group(cfg: ProxyConfig, eval_sets, tokenizer: str):
         from pyspark import TaskContext
 
         from quadmix_spark.proxy.trainers import checkpoints_for, make_trainer
-        from udfs.models import load_tokenizer
+        from udfs.models import end_of_text, load_tokenizer
 
         started = time.time()
         ctx = TaskContext.get()
@@ -148,6 +151,7 @@ def _train_group(cfg: ProxyConfig, eval_sets, tokenizer: str):
                 pdf["copies"].to_numpy(np.int64),
                 cfg.seed,
                 cfg.token_budget,
+                eot=end_of_text(tokenizer),
             )
             sets = {name: np.asarray(arr, dtype=np.int64) for name, arr in eval_sets.value.items()}
             records = make_trainer(cfg).train(stream, sets, checkpoints_for(len(stream), cfg.n_checkpoints))

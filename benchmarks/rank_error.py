@@ -62,12 +62,12 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from quadmix_spark import core  # noqa: E402
 from quadmix_spark.config import PipelineConfig, load_config  # noqa: E402
-from quadmix_spark.core.sampling import SAMPLE_STREAM  # noqa: E402
-from quadmix_spark.pipeline.select import _fit_mapping, _hash_uniform_udf  # noqa: E402
+from quadmix_spark.pipeline.select import _fit_mapping  # noqa: E402
 from quadmix_spark.spark import tables  # noqa: E402
 from quadmix_spark.spark.scoring import (  # noqa: E402
     ScoringModel,
     domain_index_column,
+    hash_uniform_column,
     with_exact_rank,
     with_expected_copies,
     with_merged,
@@ -131,7 +131,7 @@ def sample_sizes(
     rate = F.create_map(*[x for i, r in enumerate(rates) for x in (F.lit(i), F.lit(r))])
     t = F.col(tok).cast("double")
     rows = (
-        exact.where(_hash_uniform_udf(seed, SAMPLE_STREAM)("doc_key") < rate[F.col("domain_idx")])
+        exact.where(hash_uniform_column(seed, core.SAMPLE_STREAM) < rate[F.col("domain_idx")])
         .groupBy("domain_idx")
         .agg(F.count(F.lit(1)).alias("n"), F.sum(t).alias("t"), F.sum(t * t).alias("t2"))
         .collect()

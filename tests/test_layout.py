@@ -1,0 +1,199 @@
+"""The package layout's import rules (docs/layout.md), read from the source with ``ast``.
+
+Every ``import`` counts, also those inside functions: a lazy import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOP_LEVEL_MODULES = {"__init__", "cli", "config", "report"}
+
+#: folder (or shared leaf) → the folders it may import besides itself; "quadmix_spark" is the
+#: package's own ``__init__`` (``__version__``).
+ALLOWED = {
+    "quadmix_spark": set(),
+    "core": set(),
+    "udfs": set(),
+    "config": set(),
+    "report": {"core"},
+    "demo": set(),
+    "spark": {"quadmix_spark", "core", "config"},
+    "search": {"core", "config"},
+    "proxy": {"quadmix_spark", "core", "config", "udfs", "spark", "search"},
+    "mixing": {"core", "config", "udfs", "search", "proxy"},
+    "pipeline": {"quadmix_spark", "core", "config", "report", "udfs", "spark", "search", "proxy", "mixing"},
+    "cli": {"config", "spark", "demo", "pipeline"},
+    "jobs": {"cli"},
+}
+#: folders whose code, with everything it imports of ours, must run without Spark.
+NO_SPARK = {"core", "search", "mixing"}
+SPARK_PACKAGES = {"pyspark", "delta"}
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def unit(module: str) -> str:
+    """The layout unit of one of our modules: its folder, or the shared leaf it is."""
+    parts = module.split(".")
+    if parts[0] in ("udfs", "jobs"):
+        return parts[0]
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def sources(root: Path) -> dict[str, Path]:
+    files = [*root.glob("quadmix_spark/**/*.py"), *root.glob("udfs/*.py"), *root.glob("jobs/*.py")]
+    return {module_name(p, root): p for p in files}
+
+
+def imports(path: Path, module: str, is_package: bool) -> list[str]:
+    """Every module name ``path`` imports (absolute; relative imports resolved)."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return found
+
+
+def import_graph(root: Path) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """(our module → our modules it imports, our module → third-party top-level packages)."""
+    mods = sources(root)
+    ours: dict[str, set[str]] = {}
+    third: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        ours[name], third[name] = set(), set()
+        for target in imports(path, name, path.name == "__init__.py"):
+            top = target.split(".")[0]
+            if top in ("quadmix_spark", "udfs", "jobs"):
+                # ``from pkg import x``: an edge to pkg.x when it is a module, else to pkg
+                if target in mods and target != name:
+                    ours[name].add(target)
+            else:
+                third[name].add(top)
+    return ours, third
+
+
+def violations(ours: dict[str, set[str]], third: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(ours.items()):
+        for target in sorted(targets):
+            a, b = unit(module), unit(target)
+            if a != b and b not in ALLOWED.get(a, set()):
+                found.append(f"{module} imports {target}: {a}/ may not import {b}/")
+    for module in sorted(ours):
+        if unit(module) not in NO_SPARK:
+            continue
+        seen, todo = set(), [module]
+        while todo:
+            m = todo.pop()
+            if m in seen:
+                continue
+            seen.add(m)
+            todo += ours.get(m, ())
+            if third.get(m, set()) & SPARK_PACKAGES:
+                found.append(f"{module} needs Spark through {m}")
+                break
+    return found
+
+
+def cycles(ours: dict[str, set[str]]) -> list[list[str]]:
+    """Import circles (strongly connected components of more than one module, or self-loops)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in ours.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in ours.get(v, ()):
+                found.append(sorted(component))
+
+    for v in sorted(ours):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_every_import_follows_the_layout():
+    ours, third = import_graph(ROOT)
+    assert violations(ours, third) == []
+
+
+def test_no_import_circles():
+    ours, _ = import_graph(ROOT)
+    assert cycles(ours) == []
+
+
+def test_the_package_top_holds_only_the_shared_leaves():
+    top = {p.stem for p in (ROOT / "quadmix_spark").glob("*.py")}
+    assert top == TOP_LEVEL_MODULES
+    folders = {p.name for p in (ROOT / "quadmix_spark").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders <= set(ALLOWED)
+
+
+def test_the_graph_sees_lazy_and_relative_imports():
+    ours, third = import_graph(ROOT)
+    assert "quadmix_spark.pipeline.annotate" in ours["quadmix_spark.cli"]  # inside a function
+    assert "quadmix_spark.proxy.estimator" in ours["quadmix_spark.proxy.tinylm"]  # relative
+    assert "torch" in third["quadmix_spark.proxy.tinylm"]
+
+
+def test_the_rules_catch_a_broken_layout(tmp_path: Path):
+    files = {
+        "quadmix_spark/__init__.py": "",
+        "quadmix_spark/core/__init__.py": "",
+        "quadmix_spark/core/maths.py": "def f():\n    from quadmix_spark.spark import io\n",
+        "quadmix_spark/spark/__init__.py": "",
+        "quadmix_spark/spark/io.py": "import pyspark\nfrom quadmix_spark.core import maths\n",
+        "quadmix_spark/mixing/__init__.py": "",
+        "quadmix_spark/mixing/law.py": "from ..proxy import runs\n",
+        "quadmix_spark/proxy/__init__.py": "",
+        "quadmix_spark/proxy/runs.py": "from quadmix_spark.spark import io\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    ours, third = import_graph(tmp_path)
+    found = violations(ours, third)
+    assert "quadmix_spark.core.maths imports quadmix_spark.spark.io: core/ may not import spark/" in found
+    assert "quadmix_spark.mixing.law needs Spark through quadmix_spark.spark.io" in found
+    assert cycles(ours) == [["quadmix_spark.core.maths", "quadmix_spark.spark.io"]]
+
+
+@pytest.mark.parametrize(
+    "folder", sorted(set(ALLOWED) - {"quadmix_spark", "config", "report", "cli", "jobs"})
+)
+def test_each_folder_is_documented(folder: str):
+    assert f"## `{folder}/`" in (ROOT / "docs" / "layout.md").read_text()

@@ -142,6 +142,9 @@ class SelectConfig:
     selector: str = "quadmix"  # quadmix | uniform | topk:<scorer> | union_topk
     seed: int = 0
     token_budget: int | None = None  # None: the size follows from θ
+    mixture: str | None = None  # natural | uniform | a mixture file: each domain gets budget × share
+    max_repeats: int = 4  # with a mixture: at most this many copies of a document
+    mixture_shortfall: Literal["error", "redistribute"] = "error"  # a domain short of its target
     budget_tolerance: float = 0.002  # relative; calibration stops inside ±tolerance
     rank_mode: Literal["exact", "scalable"] = "scalable"
     rank_sample_size: int = 10_000  # documents per domain for the scalable rank mapping
@@ -392,6 +395,8 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError("select.budget_tolerance must be in (0, 0.05)")
     if config.select.token_budget is not None and config.select.token_budget <= 0:
         raise ConfigError("select.token_budget must be positive")
+    if config.select.max_repeats < 1:
+        raise ConfigError("select.max_repeats must be at least 1")
     sel = config.select.selector
     if sel not in ("quadmix", "uniform", "union_topk") and not sel.startswith("topk:"):
         raise ConfigError(f"select.selector: {sel!r} is not quadmix, uniform, topk:<scorer> or union_topk")

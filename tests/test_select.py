@@ -13,6 +13,7 @@ from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
+from quadmix_spark.spark import tables
 
 DOMAINS = ("arts", "code", "news", "science")
 SCORERS = {"q_a": "higher_is_better", "q_b": "lower_is_better", "q_c": "higher_is_better"}
@@ -96,8 +97,8 @@ def selected(spark, config: PipelineConfig, selection_id: str) -> dict[str, int]
     return {r["id"]: r["copies"] for r in rows}
 
 
-def core_copies(pool: dict, keys: np.ndarray, references: dict[str, np.ndarray], seed: int) -> dict[str, int]:
-    """The specification: the same selection computed by the numpy core alone."""
+def core_expected(pool: dict, references: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The specification of S (Eq. 1–3) per document, and each document's domain index."""
     params = theta()
     d = params.domain_index(pool["domain"])
     scores = np.column_stack([pool[s] for s in params.scorers])
@@ -105,20 +106,29 @@ def core_copies(pool: dict, keys: np.ndarray, references: dict[str, np.ndarray],
     hib = [SCORERS[s] == "higher_is_better" for s in params.scorers]
     merged = core.merge_scores(core.percentile_matrix(scores, refs, hib), d, params.alpha)
     rank = core.token_weighted_rank(merged, d, pool["n_tokens"], params.n_domains)
-    s = core.sampling_function(rank, params.lam[d], params.omega[d], params.eta[d], params.eps[d])
+    return core.sampling_function(rank, params.lam[d], params.omega[d], params.eta[d], params.eps[d]), d
+
+
+def core_copies(pool: dict, keys: np.ndarray, references: dict[str, np.ndarray], seed: int) -> dict[str, int]:
+    """The specification: the same selection computed by the numpy core alone."""
+    s, _ = core_expected(pool, references)
     copies = core.expected_copies_to_copies(s, core.hash_uniform(keys, seed, 0))
     return {i: int(c) for i, c in zip(pool["id"], copies, strict=True) if c > 0}
+
+
+def keys_and_references(spark, config: PipelineConfig, pool: dict) -> tuple[np.ndarray, dict]:
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    key_of = {r["id"]: r["doc_key"] for r in table.select("id", "doc_key").collect()}
+    keys = np.array([key_of[i] for i in pool["id"]], dtype=np.int64)
+    stats_rows = spark.read.format("delta").load(config.table_path("stats")).where("domain = '__all__'")
+    return keys, {r["scorer"]: np.array(r["quantiles"]) for r in stats_rows.collect()}
 
 
 def test_spark_copies_equal_numpy_core(spark, pool_root):
     root, pool = pool_root
     config = make_config(root, seed=3)
     summary = run_select(spark, config)
-    table = spark.read.format("delta").load(config.table_path("annotated"))
-    key_of = {r["id"]: r["doc_key"] for r in table.select("id", "doc_key").collect()}
-    keys = np.array([key_of[i] for i in pool["id"]], dtype=np.int64)
-    stats_rows = spark.read.format("delta").load(config.table_path("stats")).where("domain = '__all__'")
-    references = {r["scorer"]: np.array(r["quantiles"]) for r in stats_rows.collect()}
+    keys, references = keys_and_references(spark, config, pool)
 
     expected = core_copies(pool, keys, references, seed=3)
     got = selected(spark, config, summary.selection_id)
@@ -139,7 +149,8 @@ def test_scalable_rank_equals_exact_when_the_sample_is_the_domain(spark, pool_ro
 
 def test_same_selection_whatever_the_partitioning(spark, tmp_path, pool_root):
     _, pool = pool_root
-    results = []
+    results, mixed = [], []
+    budget = int(pool["n_tokens"].sum() * 0.4)
     for partitions in (1, 4, 64):
         root = tmp_path / f"p{partitions}"
         config = make_config(root, seed=11, rank_mode="scalable", rank_sample_size=500)
@@ -151,8 +162,13 @@ def test_same_selection_whatever_the_partitioning(spark, tmp_path, pool_root):
             rerun = run_select(spark, config)
             assert rerun.selection_id == summary.selection_id
             assert selected(spark, config, rerun.selection_id) == results[-1]
+        config.select.token_budget, config.select.mixture = budget, "uniform"  # calibrated per domain
+        mixture = run_select(spark, config)
+        mixed.append((mixture.scales, selected(spark, config, mixture.selection_id)))
     assert len(results[0]) > 1_000
     assert results[0] == results[1] == results[2]
+    assert len(mixed[0][1]) > 1_000
+    assert mixed[0] == mixed[1] == mixed[2]
 
 
 @pytest.mark.parametrize("selector", ["quadmix", "uniform", "topk:q_b", "union_topk"])
@@ -210,3 +226,94 @@ def test_params_errors_name_the_entry(spark, pool_root, tmp_path):
         run_select(spark, config)
     with pytest.raises(ConfigError, match="select.token_budget is required for selector uniform"):
         run_select(spark, make_config(root, selector="uniform"))
+
+
+MIXTURE = {"arts": 0.1, "code": 0.2, "news": 0.3, "science": 0.4}  # science holds 10% of the pool
+
+
+def mixture_file(tmp_path: Path, shares: dict[str, float] = MIXTURE) -> str:
+    return str(core.Mixture.from_shares(shares, {"method": "test"}).to_file(tmp_path / "mixture.yaml"))
+
+
+def test_a_mixture_composed_with_theta_equals_the_numpy_core(spark, pool_root, tmp_path):
+    """Each domain gets budget × share tokens; inside it θ chooses, at a scale of its own."""
+    root, pool = pool_root
+    budget, seed, tolerance = int(pool["n_tokens"].sum() * 0.5), 4, 0.002
+    config = make_config(root, seed=seed, token_budget=budget, mixture=mixture_file(tmp_path))
+    summary = run_select(spark, config)
+    for domain, share in MIXTURE.items():
+        assert summary.tokens_target[domain] == pytest.approx(budget * share)
+        assert abs(summary.tokens_after[domain] - budget * share) <= tolerance * budget * share
+
+    # The specification: the same S, brackets, lockstep bisection and copies in numpy.
+    keys, references = keys_and_references(spark, config, pool)
+    s, d = core_expected(pool, references)
+    u = core.hash_uniform(keys, seed, 0)
+    tokens = pool["n_tokens"]
+
+    def measure(scales):
+        copies = core.expected_copies_to_copies(np.minimum(scales[d] * s, 4.0), u)
+        return np.bincount(d, weights=tokens * copies, minlength=len(DOMAINS)).astype(np.int64)
+
+    targets = [budget * MIXTURE[x] for x in DOMAINS]
+    mass = np.bincount(d, weights=tokens * s, minlength=len(DOMAINS))
+    highs = [core.scale_bracket(t, m)[1] for t, m in zip(targets, mass, strict=True)]
+    fits = core.calibrate_scales(measure, targets, 0.0, highs, tolerance, grow=True)
+    assert [f.margin for f in fits] == [None] * len(DOMAINS)
+    assert summary.scales == {x: f.scale for x, f in zip(DOMAINS, fits, strict=True)}
+    scales = np.array([f.scale for f in fits])
+    copies = core.expected_copies_to_copies(np.minimum(scales[d] * s, 4.0), u)
+    expected = {i: int(c) for i, c in zip(pool["id"], copies, strict=True) if c > 0}
+    got = selected(spark, config, summary.selection_id)
+    assert got == expected
+    science = pool["n_tokens"][pool["domain"] == "science"].sum()
+    assert summary.tokens_after["science"] > 1.5 * science  # up-sampled: 40% of the budget from 10%
+    assert max(got.values()) <= 4
+    manifest = json.loads((Path(summary.out_dir) / "manifest.json").read_text())
+    assert manifest["mixture"]["shares"] == pytest.approx(MIXTURE)
+    assert manifest["per_domain"]["science"]["tokens_target"] == pytest.approx(budget * 0.4, abs=0.1)
+
+
+@pytest.mark.parametrize("selector", ["uniform", "topk:q_b"])
+def test_a_mixture_composes_with_the_baselines(spark, pool_root, selector):
+    root, pool = pool_root
+    budget = int(pool["n_tokens"].sum() * 0.3)
+    config = make_config(root, seed=6, token_budget=budget, selector=selector, mixture="uniform")
+    summary = run_select(spark, config)
+    for domain in DOMAINS:
+        assert abs(summary.tokens_after[domain] - budget / 4) <= 0.002 * budget / 4
+    if selector == "topk:q_b":  # inside each domain, every kept document beats every dropped one
+        got = selected(spark, config, summary.selection_id)
+        kept = np.isin(pool["id"], list(got))
+        for domain in DOMAINS:
+            here = pool["domain"] == domain
+            assert pool["q_b"][here & kept].max() <= pool["q_b"][here & ~kept].min()
+
+
+def test_an_infeasible_mixture_fails_before_writing_and_names_the_domain(spark, pool_root, tmp_path):
+    root, pool = pool_root
+    shares = {"arts": 0.05, "code": 0.05, "news": 0.1, "science": 0.8}
+    config = make_config(root, seed=8, token_budget=int(pool["n_tokens"].sum() * 0.5), max_repeats=2)
+    config.select.mixture = mixture_file(tmp_path, shares)
+    before = tables.version(spark, config.table_path("selected"))
+    with pytest.raises(ConfigError, match=r"science: target \d+ tokens, at most \d+ selectable"):
+        run_select(spark, config)
+    assert tables.version(spark, config.table_path("selected")) == before
+
+    config.select.mixture_shortfall = "redistribute"
+    summary = run_select(spark, config)
+    assert summary.capped_domains == ["science"]
+    science = pool["n_tokens"][pool["domain"] == "science"].sum()
+    assert summary.tokens_after["science"] <= 2 * science
+    assert sum(summary.tokens_after.values()) == pytest.approx(config.select.token_budget, rel=0.002)
+
+
+def test_mixture_config_errors(spark, pool_root, tmp_path):
+    root, _ = pool_root
+    with pytest.raises(ConfigError, match="select.token_budget is required with select.mixture"):
+        run_select(spark, make_config(root, mixture="natural"))
+    with pytest.raises(ConfigError, match="select.mixture: neither natural, uniform nor a mixture file"):
+        run_select(spark, make_config(root, token_budget=1000, mixture=str(tmp_path / "nope.yaml")))
+    lacking = mixture_file(tmp_path, {"arts": 0.5, "code": 0.5})
+    with pytest.raises(ConfigError, match=r"the mixture lacks \['news', 'science'\]"):
+        run_select(spark, make_config(root, token_budget=1000, mixture=lacking))

@@ -2,12 +2,15 @@
 
 σ (:mod:`.normalize`) → Eq.1 merge (:mod:`.merging`) → Eq.2 token-weighted rank
 (:mod:`.ranking`) → Eq.3 expected copies and deterministic draws (:mod:`.sampling`);
-θ (:mod:`.params`) and Algorithm 1 (:mod:`.param_sampler`). Pure numpy, vectorised,
+θ (:mod:`.params`) and Algorithm 1 (:mod:`.param_sampler`); domain mixtures (:mod:`.mixture`)
+and the budget calibration every selection uses (:mod:`.calibration`). Pure numpy, vectorised,
 independent of batch boundaries and row order. Convention: smaller = better.
 """
 
+from .calibration import ScaleFit, calibrate_scales, margin_fill, scale_bracket
 from .identity import content_key
 from .merging import merge_scores
+from .mixture import SUM_TOLERANCE, Mixture, MixtureError, domain_targets
 from .normalize import build_reference, orient, percentile_against, percentile_matrix
 from .param_sampler import ParamSampler
 from .params import (
@@ -40,8 +43,12 @@ from .theta_set import ThetaSet
 __all__ = [
     "BETA_KEYS",
     "HOLDOUT_STREAM",
+    "SUM_TOLERANCE",
+    "Mixture",
+    "MixtureError",
     "ORDER_STREAM",
     "RUN_HOLDOUT_STREAM",
+    "ScaleFit",
     "SAMPLE_STREAM",
     "STATS_DOMAIN_STREAM",
     "STATS_GLOBAL_STREAM",
@@ -52,13 +59,16 @@ __all__ = [
     "ThetaSet",
     "apply_rank_mapping",
     "build_reference",
+    "calibrate_scales",
     "check_against",
     "content_key",
+    "domain_targets",
     "domain_token_expectation",
     "expected_copies_to_copies",
     "fit_rank_mapping",
     "hash_uniform",
     "load_params",
+    "margin_fill",
     "merge_scores",
     "orient",
     "param_names",
@@ -67,6 +77,7 @@ __all__ = [
     "percentile_matrix",
     "sampling_function",
     "save_params",
+    "scale_bracket",
     "text_keys",
     "token_weighted_rank",
     "uniform",

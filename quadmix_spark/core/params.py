@@ -340,40 +340,48 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return "yaml"
-    if suffix == ".json":
-        return "json"
-    raise ParamsError(f"{path}: unknown params file suffix {suffix!r} (use .yaml, .yml or .json)")
+def _format(path: Path, what: str, error: type[Exception]) -> str:
+    fmt = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}.get(path.suffix.lower())
+    if fmt is None:
+        raise error(f"{path}: unknown {what} file suffix {path.suffix!r} (use .yaml, .yml or .json)")
+    return fmt
+
+
+def read_structured(path: str | Path, what: str = "params", error: type[Exception] = ParamsError) -> Any:
+    """The content of a YAML or JSON ``what`` file (by suffix); failures raise ``error`` naming it."""
+    path = Path(path)
+    fmt = _format(path, what, error)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"{path}: cannot read {what} file ({e.strerror})") from e
+    try:
+        return yaml.load(text, Loader=_Loader) if fmt == "yaml" else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise error(f"{path}: not valid {fmt.upper()}: {e}") from e
 
 
 def load_params(path: str | Path) -> QuadMixParams:
     """Read a params file (YAML or JSON by suffix); errors name the file and key."""
-    path = Path(path)
-    fmt = _format(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ParamsError(f"{path}: cannot read params file ({e.strerror})") from e
-    try:
-        data = yaml.load(text, Loader=_Loader) if fmt == "yaml" else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise ParamsError(f"{path}: not valid {fmt.upper()}: {e}") from e
-    return QuadMixParams.from_dict(data, source=str(path))
+    return QuadMixParams.from_dict(read_structured(path), source=str(path))
 
 
-def save_params(params: QuadMixParams, path: str | Path) -> None:
-    """Write ``params`` (YAML or JSON by suffix); floats round-trip exactly."""
+def write_structured(
+    path: str | Path, data: Any, what: str = "params", error: type[Exception] = ParamsError
+) -> Path:
+    """Write plain data (dicts, lists, str, finite floats) as YAML or JSON by suffix; returns the path."""
     path = Path(path)
-    fmt = _format(path)
-    data = params.to_dict()
-    if fmt == "yaml":
+    if _format(path, what, error) == "yaml":
         text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
     else:
         text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def save_params(params: QuadMixParams, path: str | Path) -> None:
+    """Write ``params`` (YAML or JSON by suffix); floats round-trip exactly."""
+    write_structured(path, params.to_dict())
 
 
 def check_against(

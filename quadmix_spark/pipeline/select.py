@@ -1,10 +1,11 @@
 """The select job: annotated table + stats + θ + seed → selected Delta table, shards, manifest, report.
 
-Steps: load and check θ against the stats (before any scan) → σ, q̄, r̄, S per document in pandas
-UDFs over the core → optional budget calibration → selected rows (one per kept document, with its
-``copies``) replacing this selection's slice of the Delta table → shards → manifest → report.
-Baseline selectors (uniform, top-k by one scorer, union of top-k sets) share every step but the
-expected-copies rule.
+Steps: load and check θ (and a mixture) against the stats (before any scan) → σ, q̄, r̄, S per
+document in pandas UDFs over the core → optional budget calibration (one scale for the pool, or
+one per domain when a mixture gives each domain its share of the budget) → selected rows (one per
+kept document, with its ``copies``) replacing this selection's slice of the Delta table → shards →
+manifest → report. Baseline selectors (uniform, top-k by one scorer, union of top-k sets) share
+every step but the expected-copies rule, so a mixture composes with any of them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import ParamsError, QuadMixParams
 from quadmix_spark.report import ReportData, write_report
 from quadmix_spark.spark import tables
-from quadmix_spark.spark.budget import Calibration, calibrate
+from quadmix_spark.spark.budget import Calibration, calibrate, realised_tokens, scale_column
 from quadmix_spark.spark.scoring import (
     ScoringModel,
     copies_column,
@@ -43,6 +44,8 @@ from quadmix_spark.spark.stats_table import Stats, check_columns, load_stats
 
 log = logging.getLogger(__name__)
 
+_UNBOUNDED = 1e300  # a scale past every document's cap (finite: 0 · scale must stay 0)
+
 
 @dataclass
 class SelectSummary:
@@ -56,8 +59,10 @@ class SelectSummary:
     tokens_requested: dict[str, float]
     tokens_after: dict[str, int]
     budget: int | None
-    scale: float
+    scales: dict[str, float]  # per domain (one value everywhere without a mixture)
     seconds: float
+    tokens_target: dict[str, float] | None = None  # per domain, with a mixture
+    capped_domains: list[str] | None = None  # with mixture_shortfall: redistribute
 
 
 def load_checked_params(config: PipelineConfig) -> QuadMixParams:
@@ -75,7 +80,34 @@ def load_checked_params(config: PipelineConfig) -> QuadMixParams:
     return params
 
 
-def selection_id(config: PipelineConfig, params: QuadMixParams, stats: Stats) -> str:
+def load_mixture(config: PipelineConfig, domains: list[str], stats: Stats) -> core.Mixture | None:
+    """``select.mixture``: a built-in (``natural``, ``uniform``) or a mixture file; None when unset.
+
+    ``domains`` are the pool's domains (θ's domains the stats have): the mixture must name
+    exactly these.
+    """
+    cfg = config.select
+    if cfg.mixture is None:
+        return None
+    if cfg.token_budget is None:
+        raise ConfigError("select.token_budget is required with select.mixture")
+    if cfg.mixture == "natural":
+        return core.Mixture.natural({d: stats.tokens[d] for d in domains}, stats_version=stats.stats_version)
+    if cfg.mixture == "uniform":
+        return core.Mixture.uniform(domains)
+    if not Path(cfg.mixture).is_file():
+        raise ConfigError(f"select.mixture: neither natural, uniform nor a mixture file: {cfg.mixture}")
+    try:
+        mixture = core.Mixture.from_file(cfg.mixture)
+        mixture.as_vector(domains)
+    except core.MixtureError as err:
+        raise ConfigError(f"select.mixture: {err}") from err
+    return mixture
+
+
+def selection_id(
+    config: PipelineConfig, params: QuadMixParams, stats: Stats, mixture: core.Mixture | None = None
+) -> str:
     cfg = config.select
     key = [
         cfg.selector,
@@ -87,6 +119,8 @@ def selection_id(config: PipelineConfig, params: QuadMixParams, stats: Stats) ->
         stats.stats_version,
         stats.annotated_version,
     ]
+    if mixture is not None:
+        key += [mixture.key(), cfg.max_repeats, cfg.mixture_shortfall]
     return f"{cfg.selector.replace(':', '-')}-{core.content_key(key, 12)}"
 
 
@@ -118,6 +152,8 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         )
     except ParamsError as err:
         raise ConfigError(f"select.params ({cfg.params}): {err}") from err
+    pool_domains = [d for d in params.domains if d in stats.docs]
+    mixture = load_mixture(config, pool_domains, stats)
     source = config.table_path(cfg.input_table)
     annotated = spark.read.format("delta").option("versionAsOf", stats.annotated_version).load(source)
     check_columns(annotated, config, source)
@@ -137,18 +173,28 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
 
     selector = make_selector(cfg.selector, params.scorers)
     expected = selector.expected
-    scale, budget, extra = 1.0, cfg.token_budget, ()
+    if mixture is not None:  # up-sampling capped at max_repeats copies per document
+        expected = lambda c: F.least(selector.expected(c), F.lit(float(cfg.max_repeats)))  # noqa: E731
+    group = "domain_idx" if mixture is not None else None
+    scales, budget, extra = [1.0], cfg.token_budget, ()
+    targets, capped = None, None
     if budget is not None:
         # Calibration aggregates many times over the few columns it needs: cache those only.
         narrow_cols = ["doc_key", "domain_idx", tok, "u"] + [
             c for c in scored.columns if c == "S" or c.startswith(("o__", "sigma__"))
         ]
         narrow = scored.select(*narrow_cols).persist(StorageLevel.MEMORY_AND_DISK)
-        calibration = _calibrate(narrow, selector, budget, cfg, tok)
-        scale, extra = calibration.scale, calibration.extra
+        if mixture is None:
+            calibration = _calibrate(narrow, selector, expected, [budget], cfg, tok, None)
+        else:
+            targets, capped = _mixture_targets(narrow, mixture, params.domains, expected, cfg, tok)
+            calibration = _calibrate(narrow, selector, expected, targets, cfg, tok, group)
+        scales, extra = calibration.scales, calibration.extra
         narrow.unpersist()
+    scale = scale_column(scales, group)
 
-    sel_id = selection_id(config, params, stats)
+    scales_by_domain = {d: scales[i if group else 0] for i, d in enumerate(params.domains)}
+    sel_id = selection_id(config, params, stats, mixture)
     out_dir = Path(cfg.output_dir) / sel_id
     # Per-domain totals are observed while the selected table is written: no extra pass.
     totals = Observation(f"select-{sel_id}")
@@ -173,8 +219,19 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         "params_hash": core.params_hash(params),
         "seed": cfg.seed,
         "token_budget": budget,
-        "scale": scale,
+        "scales": scales_by_domain,
         "margin_documents": len(extra),
+        "mixture": None
+        if mixture is None
+        else {
+            "source": cfg.mixture,
+            "key": mixture.key(),
+            "shares": dict(mixture.shares),
+            "provenance": dict(mixture.provenance),
+            "max_repeats": cfg.max_repeats,
+            "shortfall": cfg.mixture_shortfall,
+            "capped_domains": capped,
+        },
         "rank_mode": cfg.rank_mode if cfg.selector == "quadmix" else None,
         "annotated_table": source,
         "annotated_version": stats.annotated_version,
@@ -221,8 +278,10 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         tokens_requested=requested,
         tokens_after={d: a[2] for d, a in after.items()},
         budget=budget,
-        scale=scale,
+        scales=scales_by_domain,
         seconds=0.0,
+        tokens_target=None if targets is None else dict(zip(params.domains, targets, strict=True)),
+        capped_domains=capped,
     )
     manifest.update(
         selected_table=out_table,
@@ -236,7 +295,8 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
                 "docs_before": stats.docs[d],
                 "tokens_before": stats.tokens[d],
                 "tokens_requested": round(requested.get(d, 0.0), 1),
-                "docs_after": after.get(d, (0, 0, 0))[1],
+                "tokens_target": round(summary.tokens_target[d], 1) if summary.tokens_target else None,
+                "docs_after": after.get(d, (0, 0, 0))[1],  # counting copies, as the report does
                 "tokens_after": after.get(d, (0, 0, 0))[2],
             }
             for d in stats.domains
@@ -271,27 +331,50 @@ def _extra_copy(keys: tuple[int, ...]) -> Column:
     return F.when(F.col("doc_key").isin(list(keys)), 1).otherwise(0).cast("long")
 
 
-def _calibrate(narrow: DataFrame, selector: Selector, budget: int, cfg, tok: str) -> Calibration:
-    lo, hi = selector.bracket(narrow, budget, tok)
+def _mixture_targets(
+    narrow: DataFrame, mixture: core.Mixture, domains: list[str], expected, cfg, tok: str
+) -> tuple[list[float], list[str]]:
+    """Each domain's token target: budget × share, checked against what the domain can yield.
+
+    A domain can yield at most its tokens × ``max_repeats`` (fewer when θ gives some of its
+    documents no copy at any scale): measured in one aggregate at an unbounded scale.
+    """
+    vector = np.array([mixture.shares.get(d, 0.0) for d in domains])  # 0: θ's domains the pool lacks
+    unbounded = scale_column([_UNBOUNDED] * len(domains), "domain_idx")
+    capacity = realised_tokens(narrow, expected(unbounded), tok, len(domains), "domain_idx")
+    try:
+        budget, policy = cfg.token_budget, cfg.mixture_shortfall
+        targets, capped = core.domain_targets(vector, budget, capacity, policy, domains)
+    except core.MixtureError as err:
+        raise ConfigError(f"select.mixture ({cfg.mixture}): {err}") from err
+    if capped:
+        log.warning("mixture: %s capped at what they hold; the rest spread over the others", capped)
+    return targets.tolist(), capped
+
+
+def _calibrate(narrow, selector: Selector, expected, targets, cfg, tok: str, group) -> Calibration:
+    lo, hi = selector.brackets(narrow, targets, tok, group)
     result = calibrate(
         narrow,
-        selector.expected,
+        expected,
         selector.priority,
-        budget,
+        targets,
         tok,
         lo,
         hi,
         cfg.budget_tolerance,
         grow=selector.unbounded,
+        group_col=group,
+        idle_scale=selector.idle_scale,
     )
     log.info(
-        "budget %d: scale %.10g (+%d margin documents) gives %d tokens (%+.3f%%) after %d aggregates",
-        budget,
-        result.scale,
+        "budget %d: scales %s (+%d margin documents) give %d tokens (%+.3f%%) after %d aggregates",
+        result.budget,
+        ", ".join(f"{c:.6g}" for c in result.scales),
         len(result.extra),
         result.achieved,
         100 * result.relative_error,
-        result.steps,
+        result.rounds,
     )
     return result
 
@@ -330,12 +413,17 @@ def format_summary(s: SelectSummary) -> str:
         f"{total_after} tokens (requested {total_req:.0f}"
         + (f", budget {s.budget}, {100 * (total_after - s.budget) / s.budget:+.3f}%" if s.budget else "")
         + f") in {s.seconds}s → {s.out_dir}",
-        f"  {'domain':<24} {'tokens before':>14} {'requested':>12} {'achieved':>12} {'keep':>7}",
     ]
+    if s.capped_domains:
+        lines.append(f"  capped (the rest spread over the others): {', '.join(s.capped_domains)}")
+    target = f" {'target':>12}" if s.tokens_target else ""
+    header = f"{'tokens before':>14}{target} {'requested':>12} {'achieved':>12} {'keep':>7}"
+    lines.append(f"  {'domain':<24} {header}")
     for d in sorted(s.tokens_before):
         before, after = s.tokens_before[d], s.tokens_after.get(d, 0)
+        target = f" {s.tokens_target.get(d, 0.0):>12.0f}" if s.tokens_target else ""
         lines.append(
-            f"  {d:<24} {before:>14} {s.tokens_requested.get(d, 0.0):>12.0f} {after:>12} "
+            f"  {d:<24} {before:>14}{target} {s.tokens_requested.get(d, 0.0):>12.0f} {after:>12} "
             f"{after / before if before else 0:>7.3f}"
         )
     return "\n".join(lines)

@@ -1,145 +1,178 @@
-"""Token-budget calibration: find the selector's scale c whose realised tokens meet the budget.
+"""Token-budget calibration on Spark: the scale c of every group (the pool, or each domain).
 
-Every selector maps a scale c to each document's expected copies e(c), non-decreasing in c, and
-copies = floor(e) + 1[u < frac(e)] with a fixed per-document uniform u, so realised tokens are
-non-decreasing in c too. Bisection on c needs only one aggregate per step over a narrow, cached
-frame (key, tokens, score columns, u): no sort, nothing collected but a single number.
+The search itself is the core's (:func:`quadmix_spark.core.calibration.calibrate_scales`); this
+module measures for it: one aggregate per round over a narrow, cached frame (key, tokens, score
+columns, u, and the group column), no sort, nothing collected but one number per group. Margin
+candidates (see the core) are the only rows collected, and they are few.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from quadmix_spark.core.calibration import ScaleFit, calibrate_scales, margin_fill
 from quadmix_spark.spark.scoring import copies_column
 
 log = logging.getLogger(__name__)
 
+MAX_MARGIN_CANDIDATES = 100_000
+
 
 @dataclass(frozen=True)
 class Calibration:
-    """The chosen scale and how close the realised tokens came to the budget.
+    """The chosen scale of every group and how close each came to its target.
 
-    ``extra`` holds the doc keys that get one copy more than ``scale`` gives them: when one
-    document's step in realised tokens is wider than the tolerance, the margin is filled in
-    priority order, skipping documents that would overshoot (see :func:`fill_margin`).
+    ``extra`` holds the doc keys that get one copy more than their group's scale gives them
+    (the margin fill of groups whose target lies inside one document's jump).
     """
 
-    scale: float
-    budget: int
-    achieved: int
-    steps: int
+    fits: tuple[ScaleFit, ...]
     extra: tuple[int, ...] = ()
+    rounds: int = 0
+
+    @property
+    def scales(self) -> list[float]:
+        return [f.scale for f in self.fits]
+
+    @property
+    def scale(self) -> float:
+        """The one scale of a whole-pool calibration."""
+        if len(self.fits) != 1:
+            raise ValueError(f"{len(self.fits)} groups have a scale each; use scales")
+        return self.fits[0].scale
+
+    @property
+    def budget(self) -> float:
+        return float(sum(f.target for f in self.fits))
+
+    @property
+    def achieved(self) -> int:
+        return int(sum(f.achieved for f in self.fits))
 
     @property
     def relative_error(self) -> float:
-        return (self.achieved - self.budget) / self.budget
+        return (self.achieved - self.budget) / self.budget if self.budget else 0.0
 
 
-def realised_tokens(narrow: DataFrame, expected: Column, token_col: str) -> int:
-    """Σ tokens · copies for one expected-copies column (one Spark aggregate)."""
-    total = narrow.select(F.sum(F.col(token_col) * copies_column(expected, F.col("u")))).first()[0]
-    return int(total or 0)
+def scale_column(scales: Sequence[float], group_col: str | None) -> Column:
+    """Each row's scale: one literal, or its group's entry (``group_col`` holds 0..G-1)."""
+    if group_col is None:
+        return F.lit(float(scales[0]))
+    return F.element_at(F.array(*[F.lit(float(c)) for c in scales]), F.col(group_col) + 1)
+
+
+def per_group(narrow: DataFrame, group_col: str | None, n: int, *aggs: Column) -> list[tuple | None]:
+    """The aggregates once for the pool, or per group 0..n-1 (None for a group without rows)."""
+    if group_col is None:
+        return [tuple(narrow.select(*aggs).first())]
+    out: list[tuple | None] = [None] * n
+    for row in narrow.groupBy(group_col).agg(*aggs).collect():
+        if row[0] is not None and 0 <= row[0] < n:
+            out[row[0]] = tuple(row[1:])
+    return out
+
+
+def realised_tokens(
+    narrow: DataFrame, expected: Column, token_col: str, n_groups: int = 1, group_col: str | None = None
+) -> np.ndarray:
+    """Σ tokens · copies per group, shape (n_groups,), int64 (one Spark aggregate)."""
+    realised = F.sum(F.col(token_col) * copies_column(expected, F.col("u")))
+    rows = per_group(narrow, group_col, n_groups, realised)
+    return np.array([int(r[0] or 0) if r else 0 for r in rows], dtype=np.int64)
 
 
 def calibrate(
     narrow: DataFrame,
-    expected: Callable[[float], Column],
+    expected: Callable[[Column], Column],
     priority: Callable[[Column], Column],
-    budget: int,
+    targets: Sequence[float],
     token_col: str,
-    lo: float,
-    hi: float,
+    lo: Sequence[float],
+    hi: Sequence[float],
     tolerance: float,
+    *,
     grow: bool = False,
+    group_col: str | None = None,
+    idle_scale: float = 0.0,
     max_steps: int = 60,
 ) -> Calibration:
-    """Bisection on c in [lo, hi] until realised tokens are within ``tolerance`` of ``budget``.
+    """Scales that bring each group's realised tokens within ``tolerance`` of its target.
 
-    With ``grow`` (scale-type selectors, unbounded above), ``hi`` doubles until it overshoots.
-    Realised tokens jump by a whole document at a time; when one jump is wider than the
-    tolerance (long documents in a small pool), the margin is filled by :func:`fill_margin`.
+    ``expected(c)`` maps a scale column to expected copies; ``priority(k)`` gives, from a
+    document's copies k, the scale at which it gains the next one. ``targets``, ``lo`` and ``hi``
+    have one entry per group: one for the whole pool (``group_col`` None) or one per value
+    0..G-1 of ``group_col``. Groups with a zero target are not searched: they get
+    ``idle_scale``, the scale at which the selector gives no copies.
     """
-    measured: dict[float, int] = {}
+    n = len(targets)
+    live = [g for g in range(n) if targets[g] > 0]
+    rounds = 0
 
-    def measure(c: float) -> int:
-        measured[c] = realised_tokens(narrow, expected(c), token_col)
-        log.info("budget calibration: c=%.10g → %d tokens (budget %d)", c, measured[c], budget)
-        return measured[c]
+    def measure(scales: np.ndarray) -> np.ndarray:
+        nonlocal rounds
+        rounds += 1
+        full = np.full(n, idle_scale)
+        full[live] = scales
+        totals = realised_tokens(narrow, expected(scale_column(full, group_col)), token_col, n, group_col)
+        achieved, wanted = int(totals[live].sum()), int(sum(targets))
+        log.info("budget calibration round %d: %d tokens (targets %d)", rounds, achieved, wanted)
+        return totals[live]
 
-    measure(lo)
-    while measure(hi) < budget and grow and len(measured) < max_steps:
-        lo, hi = hi, hi * 2
-    stalled = 0  # steps in which the bracket kept the same two token totals: one document's jump
-    while len(measured) < max_steps and abs(measured[hi] - budget) > tolerance * budget and stalled < 6:
-        mid = (lo + hi) / 2
-        if mid in (lo, hi):  # the float interval is exhausted
-            break
-        gap = (measured[lo], measured[hi])
-        if measure(mid) < budget:
-            lo = mid
-        else:
-            hi = mid
-        stalled = stalled + 1 if (measured[lo], measured[hi]) == gap else 0
-    best = min(measured, key=lambda c: (abs(measured[c] - budget), c))
-    result = Calibration(scale=best, budget=budget, achieved=measured[best], steps=len(measured))
-    if abs(result.relative_error) <= tolerance or measured[hi] < budget:
-        return result
-    # Candidates lie between lo and a scale whose extra mass is a few times the last jump, so
-    # documents after the oversized one are among them.
-    enough = measured[lo] + 3 * (measured[hi] - measured[lo])
-    wide = min((c for c, t in measured.items() if t >= enough), default=None)
-    width = hi - lo
-    while wide is None and len(measured) < 2 * max_steps:
-        width *= 4
-        if measure(lo + width) >= enough:
-            wide = lo + width
-    wide = max(measured) if wide is None else wide
-    extra, added = fill_margin(narrow, expected, priority, lo, budget, token_col, tolerance, wide)
-    return Calibration(
-        scale=lo, budget=budget, achieved=measured[lo] + added, steps=len(measured), extra=extra
-    )
+    fits = dict.fromkeys(range(n), ScaleFit(scale=idle_scale, target=0.0, achieved=0, steps=0))
+    if live:
+        found = calibrate_scales(
+            measure,
+            [targets[g] for g in live],
+            [lo[g] for g in live],
+            [hi[g] for g in live],
+            tolerance,
+            grow=grow,
+            max_steps=max_steps,
+        )
+        fits.update(zip(live, found, strict=True))
+    extra: list[int] = []
+    for g, fit in fits.items():
+        if fit.margin is None:
+            continue
+        rows = narrow if group_col is None else narrow.where(F.col(group_col) == g)
+        keys, added = fill_margin(rows, expected, priority, fit, token_col, tolerance)
+        extra += keys
+        fits[g] = dataclasses.replace(fit, achieved=fit.achieved + added)
+    return Calibration(tuple(fits[g] for g in range(n)), tuple(extra), rounds)
 
 
 def fill_margin(
-    narrow: DataFrame,
-    expected: Callable[[float], Column],
+    rows: DataFrame,
+    expected: Callable[[Column], Column],
     priority: Callable[[Column], Column],
-    lo: float,
-    budget: int,
+    fit: ScaleFit,
     token_col: str,
     tolerance: float,
-    hi: float,
-    max_candidates: int = 100_000,
-) -> tuple[tuple[int, ...], int]:
-    """Add one copy to marginal documents, in priority order, until the budget is met.
+) -> tuple[list[int], int]:
+    """One more copy for marginal documents of one group, in priority order (the core's rule).
 
-    Marginal documents gain a copy between scale ``lo`` (under budget) and ``hi``; ``priority``
-    gives, from a document's copies at ``lo``, the scale at which it gains the next one. The
-    candidates are few (the bracket is narrow) and are collected to the driver with their tokens;
-    a candidate whose tokens would overshoot ``budget · (1 + tolerance)`` is skipped.
-    Returns the chosen doc keys and the tokens they add.
+    Marginal documents gain a copy between the fit's ``lo`` (under the target) and ``wide``;
+    they are few (the bracket is narrow) and are collected with their tokens, ordered by
+    priority and then doc key. Returns the chosen doc keys and the tokens they add.
     """
-    copies_lo = copies_column(expected(lo), F.col("u"))
-    gains = copies_column(expected(hi), F.col("u")) > copies_lo
+    lo, wide = fit.margin
+    copies_lo = copies_column(expected(F.lit(lo)), F.col("u"))
+    gains = copies_column(expected(F.lit(wide)), F.col("u")) > copies_lo
     candidates = (
-        narrow.where(gains)
+        rows.where(gains)
         .select("doc_key", F.col(token_col).alias("tokens"), priority(copies_lo).alias("priority"))
         .orderBy("priority", "doc_key")
-        .limit(max_candidates)
+        .limit(MAX_MARGIN_CANDIDATES)
         .collect()
     )
-    room = budget - realised_tokens(narrow, expected(lo), token_col)  # > 0: lo is under budget
-    ceiling = room + tolerance * budget
-    chosen, added = [], 0
-    for row in candidates:
-        if added >= room - tolerance * budget:
-            break
-        if added + row["tokens"] <= ceiling:
-            chosen.append(int(row["doc_key"]))
-            added += int(row["tokens"])
-    return tuple(chosen), added
+    chosen, added = margin_fill(
+        [int(r["tokens"]) for r in candidates], fit.target - fit.achieved, tolerance * fit.target
+    )
+    return [int(candidates[i]["doc_key"]) for i in chosen], added

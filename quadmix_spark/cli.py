@@ -94,8 +94,16 @@ def cmd_select(config: PipelineConfig, args: argparse.Namespace) -> None:
 def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import format_summary, run_fit_search
 
-    spark = _session(config) if config.search.runs_format == "delta" else None
-    print(format_summary(run_fit_search(config, spark)))
+    cfg = config.search
+    needs_spark = cfg.runs_format == "delta" or (cfg.mode == "regmix" and cfg.prior == "natural")
+    print(format_summary(run_fit_search(config, _session(config) if needs_spark else None)))
+
+
+def cmd_predict_mixture(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.fit_search import predict_mixtures
+
+    for path, loss in predict_mixtures(config, args.mixture):
+        print(f"{loss:.5f}  {path}")
 
 
 def cmd_import_runs(config: PipelineConfig, args: argparse.Namespace) -> None:
@@ -137,6 +145,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "stats": (cmd_stats, "per-domain statistics and quantile sketches of the scorers"),
     "select": (cmd_select, "QuaDMix selection: selected Delta table, shards, manifest, report"),
     "fit-search": (cmd_fit_search, "fit the loss regressor on proxy runs and search θ*"),
+    "predict-mixture": (cmd_predict_mixture, "predicted target loss of mixture files (RegMix regressor)"),
     "import-runs": (cmd_import_runs, "import proxy runs trained elsewhere into the proxy_runs table"),
     "experiment": (cmd_experiment, "proxy runs → fit → search → θ* against the baselines at one budget"),
     "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
@@ -159,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name in ("demo", "demo-corpus"):
             p.add_argument("--docs", type=int, help="number of demo documents (default: demo.n_docs)")
+        if name == "predict-mixture":
+            p.add_argument("--mixture", action="append", required=True, help="a mixture file (repeatable)")
         if name == "train-classifier":
             p.add_argument("--name", action="append", help="classifier to train (default: all)")
         if name in ("demo", "annotate"):

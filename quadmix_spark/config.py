@@ -162,6 +162,13 @@ class SearchConfig:
     runs_format: Literal["csv", "parquet", "delta"] = "parquet"
     mode: Literal["quadmix", "regmix"] = "quadmix"
     template_params: str = "conf/params/demo.yaml"  # names the domains and scorers of the layout
+    # RegMix mode: the order of the runs' mixture vectors ([] = the prior file's, else the template's)
+    domains: list[str] = field(default_factory=list)
+    prior: str = "natural"  # RegMix candidates' centre: natural (stats table) | uniform | a mixture file
+    temperature: float = 0.5  # the prior is raised to this power (RegMix: 0.5)
+    max_usage: float = 15.0  # RegMix's MAXIMUM_USAGE: reject candidates with a share > max_usage × prior
+    holdout_runs: str | None = None  # a file of run ids (one per line) to hold out instead of a hash
+    output_mixture: str = "data/search/mixture_star.yaml"  # RegMix mode: r* as a mixture file
     # Algorithm 1's β ranges: {lambda|omega|eta|epsilon: [low, high]}; unset = the paper's scales
     # (λ ≤ 1000, ω ≤ 0.1, η ≤ 1, ε ≤ 0.001). ω's range should cover the budget's share of the pool.
     ranges: dict[str, list[float]] = field(default_factory=dict)

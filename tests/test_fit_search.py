@@ -133,3 +133,131 @@ def test_external_runs_import_into_the_runs_table_and_fit(spark, tmp_path):
     config.search.runs_path, config.search.runs_format = config.table_path("proxy_runs"), "delta"
     summary = run_fit_search(config, spark)  # fit-search reads the runs table as it is
     assert summary["runs"] == 60
+
+
+# -- RegMix mode ---------------------------------------------------------------------------------
+
+MIX_DOMAINS = ["web", "code", "books", "wiki", "news"]
+NATURAL = np.array([0.5, 0.2, 0.15, 0.1, 0.05])
+
+
+def mixture_loss(r: np.ndarray) -> np.ndarray:
+    """Best near (0.35, 0.3, 0.15, 0.15, 0.05), with an interaction between code and books."""
+    best = np.array([0.35, 0.3, 0.15, 0.15, 0.05])
+    return 3.0 + 4.0 * ((r - best) ** 2).sum(axis=1) - 1.5 * r[:, 1] * r[:, 2]
+
+
+def write_mixture_runs(path, n_runs: int = 200, seed: int = 0, decimals: int | None = 3) -> pd.DataFrame:
+    """RegMix-shaped runs: mixtures drawn around the natural shares, published rounded."""
+    from quadmix_spark.search.candidates import RegMixSampler
+
+    r = RegMixSampler(MIX_DOMAINS, NATURAL).sample(n_runs, seed)
+    loss = mixture_loss(r) + np.random.default_rng(seed).normal(0, 0.002, n_runs)
+    shown = r.round(decimals) if decimals is not None else r
+    rows = [(f"m{i:04d}", shown[i].tolist(), "target", 1_000_000, float(loss[i])) for i in range(n_runs)]
+    runs = pd.DataFrame(rows, columns=["run_id", "theta", "eval_set", "step_tokens", "loss"])
+    runs.to_parquet(path)
+    return runs
+
+
+def regmix_config(tmp_path, **search) -> PipelineConfig:
+    prior = core.Mixture.from_shares(dict(zip(MIX_DOMAINS, NATURAL, strict=True)), {"method": "natural"})
+    return from_dict(
+        PipelineConfig,
+        {
+            "search": {
+                "mode": "regmix",
+                "runs_path": str(tmp_path / "runs.parquet"),
+                "template_params": str(tmp_path / "no-template.yaml"),  # RegMix mode needs none
+                "prior": str(prior.to_file(tmp_path / "prior.yaml")),
+                "domains": MIX_DOMAINS,
+                "output_mixture": str(tmp_path / "r_star.yaml"),
+                "output_dir": str(tmp_path / "search"),
+                "n_candidates": 20_000,
+                **search,
+            }
+        },
+    )
+
+
+def test_regmix_mode_renormalises_rounded_mixtures_and_writes_a_mixture_file(tmp_path, capsys):
+    runs = write_mixture_runs(tmp_path / "runs.parquet")
+    sums = runs["theta"].map(sum)
+    rounded = int((sums != 1.0).sum())
+    assert rounded > 50  # three decimals: most rows do not sum to exactly 1
+    summary = run_fit_search(regmix_config(tmp_path))
+    assert summary["renormalised_runs"] == rounded
+    assert summary["metrics"]["spearman"] > 0.8
+    r_star = core.Mixture.from_file(tmp_path / "r_star.yaml")
+    assert r_star.provenance["method"] == "regmix" and r_star.provenance["fit"]["runs"] == 200
+    true_star = mixture_loss(r_star.as_vector(MIX_DOMAINS)[None, :])[0]
+    assert true_star < mixture_loss(np.vstack(runs["theta"].map(np.asarray))).min()  # beats every run
+    assert "warning" not in summary
+    # the saved regressor scores mixture files later
+    args = ["--config", str(write_config(tmp_path)), "--mixture", str(tmp_path / "r_star.yaml")]
+    assert main(["predict-mixture", *args]) == 0
+    predicted = float(capsys.readouterr().out.split()[0])
+    assert predicted == pytest.approx(summary["theta_star_predicted_loss"], abs=1e-4)
+
+
+def write_config(tmp_path):
+    path = tmp_path / "config.json"
+    cfg = regmix_config(tmp_path).search
+    path.write_text(json.dumps({"search": cfg.__dict__}))
+    return path
+
+
+def test_regmix_candidates_stay_near_the_tempered_prior_and_under_the_usage_cap():
+    from quadmix_spark.search.candidates import RegMixSampler
+
+    sampler = RegMixSampler(MIX_DOMAINS, NATURAL, temperature=0.5, max_usage=2.0)
+    draws = sampler.sample(5_000, seed=1)
+    assert draws.shape == (5_000, 5)
+    np.testing.assert_allclose(draws.sum(axis=1), 1.0)
+    assert (draws <= np.minimum(2.0 * NATURAL, 1.0) + 1e-12).all()
+    tempered = NATURAL**0.5 / (NATURAL**0.5).sum()
+    np.testing.assert_allclose(sampler.concentration, tempered)
+    np.testing.assert_array_equal(draws, sampler.sample(5_000, seed=1))
+    # Without the cap, every strength's Dirichlet has the tempered prior as its mean.
+    free = RegMixSampler(MIX_DOMAINS, NATURAL, temperature=0.5, max_usage=None).sample(40_000, seed=2)
+    np.testing.assert_allclose(free.mean(axis=0), tempered, atol=0.01)
+    assert tempered[4] > 2 * NATURAL[4]  # temperature 0.5 lifts the smallest domain
+
+
+def test_regmix_mode_errors_name_the_key(tmp_path):
+    write_mixture_runs(tmp_path / "runs.parquet", n_runs=40)
+    with pytest.raises(ConfigError, match="search.domains: RegMix mode needs the order"):
+        run_fit_search(regmix_config(tmp_path, domains=[], prior="uniform"))
+    runs = pd.read_parquet(tmp_path / "runs.parquet")
+    runs["theta"] = [[0.5, 0.5, 0.5, 0.0, 0.0] if i == 3 else t for i, t in enumerate(runs["theta"])]
+    runs.to_parquet(tmp_path / "runs.parquet")
+    with pytest.raises(ConfigError, match=r"1 run\(s\) have no valid mixture .*m0003 \(sum 1\.5\)"):
+        run_fit_search(regmix_config(tmp_path))
+
+
+def test_named_holdout_runs_and_the_worse_than_best_warning(tmp_path):
+    runs = write_mixture_runs(tmp_path / "runs.parquet", n_runs=60)
+    runs.loc[runs.run_id == "m0005", "loss"] = 1.0  # one lucky run no smooth surrogate reaches
+    runs.to_parquet(tmp_path / "runs.parquet")
+    named = tmp_path / "holdout.txt"
+    named.write_text("m0001\nm0002\nm0003\n\nm0010\n")
+    summary = run_fit_search(regmix_config(tmp_path, holdout_runs=str(named)))
+    assert summary["held_out"] == 4
+    assert summary["best_observed_run"] == "m0005"
+    assert summary["theta_star_predicted_loss"] > 1.5
+    assert "predicted worse" in summary["warning"]
+    named.write_text("m0001\nnot-a-run\n")
+    with pytest.raises(ConfigError, match=r"search.holdout_runs: 1 ids are not runs, e.g. \['not-a-run'\]"):
+        run_fit_search(regmix_config(tmp_path, holdout_runs=str(named)))
+
+
+def test_regmix_runs_import_then_fit_from_the_runs_table(spark, tmp_path):
+    write_mixture_runs(tmp_path / "runs.parquet", n_runs=60)
+    config = regmix_config(tmp_path)
+    config.warehouse = str(tmp_path / "warehouse")
+    assert import_runs(spark, config) == 60
+    table = load_proxy_runs(spark, config.table_path("proxy_runs"))
+    assert all(len(m) == 5 for m in table["mixture"])
+    config.search.runs_path, config.search.runs_format = config.table_path("proxy_runs"), "delta"
+    summary = run_fit_search(config, spark)
+    assert summary["runs"] == 60 and summary["renormalised_runs"] > 0

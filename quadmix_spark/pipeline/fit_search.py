@@ -17,18 +17,22 @@ Algorithm-1 (or Dirichlet) candidates and is written as a params file ``quadmix 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from quadmix_spark import core
+from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
 from quadmix_spark.proxy.runs import runs_long
-from quadmix_spark.search.candidates import DirichletSampler, SearchResult, search_theta
+from quadmix_spark.search.candidates import DirichletSampler, RegMixSampler, SearchResult, search_theta
 from quadmix_spark.search.regression import LossRegressor, plot_predicted_vs_actual
+
+log = logging.getLogger(__name__)
 
 MIN_FIT_RUNS = 20  # LightGBM keeps 10% of these for early stopping and needs ≥ 2 there
 RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")
@@ -74,15 +78,96 @@ def run_targets(runs: pd.DataFrame, weights: Mapping[str, float]) -> tuple[list[
     return ids, np.vstack([np.asarray(theta[i], np.float64) for i in ids]), target[ids].to_numpy()
 
 
-def _held_out(run_ids: list[str], fraction: float, seed: int) -> np.ndarray:
-    return core.hash_uniform(core.text_keys(run_ids), seed, core.RUN_HOLDOUT_STREAM) < fraction
+def renormalise_mixtures(ids: list[str], X: np.ndarray) -> tuple[np.ndarray, int]:
+    """RegMix-mode rows that sum to 1 within ``core.SUM_TOLERANCE`` (published mixtures are rounded)
+    renormalised; returns the rows and how many changed. Other rows are a config error naming runs."""
+    sums = X.sum(axis=1)
+    bad = (X < 0).any(axis=1) | (np.abs(sums - 1.0) > core.SUM_TOLERANCE)
+    if bad.any():
+        shown = ", ".join(f"{ids[i]} (sum {sums[i]:.4g})" for i in np.flatnonzero(bad)[:5])
+        raise ConfigError(
+            f"search.runs_path: {int(bad.sum())} run(s) have no valid mixture (≥ 0, sum 1 ± "
+            f"{core.SUM_TOLERANCE}): {shown}"
+        )
+    changed = int(np.count_nonzero(sums != 1.0))
+    return X / sums[:, None], changed
 
 
-def make_sampler(cfg: SearchConfig) -> core.ParamSampler | DirichletSampler:
-    """The candidate sampler of ``search.mode`` over the template's domains (and scorers)."""
-    template = core.load_params(cfg.template_params)
+def _held_out(run_ids: list[str], cfg: SearchConfig) -> np.ndarray:
+    """The held-out runs: those listed in ``search.holdout_runs``, or a hash-chosen fraction."""
+    if cfg.holdout_runs is None:
+        u = core.hash_uniform(core.text_keys(run_ids), cfg.seed, core.RUN_HOLDOUT_STREAM)
+        return u < cfg.holdout_fraction
+    path = Path(cfg.holdout_runs)
+    if not path.is_file():
+        raise ConfigError(f"search.holdout_runs: file not found: {path}")
+    named = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    unknown = sorted(named - set(run_ids))
+    if unknown:
+        raise ConfigError(f"search.holdout_runs: {len(unknown)} ids are not runs, e.g. {unknown[:3]}")
+    return np.array([r in named for r in run_ids])
+
+
+def regmix_prior(config: PipelineConfig, spark=None) -> tuple[list[str], core.Mixture]:
+    """RegMix mode's domains (the runs' vector order) and the candidates' centre (a mixture).
+
+    The order is ``search.domains``, else the prior file's domains, else the template's; the
+    prior is ``natural`` (token shares from the stats table), ``uniform`` or a mixture file.
+    """
+    cfg = config.search
+    prior_file = cfg.prior not in ("natural", "uniform")
+    if prior_file and not Path(cfg.prior).is_file():
+        raise ConfigError(f"search.prior: neither natural, uniform nor a mixture file: {cfg.prior}")
+    try:
+        from_file = core.Mixture.from_file(cfg.prior) if prior_file else None
+    except core.MixtureError as err:
+        raise ConfigError(f"search.prior: {err}") from err
+    if cfg.domains:
+        domains = list(cfg.domains)
+    elif from_file is not None:
+        domains = from_file.domains
+    elif Path(cfg.template_params).is_file():
+        domains = list(core.load_params(cfg.template_params).domains)
+    else:
+        raise ConfigError(
+            "search.domains: RegMix mode needs the order of the runs' mixture vectors: set "
+            "search.domains, or search.prior to a mixture file, or search.template_params"
+        )
+    if cfg.prior == "uniform":
+        return domains, core.Mixture.uniform(domains)
+    if from_file is None:  # natural: the pool's token shares
+        from quadmix_spark.spark.stats_table import load_stats
+
+        path = config.table_path(config.select.stats_table)
+        if spark is None:
+            raise ConfigError("search.prior: natural needs the stats table (a Spark session)")
+        stats = load_stats(spark, path)
+        missing = [d for d in domains if d not in stats.tokens]
+        if missing:
+            raise ConfigError(f"search.prior: natural, but the stats at {path} lack domains {missing}")
+        return domains, core.Mixture.natural({d: stats.tokens[d] for d in domains}, stats_table=path)
+    try:
+        from_file.as_vector(domains)
+    except core.MixtureError as err:
+        raise ConfigError(f"search.prior ({cfg.prior}): {err}") from err
+    return domains, from_file
+
+
+def make_sampler(
+    cfg: SearchConfig, regmix: tuple[list[str], core.Mixture] | None = None
+) -> core.ParamSampler | DirichletSampler:
+    """The candidate sampler of ``search.mode``: Algorithm 1 over the template's domains and
+    scorers, or RegMix's draws around the prior of ``regmix = (domains, prior)``."""
     if cfg.mode == "regmix":
-        return DirichletSampler(template.domains)
+        if regmix is None:
+            raise ValueError("RegMix mode needs (domains, prior) from regmix_prior")
+        domains, prior = regmix
+        shares = prior.as_vector(domains)
+        if np.any(shares <= 0):
+            zero = [d for d, s in zip(domains, shares, strict=True) if s <= 0]
+            raise ConfigError(f"search.prior: every domain needs a share > 0 to draw around, not {zero}")
+        return RegMixSampler(domains, shares, temperature=cfg.temperature, max_usage=cfg.max_usage)
+    template = core.load_params(cfg.template_params)
     for key, bounds in cfg.ranges.items():
         if len(bounds) != 2:
             raise ConfigError(f"search.ranges.{key}: expected [low, high], got {bounds}")
@@ -106,15 +191,19 @@ def fit_and_search(
     (metrics, θ*'s predicted loss next to the best observed run) and the search result.
     """
     if X.shape[1] != sampler.n_params:
+        layout = cfg.template_params if cfg.mode == "quadmix" else f"the domains {sampler.names}"
         raise ConfigError(
-            f"search: θ vectors have {X.shape[1]} entries, the layout of "
-            f"{cfg.template_params} has {sampler.n_params} ({cfg.mode} mode)"
+            f"search: θ vectors have {X.shape[1]} entries, the layout of {layout} has "
+            f"{sampler.n_params} ({cfg.mode} mode)"
         )
-    test = _held_out(ids, cfg.holdout_fraction, cfg.seed)
+    renormalised = 0
+    if cfg.mode == "regmix":
+        X, renormalised = renormalise_mixtures(ids, X)
+    test = _held_out(ids, cfg)
     if test.sum() < 2 or (~test).sum() < MIN_FIT_RUNS:
         raise ConfigError(
-            f"search: {len(ids)} runs ({int(test.sum())} held out by search.holdout_fraction) are too few "
-            f"to fit and evaluate: need ≥ 2 held out and ≥ {MIN_FIT_RUNS} to fit"
+            f"search: {len(ids)} runs ({int(test.sum())} held out) are too few to fit and evaluate: "
+            f"need ≥ 2 held out and ≥ {MIN_FIT_RUNS} to fit"
         )
     n_fit = int((~test).sum())
     # LightGBM's default leaf size (20) leaves one split per tree on a few dozen runs.
@@ -125,53 +214,97 @@ def fit_and_search(
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_predicted_vs_actual(y[test], model.predict(X[test]), out / "predicted_vs_actual.png")
+    model.save(out / "regressor.txt")
     result = search_theta(model, sampler, cfg.n_candidates, cfg.top_k, cfg.seed)
     summary = {
+        "mode": cfg.mode,
         "runs": len(ids),
         "held_out": int(test.sum()),
+        "renormalised_runs": renormalised,
         "metrics": {k: round(float(v), 4) for k, v in metrics.items()},
         "theta_star_predicted_loss": round(result.predicted_loss_of_mean, 5),
         "best_observed_loss": round(float(y.min()), 5),
         "best_observed_run": ids[int(np.argmin(y))],
         "n_candidates": cfg.n_candidates,
         "top_k": cfg.top_k,
+        "regressor": str(out / "regressor.txt"),
     }
+    if result.predicted_loss_of_mean > y.min():
+        summary["warning"] = (
+            f"θ* is predicted worse ({result.predicted_loss_of_mean:.4f}) than the best observed run "
+            f"({y.min():.4f}): the surrogate may be unreliable here; compare both by training on them"
+        )
+        log.warning(summary["warning"])
     return summary, result
 
 
-def write_theta_star(result: SearchResult, cfg: SearchConfig) -> str | None:
-    """θ* as a params file ``quadmix select`` reads (a JSON mixture in RegMix mode); its hash."""
+def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | None = None) -> str:
+    """θ* as a params file ``quadmix select`` reads, or in RegMix mode r* as a mixture file
+    (with the fit in its provenance); returns the path written."""
     if cfg.mode == "quadmix":
-        params = result.to_params()
-        core.save_params(params, cfg.output_params)
-        return core.params_hash(params)
-    Path(cfg.output_params).parent.mkdir(parents=True, exist_ok=True)
-    Path(cfg.output_params).write_text(json.dumps(result.to_mixture(), indent=2))
-    return None
+        core.save_params(result.to_params(), cfg.output_params)
+        return cfg.output_params
+    provenance = {
+        "method": "regmix",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": __version__,
+        "inputs": {"runs_path": cfg.runs_path, "prior": cfg.prior, "temperature": cfg.temperature},
+        "search": {"n_candidates": result.n_candidates, "top_k": len(result.top_predicted)},
+        "predicted_loss": result.predicted_loss_of_mean,
+    }
+    if summary:
+        provenance["fit"] = {"runs": summary["runs"], "held_out": summary["held_out"], **summary["metrics"]}
+    core.Mixture.from_shares(result.to_mixture(), provenance).to_file(cfg.output_mixture)
+    return cfg.output_mixture
 
 
 def run_fit_search(config: PipelineConfig, spark=None) -> dict:
-    """Fit, evaluate, search and write θ*; return the summary (also written as JSON)."""
+    """Fit, evaluate, search and write θ* (or r*); return the summary (also written as JSON)."""
     started = time.time()
     cfg = config.search
+    regmix = regmix_prior(config, spark) if cfg.mode == "regmix" else None
     runs = load_runs(cfg, spark)
     ids, X, y = run_targets(runs, config.targets.weights)
-    summary, result = fit_and_search(ids, X, y, make_sampler(cfg), cfg)
-    params_hash = write_theta_star(result, cfg)
-    if params_hash:
-        summary["params_hash"] = params_hash
-    summary["output_params"] = cfg.output_params
+    summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg)
+    summary["output"] = write_theta_star(result, cfg, summary)
+    if cfg.mode == "quadmix":
+        summary["params_hash"] = core.params_hash(result.to_params())
     summary["seconds"] = round(time.time() - started, 1)
     (Path(cfg.output_dir) / "search_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
+def predict_mixtures(config: PipelineConfig, paths: list[str]) -> list[tuple[str, float]]:
+    """Predicted target loss of each mixture file by the RegMix regressor fit-search saved."""
+    saved = Path(config.search.output_dir) / "regressor.txt"
+    try:
+        model = LossRegressor.load(saved)
+    except FileNotFoundError as err:
+        raise ConfigError(f"search.output_dir: {err} (run quadmix fit-search in regmix mode first)") from err
+    if model.mode != "regmix":
+        raise ConfigError(f"search.output_dir: the regressor at {saved} is a {model.mode}-mode one")
+    rows = []
+    for path in paths:
+        try:
+            rows.append(core.Mixture.from_file(path).as_vector(model.feature_names))
+        except core.MixtureError as err:
+            raise ConfigError(f"--mixture: {err}") from err
+    return list(zip(paths, model.predict(np.vstack(rows)).tolist(), strict=True))
+
+
 def format_summary(s: dict) -> str:
     m = s["metrics"]
-    return (
-        f"fit-search: {s['runs']} runs ({s['held_out']} held out): Spearman {m['spearman']:.3f}, "
-        f"Pearson {m['pearson']:.3f}, MAE {m['mae']:.4f}\n"
-        f"  θ* (mean of top {s['top_k']} of {s['n_candidates']} candidates): predicted loss "
+    what = "θ*" if s["mode"] == "quadmix" else "r*"
+    lines = [
+        f"fit-search: {s['runs']} runs ({s['held_out']} held out), {s['mode']} mode: "
+        f"Spearman {m['spearman']:.3f}, Pearson {m['pearson']:.3f}, MAE {m['mae']:.4f}",
+        f"  {what} (mean of top {s['top_k']} of {s['n_candidates']} candidates): predicted loss "
         f"{s['theta_star_predicted_loss']:.4f}; best observed run {s['best_observed_run']}: "
-        f"{s['best_observed_loss']:.4f}\n  wrote {s['output_params']} in {s['seconds']}s"
-    )
+        f"{s['best_observed_loss']:.4f}",
+    ]
+    if s.get("renormalised_runs"):
+        lines.append(f"  {s['renormalised_runs']} run mixtures summed to 1 only after rounding: renormalised")
+    if s.get("warning"):
+        lines.append(f"  WARNING: {s['warning']}")
+    lines.append(f"  wrote {s['output']} and {s['regressor']} in {s['seconds']}s")
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ from quadmix_spark.proxy.runs import RunSpec, record_runs
 def import_runs(spark: SparkSession, config: PipelineConfig) -> int:
     """MERGE the runs at ``search.runs_path`` into ``proxy.runs_table``; return how many runs."""
     runs = load_runs(config.search, spark)
+    regmix = config.search.mode == "regmix"
     results = []
     for run_id, rows in runs.sort_values(["run_id", "step_tokens", "eval_set"]).groupby("run_id", sort=True):
         losses = [
@@ -33,6 +34,10 @@ def import_runs(spark: SparkSession, config: PipelineConfig) -> int:
             "attempt": 0,
             "seconds": 0.0,
         }
-        results.append((RunSpec(str(run_id), "external", tuple(rows["theta"].iloc[0])), result))
+        vector = tuple(float(x) for x in rows["theta"].iloc[0])
+        # RegMix-mode runs carry a mixture, not a θ: store it where fit-search's RegMix mode reads it
+        run = str(run_id)
+        spec = RunSpec(run, "external", mixture=vector) if regmix else RunSpec(run, "external", vector)
+        results.append((spec, result))
     record_runs(spark, config.table_path(config.proxy.runs_table), results, trainer="external")
     return len(results)

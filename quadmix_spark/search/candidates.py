@@ -21,7 +21,14 @@ from numpy.typing import ArrayLike, NDArray
 from quadmix_spark.core.param_sampler import ParamSampler
 from quadmix_spark.core.params import QuadMixParams, _names
 
-__all__ = ["DirichletSampler", "SearchResult", "search_mixture", "search_theta", "theta_to_params"]
+__all__ = [
+    "DirichletSampler",
+    "RegMixSampler",
+    "SearchResult",
+    "search_mixture",
+    "search_theta",
+    "theta_to_params",
+]
 
 _DRIFT_TOL = 1e-9  # a mean of simplex points can only drift by rounding, far below this
 
@@ -57,6 +64,69 @@ class DirichletSampler:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         return np.random.default_rng(seed).dirichlet(self.concentration, size=n)
+
+
+class RegMixSampler(DirichletSampler):
+    """RegMix's candidate mixtures around a prior, usually the pool's natural token shares.
+
+    The prior raised to ``temperature`` and renormalised is the centre; each draw picks a
+    strength from ``strengths`` (by default 15 log-spaced values in [0.1, 5]) and samples
+    ``Dirichlet(strength · centre)``: small strengths give sparse mixtures, large ones stay near
+    the centre. A draw with a share above ``min(max_usage · prior_i, 1)`` is rejected
+    (MAXIMUM_USAGE: no domain used for more than ``max_usage`` epochs when the run's tokens are
+    about the pool's). ``sample(n, seed)`` returns (n, M) accepted rows, ≥ 0, summing to 1.
+    """
+
+    def __init__(
+        self,
+        domains: Sequence[str],
+        prior: ArrayLike,
+        *,
+        temperature: float = 0.5,
+        strengths: ArrayLike | None = None,
+        max_usage: float | None = 15.0,
+    ) -> None:
+        p = np.asarray(prior, dtype=np.float64)
+        if p.shape != (len(domains),) or not np.all(np.isfinite(p) & (p > 0)):
+            raise ValueError(f"prior must hold one share > 0 per domain ({len(domains)}), got {p}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        centre = p**temperature
+        super().__init__(domains, centre / centre.sum())
+        self.prior = p / p.sum()
+        self.temperature = float(temperature)
+        default = np.logspace(np.log10(0.1), np.log10(5.0), 15)
+        self.strengths = np.asarray(default if strengths is None else strengths, dtype=np.float64)
+        if self.strengths.ndim != 1 or not np.all(self.strengths > 0):
+            raise ValueError(f"strengths must be > 0, got {self.strengths}")
+        if max_usage is not None and not max_usage > 0:
+            raise ValueError(f"max_usage must be > 0 or None, got {max_usage}")
+        self.max_usage = max_usage
+        self.ceiling = np.ones_like(p) if max_usage is None else np.minimum(max_usage * self.prior, 1.0)
+
+    def sample(self, n: int, seed: int) -> NDArray[np.float64]:
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        rng = np.random.default_rng(seed)
+        kept: list[NDArray[np.float64]] = []
+        have, drawn = 0, 0
+        while have < n:
+            batch = max(1_000, 2 * (n - have))
+            alpha = rng.choice(self.strengths, size=(batch, 1)) * self.concentration
+            gamma = rng.gamma(alpha)  # Dirichlet rows, one strength per row
+            sums = gamma.sum(axis=1, keepdims=True)
+            with np.errstate(invalid="ignore"):
+                rows = gamma / sums
+            ok = (sums[:, 0] > 0) & np.all(rows <= self.ceiling, axis=1)
+            kept.append(rows[ok])
+            have += int(ok.sum())
+            drawn += batch
+            if drawn >= 1_000 * max(n, 1_000) and have < n:
+                raise ValueError(
+                    f"max_usage={self.max_usage} rejects almost every draw ({have} of {drawn} kept): "
+                    "raise it or lower the temperature"
+                )
+        return np.concatenate(kept)[:n]
 
 
 @dataclass(frozen=True)

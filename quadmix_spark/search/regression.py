@@ -18,6 +18,7 @@ sets it. It only takes effect if no OpenMP library was loaded before this module
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -258,6 +259,36 @@ class LossRegressor:
     def evaluate(self, X_test: ArrayLike, y_test: ArrayLike) -> dict[str, float | int]:
         """``{"spearman", "pearson", "mae", "n"}`` of the predictions on a held-out set."""
         return evaluate_predictions(y_test, self.predict(X_test))
+
+    def save(self, path: str | Path) -> Path:
+        """LightGBM's own model text at ``path`` and the estimator's settings beside it (``.json``)."""
+        self._check_fitted()
+        path = Path(path)
+        self.booster_.save_model(str(path), num_iteration=self.best_iteration_)
+        meta = {
+            "mode": self.mode,
+            "feature_names": self.feature_names,
+            "n_features": self.n_features_,
+            "num_threads": self.num_threads,
+            "validation": self.validation_,
+        }
+        path.with_suffix(path.suffix + ".json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LossRegressor:
+        """A fitted regressor from :meth:`save`'s files, ready to ``predict``."""
+        path = Path(path)
+        meta_path = path.with_suffix(path.suffix + ".json")
+        if not path.is_file() or not meta_path.is_file():
+            raise FileNotFoundError(f"no saved regressor at {path} (and {meta_path.name})")
+        meta = json.loads(meta_path.read_text())
+        model = cls(meta["mode"], meta["feature_names"], num_threads=meta["num_threads"])
+        model.booster_ = lgb.Booster(model_file=str(path))
+        model.n_features_ = int(meta["n_features"])
+        model.best_iteration_ = model.booster_.num_trees()
+        model.validation_ = meta["validation"]
+        return model
 
     def feature_importance(self, kind: Literal["gain", "split"] = "gain") -> dict[str, float]:
         """Total gain (or split count) per feature, by name, largest first."""

@@ -256,6 +256,11 @@ class ExperimentConfig:
     selected_table: str = "experiment_selected"  # the evaluation datasets (θ* and baselines)
     output_dir: str = "data/experiment"
     baselines: list[str] = field(default_factory=lambda: ["uniform", "topk", "union_topk"])
+    # θ*'s halves apart: its realised mixture with random in-domain documents, and the natural
+    # mixture with θ*'s in-domain sampling, each over `seeds` select seeds
+    decompose: bool = True
+    seeds: int = 3
+    mixtures: list[str] = field(default_factory=list)  # θ* composed with each (natural, uniform, files)
 
 
 @dataclass

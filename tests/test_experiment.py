@@ -78,7 +78,13 @@ def setup(spark, tmp_path_factory):
                 "top_k": 5,
                 "holdout_fraction": 0.2,
             },
-            "experiment": {"n_runs": 30, "output_dir": str(root / "out"), "baselines": ["uniform", "topk"]},
+            "experiment": {
+                "n_runs": 30,
+                "output_dir": str(root / "out"),
+                "baselines": ["uniform", "topk"],
+                "seeds": 2,
+                "mixtures": ["uniform"],
+            },
         },
     )
     schema = (
@@ -100,18 +106,35 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     assert f"experiment {key}: pool " in out and "30 proxy runs ok, 0 failed" in out
     result = json.loads((root / "out" / key / "experiment.json").read_text())
     labels = [c["label"] for c in result["contenders"]]
-    assert labels == ["θ*", "uniform", "top-k q_clean", "top-k q_noise"]
+    halves = ["θ* mixture, uniform in-domain", "natural mixture, θ* in-domain"]
+    assert labels == ["θ*", "uniform", "top-k q_clean", "top-k q_noise", *halves, *halves, "θ* ∘ uniform"]
     for c in result["contenders"]:
         assert c["status"] == "ok" and c["n_train_tokens"] == 6000
         assert set(c["losses"]) == {f"heldout:{d}" for d in DOMAINS}
         assert 0 < c["target"] < np.log(100_277)
-        assert f"{c['label']:<28} {c['target']:>12.4f}" in out
+    for label in set(labels):  # one row per label: the mean over its seeds, and their spread
+        targets = [c["target"] for c in result["contenders"] if c["label"] == label]
+        spread = f"{np.std(targets, ddof=1):>7.4f}" if len(targets) > 1 else " " * 7
+        assert f"{label:<32} {np.mean(targets):>12.4f} {spread} {len(targets):>5}" in out
+    # the first half: θ*'s realised domain shares, with other documents inside each domain
+    selected = spark.read.format("delta").load(config.table_path("experiment_selected")).toPandas()
+    by_run = {c["run_id"].split("-eval-")[1]: c for c in result["contenders"]}
+    tokens = {
+        label: selected[selected.selection_id.isin([s for s, c in by_run.items() if c["label"] == label])]
+        .assign(t=lambda x: x.n_tokens * x.copies)
+        .groupby(["selection_id", "domain"])["t"]
+        .sum()
+        for label in ("θ*", halves[0])
+    }
+    star = tokens["θ*"].groupby("domain").sum() / tokens["θ*"].sum()
+    for _, shares in tokens[halves[0]].groupby("selection_id"):
+        np.testing.assert_allclose(shares.droplevel(0) / shares.sum(), star, atol=0.01)
     for name in ("comparison.png", "predicted_vs_actual.png", "experiment.txt"):
         assert (root / "out" / key / name).stat().st_size > 1000 or name == "experiment.txt"
     core.load_params(root / "out" / key / "theta_star.yaml")  # a params file select accepts
 
     runs = load_runs(spark, config.table_path("proxy_runs"))
-    assert (runs["kind"] == "proxy").sum() == 30 and (runs["kind"] == "eval").sum() == 4
+    assert (runs["kind"] == "proxy").sum() == 30 and (runs["kind"] == "eval").sum() == 9
     assert runs["run_id"].is_unique and (runs["status"] == "ok").all()
     keys = spark.read.format("delta").load(config.table_path("annotated")).toPandas()["doc_key"].to_numpy()
     held = core.hash_uniform(keys, 0, core.HOLDOUT_STREAM) < 0.1

@@ -10,8 +10,12 @@ Steps (each a job of its own elsewhere; here on one SparkSession, rerunnable):
 4. fit + search: LightGBM on (θ, target loss), θ* = mean of the top-k of fresh candidates;
 5. evaluation: fresh proxies trained at the same budget on the data selected by θ*, by uniform
    random selection, by the top-k of each single scorer and by the union of top-k sets
-   (``experiment.baselines``), through ``quadmix select`` itself;
-6. the comparison: target loss per selector, side by side (table + PNG).
+   (``experiment.baselines``), through ``quadmix select`` itself; then the two halves of θ*
+   apart (``experiment.decompose``, several seeds each): θ*'s realised domain mixture with random
+   documents inside each domain, and the pool's natural mixture with θ*'s in-domain sampling;
+   and θ* composed with each mixture of ``experiment.mixtures``;
+6. the comparison: target loss per selection (mean and spread over seeds), side by side
+   (table + PNG).
 
 Run ids derive from everything that shapes a run (pool version, seed, budget, trainer, eval
 sets), so a rerun trains only what is missing or failed.
@@ -25,6 +29,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -55,6 +60,8 @@ class Contender:
     losses: dict[str, float] = field(default_factory=dict)
     n_train_tokens: int = 0
     status: str = ""
+    mixture: str | None = None  # the select.mixture the data was chosen with
+    seed: int = 0  # the select seed (the decomposition rows repeat over several)
 
 
 @dataclass
@@ -73,6 +80,36 @@ class ExperimentResult:
     def ranked(self) -> list[Contender]:
         """Best first; runs without a loss (failed) last."""
         return sorted(self.contenders, key=lambda c: (not np.isfinite(c.target), c.target))
+
+    @property
+    def rows(self) -> list[Row]:
+        """One row per label: the mean target over its seeds and their spread, best first."""
+        rows = []
+        for label in dict.fromkeys(c.label for c in self.contenders):
+            group = [c for c in self.contenders if c.label == label]
+            ok = np.array([c.target for c in group if np.isfinite(c.target)])
+            rows.append(
+                Row(
+                    label,
+                    group[0].selector,
+                    float(ok.mean()) if ok.size else float("nan"),
+                    float(ok.std(ddof=1)) if ok.size > 1 else 0.0,
+                    len(group),
+                    max(c.n_train_tokens for c in group),
+                    "ok" if ok.size == len(group) else f"{len(group) - ok.size} failed",
+                )
+            )
+        return sorted(rows, key=lambda r: (not np.isfinite(r.target), r.target))
+
+
+class Row(NamedTuple):
+    label: str
+    selector: str
+    target: float  # mean over seeds
+    spread: float  # standard deviation over seeds (0 for one)
+    seeds: int
+    n_train_tokens: int
+    status: str
 
 
 def _derive(config: PipelineConfig, **sections: dict) -> PipelineConfig:
@@ -138,6 +175,11 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
         raise ConfigError(f"select.input_table: no Delta table at {source} (run quadmix annotate first)")
     if exp.n_runs < 24:
         raise ConfigError("experiment.n_runs must be at least 24 (the fit holds some runs out)")
+    if exp.decompose and exp.seeds < 1:
+        raise ConfigError("experiment.seeds must be at least 1")
+    for mixture in exp.mixtures:
+        if mixture not in ("natural", "uniform") and not Path(mixture).is_file():
+            raise ConfigError(f"experiment.mixtures: neither natural, uniform nor a mixture file: {mixture}")
     key = experiment_key(config, annotated_version)
     out_dir = Path(exp.output_dir) / key
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -223,18 +265,21 @@ def _evaluate(
     out_dir: Path,
     eval_sets: dict[str, np.ndarray],
 ) -> list[Contender]:
-    """θ* and the baselines selected by ``quadmix select`` at the proxies' budget, then trained."""
+    """θ*, the baselines, θ*'s two halves apart and θ* with each configured mixture, selected by
+    ``quadmix select`` at the proxies' budget, then trained."""
     exp, proxy = config.experiment, config.proxy
     runs_path = config.table_path(proxy.runs_table)
     contenders = []
-    for label, selector in _selectors(config):
+
+    def select(label: str, selector: str, mixture: str | None = None, seed: int = proxy.seed):
         cfg = _derive(
             on_pool,
             select={
                 "selector": selector,
                 "params": str(out_dir / "theta_star.yaml"),
                 "token_budget": int(round(proxy.token_budget * (1 + proxy.overshoot))),
-                "seed": proxy.seed,
+                "mixture": mixture,
+                "seed": seed,
                 "rank_sample_size": proxy.rank_sample_size,
                 "output_table": exp.selected_table,
                 "output_dir": str(out_dir / "selections"),
@@ -244,7 +289,27 @@ def _evaluate(
             },
         )
         sel = run_select(spark, cfg)
-        contenders.append(Contender(label, selector, f"{key}-eval-{sel.selection_id}"))
+        contenders.append(
+            Contender(label, selector, f"{key}-eval-{sel.selection_id}", mixture=mixture, seed=seed)
+        )
+        return sel
+
+    for label, selector in _selectors(config):
+        sel = select(label, selector)
+        if selector == "quadmix":  # θ*'s realised domain mixture, for the decomposition
+            shares = {d: sel.tokens_after.get(d, 0) for d in sel.tokens_before}
+            theta_mixture = core.Mixture.natural(
+                shares, method="theta_star_realised", selection=sel.selection_id
+            )
+            theta_mixture_file = str(theta_mixture.to_file(out_dir / "theta_star_mixture.yaml"))
+    if exp.decompose:
+        for k in range(exp.seeds):
+            seed = proxy.seed + 1 + k
+            select("θ* mixture, uniform in-domain", "uniform", theta_mixture_file, seed)
+            select("natural mixture, θ* in-domain", "quadmix", "natural", seed)
+    for mixture in exp.mixtures:
+        name = mixture if mixture in ("natural", "uniform") else Path(mixture).stem
+        select(f"θ* ∘ {name}", "quadmix", mixture)
     selected = spark.read.format("delta").load(config.table_path(exp.selected_table))
     docs = selected.select(
         F.concat(F.lit(f"{key}-eval-"), F.col("selection_id")).alias("run_id"), "doc_key", "copies", "text"
@@ -282,14 +347,16 @@ def format_result(r: ExperimentResult) -> str:
         f"Pearson {m['pearson']:.3f}, MAE {m['mae']:.4f}",
         f"  θ* predicted target {f['theta_star_predicted_loss']:.4f}; best proxy run "
         f"{f['best_observed_run']}: {f['best_observed_loss']:.4f}",
-        f"  {'selection':<28} {'target loss':>12} {'tokens':>9}  status",
+        f"  {'selection':<32} {'target loss':>12} {'± sd':>7} {'seeds':>5} {'tokens':>9}  status",
     ]
-    for c in r.ranked:
-        lines.append(f"  {c.label:<28} {c.target:>12.4f} {c.n_train_tokens:>9}  {c.status}")
-    win = r.ranked[0]
+    for row in r.rows:
+        spread = f"{row.spread:>7.4f}" if row.seeds > 1 else f"{'':>7}"
+        tail = f"{row.seeds:>5} {row.n_train_tokens:>9}  {row.status}"
+        lines.append(f"  {row.label:<32} {row.target:>12.4f} {spread} {tail}")
+    win = r.rows[0]
     if not np.isfinite(win.target):
         verdict = "no evaluation run finished (see the errors in the runs table)"
-    elif win.selector == "quadmix":
+    elif win.label == "θ*":
         verdict = "θ* has the lowest target loss"
     else:
         verdict = f"{win.label} beats θ*"
@@ -305,12 +372,17 @@ def _write(r: ExperimentResult, out_dir: Path) -> None:
 
     (out_dir / "experiment.json").write_text(json.dumps(asdict(r), indent=2, default=str))
     (out_dir / "experiment.txt").write_text(format_result(r) + "\n")
-    rows = [c for c in r.ranked if np.isfinite(c.target)]
+    rows = [row for row in r.rows if np.isfinite(row.target)]
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
-    colors = ["tab:red" if c.selector == "quadmix" else "tab:gray" for c in rows]
-    ax.barh([c.label for c in rows][::-1], [c.target for c in rows][::-1], color=colors[::-1])
+    colors = ["tab:red" if row.label == "θ*" else "tab:gray" for row in rows]
+    ax.barh(
+        [row.label for row in rows][::-1],
+        [row.target for row in rows][::-1],
+        xerr=[row.spread for row in rows][::-1],
+        color=colors[::-1],
+    )
     lo = min(c.target for c in rows)
     hi = max(c.target for c in rows)
     ax.set_xlim(lo - 0.2 * (hi - lo + 1e-3), hi + 0.1 * (hi - lo + 1e-3))

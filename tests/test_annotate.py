@@ -6,10 +6,13 @@ import json
 import random
 
 import pytest
+import yaml
 from pyspark.sql import functions as F
 
+from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
-from quadmix_spark.pipeline.annotate import annotate_frame, run_annotate
+from quadmix_spark.pipeline import annotate as annotate_job
+from quadmix_spark.pipeline.annotate import CountsDoNotReconcile, annotate_frame, run_annotate
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
@@ -73,7 +76,8 @@ def test_quarantine_reasons_and_reconciliation(spark, tmp_path, handmade):
     assert summary.input_rows == len(HANDMADE)
     assert summary.quarantined_by_reason == EXPECTED_REASONS
     assert summary.annotated == 4  # en1, fr1, de1 and one of the two "dup" records
-    assert summary.reconciles
+    assert summary.skipped_existing == 0
+    assert summary.quarantined == sum(EXPECTED_REASONS.values())
 
     quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
     assert quarantine.count() == sum(EXPECTED_REASONS.values())
@@ -110,14 +114,16 @@ def test_rerun_is_idempotent(spark, tmp_path, handmade):
     after_table = spark.read.format("delta").load(config.table_path("annotated"))
     after = sorted((r["id"], r["text"], r["n_tokens"]) for r in after_table.collect())
     assert after == before
-    assert second.annotated == 0 and second.skipped_existing == first.annotated
-    assert second.reconciles
+    assert second.annotated == 0 and second.skipped_existing == first.annotated == 4
+    assert second.input_rows == len(HANDMADE)
+    assert second.quarantined_by_reason == EXPECTED_REASONS  # merged, not re-added, but counted
     quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
     assert quarantine.count() == sum(EXPECTED_REASONS.values())
 
     # A nightly refresh with one new document scores only that document.
     (handmade / "part-1.jsonl").write_text(json.dumps({"id": "new", "text": "A new page."}) + "\n")
     third = run_annotate(spark, config)
+    assert third.input_rows == len(HANDMADE) + 1
     assert third.annotated == 1 and third.skipped_existing == first.annotated
     ids = [r["id"] for r in spark.read.format("delta").load(config.table_path("annotated")).collect()]
     assert len(ids) == len(set(ids)) == first.annotated + 1
@@ -229,3 +235,34 @@ def test_missing_input_and_column_fail_fast(spark, tmp_path):
     config = make_config(tmp_path, path, LANG_AND_TOKENS, fmt="parquet")
     with pytest.raises(ConfigError, match="annotate.input.text_column: column 'text' not in"):
         run_annotate(spark, config)
+
+
+def _drop_en1(df, specs):
+    """An annotation step that loses a row, as a buggy annotator would."""
+    return annotate_frame(df, specs).where(F.col("id") != "en1")
+
+
+def test_a_lost_row_fails_the_run(spark, tmp_path, handmade, monkeypatch, capsys):
+    # Each term is counted from the data, so a row lost between the split and the write shows up.
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    lost = r"13 input rows != 3 annotated \+ 0 already annotated \+ 9 quarantined"
+    with pytest.raises(CountsDoNotReconcile, match=lost):
+        run_annotate(spark, config, annotate_step=_drop_en1)
+
+    # The command line exits non-zero with the same message (the same step, swapped in the module).
+    monkeypatch.setattr(annotate_job, "annotate_frame", _drop_en1)
+    conf_file = tmp_path / "lossy.yaml"
+    raw = {
+        "warehouse": str(tmp_path / "warehouse2"),
+        "spark": {"shuffle_partitions": 4},
+        "annotate": {
+            "input": {"path": str(handmade), "format": "jsonl"},
+            "max_text_bytes": 500,
+            "annotators": LANG_AND_TOKENS,
+        },
+    }
+    conf_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["annotate", "--config", str(conf_file)])
+    assert "counts do not reconcile: 13 input rows != 3 annotated" in str(exit_info.value.code)
+    assert "DOES NOT RECONCILE" in capsys.readouterr().out

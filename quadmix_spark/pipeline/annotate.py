@@ -4,6 +4,12 @@ Steps: check config and models (no Spark work yet) → read and split the input 
 annotated table already holds (reruns and nightly refreshes score only new documents) → one
 ``mapInArrow`` pass running every annotator per Arrow batch → Delta append with provenance →
 quarantine MERGE keyed by record → summary with reconciled counts.
+
+Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
+it passes: input records as they are read, ids already in the table at the join that drops them
+(both observed during the annotated write), annotated rows from the Delta commit, quarantined
+records as the quarantine write consumes them. A run whose terms do not add up raises
+:class:`CountsDoNotReconcile` after both writes, naming the versions it committed.
 """
 
 from __future__ import annotations
@@ -13,19 +19,20 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
 from quadmix_spark.spark import tables
-from quadmix_spark.spark.reading import check_input_path, read_input
+from quadmix_spark.spark.reading import REASONS, check_input_path, read_input
 from udfs.annotate import annotate_batches, output_schema
 from udfs.heuristics import SIGNALS
 from udfs.models import default_langid_model, load_tokenizer
@@ -51,6 +58,19 @@ class AnnotateSummary:
     @property
     def reconciles(self) -> bool:
         return self.input_rows == self.annotated + self.skipped_existing + self.quarantined
+
+
+class CountsDoNotReconcile(RuntimeError):
+    """The counted terms of an annotate run do not add up: a record was lost or doubled."""
+
+    def __init__(self, summary: AnnotateSummary):
+        self.summary = summary
+        s = summary
+        super().__init__(
+            f"annotate: counts do not reconcile: {s.input_rows} input rows != {s.annotated} annotated "
+            f"+ {s.skipped_existing} already annotated + {s.quarantined} quarantined "
+            f"(annotated table version {s.annotated_version}, quarantine version {s.quarantine_version})"
+        )
 
 
 def annotator_specs(config: PipelineConfig) -> list[dict[str, Any]]:
@@ -124,8 +144,19 @@ def _token_column(specs: list[dict[str, Any]]) -> str | None:
     return next((s["column"] for s in specs if s["kind"] == "tokens"), None)
 
 
-def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incremental") -> AnnotateSummary:
-    """Run the annotate job; ``mode`` is ``incremental`` (score new ids only) or ``overwrite``."""
+def run_annotate(
+    spark: SparkSession,
+    config: PipelineConfig,
+    mode: str = "incremental",
+    annotate_step: Callable[[DataFrame, list[dict[str, Any]]], DataFrame] | None = None,
+) -> AnnotateSummary:
+    """Run the annotate job; ``mode`` is ``incremental`` (score new ids only) or ``overwrite``.
+
+    ``annotate_step`` adds the annotators' columns to the clean documents (default
+    :func:`annotate_frame`); it must keep every row, and the counts catch one that does not:
+    :class:`CountsDoNotReconcile` is raised when the counted terms do not add up.
+    """
+    step = annotate_step or annotate_frame
     started = time.time()
     cfg = config.annotate
     specs = annotator_specs(config)
@@ -143,11 +174,20 @@ def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incre
     split = read_input(spark, cfg.input, cfg.max_text_bytes)
     clean = split.clean
     existing_version = tables.version(spark, out_path) if mode == "incremental" else None
+    skipped = None
     if existing_version is not None:
         existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
-        clean = clean.join(existing.select("id"), "id", "left_anti")
+        # A left join, not an anti-join, so the ids it drops are counted on the way (observed).
+        known = existing.select("id").distinct().withColumn("_existing", F.lit(True))
+        skipped = Observation()
+        clean = (
+            clean.join(known, "id", "left")
+            .observe(skipped, F.count("_existing").alias("rows"))
+            .where(F.col("_existing").isNull())
+            .drop("_existing")
+        )
 
-    annotated = annotate_frame(clean, specs).withColumns(
+    annotated = step(clean, specs).withColumns(
         {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(ann_hash)}
     )
     metadata = {
@@ -164,26 +204,36 @@ def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incre
     ann_version = tables.write(annotated, out_path, write_mode, metadata)
     annotated_rows = tables.rows_written(spark, out_path, ann_version)
 
-    q_version = _write_quarantine(spark, split.quarantined, q_path, metadata)
-    input_rows = split.raw_count.count()
-    by_reason = {r["reason"]: r["count"] for r in split.quarantined.groupBy("reason").count().collect()}
-    quarantined = sum(by_reason.values())
+    q_counts = Observation()
+    q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
+    # Both writes ran, so every observation has its numbers; none of these is a pass of its own.
+    observed_q = q_counts.get
+    by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
     summary = AnnotateSummary(
-        input_rows=input_rows,
+        input_rows=int(split.input_rows.get["rows"]),
         annotated=annotated_rows,
-        skipped_existing=input_rows - annotated_rows - quarantined,
-        quarantined=quarantined,
+        skipped_existing=int(skipped.get["rows"]) if skipped is not None else 0,
+        quarantined=int(observed_q["rows"]),
         quarantined_by_reason=by_reason,
         annotated_version=ann_version,
         quarantine_version=q_version,
     )
+    if not summary.reconciles:
+        summary.seconds = round(time.time() - started, 1)
+        raise CountsDoNotReconcile(summary)
     _domain_totals(spark, out_path, specs, summary)
     summary.seconds = round(time.time() - started, 1)
     return summary
 
 
-def _write_quarantine(spark: SparkSession, rows: DataFrame, path: str, metadata: dict) -> int | None:
-    rows = rows.withColumn("quarantined_at", F.current_timestamp())
+def _write_quarantine(
+    spark: SparkSession, rows: DataFrame, path: str, metadata: dict, counts: Observation
+) -> int | None:
+    """Append or MERGE the quarantined records; ``counts`` observes them (``rows``, one per reason)."""
+    per_reason = [F.count(F.when(F.col("reason") == r, 1)).alias(r) for r in REASONS]
+    rows = rows.withColumn("quarantined_at", F.current_timestamp()).observe(
+        counts, F.count(F.lit(1)).alias("rows"), *per_reason
+    )
     if not tables.exists(spark, path):
         return tables.write(rows, path, "append", metadata)
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(metadata))

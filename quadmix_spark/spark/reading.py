@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from quadmix_spark.config import ConfigError, InputConfig, resolve
@@ -34,7 +34,9 @@ class SplitInput:
 
     clean: DataFrame
     quarantined: DataFrame
-    raw_count: DataFrame  # one row per input record; count it for the reconciliation
+    # Input records counted as they are read (``rows``), filled by the first action over ``clean``
+    # or ``quarantined``: no pass of its own.
+    input_rows: Observation
 
 
 def _json_path(name: str) -> str:
@@ -125,6 +127,8 @@ def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> Sp
     depend on file order or partitioning); the others are quarantined as ``duplicate_id``.
     """
     rows = _read_jsonl(spark, cfg) if cfg.format == "jsonl" else _read_table(spark, cfg)
+    input_rows = Observation()
+    rows = rows.observe(input_rows, F.count(F.lit(1)).alias("rows"))
     rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
     if not cfg.id_column:
         rows = rows.withColumn("id", F.sha2(F.col("text"), 256))
@@ -155,7 +159,7 @@ def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> Sp
         )
 
     quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
-    return SplitInput(clean=clean, quarantined=quarantined, raw_count=rows.select("source_file"))
+    return SplitInput(clean=clean, quarantined=quarantined, input_rows=input_rows)
 
 
 def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:

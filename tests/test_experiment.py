@@ -106,8 +106,13 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
         assert set(c["losses"]) == {f"heldout:{d}" for d in DOMAINS}
         assert 0 < c["target"] < np.log(100_277)
         assert f"{c['label']:<28} {c['target']:>12.4f}" in out
-    for name in ("comparison.png", "predicted_vs_actual.png", "experiment.txt"):
-        assert (root / "out" / key / name).stat().st_size > 1000 or name == "experiment.txt"
+    for name in ("comparison.png", "predicted_vs_actual.png"):
+        assert (root / "out" / key / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (root / "out" / key / name).stat().st_size > 1000
+    # The text file is the comparison as printed, contender lines included.
+    text = (root / "out" / key / "experiment.txt").read_text()
+    assert text.startswith(f"experiment {key}: pool ") and text in out
+    assert all(f"{c['label']:<28} {c['target']:>12.4f}" in text for c in result["contenders"])
     core.load_params(root / "out" / key / "theta_star.yaml")  # a params file select accepts
 
     runs = load_runs(spark, config.table_path("proxy_runs"))

@@ -69,13 +69,14 @@ def cmd_train_classifier(config: PipelineConfig, args: argparse.Namespace) -> No
 
 
 def cmd_annotate(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.annotate import CountsDoNotReconcile, format_summary, run_annotate
+    from quadmix_spark.pipeline.annotate import AnnotateFailed, format_summary, run_annotate
 
     spark = _session(config)
     try:
         summary = run_annotate(spark, config, mode=args.mode)
-    except CountsDoNotReconcile as err:
-        print(format_summary(err.summary))
+    except AnnotateFailed as err:
+        if err.summary is not None:
+            print(format_summary(err.summary))
         raise SystemExit(str(err)) from err
     print(format_summary(summary))
 

@@ -78,6 +78,7 @@ class AnnotateConfig:
     output_table: str = "annotated"
     quarantine_table: str = "quarantine"
     max_text_bytes: int = 1_000_000  # larger documents are quarantined as ``too_large``
+    max_quarantine_fraction: float = 0.5  # a run quarantining a larger share of its input fails
     annotators: list[AnnotatorConfig] = field(default_factory=list)
 
 
@@ -399,6 +400,9 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(f"select.selector: {sel[5:]!r} is not one of the scorers {sorted(config.scorers)}")
     if config.annotate.max_text_bytes <= 0:
         raise ConfigError("annotate.max_text_bytes must be positive")
+    share = config.annotate.max_quarantine_fraction
+    if not 0 <= share <= 1:
+        raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")
 
 
 def to_dict(config: Any) -> dict:

@@ -12,7 +12,12 @@ from pyspark.sql import functions as F
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 from quadmix_spark.pipeline import annotate as annotate_job
-from quadmix_spark.pipeline.annotate import CountsDoNotReconcile, annotate_frame, run_annotate
+from quadmix_spark.pipeline.annotate import (
+    CountsDoNotReconcile,
+    QuarantineShareExceeded,
+    annotate_frame,
+    run_annotate,
+)
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
@@ -41,14 +46,18 @@ EXPECTED_REASONS = {
 }
 
 
-def make_config(tmp_path, input_path, annotators, fmt="jsonl", id_column="id") -> PipelineConfig:
+def make_config(
+    tmp_path, input_path, annotators, fmt="jsonl", id_column="id", **input_keys
+) -> PipelineConfig:
     return from_dict(
         PipelineConfig,
         {
             "warehouse": str(tmp_path / "warehouse"),
             "annotate": {
-                "input": {"path": str(input_path), "format": fmt, "id_column": id_column},
+                "input": {"path": str(input_path), "format": fmt, "id_column": id_column, **input_keys},
                 "max_text_bytes": 500,
+                # HANDMADE is mostly bad records on purpose: 9 of its 13 are quarantined.
+                "max_quarantine_fraction": 0.75,
                 "annotators": annotators,
             },
         },
@@ -258,6 +267,7 @@ def test_a_lost_row_fails_the_run(spark, tmp_path, handmade, monkeypatch, capsys
         "annotate": {
             "input": {"path": str(handmade), "format": "jsonl"},
             "max_text_bytes": 500,
+            "max_quarantine_fraction": 0.75,
             "annotators": LANG_AND_TOKENS,
         },
     }
@@ -266,3 +276,31 @@ def test_a_lost_row_fails_the_run(spark, tmp_path, handmade, monkeypatch, capsys
         main(["annotate", "--config", str(conf_file)])
     assert "counts do not reconcile: 13 input rows != 3 annotated" in str(exit_info.value.code)
     assert "DOES NOT RECONCILE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("input_keys", "message"),
+    [
+        ({"text_column": "txt"}, r"text_column: no record .* the key 'txt' \(keys seen: id, text, url\)"),
+        ({"id_column": "ID"}, r"annotate.input.id_column: no record .* has the key 'ID'"),
+        ({"keep_columns": ["url", "langauge"]}, r"annotate.input.keep_columns: .* has the key 'langauge'"),
+    ],
+)
+def test_a_misspelt_jsonl_column_fails_before_the_job(spark, tmp_path, input_keys, message):
+    path = tmp_path / "in"
+    path.mkdir()
+    docs = [{"id": f"d{i}", "text": f"document number {i}", "url": f"https://x/{i}"} for i in range(20)]
+    (path / "part-0.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    config = make_config(tmp_path, path, LANG_AND_TOKENS, **input_keys)
+    with pytest.raises(ConfigError, match=message):
+        run_annotate(spark, config)
+    assert not (tmp_path / "warehouse").exists()  # nothing was written
+
+
+def test_a_run_quarantining_too_much_fails_before_annotating(spark, tmp_path, handmade):
+    # 9 of HANDMADE's 13 records (69%) are quarantined: more than the default share of 0.5.
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    config.annotate.max_quarantine_fraction = 0.5
+    with pytest.raises(QuarantineShareExceeded, match=r"9 of 13 input records \(69.2%\) were quarantined"):
+        run_annotate(spark, config)
+    assert not (tmp_path / "warehouse" / "annotated").exists()

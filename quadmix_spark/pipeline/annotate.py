@@ -1,14 +1,16 @@
 """The annotate job: raw corpus → annotated Delta table (+ quarantine), scored once.
 
-Steps: check config and models (no Spark work yet) → read and split the input → drop ids the
-annotated table already holds (reruns and nightly refreshes score only new documents) → one
-``mapInArrow`` pass running every annotator per Arrow batch → Delta append with provenance →
-quarantine MERGE keyed by record → summary with reconciled counts.
+Steps: check config, models and the input's named columns (no Spark job over the data yet) → read
+and split the input → quarantine MERGE keyed by record, and a check of the quarantined share
+(``annotate.max_quarantine_fraction``) before the expensive pass → drop ids the annotated table
+already holds (reruns and nightly refreshes score only new documents) → one ``mapInArrow`` pass
+running every annotator per Arrow batch → Delta append with provenance → summary with reconciled
+counts.
 
 Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
 it passes: input records as they are read, ids already in the table at the join that drops them
-(both observed during the annotated write), annotated rows from the Delta commit, quarantined
-records as the quarantine write consumes them. A run whose terms do not add up raises
+(observed during the quarantine and annotated writes), annotated rows from the Delta commit,
+quarantined records as the quarantine write consumes them. A run whose terms do not add up raises
 :class:`CountsDoNotReconcile` after both writes, naming the versions it committed.
 """
 
@@ -32,7 +34,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from quadmix_spark import __version__, core
 from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
 from quadmix_spark.spark import tables
-from quadmix_spark.spark.reading import REASONS, check_input_path, read_input
+from quadmix_spark.spark.reading import REASONS, check_input_columns, check_input_path, read_input
 from udfs.annotate import annotate_batches, output_schema
 from udfs.heuristics import SIGNALS
 from udfs.models import default_langid_model, load_tokenizer
@@ -60,7 +62,17 @@ class AnnotateSummary:
         return self.input_rows == self.annotated + self.skipped_existing + self.quarantined
 
 
-class CountsDoNotReconcile(RuntimeError):
+class AnnotateFailed(RuntimeError):
+    """An annotate run that must not pass as a success; ``summary`` holds what was counted."""
+
+    summary: AnnotateSummary | None = None
+
+
+class QuarantineShareExceeded(AnnotateFailed):
+    """More of the input was quarantined than ``annotate.max_quarantine_fraction`` allows."""
+
+
+class CountsDoNotReconcile(AnnotateFailed):
     """The counted terms of an annotate run do not add up: a record was lost or doubled."""
 
     def __init__(self, summary: AnnotateSummary):
@@ -162,6 +174,7 @@ def run_annotate(
     specs = annotator_specs(config)
     check_annotators(cfg.annotators, specs)
     check_input_path(spark, cfg.input)
+    check_input_columns(spark, cfg.input)
     out_path = config.table_path(cfg.output_table)
     q_path = config.table_path(cfg.quarantine_table)
     ann_hash = annotator_hash(specs)
@@ -171,7 +184,34 @@ def run_annotate(
             spark.sparkContext.addFile(resolve(spec["model"]))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_batch_size))
 
+    metadata = {
+        "job": "annotate",
+        "input_path": cfg.input.path,
+        "input_format": cfg.input.format,
+        "input_version": _input_version(spark, cfg.input.format, resolve(cfg.input.path)),
+        "annotator_hash": ann_hash,
+        "annotators": specs,
+        "code_version": __version__,
+    }
     split = read_input(spark, cfg.input, cfg.max_text_bytes)
+
+    # The quarantine first: a pass without models, so a run that would quarantine too much of its
+    # input fails before the expensive one. It also fills the input count (observed at the read).
+    q_counts = Observation()
+    q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
+    observed_q = q_counts.get
+    input_rows = int(split.input_rows.get["rows"])
+    quarantined = int(observed_q["rows"])
+    by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
+    if input_rows and quarantined / input_rows > cfg.max_quarantine_fraction:
+        reasons = ", ".join(f"{r}: {n}" for r, n in by_reason.items())
+        raise QuarantineShareExceeded(
+            f"annotate.max_quarantine_fraction: {quarantined} of {input_rows} input records "
+            f"({quarantined / input_rows:.1%}) were quarantined ({reasons}), more than the "
+            f"{cfg.max_quarantine_fraction:g} allowed; the annotated table was not written "
+            f"(quarantine version {q_version} holds the records)"
+        )
+
     clean = split.clean
     existing_version = tables.version(spark, out_path) if mode == "incremental" else None
     skipped = None
@@ -190,30 +230,17 @@ def run_annotate(
     annotated = step(clean, specs).withColumns(
         {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(ann_hash)}
     )
-    metadata = {
-        "job": "annotate",
-        "input_path": cfg.input.path,
-        "input_format": cfg.input.format,
-        "input_version": _input_version(spark, cfg.input.format, resolve(cfg.input.path)),
-        "annotator_hash": ann_hash,
-        "annotators": specs,
-        "code_version": __version__,
-    }
     log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
     write_mode = "append" if mode == "incremental" else "overwrite"
     ann_version = tables.write(annotated, out_path, write_mode, metadata)
     annotated_rows = tables.rows_written(spark, out_path, ann_version)
 
-    q_counts = Observation()
-    q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
     # Both writes ran, so every observation has its numbers; none of these is a pass of its own.
-    observed_q = q_counts.get
-    by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
     summary = AnnotateSummary(
-        input_rows=int(split.input_rows.get["rows"]),
+        input_rows=input_rows,
         annotated=annotated_rows,
         skipped_existing=int(skipped.get["rows"]) if skipped is not None else 0,
-        quarantined=int(observed_q["rows"]),
+        quarantined=quarantined,
         quarantined_by_reason=by_reason,
         annotated_version=ann_version,
         quarantine_version=q_version,

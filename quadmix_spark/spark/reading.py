@@ -6,6 +6,7 @@ Every input record ends up in exactly one of the two outputs, so counts reconcil
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
@@ -26,6 +27,9 @@ REASONS = (
 )
 
 QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw")
+
+# JSON lines whose keys are read on the driver to check the configured column names.
+SAMPLE_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,44 @@ def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> Sp
 
     quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
     return SplitInput(clean=clean, quarantined=quarantined, input_rows=input_rows)
+
+
+def check_input_columns(
+    spark: SparkSession, cfg: InputConfig, key: str = "annotate.input", sample_records: int = SAMPLE_RECORDS
+) -> None:
+    """Fail, naming the key, when a JSON lines column the config names is in no sampled record.
+
+    Only the top-level keys of the first ``sample_records`` lines reach the driver (a ``limit``
+    scan that stops early), so a typo fails in seconds instead of quarantining every record as
+    ``missing_text`` or filling a kept column with nulls. A column present in none of them is an
+    error even if later records have it. Parquet and Delta inputs are checked against their schema
+    when read.
+    """
+    if cfg.format != "jsonl":
+        return
+    sample = (
+        spark.read.text(resolve(cfg.path))
+        .limit(sample_records)
+        .select(F.json_object_keys("value").alias("keys"))  # null for a line that is not an object
+        .collect()
+    )
+    seen: Counter[str] = Counter()
+    objects = 0
+    for row in sample:
+        if row["keys"] is not None:
+            objects += 1
+            seen.update(set(row["keys"]))
+    if not objects:
+        return  # nothing to judge by; the quarantine share (annotate.max_quarantine_fraction) will tell
+    named = [("text_column", cfg.text_column), ("id_column", cfg.id_column)]
+    named += [("keep_columns", c) for c in cfg.keep_columns]
+    for name, column in named:
+        if column and column not in seen:
+            keys = ", ".join(sorted(seen, key=lambda k: (-seen[k], k))[:20])  # most frequent first
+            raise ConfigError(
+                f"{key}.{name}: no record among the first {objects} JSON objects of {cfg.path} "
+                f"has the key {column!r} (keys seen: {keys})"
+            )
 
 
 def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:

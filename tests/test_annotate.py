@@ -304,3 +304,29 @@ def test_a_run_quarantining_too_much_fails_before_annotating(spark, tmp_path, ha
     with pytest.raises(QuarantineShareExceeded, match=r"9 of 13 input records \(69.2%\) were quarantined"):
         run_annotate(spark, config)
     assert not (tmp_path / "warehouse" / "annotated").exists()
+
+
+def test_unicode_blank_text_is_empty(spark, tmp_path):
+    blank = {
+        "tabs_newlines": "\t\n\r\n \t",
+        "nbsp_ideographic": "\u00a0\u3000\u2028\u2009",
+        "zero_width": "\u200b\u200c\u200d\u2060\ufeff\u00ad",
+        "mixed": " \u00a0\t\u200b\n\u3000",
+    }
+    kept = {
+        "padded": "\u00a0word\u3000",
+        "emoji": "\U0001f642",
+        "plain": "ok text",
+        "cjk": "\u3000\u6f22\u5b57",
+    }
+    path = tmp_path / "in"
+    path.mkdir()
+    records = [{"id": k, "text": v} for k, v in {**blank, **kept}.items()]
+    (path / "part-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = make_config(tmp_path, path, [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}])
+    summary = run_annotate(spark, config)
+    assert summary.quarantined_by_reason == {"empty_text": len(blank)}
+    quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
+    assert sorted(r["id"] for r in quarantine.collect()) == sorted(blank)
+    annotated = spark.read.format("delta").load(config.table_path("annotated"))
+    assert sorted(r["id"] for r in annotated.collect()) == sorted(kept)

@@ -28,6 +28,12 @@ REASONS = (
 
 QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw")
 
+# A character that makes a text non-empty: anything but separators (spaces, NBSP, ideographic
+# space, line/paragraph separators: Z), controls (tabs, newlines: Cc) and format characters
+# (zero-width space/joiners, word joiner, BOM, soft hyphen: Cf). Finding the first one is O(1) on
+# ordinary text; only a blank text is scanned to its end.
+VISIBLE_CHAR = r"[^\p{Z}\p{Cc}\p{Cf}]"
+
 # JSON lines whose keys are read on the driver to check the configured column names.
 SAMPLE_RECORDS = 1000
 
@@ -113,7 +119,7 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
     return (
         reason.when(F.col("_text_type").isNull() | (F.col("_text_type") == "VOID"), F.lit("missing_text"))
         .when(F.col("_text_type") != "STRING", F.lit("non_string_text"))
-        .when(F.trim(text) == "", F.lit("empty_text"))
+        .when(~text.rlike(VISIBLE_CHAR), F.lit("empty_text"))
         .when(F.octet_length(text) > max_text_bytes, F.lit("too_large"))
     )
 

@@ -45,6 +45,9 @@ class InputConfig:
     id_column: str | None = "id"  # None: derive the id from a SHA-256 of the text
     text_column: str = "text"
     keep_columns: list[str] = field(default_factory=list)  # carried through to the output
+    # Files named _* or .* (or under such a folder) are never read; unless this is true, their
+    # presence fails the run. True: skip them, counted in the summary.
+    skip_hidden_files: bool = False
 
 
 @dataclass

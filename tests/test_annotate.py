@@ -330,3 +330,27 @@ def test_unicode_blank_text_is_empty(spark, tmp_path):
     assert sorted(r["id"] for r in quarantine.collect()) == sorted(blank)
     annotated = spark.read.format("delta").load(config.table_path("annotated"))
     assert sorted(r["id"] for r in annotated.collect()) == sorted(kept)
+
+
+def test_subfolders_are_read_and_hidden_files_fail_or_are_counted(spark, tmp_path):
+    path = tmp_path / "in"
+    for rel in ("a.jsonl", "sub/b.jsonl", "sub/deeper/c.jsonl", "_x.jsonl", ".y.jsonl", "_tmp/d.jsonl"):
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        doc = {"id": rel, "text": f"the document in {rel}"}
+        (path / rel).write_text(json.dumps(doc) + "\n")
+    (path / "_SUCCESS").write_text("")  # Spark's own marker: neither read nor reported
+    tokens = [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}]
+    config = make_config(tmp_path, path, tokens)
+    with pytest.raises(
+        ConfigError, match=r"annotate.input.path: 3 file\(s\) under .* would never be read"
+    ) as err:
+        run_annotate(spark, config)
+    for rel in ("_x.jsonl", ".y.jsonl", "_tmp/d.jsonl"):
+        assert str(path / rel) in str(err.value)
+    assert "_SUCCESS" not in str(err.value)
+
+    config.annotate.input.skip_hidden_files = True
+    summary = run_annotate(spark, config)
+    assert summary.skipped_hidden_files == 3 and summary.input_rows == 3
+    ids = {r["id"] for r in spark.read.format("delta").load(config.table_path("annotated")).collect()}
+    assert ids == {"a.jsonl", "sub/b.jsonl", "sub/deeper/c.jsonl"}

@@ -34,7 +34,13 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from quadmix_spark import __version__, core
 from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
 from quadmix_spark.spark import tables
-from quadmix_spark.spark.reading import REASONS, check_input_columns, check_input_path, read_input
+from quadmix_spark.spark.reading import (
+    REASONS,
+    check_hidden_files,
+    check_input_columns,
+    check_input_path,
+    read_input,
+)
 from udfs.annotate import annotate_batches, output_schema
 from udfs.heuristics import SIGNALS
 from udfs.models import default_langid_model, load_tokenizer
@@ -53,6 +59,7 @@ class AnnotateSummary:
     quarantined_by_reason: dict[str, int]
     docs_by_domain: dict[str, int] = field(default_factory=dict)
     tokens_by_domain: dict[str, int] = field(default_factory=dict)
+    skipped_hidden_files: int = 0  # files never read (annotate.input.skip_hidden_files)
     annotated_version: int | None = None
     quarantine_version: int | None = None
     seconds: float = 0.0
@@ -174,6 +181,7 @@ def run_annotate(
     specs = annotator_specs(config)
     check_annotators(cfg.annotators, specs)
     check_input_path(spark, cfg.input)
+    skipped_files = check_hidden_files(spark, cfg.input)
     check_input_columns(spark, cfg.input)
     out_path = config.table_path(cfg.output_table)
     q_path = config.table_path(cfg.quarantine_table)
@@ -192,6 +200,7 @@ def run_annotate(
         "annotator_hash": ann_hash,
         "annotators": specs,
         "code_version": __version__,
+        "skipped_hidden_files": skipped_files,
     }
     split = read_input(spark, cfg.input, cfg.max_text_bytes)
 
@@ -242,6 +251,7 @@ def run_annotate(
         skipped_existing=int(skipped.get["rows"]) if skipped is not None else 0,
         quarantined=quarantined,
         quarantined_by_reason=by_reason,
+        skipped_hidden_files=skipped_files,
         annotated_version=ann_version,
         quarantine_version=q_version,
     )
@@ -304,6 +314,10 @@ def format_summary(summary: AnnotateSummary) -> str:
     ]
     for reason, count in sorted(summary.quarantined_by_reason.items()):
         lines.append(f"  quarantined {reason:<16} {count:>8}")
+    if summary.skipped_hidden_files:
+        lines.append(
+            f"  skipped {summary.skipped_hidden_files} hidden file(s) (annotate.input.skip_hidden_files)"
+        )
     if summary.docs_by_domain:
         lines.append(f"  {'domain (table total)':<24} {'docs':>8} {'tokens':>12}")
         for domain, docs in summary.docs_by_domain.items():

@@ -6,6 +6,8 @@ Every input record ends up in exactly one of the two outputs, so counts reconcil
 
 from __future__ import annotations
 
+import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -27,6 +29,11 @@ REASONS = (
 )
 
 QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw")
+
+log = logging.getLogger(__name__)
+
+# What Spark and Hadoop write beside data files under hidden names: never data, never reported.
+_MARKERS = re.compile(r"_SUCCESS|_committed_.*|_started_.*|_metadata|_common_metadata|\..*\.crc")
 
 # A character that makes a text non-empty: anything but separators (spaces, NBSP, ideographic
 # space, line/paragraph separators: Z), controls (tabs, newlines: Cc) and format characters
@@ -53,9 +60,14 @@ def _json_path(name: str) -> str:
     return "$['" + name.replace("'", "\\'") + "']"
 
 
+def _jsonl_lines(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+    # Subfolders too: without recursiveFileLookup Spark reads only the files directly in the path.
+    return spark.read.option("recursiveFileLookup", "true").text(resolve(cfg.path))
+
+
 def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     """JSON lines as (raw, source_file, id, text, text_type, kept columns...)."""
-    lines = spark.read.text(resolve(cfg.path)).select(
+    lines = _jsonl_lines(spark, cfg).select(
         F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
     )
     parsed = F.try_parse_json("raw")
@@ -186,7 +198,7 @@ def check_input_columns(
     if cfg.format != "jsonl":
         return
     sample = (
-        spark.read.text(resolve(cfg.path))
+        _jsonl_lines(spark, cfg)
         .limit(sample_records)
         .select(F.json_object_keys("value").alias("keys"))  # null for a line that is not an object
         .collect()
@@ -208,6 +220,49 @@ def check_input_columns(
                 f"{key}.{name}: no record among the first {objects} JSON objects of {cfg.path} "
                 f"has the key {column!r} (keys seen: {keys})"
             )
+
+
+def hidden_files(spark: SparkSession, path: str) -> list[str]:
+    """Files under the folder ``path`` that Spark never reads, less Spark's and Hadoop's markers.
+
+    Spark skips every file whose name, or a folder's name below ``path``, starts with ``_`` or
+    ``.``, even when named explicitly. The driver lists the folder once through Hadoop's file
+    system (no Spark job); ``[]`` when ``path`` is a file.
+    """
+    jvm = spark.sparkContext._jvm
+    root = jvm.org.apache.hadoop.fs.Path(path)
+    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.getFileStatus(root).isDirectory():
+        return []
+    prefix = fs.makeQualified(root).toUri().getPath().rstrip("/") + "/"
+    found = []
+    listing = fs.listFiles(root, True)
+    while listing.hasNext():
+        file_path = listing.next().getPath()
+        parts = file_path.toUri().getPath()[len(prefix) :].split("/")
+        if any(p.startswith(("_", ".")) for p in parts) and not _MARKERS.fullmatch(parts[-1]):
+            found.append(file_path.toString())
+    return sorted(found)
+
+
+def check_hidden_files(spark: SparkSession, cfg: InputConfig, key: str = "annotate.input") -> int:
+    """Fail, naming the key, when the input folder holds files Spark would skip; return their count.
+
+    With ``skip_hidden_files`` the files are skipped and only counted (and logged).
+    """
+    if cfg.format == "delta":
+        return 0  # a table: its _delta_log is metadata, and Delta knows its own files
+    skipped = hidden_files(spark, resolve(cfg.path))
+    if skipped and not cfg.skip_hidden_files:
+        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        raise ConfigError(
+            f"{key}.path: {len(skipped)} file(s) under {cfg.path} would never be read, as their name "
+            f"or folder starts with '_' or '.' ({shown}); rename them, or set "
+            f"{key}.skip_hidden_files=true to skip them"
+        )
+    if skipped:
+        log.warning("skipping %d hidden file(s) under %s: %s", len(skipped), cfg.path, skipped[:5])
+    return len(skipped)
 
 
 def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:

@@ -354,3 +354,22 @@ def test_subfolders_are_read_and_hidden_files_fail_or_are_counted(spark, tmp_pat
     assert summary.skipped_hidden_files == 3 and summary.input_rows == 3
     ids = {r["id"] for r in spark.read.format("delta").load(config.table_path("annotated")).collect()}
     assert ids == {"a.jsonl", "sub/b.jsonl", "sub/deeper/c.jsonl"}
+
+
+def test_parquet_in_plain_subfolders_is_read_and_partitions_still_are(spark, tmp_path):
+    tokens = [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}]
+    schema = "id string, text string, lang string"
+    plain = tmp_path / "plain"
+    spark.createDataFrame([("a", "alpha beta", "en")], schema).write.parquet(str(plain / "x" / "y"))
+    spark.createDataFrame([("b", "gamma", "de")], schema).write.parquet(str(plain / "z"))
+    summary = run_annotate(spark, make_config(tmp_path / "1", plain, tokens, "parquet"))
+    assert summary.input_rows == 2 and summary.annotated == 2
+
+    # key=value folders stay partitions: their column is inferred and can be kept.
+    parted = tmp_path / "parted"
+    rows = [("c", "delta", "en"), ("d", "epsilon zeta", "de")]
+    spark.createDataFrame(rows, schema).write.partitionBy("lang").parquet(str(parted))
+    config = make_config(tmp_path / "2", parted, tokens, "parquet", keep_columns=["lang"])
+    assert run_annotate(spark, config).annotated == 2
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    assert {(r["id"], r["lang"]) for r in table.collect()} == {("c", "en"), ("d", "de")}

@@ -36,8 +36,8 @@ from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, r
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import (
     REASONS,
-    check_hidden_files,
     check_input_columns,
+    check_input_files,
     check_input_path,
     read_input,
 )
@@ -181,7 +181,7 @@ def run_annotate(
     specs = annotator_specs(config)
     check_annotators(cfg.annotators, specs)
     check_input_path(spark, cfg.input)
-    skipped_files = check_hidden_files(spark, cfg.input)
+    files = check_input_files(spark, cfg.input)
     check_input_columns(spark, cfg.input)
     out_path = config.table_path(cfg.output_table)
     q_path = config.table_path(cfg.quarantine_table)
@@ -200,9 +200,9 @@ def run_annotate(
         "annotator_hash": ann_hash,
         "annotators": specs,
         "code_version": __version__,
-        "skipped_hidden_files": skipped_files,
+        "skipped_hidden_files": len(files.hidden),
     }
-    split = read_input(spark, cfg.input, cfg.max_text_bytes)
+    split = read_input(spark, cfg.input, cfg.max_text_bytes, files)
 
     # The quarantine first: a pass without models, so a run that would quarantine too much of its
     # input fails before the expensive one. It also fills the input count (observed at the read).
@@ -251,7 +251,7 @@ def run_annotate(
         skipped_existing=int(skipped.get["rows"]) if skipped is not None else 0,
         quarantined=quarantined,
         quarantined_by_reason=by_reason,
-        skipped_hidden_files=skipped_files,
+        skipped_hidden_files=len(files.hidden),
         annotated_version=ann_version,
         quarantine_version=q_version,
     )

@@ -86,9 +86,14 @@ def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     return lines.select(*columns)
 
 
-def _read_table(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataFrame:
     """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
     reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
+    if recursive:
+        # Parquet in plain subfolders: Spark's partition discovery reads only ``key=value`` folders
+        # (and none at all below a folder that also holds files). Partition columns are then not
+        # inferred: a kept column must be in the files.
+        reader = reader.option("recursiveFileLookup", "true")
     df = reader.load(resolve(cfg.path))
     names = set(df.columns)
     for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
@@ -141,14 +146,25 @@ def _record_key() -> Column:
     return F.sha2(F.concat_ws("\u0000", F.col("source_file"), F.col("raw")), 256)
 
 
-def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> SplitInput:
+def read_input(
+    spark: SparkSession, cfg: InputConfig, max_text_bytes: int, files: InputFiles | None = None
+) -> SplitInput:
     """Read ``cfg.path`` and split it into clean documents and quarantined records.
+
+    JSON lines are read from the folder and all its subfolders; Parquet too when a data file sits
+    in a subfolder that is not a ``key=value`` partition (``files``, from :func:`check_input_files`,
+    says; listed here when not given).
 
     A missing path or column raises :class:`ConfigError` before any distributed work.
     Duplicate ids keep one record (the one with the smallest text hash, so the choice does not
     depend on file order or partitioning); the others are quarantined as ``duplicate_id``.
     """
-    rows = _read_jsonl(spark, cfg) if cfg.format == "jsonl" else _read_table(spark, cfg)
+    if cfg.format == "jsonl":
+        rows = _read_jsonl(spark, cfg)
+    else:
+        if files is None and cfg.format == "parquet":
+            files = list_input(spark, resolve(cfg.path))
+        rows = _read_table(spark, cfg, recursive=bool(files and files.plain_subfolders))
     input_rows = Observation()
     rows = rows.observe(input_rows, F.count(F.lit(1)).alias("rows"))
     rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
@@ -222,37 +238,48 @@ def check_input_columns(
             )
 
 
-def hidden_files(spark: SparkSession, path: str) -> list[str]:
-    """Files under the folder ``path`` that Spark never reads, less Spark's and Hadoop's markers.
+@dataclass(frozen=True)
+class InputFiles:
+    """What a listing of the input folder found."""
+
+    hidden: list[str]  # files Spark never reads, less Spark's and Hadoop's markers
+    plain_subfolders: bool  # a data file in a subfolder that is not a ``key=value`` partition
+
+
+def list_input(spark: SparkSession, path: str) -> InputFiles:
+    """List the folder ``path`` once through Hadoop's file system (no Spark job).
 
     Spark skips every file whose name, or a folder's name below ``path``, starts with ``_`` or
-    ``.``, even when named explicitly. The driver lists the folder once through Hadoop's file
-    system (no Spark job); ``[]`` when ``path`` is a file.
+    ``.``, even when named explicitly: those are ``hidden``. A file ``path`` lists as nothing.
     """
     jvm = spark.sparkContext._jvm
     root = jvm.org.apache.hadoop.fs.Path(path)
     fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.getFileStatus(root).isDirectory():
-        return []
+        return InputFiles(hidden=[], plain_subfolders=False)
     prefix = fs.makeQualified(root).toUri().getPath().rstrip("/") + "/"
-    found = []
+    hidden, plain = [], False
     listing = fs.listFiles(root, True)
     while listing.hasNext():
         file_path = listing.next().getPath()
         parts = file_path.toUri().getPath()[len(prefix) :].split("/")
-        if any(p.startswith(("_", ".")) for p in parts) and not _MARKERS.fullmatch(parts[-1]):
-            found.append(file_path.toString())
-    return sorted(found)
+        if any(p.startswith(("_", ".")) for p in parts):
+            if not _MARKERS.fullmatch(parts[-1]):
+                hidden.append(file_path.toString())
+        elif any("=" not in folder for folder in parts[:-1]):
+            plain = True
+    return InputFiles(hidden=sorted(hidden), plain_subfolders=plain)
 
 
-def check_hidden_files(spark: SparkSession, cfg: InputConfig, key: str = "annotate.input") -> int:
-    """Fail, naming the key, when the input folder holds files Spark would skip; return their count.
+def check_input_files(spark: SparkSession, cfg: InputConfig, key: str = "annotate.input") -> InputFiles:
+    """Fail, naming the key, when the input folder holds files Spark would skip.
 
     With ``skip_hidden_files`` the files are skipped and only counted (and logged).
     """
-    if cfg.format == "delta":
-        return 0  # a table: its _delta_log is metadata, and Delta knows its own files
-    skipped = hidden_files(spark, resolve(cfg.path))
+    if cfg.format == "delta":  # a table: its _delta_log is metadata, and Delta knows its own files
+        return InputFiles(hidden=[], plain_subfolders=False)
+    files = list_input(spark, resolve(cfg.path))
+    skipped = files.hidden
     if skipped and not cfg.skip_hidden_files:
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         raise ConfigError(
@@ -262,7 +289,7 @@ def check_hidden_files(spark: SparkSession, cfg: InputConfig, key: str = "annota
         )
     if skipped:
         log.warning("skipping %d hidden file(s) under %s: %s", len(skipped), cfg.path, skipped[:5])
-    return len(skipped)
+    return files
 
 
 def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:

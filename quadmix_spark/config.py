@@ -2,7 +2,9 @@
 
 A config file is validated before any Spark work starts: an unknown key, a value of the wrong type
 or a missing file raises :class:`ConfigError` naming the dotted key. Any key can be overridden on
-the command line with ``--set section.key=value`` (the value is parsed as YAML).
+the command line with ``--set section.key=value`` (the value is parsed as YAML). Files and values
+are read with the project's one YAML loader (:func:`quadmix_spark.core.params.load_yaml`), which
+reads ``1e-3`` as a number.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from quadmix_spark.core.params import load_yaml
 
 
 class ConfigError(ValueError):
@@ -296,7 +300,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConf
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
@@ -318,7 +322,10 @@ def _apply_override(data: dict, item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {key}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = load_yaml(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {key}: {raw!r} is not a YAML value: {err}") from err
 
 
 def from_dict(cls: type, data: Any, key: str = "") -> Any:

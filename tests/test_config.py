@@ -73,6 +73,16 @@ def test_missing_file_and_bad_override(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="must look like section.key=value"):
         load_config(write(tmp_path, "{}"), ["select.seed"])
+    with pytest.raises(ConfigError, match=r"override select.seed: '\[1' is not a YAML value"):
+        load_config(write(tmp_path, "{}"), ["select.seed=[1"])
+
+
+def test_exponent_floats_read_as_numbers_in_files_and_overrides(tmp_path):
+    # Plain YAML 1.1 (yaml.safe_load) reads 1e-3 as the string "1e-3"; params files never did.
+    config = load_config(ROOT / "conf/demo.yaml", ["select.budget_tolerance=1e-3"])
+    assert config.select.budget_tolerance == 0.001
+    config = load_config(write(tmp_path, "select: {budget_tolerance: 2e-3}"))
+    assert config.select.budget_tolerance == 0.002
 
 
 def test_cli_reports_config_errors_without_starting_spark(tmp_path, capsys):

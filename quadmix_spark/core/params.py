@@ -340,6 +340,12 @@ _Loader.add_implicit_resolver(
 )
 
 
+def load_yaml(text: str) -> Any:
+    """The project's one YAML reader (params files, config files, ``--set`` values): safe, and
+    ``1e-3`` is a float (YAML 1.1 would make it a string)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
@@ -358,7 +364,7 @@ def load_params(path: str | Path) -> QuadMixParams:
     except OSError as e:
         raise ParamsError(f"{path}: cannot read params file ({e.strerror})") from e
     try:
-        data = yaml.load(text, Loader=_Loader) if fmt == "yaml" else json.loads(text)
+        data = load_yaml(text) if fmt == "yaml" else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ParamsError(f"{path}: not valid {fmt.upper()}: {e}") from e
     return QuadMixParams.from_dict(data, source=str(path))

@@ -8,9 +8,10 @@ running every annotator per Arrow batch → Delta append with provenance → sum
 counts.
 
 Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
-it passes: input records as they are read, ids already in the table at the join that drops them
-(observed during the quarantine and annotated writes), annotated rows from the Delta commit,
-quarantined records as the quarantine write consumes them. A run whose terms do not add up raises
+it passes: input records as they are read (observed during the quarantine write), ids already in
+the table at the join that drops them (observed during the annotated write), annotated rows from
+the Delta commit, quarantined records as the quarantine write consumes them. A run whose terms do
+not add up raises
 :class:`CountsDoNotReconcile` after both writes, naming the versions it committed.
 """
 

@@ -188,6 +188,7 @@ def pipeline_config(annotators: list[dict], corpus: Path, warehouse: Path, batch
                     "id_column": "id",
                     "text_column": "text",
                     "keep_columns": KEEP_COLUMNS,
+                    "skip_hidden_files": True,  # the corpus's _summary.json
                 },
                 "max_text_bytes": 1_000_000,  # annotate every document (the longest are ~200 KB)
                 "annotators": annotators,

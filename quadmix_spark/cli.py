@@ -69,13 +69,16 @@ def cmd_train_classifier(config: PipelineConfig, args: argparse.Namespace) -> No
 
 
 def cmd_annotate(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.annotate import format_summary, run_annotate
+    from quadmix_spark.pipeline.annotate import AnnotateFailed, format_summary, run_annotate
 
     spark = _session(config)
-    summary = run_annotate(spark, config, mode=args.mode)
+    try:
+        summary = run_annotate(spark, config, mode=args.mode)
+    except AnnotateFailed as err:
+        if err.summary is not None:
+            print(format_summary(err.summary))
+        raise SystemExit(str(err)) from err
     print(format_summary(summary))
-    if not summary.reconciles:
-        raise SystemExit("annotate: counts do not reconcile")
 
 
 def cmd_stats(config: PipelineConfig, args: argparse.Namespace) -> None:

@@ -2,7 +2,9 @@
 
 A config file is validated before any Spark work starts: an unknown key, a value of the wrong type
 or a missing file raises :class:`ConfigError` naming the dotted key. Any key can be overridden on
-the command line with ``--set section.key=value`` (the value is parsed as YAML).
+the command line with ``--set section.key=value`` (the value is parsed as YAML). Files and values
+are read with the project's one YAML loader (:func:`quadmix_spark.core.params.load_yaml`), which
+reads ``1e-3`` as a number.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from quadmix_spark.core.params import load_yaml
 
 
 class ConfigError(ValueError):
@@ -45,6 +49,9 @@ class InputConfig:
     id_column: str | None = "id"  # None: derive the id from a SHA-256 of the text
     text_column: str = "text"
     keep_columns: list[str] = field(default_factory=list)  # carried through to the output
+    # Files named _* or .* (or under such a folder) are never read; unless this is true, their
+    # presence fails the run. True: skip them, counted in the summary.
+    skip_hidden_files: bool = False
 
 
 @dataclass
@@ -78,6 +85,7 @@ class AnnotateConfig:
     output_table: str = "annotated"
     quarantine_table: str = "quarantine"
     max_text_bytes: int = 1_000_000  # larger documents are quarantined as ``too_large``
+    max_quarantine_fraction: float = 0.5  # a run quarantining a larger share of its input fails
     annotators: list[AnnotatorConfig] = field(default_factory=list)
 
 
@@ -307,7 +315,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConf
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
@@ -329,7 +337,10 @@ def _apply_override(data: dict, item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {key}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = load_yaml(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {key}: {raw!r} is not a YAML value: {err}") from err
 
 
 def from_dict(cls: type, data: Any, key: str = "") -> Any:
@@ -416,6 +427,9 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(f"select.selector: {sel[5:]!r} is not one of the scorers {sorted(config.scorers)}")
     if config.annotate.max_text_bytes <= 0:
         raise ConfigError("annotate.max_text_bytes must be positive")
+    share = config.annotate.max_quarantine_fraction
+    if not 0 <= share <= 1:
+        raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")
 
 
 def to_dict(config: Any) -> dict:

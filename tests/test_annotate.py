@@ -6,10 +6,18 @@ import json
 import random
 
 import pytest
+import yaml
 from pyspark.sql import functions as F
 
+from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
-from quadmix_spark.pipeline.annotate import annotate_frame, run_annotate
+from quadmix_spark.pipeline import annotate as annotate_job
+from quadmix_spark.pipeline.annotate import (
+    CountsDoNotReconcile,
+    QuarantineShareExceeded,
+    annotate_frame,
+    run_annotate,
+)
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
@@ -38,14 +46,18 @@ EXPECTED_REASONS = {
 }
 
 
-def make_config(tmp_path, input_path, annotators, fmt="jsonl", id_column="id") -> PipelineConfig:
+def make_config(
+    tmp_path, input_path, annotators, fmt="jsonl", id_column="id", **input_keys
+) -> PipelineConfig:
     return from_dict(
         PipelineConfig,
         {
             "warehouse": str(tmp_path / "warehouse"),
             "annotate": {
-                "input": {"path": str(input_path), "format": fmt, "id_column": id_column},
+                "input": {"path": str(input_path), "format": fmt, "id_column": id_column, **input_keys},
                 "max_text_bytes": 500,
+                # HANDMADE is mostly bad records on purpose: 9 of its 13 are quarantined.
+                "max_quarantine_fraction": 0.75,
                 "annotators": annotators,
             },
         },
@@ -73,7 +85,8 @@ def test_quarantine_reasons_and_reconciliation(spark, tmp_path, handmade):
     assert summary.input_rows == len(HANDMADE)
     assert summary.quarantined_by_reason == EXPECTED_REASONS
     assert summary.annotated == 4  # en1, fr1, de1 and one of the two "dup" records
-    assert summary.reconciles
+    assert summary.skipped_existing == 0
+    assert summary.quarantined == sum(EXPECTED_REASONS.values())
 
     quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
     assert quarantine.count() == sum(EXPECTED_REASONS.values())
@@ -110,14 +123,16 @@ def test_rerun_is_idempotent(spark, tmp_path, handmade):
     after_table = spark.read.format("delta").load(config.table_path("annotated"))
     after = sorted((r["id"], r["text"], r["n_tokens"]) for r in after_table.collect())
     assert after == before
-    assert second.annotated == 0 and second.skipped_existing == first.annotated
-    assert second.reconciles
+    assert second.annotated == 0 and second.skipped_existing == first.annotated == 4
+    assert second.input_rows == len(HANDMADE)
+    assert second.quarantined_by_reason == EXPECTED_REASONS  # merged, not re-added, but counted
     quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
     assert quarantine.count() == sum(EXPECTED_REASONS.values())
 
     # A nightly refresh with one new document scores only that document.
     (handmade / "part-1.jsonl").write_text(json.dumps({"id": "new", "text": "A new page."}) + "\n")
     third = run_annotate(spark, config)
+    assert third.input_rows == len(HANDMADE) + 1
     assert third.annotated == 1 and third.skipped_existing == first.annotated
     ids = [r["id"] for r in spark.read.format("delta").load(config.table_path("annotated")).collect()]
     assert len(ids) == len(set(ids)) == first.annotated + 1
@@ -229,3 +244,132 @@ def test_missing_input_and_column_fail_fast(spark, tmp_path):
     config = make_config(tmp_path, path, LANG_AND_TOKENS, fmt="parquet")
     with pytest.raises(ConfigError, match="annotate.input.text_column: column 'text' not in"):
         run_annotate(spark, config)
+
+
+def _drop_en1(df, specs):
+    """An annotation step that loses a row, as a buggy annotator would."""
+    return annotate_frame(df, specs).where(F.col("id") != "en1")
+
+
+def test_a_lost_row_fails_the_run(spark, tmp_path, handmade, monkeypatch, capsys):
+    # Each term is counted from the data, so a row lost between the split and the write shows up.
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    lost = r"13 input rows != 3 annotated \+ 0 already annotated \+ 9 quarantined"
+    with pytest.raises(CountsDoNotReconcile, match=lost):
+        run_annotate(spark, config, annotate_step=_drop_en1)
+
+    # The command line exits non-zero with the same message (the same step, swapped in the module).
+    monkeypatch.setattr(annotate_job, "annotate_frame", _drop_en1)
+    conf_file = tmp_path / "lossy.yaml"
+    raw = {
+        "warehouse": str(tmp_path / "warehouse2"),
+        "spark": {"shuffle_partitions": 4},
+        "annotate": {
+            "input": {"path": str(handmade), "format": "jsonl"},
+            "max_text_bytes": 500,
+            "max_quarantine_fraction": 0.75,
+            "annotators": LANG_AND_TOKENS,
+        },
+    }
+    conf_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["annotate", "--config", str(conf_file)])
+    assert "counts do not reconcile: 13 input rows != 3 annotated" in str(exit_info.value.code)
+    assert "DOES NOT RECONCILE" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("input_keys", "message"),
+    [
+        ({"text_column": "txt"}, r"text_column: no record .* the key 'txt' \(keys seen: id, text, url\)"),
+        ({"id_column": "ID"}, r"annotate.input.id_column: no record .* has the key 'ID'"),
+        ({"keep_columns": ["url", "langauge"]}, r"annotate.input.keep_columns: .* has the key 'langauge'"),
+    ],
+)
+def test_a_misspelt_jsonl_column_fails_before_the_job(spark, tmp_path, input_keys, message):
+    path = tmp_path / "in"
+    path.mkdir()
+    docs = [{"id": f"d{i}", "text": f"document number {i}", "url": f"https://x/{i}"} for i in range(20)]
+    (path / "part-0.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    config = make_config(tmp_path, path, LANG_AND_TOKENS, **input_keys)
+    with pytest.raises(ConfigError, match=message):
+        run_annotate(spark, config)
+    assert not (tmp_path / "warehouse").exists()  # nothing was written
+
+
+def test_a_run_quarantining_too_much_fails_before_annotating(spark, tmp_path, handmade):
+    # 9 of HANDMADE's 13 records (69%) are quarantined: more than the default share of 0.5.
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    config.annotate.max_quarantine_fraction = 0.5
+    with pytest.raises(QuarantineShareExceeded, match=r"9 of 13 input records \(69.2%\) were quarantined"):
+        run_annotate(spark, config)
+    assert not (tmp_path / "warehouse" / "annotated").exists()
+
+
+def test_unicode_blank_text_is_empty(spark, tmp_path):
+    blank = {
+        "tabs_newlines": "\t\n\r\n \t",
+        "nbsp_ideographic": "\u00a0\u3000\u2028\u2009",
+        "zero_width": "\u200b\u200c\u200d\u2060\ufeff\u00ad",
+        "mixed": " \u00a0\t\u200b\n\u3000",
+    }
+    kept = {
+        "padded": "\u00a0word\u3000",
+        "emoji": "\U0001f642",
+        "plain": "ok text",
+        "cjk": "\u3000\u6f22\u5b57",
+    }
+    path = tmp_path / "in"
+    path.mkdir()
+    records = [{"id": k, "text": v} for k, v in {**blank, **kept}.items()]
+    (path / "part-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = make_config(tmp_path, path, [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}])
+    summary = run_annotate(spark, config)
+    assert summary.quarantined_by_reason == {"empty_text": len(blank)}
+    quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
+    assert sorted(r["id"] for r in quarantine.collect()) == sorted(blank)
+    annotated = spark.read.format("delta").load(config.table_path("annotated"))
+    assert sorted(r["id"] for r in annotated.collect()) == sorted(kept)
+
+
+def test_subfolders_are_read_and_hidden_files_fail_or_are_counted(spark, tmp_path):
+    path = tmp_path / "in"
+    for rel in ("a.jsonl", "sub/b.jsonl", "sub/deeper/c.jsonl", "_x.jsonl", ".y.jsonl", "_tmp/d.jsonl"):
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        doc = {"id": rel, "text": f"the document in {rel}"}
+        (path / rel).write_text(json.dumps(doc) + "\n")
+    (path / "_SUCCESS").write_text("")  # Spark's own marker: neither read nor reported
+    tokens = [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}]
+    config = make_config(tmp_path, path, tokens)
+    with pytest.raises(
+        ConfigError, match=r"annotate.input.path: 3 file\(s\) under .* would never be read"
+    ) as err:
+        run_annotate(spark, config)
+    for rel in ("_x.jsonl", ".y.jsonl", "_tmp/d.jsonl"):
+        assert str(path / rel) in str(err.value)
+    assert "_SUCCESS" not in str(err.value)
+
+    config.annotate.input.skip_hidden_files = True
+    summary = run_annotate(spark, config)
+    assert summary.skipped_hidden_files == 3 and summary.input_rows == 3
+    ids = {r["id"] for r in spark.read.format("delta").load(config.table_path("annotated")).collect()}
+    assert ids == {"a.jsonl", "sub/b.jsonl", "sub/deeper/c.jsonl"}
+
+
+def test_parquet_in_plain_subfolders_is_read_and_partitions_still_are(spark, tmp_path):
+    tokens = [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}]
+    schema = "id string, text string, lang string"
+    plain = tmp_path / "plain"
+    spark.createDataFrame([("a", "alpha beta", "en")], schema).write.parquet(str(plain / "x" / "y"))
+    spark.createDataFrame([("b", "gamma", "de")], schema).write.parquet(str(plain / "z"))
+    summary = run_annotate(spark, make_config(tmp_path / "1", plain, tokens, "parquet"))
+    assert summary.input_rows == 2 and summary.annotated == 2
+
+    # key=value folders stay partitions: their column is inferred and can be kept.
+    parted = tmp_path / "parted"
+    rows = [("c", "delta", "en"), ("d", "epsilon zeta", "de")]
+    spark.createDataFrame(rows, schema).write.partitionBy("lang").parquet(str(parted))
+    config = make_config(tmp_path / "2", parted, tokens, "parquet", keep_columns=["lang"])
+    assert run_annotate(spark, config).annotated == 2
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    assert {(r["id"], r["lang"]) for r in table.collect()} == {("c", "en"), ("d", "de")}

@@ -58,6 +58,8 @@ def test_demo_config_loads_with_overrides():
         ("annotate: {annotators: [{kind: fasttext_quality, column: q, model: m.bin}]}", "label is required"),
         ("select: {selector: topk:nope}", "select.selector: 'nope' is not one of the scorers"),
         ("select: {token_budget: -5}", "select.token_budget must be positive"),
+        ("annotate: {max_quarantine_fraction: 1.5}", r"annotate.max_quarantine_fraction must be in \[0, 1\]"),
+        ("annotate: {max_quarantine_fraction: -1}", r"annotate.max_quarantine_fraction must be in \[0, 1\]"),
         ("- a list", "the top level must be a mapping"),
     ],
 )
@@ -71,6 +73,16 @@ def test_missing_file_and_bad_override(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="must look like section.key=value"):
         load_config(write(tmp_path, "{}"), ["select.seed"])
+    with pytest.raises(ConfigError, match=r"override select.seed: '\[1' is not a YAML value"):
+        load_config(write(tmp_path, "{}"), ["select.seed=[1"])
+
+
+def test_exponent_floats_read_as_numbers_in_files_and_overrides(tmp_path):
+    # Plain YAML 1.1 (yaml.safe_load) reads 1e-3 as the string "1e-3"; params files never did.
+    config = load_config(ROOT / "conf/demo.yaml", ["select.budget_tolerance=1e-3"])
+    assert config.select.budget_tolerance == 0.001
+    config = load_config(write(tmp_path, "select: {budget_tolerance: 2e-3}"))
+    assert config.select.budget_tolerance == 0.002
 
 
 def test_cli_reports_config_errors_without_starting_spark(tmp_path, capsys):

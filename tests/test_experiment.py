@@ -112,10 +112,12 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
         assert c["status"] == "ok" and c["n_train_tokens"] == 6000
         assert set(c["losses"]) == {f"heldout:{d}" for d in DOMAINS}
         assert 0 < c["target"] < np.log(100_277)
-    for label in set(labels):  # one row per label: the mean over its seeds, and their spread
+    rows = []
+    for label in dict.fromkeys(labels):  # one row per label: the mean over its seeds, and their spread
         targets = [c["target"] for c in result["contenders"] if c["label"] == label]
         spread = f"{np.std(targets, ddof=1):>7.4f}" if len(targets) > 1 else " " * 7
-        assert f"{label:<32} {np.mean(targets):>12.4f} {spread} {len(targets):>5}" in out
+        rows.append(f"{label:<32} {np.mean(targets):>12.4f} {spread} {len(targets):>5}")
+        assert rows[-1] in out
     # the first half: θ*'s realised domain shares, with other documents inside each domain
     selected = spark.read.format("delta").load(config.table_path("experiment_selected")).toPandas()
     by_run = {c["run_id"].split("-eval-")[1]: c for c in result["contenders"]}
@@ -129,8 +131,13 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     star = tokens["θ*"].groupby("domain").sum() / tokens["θ*"].sum()
     for _, shares in tokens[halves[0]].groupby("selection_id"):
         np.testing.assert_allclose(shares.droplevel(0) / shares.sum(), star, atol=0.01)
-    for name in ("comparison.png", "predicted_vs_actual.png", "experiment.txt"):
-        assert (root / "out" / key / name).stat().st_size > 1000 or name == "experiment.txt"
+    for name in ("comparison.png", "predicted_vs_actual.png"):
+        assert (root / "out" / key / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (root / "out" / key / name).stat().st_size > 1000
+    # The text file is the comparison as printed, every row included.
+    text = (root / "out" / key / "experiment.txt").read_text()
+    assert text.startswith(f"experiment {key}: pool ") and text in out
+    assert all(row in text for row in rows)
     core.load_params(root / "out" / key / "theta_star.yaml")  # a params file select accepts
 
     runs = load_runs(spark, config.table_path("proxy_runs"))

@@ -19,7 +19,7 @@ ALLOWED = {
     "quadmix_spark": set(),
     "core": set(),
     "udfs": set(),
-    "config": set(),
+    "config": {"core"},  # core's YAML loader: one reader for params and config files
     "report": {"core"},
     "demo": set(),
     "spark": {"quadmix_spark", "core", "config"},

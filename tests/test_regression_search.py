@@ -147,8 +147,11 @@ def test_dirichlet_sampler_concentration() -> None:
 
 def test_evaluate_predictions_values() -> None:
     m = evaluate_predictions([1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 3.0, 10.0])
-    assert m == {"spearman": pytest.approx(1.0), "pearson": pytest.approx(m["pearson"]), "mae": 1.625, "n": 4}
-    assert 0.8 < m["pearson"] < 0.95
+    # Pearson by hand: deviations (-1.5, -.5, .5, 1.5) and (-2.625, -2.125, -1.125, 5.875);
+    # r = Σ dt·dp / √(Σ dt² · Σ dp²) = 13.25 / √(5 · 47.1875) ≈ 0.8626.
+    pearson = 13.25 / np.sqrt(5 * 47.1875)
+    assert pearson == pytest.approx(np.corrcoef([1, 2, 3, 4], [1.5, 2, 3, 10])[0, 1])
+    assert m == {"spearman": pytest.approx(1.0), "pearson": pytest.approx(pearson), "mae": 1.625, "n": 4}
 
 
 def test_plot_writes_a_png(tmp_path) -> None:

@@ -340,6 +340,12 @@ _Loader.add_implicit_resolver(
 )
 
 
+def load_yaml(text: str) -> Any:
+    """The project's one YAML reader (params files, config files, ``--set`` values): safe, and
+    ``1e-3`` is a float (YAML 1.1 would make it a string)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _format(path: Path, what: str, error: type[Exception]) -> str:
     fmt = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}.get(path.suffix.lower())
     if fmt is None:
@@ -356,7 +362,7 @@ def read_structured(path: str | Path, what: str = "params", error: type[Exceptio
     except OSError as e:
         raise error(f"{path}: cannot read {what} file ({e.strerror})") from e
     try:
-        return yaml.load(text, Loader=_Loader) if fmt == "yaml" else json.loads(text)
+        return load_yaml(text) if fmt == "yaml" else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise error(f"{path}: not valid {fmt.upper()}: {e}") from e
 

@@ -1,9 +1,18 @@
 """The annotate job: raw corpus → annotated Delta table (+ quarantine), scored once.
 
-Steps: check config and models (no Spark work yet) → read and split the input → drop ids the
-annotated table already holds (reruns and nightly refreshes score only new documents) → one
-``mapInArrow`` pass running every annotator per Arrow batch → Delta append with provenance →
-quarantine MERGE keyed by record → summary with reconciled counts.
+Steps: check config, models and the input's named columns (no Spark job over the data yet) → read
+and split the input → quarantine MERGE keyed by record, and a check of the quarantined share
+(``annotate.max_quarantine_fraction``) before the expensive pass → drop ids the annotated table
+already holds (reruns and nightly refreshes score only new documents) → one ``mapInArrow`` pass
+running every annotator per Arrow batch → Delta append with provenance → summary with reconciled
+counts.
+
+Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
+it passes: input records as they are read (observed during the quarantine write), ids already in
+the table at the join that drops them (observed during the annotated write), annotated rows from
+the Delta commit, quarantined records as the quarantine write consumes them. A run whose terms do
+not add up raises
+:class:`CountsDoNotReconcile` after both writes, naming the versions it committed.
 """
 
 from __future__ import annotations
@@ -13,19 +22,26 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
 from quadmix_spark.spark import tables
-from quadmix_spark.spark.reading import check_input_path, read_input
+from quadmix_spark.spark.reading import (
+    REASONS,
+    check_input_columns,
+    check_input_files,
+    check_input_path,
+    read_input,
+)
 from udfs.annotate import annotate_batches, output_schema
 from udfs.heuristics import SIGNALS
 from udfs.models import default_langid_model, load_tokenizer
@@ -44,6 +60,7 @@ class AnnotateSummary:
     quarantined_by_reason: dict[str, int]
     docs_by_domain: dict[str, int] = field(default_factory=dict)
     tokens_by_domain: dict[str, int] = field(default_factory=dict)
+    skipped_hidden_files: int = 0  # files never read (annotate.input.skip_hidden_files)
     annotated_version: int | None = None
     quarantine_version: int | None = None
     seconds: float = 0.0
@@ -51,6 +68,29 @@ class AnnotateSummary:
     @property
     def reconciles(self) -> bool:
         return self.input_rows == self.annotated + self.skipped_existing + self.quarantined
+
+
+class AnnotateFailed(RuntimeError):
+    """An annotate run that must not pass as a success; ``summary`` holds what was counted."""
+
+    summary: AnnotateSummary | None = None
+
+
+class QuarantineShareExceeded(AnnotateFailed):
+    """More of the input was quarantined than ``annotate.max_quarantine_fraction`` allows."""
+
+
+class CountsDoNotReconcile(AnnotateFailed):
+    """The counted terms of an annotate run do not add up: a record was lost or doubled."""
+
+    def __init__(self, summary: AnnotateSummary):
+        self.summary = summary
+        s = summary
+        super().__init__(
+            f"annotate: counts do not reconcile: {s.input_rows} input rows != {s.annotated} annotated "
+            f"+ {s.skipped_existing} already annotated + {s.quarantined} quarantined "
+            f"(annotated table version {s.annotated_version}, quarantine version {s.quarantine_version})"
+        )
 
 
 def annotator_specs(config: PipelineConfig) -> list[dict[str, Any]]:
@@ -124,13 +164,26 @@ def _token_column(specs: list[dict[str, Any]]) -> str | None:
     return next((s["column"] for s in specs if s["kind"] == "tokens"), None)
 
 
-def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incremental") -> AnnotateSummary:
-    """Run the annotate job; ``mode`` is ``incremental`` (score new ids only) or ``overwrite``."""
+def run_annotate(
+    spark: SparkSession,
+    config: PipelineConfig,
+    mode: str = "incremental",
+    annotate_step: Callable[[DataFrame, list[dict[str, Any]]], DataFrame] | None = None,
+) -> AnnotateSummary:
+    """Run the annotate job; ``mode`` is ``incremental`` (score new ids only) or ``overwrite``.
+
+    ``annotate_step`` adds the annotators' columns to the clean documents (default
+    :func:`annotate_frame`); it must keep every row, and the counts catch one that does not:
+    :class:`CountsDoNotReconcile` is raised when the counted terms do not add up.
+    """
+    step = annotate_step or annotate_frame
     started = time.time()
     cfg = config.annotate
     specs = annotator_specs(config)
     check_annotators(cfg.annotators, specs)
     check_input_path(spark, cfg.input)
+    files = check_input_files(spark, cfg.input)
+    check_input_columns(spark, cfg.input)
     out_path = config.table_path(cfg.output_table)
     q_path = config.table_path(cfg.quarantine_table)
     ann_hash = annotator_hash(specs)
@@ -140,16 +193,6 @@ def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incre
             spark.sparkContext.addFile(resolve(spec["model"]))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_batch_size))
 
-    split = read_input(spark, cfg.input, cfg.max_text_bytes)
-    clean = split.clean
-    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
-    if existing_version is not None:
-        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
-        clean = clean.join(existing.select("id"), "id", "left_anti")
-
-    annotated = annotate_frame(clean, specs).withColumns(
-        {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(ann_hash)}
-    )
     metadata = {
         "job": "annotate",
         "input_path": cfg.input.path,
@@ -158,32 +201,77 @@ def run_annotate(spark: SparkSession, config: PipelineConfig, mode: str = "incre
         "annotator_hash": ann_hash,
         "annotators": specs,
         "code_version": __version__,
+        "skipped_hidden_files": len(files.hidden),
     }
+    split = read_input(spark, cfg.input, cfg.max_text_bytes, files)
+
+    # The quarantine first: a pass without models, so a run that would quarantine too much of its
+    # input fails before the expensive one. It also fills the input count (observed at the read).
+    q_counts = Observation()
+    q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
+    observed_q = q_counts.get
+    input_rows = int(split.input_rows.get["rows"])
+    quarantined = int(observed_q["rows"])
+    by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
+    if input_rows and quarantined / input_rows > cfg.max_quarantine_fraction:
+        reasons = ", ".join(f"{r}: {n}" for r, n in by_reason.items())
+        raise QuarantineShareExceeded(
+            f"annotate.max_quarantine_fraction: {quarantined} of {input_rows} input records "
+            f"({quarantined / input_rows:.1%}) were quarantined ({reasons}), more than the "
+            f"{cfg.max_quarantine_fraction:g} allowed; the annotated table was not written "
+            f"(quarantine version {q_version} holds the records)"
+        )
+
+    clean = split.clean
+    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
+    skipped = None
+    if existing_version is not None:
+        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
+        # A left join, not an anti-join, so the ids it drops are counted on the way (observed).
+        known = existing.select("id").distinct().withColumn("_existing", F.lit(True))
+        skipped = Observation()
+        clean = (
+            clean.join(known, "id", "left")
+            .observe(skipped, F.count("_existing").alias("rows"))
+            .where(F.col("_existing").isNull())
+            .drop("_existing")
+        )
+
+    annotated = step(clean, specs).withColumns(
+        {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(ann_hash)}
+    )
     log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
     write_mode = "append" if mode == "incremental" else "overwrite"
     ann_version = tables.write(annotated, out_path, write_mode, metadata)
     annotated_rows = tables.rows_written(spark, out_path, ann_version)
 
-    q_version = _write_quarantine(spark, split.quarantined, q_path, metadata)
-    input_rows = split.raw_count.count()
-    by_reason = {r["reason"]: r["count"] for r in split.quarantined.groupBy("reason").count().collect()}
-    quarantined = sum(by_reason.values())
+    # Both writes ran, so every observation has its numbers; none of these is a pass of its own.
     summary = AnnotateSummary(
         input_rows=input_rows,
         annotated=annotated_rows,
-        skipped_existing=input_rows - annotated_rows - quarantined,
+        skipped_existing=int(skipped.get["rows"]) if skipped is not None else 0,
         quarantined=quarantined,
         quarantined_by_reason=by_reason,
+        skipped_hidden_files=len(files.hidden),
         annotated_version=ann_version,
         quarantine_version=q_version,
     )
+    if not summary.reconciles:
+        summary.seconds = round(time.time() - started, 1)
+        raise CountsDoNotReconcile(summary)
     _domain_totals(spark, out_path, specs, summary)
     summary.seconds = round(time.time() - started, 1)
     return summary
 
 
-def _write_quarantine(spark: SparkSession, rows: DataFrame, path: str, metadata: dict) -> int | None:
-    rows = rows.withColumn("quarantined_at", F.current_timestamp())
+def _write_quarantine(
+    spark: SparkSession, rows: DataFrame, path: str, metadata: dict, counts: Observation
+) -> int | None:
+    """Append or MERGE the quarantined records; ``counts`` observes them (``rows``, one per reason)."""
+    per_reason = [F.count(F.when(F.col("reason") == r, 1)).alias(r) for r in REASONS]
+    rows = rows.withColumn("quarantined_at", F.current_timestamp()).observe(
+        counts, F.count(F.lit(1)).alias("rows"), *per_reason
+    )
     if not tables.exists(spark, path):
         return tables.write(rows, path, "append", metadata)
     spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(metadata))
@@ -227,6 +315,10 @@ def format_summary(summary: AnnotateSummary) -> str:
     ]
     for reason, count in sorted(summary.quarantined_by_reason.items()):
         lines.append(f"  quarantined {reason:<16} {count:>8}")
+    if summary.skipped_hidden_files:
+        lines.append(
+            f"  skipped {summary.skipped_hidden_files} hidden file(s) (annotate.input.skip_hidden_files)"
+        )
     if summary.docs_by_domain:
         lines.append(f"  {'domain (table total)':<24} {'docs':>8} {'tokens':>12}")
         for domain, docs in summary.docs_by_domain.items():

@@ -6,9 +6,12 @@ Every input record ends up in exactly one of the two outputs, so counts reconcil
 
 from __future__ import annotations
 
+import logging
+import re
+from collections import Counter
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from quadmix_spark.config import ConfigError, InputConfig, resolve
@@ -27,6 +30,20 @@ REASONS = (
 
 QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw")
 
+log = logging.getLogger(__name__)
+
+# What Spark and Hadoop write beside data files under hidden names: never data, never reported.
+_MARKERS = re.compile(r"_SUCCESS|_committed_.*|_started_.*|_metadata|_common_metadata|\..*\.crc")
+
+# A character that makes a text non-empty: anything but separators (spaces, NBSP, ideographic
+# space, line/paragraph separators: Z), controls (tabs, newlines: Cc) and format characters
+# (zero-width space/joiners, word joiner, BOM, soft hyphen: Cf). Finding the first one is O(1) on
+# ordinary text; only a blank text is scanned to its end.
+VISIBLE_CHAR = r"[^\p{Z}\p{Cc}\p{Cf}]"
+
+# JSON lines whose keys are read on the driver to check the configured column names.
+SAMPLE_RECORDS = 1000
+
 
 @dataclass(frozen=True)
 class SplitInput:
@@ -34,16 +51,23 @@ class SplitInput:
 
     clean: DataFrame
     quarantined: DataFrame
-    raw_count: DataFrame  # one row per input record; count it for the reconciliation
+    # Input records counted as they are read (``rows``), filled by the first action over ``clean``
+    # or ``quarantined``: no pass of its own.
+    input_rows: Observation
 
 
 def _json_path(name: str) -> str:
     return "$['" + name.replace("'", "\\'") + "']"
 
 
+def _jsonl_lines(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+    # Subfolders too: without recursiveFileLookup Spark reads only the files directly in the path.
+    return spark.read.option("recursiveFileLookup", "true").text(resolve(cfg.path))
+
+
 def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     """JSON lines as (raw, source_file, id, text, text_type, kept columns...)."""
-    lines = spark.read.text(resolve(cfg.path)).select(
+    lines = _jsonl_lines(spark, cfg).select(
         F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
     )
     parsed = F.try_parse_json("raw")
@@ -62,9 +86,14 @@ def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     return lines.select(*columns)
 
 
-def _read_table(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataFrame:
     """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
     reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
+    if recursive:
+        # Parquet in plain subfolders: Spark's partition discovery reads only ``key=value`` folders
+        # (and none at all below a folder that also holds files). Partition columns are then not
+        # inferred: a kept column must be in the files.
+        reader = reader.option("recursiveFileLookup", "true")
     df = reader.load(resolve(cfg.path))
     names = set(df.columns)
     for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
@@ -107,7 +136,7 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
     return (
         reason.when(F.col("_text_type").isNull() | (F.col("_text_type") == "VOID"), F.lit("missing_text"))
         .when(F.col("_text_type") != "STRING", F.lit("non_string_text"))
-        .when(F.trim(text) == "", F.lit("empty_text"))
+        .when(~text.rlike(VISIBLE_CHAR), F.lit("empty_text"))
         .when(F.octet_length(text) > max_text_bytes, F.lit("too_large"))
     )
 
@@ -117,14 +146,27 @@ def _record_key() -> Column:
     return F.sha2(F.concat_ws("\u0000", F.col("source_file"), F.col("raw")), 256)
 
 
-def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> SplitInput:
+def read_input(
+    spark: SparkSession, cfg: InputConfig, max_text_bytes: int, files: InputFiles | None = None
+) -> SplitInput:
     """Read ``cfg.path`` and split it into clean documents and quarantined records.
+
+    JSON lines are read from the folder and all its subfolders; Parquet too when a data file sits
+    in a subfolder that is not a ``key=value`` partition (``files``, from :func:`check_input_files`,
+    says; listed here when not given).
 
     A missing path or column raises :class:`ConfigError` before any distributed work.
     Duplicate ids keep one record (the one with the smallest text hash, so the choice does not
     depend on file order or partitioning); the others are quarantined as ``duplicate_id``.
     """
-    rows = _read_jsonl(spark, cfg) if cfg.format == "jsonl" else _read_table(spark, cfg)
+    if cfg.format == "jsonl":
+        rows = _read_jsonl(spark, cfg)
+    else:
+        if files is None and cfg.format == "parquet":
+            files = list_input(spark, resolve(cfg.path))
+        rows = _read_table(spark, cfg, recursive=bool(files and files.plain_subfolders))
+    input_rows = Observation()
+    rows = rows.observe(input_rows, F.count(F.lit(1)).alias("rows"))
     rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
     if not cfg.id_column:
         rows = rows.withColumn("id", F.sha2(F.col("text"), 256))
@@ -155,7 +197,99 @@ def read_input(spark: SparkSession, cfg: InputConfig, max_text_bytes: int) -> Sp
         )
 
     quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
-    return SplitInput(clean=clean, quarantined=quarantined, raw_count=rows.select("source_file"))
+    return SplitInput(clean=clean, quarantined=quarantined, input_rows=input_rows)
+
+
+def check_input_columns(
+    spark: SparkSession, cfg: InputConfig, key: str = "annotate.input", sample_records: int = SAMPLE_RECORDS
+) -> None:
+    """Fail, naming the key, when a JSON lines column the config names is in no sampled record.
+
+    Only the top-level keys of the first ``sample_records`` lines reach the driver (a ``limit``
+    scan that stops early), so a typo fails in seconds instead of quarantining every record as
+    ``missing_text`` or filling a kept column with nulls. A column present in none of them is an
+    error even if later records have it. Parquet and Delta inputs are checked against their schema
+    when read.
+    """
+    if cfg.format != "jsonl":
+        return
+    sample = (
+        _jsonl_lines(spark, cfg)
+        .limit(sample_records)
+        .select(F.json_object_keys("value").alias("keys"))  # null for a line that is not an object
+        .collect()
+    )
+    seen: Counter[str] = Counter()
+    objects = 0
+    for row in sample:
+        if row["keys"] is not None:
+            objects += 1
+            seen.update(set(row["keys"]))
+    if not objects:
+        return  # nothing to judge by; the quarantine share (annotate.max_quarantine_fraction) will tell
+    named = [("text_column", cfg.text_column), ("id_column", cfg.id_column)]
+    named += [("keep_columns", c) for c in cfg.keep_columns]
+    for name, column in named:
+        if column and column not in seen:
+            keys = ", ".join(sorted(seen, key=lambda k: (-seen[k], k))[:20])  # most frequent first
+            raise ConfigError(
+                f"{key}.{name}: no record among the first {objects} JSON objects of {cfg.path} "
+                f"has the key {column!r} (keys seen: {keys})"
+            )
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """What a listing of the input folder found."""
+
+    hidden: list[str]  # files Spark never reads, less Spark's and Hadoop's markers
+    plain_subfolders: bool  # a data file in a subfolder that is not a ``key=value`` partition
+
+
+def list_input(spark: SparkSession, path: str) -> InputFiles:
+    """List the folder ``path`` once through Hadoop's file system (no Spark job).
+
+    Spark skips every file whose name, or a folder's name below ``path``, starts with ``_`` or
+    ``.``, even when named explicitly: those are ``hidden``. A file ``path`` lists as nothing.
+    """
+    jvm = spark.sparkContext._jvm
+    root = jvm.org.apache.hadoop.fs.Path(path)
+    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.getFileStatus(root).isDirectory():
+        return InputFiles(hidden=[], plain_subfolders=False)
+    prefix = fs.makeQualified(root).toUri().getPath().rstrip("/") + "/"
+    hidden, plain = [], False
+    listing = fs.listFiles(root, True)
+    while listing.hasNext():
+        file_path = listing.next().getPath()
+        parts = file_path.toUri().getPath()[len(prefix) :].split("/")
+        if any(p.startswith(("_", ".")) for p in parts):
+            if not _MARKERS.fullmatch(parts[-1]):
+                hidden.append(file_path.toString())
+        elif any("=" not in folder for folder in parts[:-1]):
+            plain = True
+    return InputFiles(hidden=sorted(hidden), plain_subfolders=plain)
+
+
+def check_input_files(spark: SparkSession, cfg: InputConfig, key: str = "annotate.input") -> InputFiles:
+    """Fail, naming the key, when the input folder holds files Spark would skip.
+
+    With ``skip_hidden_files`` the files are skipped and only counted (and logged).
+    """
+    if cfg.format == "delta":  # a table: its _delta_log is metadata, and Delta knows its own files
+        return InputFiles(hidden=[], plain_subfolders=False)
+    files = list_input(spark, resolve(cfg.path))
+    skipped = files.hidden
+    if skipped and not cfg.skip_hidden_files:
+        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        raise ConfigError(
+            f"{key}.path: {len(skipped)} file(s) under {cfg.path} would never be read, as their name "
+            f"or folder starts with '_' or '.' ({shown}); rename them, or set "
+            f"{key}.skip_hidden_files=true to skip them"
+        )
+    if skipped:
+        log.warning("skipping %d hidden file(s) under %s: %s", len(skipped), cfg.path, skipped[:5])
+    return files
 
 
 def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:

@@ -122,7 +122,7 @@ def calibrate(
         full[live] = scales
         totals = realised_tokens(narrow, expected(scale_column(full, group_col)), token_col, n, group_col)
         achieved, wanted = int(totals[live].sum()), int(sum(targets))
-        log.info("budget calibration round %d: %d tokens (targets %d)", rounds, achieved, wanted)
+        log.debug("budget calibration round %d: %d tokens (targets %d)", rounds, achieved, wanted)
         return totals[live]
 
     fits = dict.fromkeys(range(n), ScaleFit(scale=idle_scale, target=0.0, achieved=0, steps=0))

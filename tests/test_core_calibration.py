@@ -80,3 +80,20 @@ def test_an_unreachable_target_stops_within_the_step_budget():
     (fit,) = calibrate_scales(measure, [target], 0.0, 1.0, 0.0, max_steps=10)
     assert fit.steps <= 2 * 10 and len(calls) == fit.steps
     assert fit.margin is not None and fit.achieved < target
+
+
+def test_the_margin_search_stops_widening_once_nothing_more_can_be_selected():
+    # A threshold rule (each document 0 or 1 copy): past the largest score every document is in,
+    # so widening the bracket further cannot add tokens; the search must stop there.
+    tokens = np.array([10, 10, 10, 5000])
+    score = np.array([0.1, 0.2, 0.3, 0.4])
+    calls = []
+
+    def measure(scales):
+        calls.append(float(scales[0]))
+        return np.array([int(tokens[score <= scales[0]].sum())])
+
+    (fit,) = calibrate_scales(measure, [1000], 0.0, 0.5, 0.01)
+    assert fit.margin is not None and fit.achieved == 30
+    assert max(calls) < 1e3  # not run up towards 1e59
+    assert len(calls) < 30

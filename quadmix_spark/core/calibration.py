@@ -91,12 +91,13 @@ def _search(
     # jump, so documents after the oversized one are among them.
     enough = measured[lo] + 3 * (measured[hi] - measured[lo])
     wide = min((c for c, t in measured.items() if t >= enough), default=None)
-    width = hi - lo
+    width, before = hi - lo, measured[hi]
     while wide is None and len(measured) < 2 * max_steps:
         width *= 4
         measured[lo + width] = yield lo + width
-        if measured[lo + width] >= enough:
-            wide = lo + width
+        if measured[lo + width] >= enough or measured[lo + width] == before:
+            wide = lo + width  # enough candidates, or none left to add: widening further gains nothing
+        before = measured[lo + width]
     wide = max(measured) if wide is None else wide
     return ScaleFit(scale=lo, target=target, achieved=measured[lo], steps=len(measured), margin=(lo, wide))
 

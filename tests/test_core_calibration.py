@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from quadmix_spark.core import calibrate_scales, expected_copies_to_copies, hash_uniform, margin_fill
+from quadmix_spark.core.calibration import UNBOUNDED
 
 
 def pool(n: int = 5000, groups: int = 3, seed: int = 0):
@@ -93,7 +94,27 @@ def test_the_margin_search_stops_widening_once_nothing_more_can_be_selected():
         calls.append(float(scales[0]))
         return np.array([int(tokens[score <= scales[0]].sum())])
 
-    (fit,) = calibrate_scales(measure, [1000], 0.0, 0.5, 0.01)
-    assert fit.margin is not None and fit.achieved == 30
-    assert max(calls) < 1e3  # not run up towards 1e59
-    assert len(calls) < 30
+    (fit,) = calibrate_scales(measure, [1000], 0.0, 0.5, 0.01, capacity=[5030])
+    lo, wide = fit.margin
+    assert 0.3 <= lo < 0.4 and fit.achieved == 30  # under the target, below the big document
+    assert wide == UNBOUNDED  # every document that can join is a candidate
+    assert len(calls) < 15 and max(calls) <= 0.5  # no widening run up towards 1e64
+
+
+def test_a_target_inside_a_huge_documents_jump_is_met_by_the_margin_fill():
+    group, tokens, S, u = pool(n=2000, groups=1, seed=4)
+    huge = int(np.argmax(S))
+    tokens[huge] = 50_000
+    measure, _ = measure_for(group, tokens, S, u, 1)
+    jump_at = u[huge] / S[huge]  # the scale at which the huge document gets its first copy
+    below = measure(np.array([np.nextafter(jump_at, 0)]))[0]
+    target, tolerance = below + 25_000, 1e-3  # in the middle of its jump
+    (fit,) = calibrate_scales(measure, [target], 0.0, 1.0, tolerance, grow=True)
+    assert fit.margin is not None
+    lo, wide = fit.margin
+    copies_lo = expected_copies_to_copies(lo * S, u)
+    gains = np.flatnonzero(expected_copies_to_copies(wide * S, u) > copies_lo)
+    order = gains[np.lexsort((gains, (copies_lo[gains] + u[gains]) / S[gains]))]  # priority, then key
+    chosen, added = margin_fill(tokens[order], target - fit.achieved, tolerance * target)
+    assert huge not in order[chosen]  # it would overshoot
+    assert abs(fit.achieved + added - target) <= tolerance * target

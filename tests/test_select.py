@@ -317,3 +317,16 @@ def test_mixture_config_errors(spark, pool_root, tmp_path):
     lacking = mixture_file(tmp_path, {"arts": 0.5, "code": 0.5})
     with pytest.raises(ConfigError, match=r"the mixture lacks \['news', 'science'\]"):
         run_select(spark, make_config(root, token_budget=1000, mixture=lacking))
+
+
+def test_a_tight_tolerance_is_met_in_every_domain_by_the_margin_fill(spark, pool_root, tmp_path):
+    """Targets inside single documents' jumps: each domain ends under its target and is filled."""
+    root, pool = pool_root
+    budget, tolerance = int(pool["n_tokens"].sum() * 0.35), 1e-4
+    config = make_config(root, seed=9, token_budget=budget, budget_tolerance=tolerance)
+    config.select.mixture = mixture_file(tmp_path)
+    summary = run_select(spark, config)
+    manifest = json.loads((Path(summary.out_dir) / "manifest.json").read_text())
+    assert manifest["margin_documents"] > 0
+    for domain, share in MIXTURE.items():
+        assert abs(summary.tokens_after[domain] - budget * share) <= tolerance * budget * share, domain

@@ -7,7 +7,7 @@ and the budget calibration every selection uses (:mod:`.calibration`). Pure nump
 independent of batch boundaries and row order. Convention: smaller = better.
 """
 
-from .calibration import ScaleFit, calibrate_scales, margin_fill, scale_bracket
+from .calibration import UNBOUNDED, ScaleFit, calibrate_scales, margin_fill, scale_bracket
 from .identity import content_key
 from .merging import merge_scores
 from .mixture import SUM_TOLERANCE, Mixture, MixtureError, domain_targets
@@ -44,6 +44,7 @@ __all__ = [
     "BETA_KEYS",
     "HOLDOUT_STREAM",
     "SUM_TOLERANCE",
+    "UNBOUNDED",
     "Mixture",
     "MixtureError",
     "ORDER_STREAM",

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ScaleFit", "calibrate_scales", "margin_fill", "scale_bracket"]
+__all__ = ["UNBOUNDED", "ScaleFit", "calibrate_scales", "margin_fill", "scale_bracket"]
 
 _STALL_ROUNDS = 6  # bisection rounds in which both ends keep their totals: one document's jump
+#: A scale past every document's bound (finite, so that 0 · scale stays 0): where a capped or
+#: threshold rule gives every document all the copies it can have.
+UNBOUNDED = 1e300
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def scale_bracket(target: float, mass: float) -> tuple[float, float]:
 
 
 def _search(
-    target: float, lo: float, hi: float, tolerance: float, grow: bool, max_steps: int
+    target: float, lo: float, hi: float, tolerance: float, grow: bool, max_steps: int, capacity: float | None
 ) -> Generator[float, int, ScaleFit]:
     """One group's bisection as a coroutine: yields a scale, receives its realised tokens."""
     measured: dict[float, int] = {}
@@ -91,13 +94,14 @@ def _search(
     # jump, so documents after the oversized one are among them.
     enough = measured[lo] + 3 * (measured[hi] - measured[lo])
     wide = min((c for c, t in measured.items() if t >= enough), default=None)
-    width, before = hi - lo, measured[hi]
+    if capacity is not None and capacity < enough:
+        wide = UNBOUNDED  # every document that can still gain a copy is a candidate
+    width = hi - lo
     while wide is None and len(measured) < 2 * max_steps:
         width *= 4
         measured[lo + width] = yield lo + width
-        if measured[lo + width] >= enough or measured[lo + width] == before:
-            wide = lo + width  # enough candidates, or none left to add: widening further gains nothing
-        before = measured[lo + width]
+        if measured[lo + width] >= min(enough, np.inf if capacity is None else capacity):
+            wide = lo + width
     wide = max(measured) if wide is None else wide
     return ScaleFit(scale=lo, target=target, achieved=measured[lo], steps=len(measured), margin=(lo, wide))
 
@@ -110,6 +114,7 @@ def calibrate_scales(
     tolerance: float,
     grow: bool = False,
     max_steps: int = 60,
+    capacity: ArrayLike | None = None,
 ) -> list[ScaleFit]:
     """Bisection on c for every group at once until realised tokens are within ``tolerance``.
 
@@ -121,6 +126,8 @@ def calibrate_scales(
     tolerance : relative; a group stops once |T(c) − target| ≤ tolerance · target
     grow : scale-type selectors (unbounded above): ``hi`` doubles until it reaches the target
     max_steps : distinct scales per group before the search stops at its best
+    capacity : (G,) the most tokens each group can reach (T at an unbounded scale), or None when
+        T grows without bound; it ends the margin bracket's widening once nothing more can join
 
     Returns
     -------
@@ -129,9 +136,10 @@ def calibrate_scales(
     t = np.asarray(targets, dtype=np.float64)
     lows = np.broadcast_to(np.asarray(lo, dtype=np.float64), t.shape)
     highs = np.broadcast_to(np.asarray(hi, dtype=np.float64), t.shape)
+    caps = [None] * len(t) if capacity is None else [float(c) for c in np.broadcast_to(capacity, t.shape)]
     searches = [
-        _search(float(target), float(low), float(high), tolerance, grow, max_steps)
-        for target, low, high in zip(t, lows, highs, strict=True)
+        _search(float(target), float(low), float(high), tolerance, grow, max_steps, cap)
+        for target, low, high, cap in zip(t, lows, highs, caps, strict=True)
     ]
     scales = np.array([next(s) for s in searches], dtype=np.float64)
     done: dict[int, ScaleFit] = {}

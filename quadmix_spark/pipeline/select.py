@@ -44,8 +44,6 @@ from quadmix_spark.spark.stats_table import Stats, check_columns, load_stats
 
 log = logging.getLogger(__name__)
 
-_UNBOUNDED = 1e300  # a scale past every document's cap (finite: 0 · scale must stay 0)
-
 
 @dataclass
 class SelectSummary:
@@ -185,10 +183,13 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         ]
         narrow = scored.select(*narrow_cols).persist(StorageLevel.MEMORY_AND_DISK)
         if mixture is None:
-            calibration = _calibrate(narrow, selector, expected, [budget], cfg, tok, None)
+            # Threshold rules reach at most the pool's tokens; scale rules grow without bound.
+            top = None if selector.unbounded else _capacity(narrow, expected, 1, None, tok)
+            calibration = _calibrate(narrow, selector, expected, [budget], cfg, tok, None, top)
         else:
-            targets, capped = _mixture_targets(narrow, mixture, params.domains, expected, cfg, tok)
-            calibration = _calibrate(narrow, selector, expected, targets, cfg, tok, group)
+            capacity = _capacity(narrow, expected, len(params.domains), group, tok)
+            targets, capped = _mixture_targets(mixture, params.domains, capacity, cfg)
+            calibration = _calibrate(narrow, selector, expected, targets, cfg, tok, group, capacity)
         scales, extra = calibration.scales, calibration.extra
         narrow.unpersist()
     scale = scale_column(scales, group)
@@ -331,17 +332,21 @@ def _extra_copy(keys: tuple[int, ...]) -> Column:
     return F.when(F.col("doc_key").isin(list(keys)), 1).otherwise(0).cast("long")
 
 
-def _mixture_targets(
-    narrow: DataFrame, mixture: core.Mixture, domains: list[str], expected, cfg, tok: str
-) -> tuple[list[float], list[str]]:
-    """Each domain's token target: budget × share, checked against what the domain can yield.
+def _capacity(narrow: DataFrame, expected, n_groups: int, group: str | None, tok: str) -> list[float]:
+    """The most tokens each group can give: realised tokens at an unbounded scale (one aggregate).
 
-    A domain can yield at most its tokens × ``max_repeats`` (fewer when θ gives some of its
-    documents no copy at any scale): measured in one aggregate at an unbounded scale.
+    With a mixture a domain gives at most its tokens × ``max_repeats`` (fewer when θ gives some
+    of its documents no copy at any scale); a threshold rule at most the pool's tokens.
     """
+    unbounded = scale_column([core.UNBOUNDED] * n_groups, group)
+    return realised_tokens(narrow, expected(unbounded), tok, n_groups, group).astype(float).tolist()
+
+
+def _mixture_targets(
+    mixture: core.Mixture, domains: list[str], capacity: list[float], cfg
+) -> tuple[list[float], list[str]]:
+    """Each domain's token target: budget × share, checked against what the domain can give."""
     vector = np.array([mixture.shares.get(d, 0.0) for d in domains])  # 0: θ's domains the pool lacks
-    unbounded = scale_column([_UNBOUNDED] * len(domains), "domain_idx")
-    capacity = realised_tokens(narrow, expected(unbounded), tok, len(domains), "domain_idx")
     try:
         budget, policy = cfg.token_budget, cfg.mixture_shortfall
         targets, capped = core.domain_targets(vector, budget, capacity, policy, domains)
@@ -352,7 +357,7 @@ def _mixture_targets(
     return targets.tolist(), capped
 
 
-def _calibrate(narrow, selector: Selector, expected, targets, cfg, tok: str, group) -> Calibration:
+def _calibrate(narrow, selector: Selector, expected, targets, cfg, tok: str, group, capacity) -> Calibration:
     lo, hi = selector.brackets(narrow, targets, tok, group)
     result = calibrate(
         narrow,
@@ -366,6 +371,7 @@ def _calibrate(narrow, selector: Selector, expected, targets, cfg, tok: str, gro
         grow=selector.unbounded,
         group_col=group,
         idle_scale=selector.idle_scale,
+        capacity=capacity,
     )
     log.info(
         "budget %d: scales %s (+%d margin documents) give %d tokens (%+.3f%%) after %d aggregates",

@@ -101,6 +101,7 @@ def calibrate(
     grow: bool = False,
     group_col: str | None = None,
     idle_scale: float = 0.0,
+    capacity: Sequence[float] | None = None,
     max_steps: int = 60,
 ) -> Calibration:
     """Scales that bring each group's realised tokens within ``tolerance`` of its target.
@@ -109,7 +110,8 @@ def calibrate(
     document's copies k, the scale at which it gains the next one. ``targets``, ``lo`` and ``hi``
     have one entry per group: one for the whole pool (``group_col`` None) or one per value
     0..G-1 of ``group_col``. Groups with a zero target are not searched: they get
-    ``idle_scale``, the scale at which the selector gives no copies.
+    ``idle_scale``, the scale at which the selector gives no copies. ``capacity`` (per group, the
+    tokens at an unbounded scale; None when they grow without bound) ends the margin search.
     """
     n = len(targets)
     live = [g for g in range(n) if targets[g] > 0]
@@ -135,6 +137,7 @@ def calibrate(
             tolerance,
             grow=grow,
             max_steps=max_steps,
+            capacity=None if capacity is None else [capacity[g] for g in live],
         )
         fits.update(zip(live, found, strict=True))
     extra: list[int] = []

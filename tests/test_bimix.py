@@ -1,0 +1,124 @@
+"""BiMix: the law's fit on synthetic runs from known coefficients, its diagnostics and its optimal mixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quadmix_spark.mixing.bimix import BiMixLaw, normalise_gauge, synthetic_runs
+
+S_END = 1e8  # tokens of the last checkpoint
+
+
+def true_law(seed: int = 0, m: int = 4) -> BiMixLaw:
+    """Coefficients in the ranges of the paper's fits: α small, β 0.25–0.6, a floor C of 50–85%."""
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(0.5, 0.85, m)
+    beta = rng.uniform(0.25, 0.6, m)
+    coef = pd.DataFrame(
+        {
+            "A": rng.uniform(1.5, 3.5, m),
+            "alpha": rng.uniform(0.03, 0.15, m),
+            "B": (1 - c) * S_END**beta,
+            "beta": beta,
+            "C": c,
+        },
+        index=[f"d{i}" for i in range(m)],
+    )
+    return BiMixLaw.from_coefficients(coef)
+
+
+def make_runs(law: BiMixLaw, *, n_mix: int = 6, n_steps: int = 12, noise: float = 0.003, seed: int = 0):
+    rng = np.random.default_rng(seed + 100)
+    mixtures = rng.dirichlet(np.full(len(law.domains_), 3.0), n_mix)
+    steps = np.arange(1, n_steps + 1) / n_steps * S_END
+    return synthetic_runs(law, mixtures, steps, noise=noise, seed=seed), steps
+
+
+def relative_coef_error(fitted: BiMixLaw, truth: BiMixLaw) -> pd.DataFrame:
+    expected = normalise_gauge(truth.coef_, fitted.s_ref_)  # the fit's gauge: B s_ref^-β + C = 1
+    return (fitted.coef_ - expected).abs() / expected
+
+
+# -- part 1: the law -------------------------------------------------------------------------------
+def test_noise_free_runs_give_back_the_coefficients():
+    truth = true_law()
+    runs, _ = make_runs(truth, noise=0.0)
+    law = BiMixLaw().fit(runs)
+    assert law.domains_ == truth.domains_
+    assert relative_coef_error(law, truth).to_numpy().max() < 1e-6
+    assert (law.diagnostics_["r2_log"] > 1 - 1e-9).all()
+
+
+def test_noisy_runs_recover_the_coefficients_and_extrapolate_to_the_last_checkpoint():
+    truth = true_law()
+    runs, steps = make_runs(truth, noise=0.003)  # 0.3% lognormal noise on every loss
+    err = relative_coef_error(BiMixLaw().fit(runs), truth).max()
+    # B = (1 − C) s_ref^β carries β's error times log(s_ref) ≈ 18, so B is checked through C and β
+    assert err["A"] < 0.01 and err["alpha"] < 0.06 and err["beta"] < 0.06 and err["C"] < 0.04, err.to_dict()
+
+    last = runs["step_tokens"] == steps[-1]
+    law = BiMixLaw().fit(runs[~last])
+    held = runs[last]
+    rel = np.abs(law.predict_runs(held) - held["loss"]) / held["loss"]
+    noise_only = np.abs(truth.predict_runs(held) - held["loss"]) / held["loss"]  # the true law's own error
+    assert rel.mean() < 0.004 and rel.max() < 0.015, (rel.mean(), rel.max())
+    assert rel.mean() < 1.5 * noise_only.mean()
+
+
+def test_rows_with_a_zero_share_are_excluded_and_counted_never_clamped():
+    truth = true_law()
+    runs, steps = make_runs(truth, noise=0.003)
+    # a run without domain d2: its loss there is finite (the model saw none of it), but the law has no
+    # value at r = 0; a fit that clamped r to a tiny share would be pulled far off by these rows
+    zero = runs[runs["run_id"] == "run000"].copy()
+    zero["run_id"] = "no_d2"
+    zero.loc[zero["domain"] == "d2", "r"] = 0.0
+    zero.loc[zero["domain"] == "d2", "loss"] = 9.0
+    law = BiMixLaw().fit(pd.concat([runs, zero], ignore_index=True))
+    counts = law.diagnostics_["n_zero_share"]
+    assert counts["d2"] == len(steps) and counts.drop("d2").eq(0).all()
+    assert law.diagnostics_.loc["d2", "n_points"] == 6 * len(steps)
+
+    without = BiMixLaw().fit(pd.concat([runs, zero[zero["domain"] != "d2"]], ignore_index=True))
+    pd.testing.assert_frame_equal(law.coef_, without.coef_)
+    assert np.isinf(law.predict(np.array([0.5, 0.5, 0.0, 0.0]), S_END)[2:]).all()
+
+
+def test_the_fit_is_deterministic_and_independent_of_row_order():
+    runs, _ = make_runs(true_law(1), noise=0.01)
+    first = BiMixLaw().fit(runs)
+    again = BiMixLaw().fit(runs.sample(frac=1.0, random_state=3))
+    pd.testing.assert_frame_equal(first.coef_, again.coef_, check_exact=True)
+    pd.testing.assert_frame_equal(first.diagnostics_, again.diagnostics_, check_exact=True)
+
+
+def test_predict_shapes_and_score():
+    truth = true_law()
+    runs, _ = make_runs(truth, noise=0.0)
+    law = BiMixLaw().fit(runs)
+    r = np.array([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])
+    assert law.predict(r, [1e7, 1e8]).shape == (2, 4)
+    assert law.predict(r[0], 1e8).shape == (4,)
+    np.testing.assert_allclose(law.predict(r, 1e8), truth.predict(r, 1e8), rtol=1e-6)
+    assert law.score(runs) == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match="4 columns"):
+        law.predict(np.ones((2, 3)) / 3, 1e8)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.drop(columns="loss"), "lacks columns"),
+        (lambda t: t.assign(r=t["r"] * 2), r"shares in \[0, 1\]"),
+        (lambda t: t.assign(loss=-t["loss"]), "loss must be > 0"),
+        (lambda t: pd.concat([t, t.iloc[:1]]), "repeated"),
+        (lambda t: t.assign(r=np.where(t["step_tokens"] == S_END, 0.9, t["r"])), "different shares"),
+        (lambda t: t[t["run_id"] == "run000"], "fewer than 2 distinct shares"),
+    ],
+)
+def test_bad_runs_are_rejected_with_the_reason(change, message):
+    runs, _ = make_runs(true_law(), noise=0.0)
+    with pytest.raises(ValueError, match=message):
+        BiMixLaw().fit(change(runs))

@@ -7,6 +7,14 @@ import pandas as pd
 import pytest
 
 from quadmix_spark.mixing.bimix import BiMixLaw, normalise_gauge, synthetic_runs
+from quadmix_spark.mixing.bimix_diagnostics import (
+    extrapolation_error,
+    fit_summary,
+    format_errors,
+    mixture_groups,
+    plot_fit,
+    unseen_mixture_error,
+)
 
 S_END = 1e8  # tokens of the last checkpoint
 
@@ -122,3 +130,48 @@ def test_bad_runs_are_rejected_with_the_reason(change, message):
     runs, _ = make_runs(true_law(), noise=0.0)
     with pytest.raises(ValueError, match=message):
         BiMixLaw().fit(change(runs))
+
+
+# -- part 2: diagnostics ---------------------------------------------------------------------------
+def test_extrapolation_error_is_measured_on_checkpoints_left_out_of_the_fit():
+    truth = true_law()
+    runs, steps = make_runs(truth, noise=0.003)
+    errors = extrapolation_error(runs)
+    assert list(errors.per_domain.index) == truth.domains_
+    assert errors.per_domain["n"].eq(6).all()  # one last checkpoint per run and domain
+    assert errors.mean["mean_rel_error"] < 0.004
+    # 5% more loss at the last checkpoint only: a law fitted on the others cannot know it
+    bumped = runs.assign(loss=np.where(runs["step_tokens"] == steps[-1], runs["loss"] * 1.05, runs["loss"]))
+    assert extrapolation_error(bumped).mean["mean_rel_error"] == pytest.approx(0.05 / 1.05, abs=0.006)
+
+
+def test_unseen_mixture_error_holds_out_whole_mixtures():
+    truth = true_law()
+    runs, _ = make_runs(truth, noise=0.003)
+    seed_twin = runs[runs["run_id"] == "run001"].assign(run_id="run001_seed2")  # same mixture, another seed
+    runs = pd.concat([runs, seed_twin], ignore_index=True)
+    groups = mixture_groups(runs)
+    assert len(groups) == 6 and ["run001", "run001_seed2"] in groups
+
+    errors = unseen_mixture_error(runs, k=2)
+    assert errors.n_fits == 3
+    assert errors.per_domain["n"].eq(7 * 12).all()  # every row predicted once, by a law that never saw it
+    assert errors.mean["r2_log"] > 0.99 and errors.mean["mean_rel_error"] < 0.004
+    # one mixture's losses 4% off at every step: only a held-out fit shows it as error
+    off = runs.assign(loss=np.where(runs["run_id"] == "run003", runs["loss"] * 1.04, runs["loss"]))
+    assert unseen_mixture_error(off, k=1).mean["mean_rel_error"] > 1.5 * errors.mean["mean_rel_error"]
+    with pytest.raises(ValueError, match="fewer than 2"):
+        unseen_mixture_error(runs, k=5)
+
+
+def test_the_plot_and_the_printed_table(tmp_path):
+    truth = true_law()
+    runs, _ = make_runs(truth, noise=0.003)
+    law = BiMixLaw().fit(runs)
+    path = plot_fit(law, runs, tmp_path / "fit.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    text = format_errors(extrapolation_error(runs), unseen_mixture_error(runs, k=2), law)
+    assert all(domain in text for domain in truth.domains_)
+    assert "extrapolation" in text and "unseen mixtures" in text
+    summary = fit_summary(law)
+    assert summary["n_points"] == 6 * 12 * 4 and summary["r2_log"] > 0.99

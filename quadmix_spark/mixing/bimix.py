@@ -176,6 +176,16 @@ class BiMixLaw:
         self.beta_max = _check_positive("beta_max", beta_max)
         self.min_points = _check_int("min_points", min_points, 4)
 
+    def get_params(self) -> dict[str, float | int]:
+        """The constructor's settings (``BiMixLaw(**law.get_params())`` is an unfitted copy)."""
+        return {
+            "n_starts": self.n_starts,
+            "grid_size": self.grid_size,
+            "alpha_max": self.alpha_max,
+            "beta_max": self.beta_max,
+            "min_points": self.min_points,
+        }
+
     # -- construction from known coefficients ---------------------------------------------------
     @classmethod
     def from_coefficients(cls, coef: pd.DataFrame | Mapping[str, Sequence[float]]) -> BiMixLaw:

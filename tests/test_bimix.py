@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import minimize
 
+from quadmix_spark.core import Mixture
 from quadmix_spark.mixing.bimix import BiMixLaw, normalise_gauge, synthetic_runs
 from quadmix_spark.mixing.bimix_diagnostics import (
     extrapolation_error,
@@ -15,6 +19,7 @@ from quadmix_spark.mixing.bimix_diagnostics import (
     plot_fit,
     unseen_mixture_error,
 )
+from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
 
 S_END = 1e8  # tokens of the last checkpoint
 
@@ -175,3 +180,83 @@ def test_the_plot_and_the_printed_table(tmp_path):
     assert "extrapolation" in text and "unseen mixtures" in text
     summary = fit_summary(law)
     assert summary["n_points"] == 6 * 12 * 4 and summary["r2_log"] > 0.99
+
+
+# -- part 3: the optimal mixture -------------------------------------------------------------------
+def slsqp_optimum(law: BiMixLaw, s: float, w, lo, hi) -> tuple[np.ndarray, float]:
+    """The same problem by SLSQP, the general-purpose reference."""
+
+    def objective(r):
+        return float(np.sum(w * law.predict(r, s)))
+
+    res = minimize(
+        objective,
+        np.clip(np.full(len(lo), 1 / len(lo)), lo, hi),
+        method="SLSQP",
+        bounds=list(zip(lo, hi, strict=True)),
+        constraints=[{"type": "eq", "fun": lambda r: r.sum() - 1.0}],
+        options={"maxiter": 1000, "ftol": 1e-15},
+    )
+    assert res.success, res.message
+    return res.x, float(res.fun)
+
+
+def test_interior_optimum_satisfies_stationarity_and_matches_slsqp():
+    law = true_law(2, m=8)
+    w = np.linspace(0.5, 2.0, 8)
+    opt = optimal_mixture(law, 2 * S_END, weights=w)
+    assert not opt.at_lower and not opt.at_upper
+    assert math.fsum(opt.r) == pytest.approx(1.0, abs=1e-14)
+    # KKT: the marginal gain α_i w_i A_i K_i r_i^-(α_i+1) is the same λ for every domain
+    c = law.coef_
+    k = c["B"].to_numpy() * (2 * S_END) ** -c["beta"].to_numpy() + c["C"].to_numpy()
+    alpha = c["alpha"].to_numpy()
+    marginal = alpha * w * c["A"].to_numpy() * k * opt.r ** -(alpha + 1)
+    np.testing.assert_allclose(marginal, opt.multiplier, rtol=1e-9)
+
+    r_ref, f_ref = slsqp_optimum(law, 2 * S_END, w, np.zeros(8), np.ones(8))
+    np.testing.assert_allclose(opt.r, r_ref, atol=1e-5)
+    assert opt.objective <= f_ref + 1e-12
+
+
+def test_bounds_are_respected_and_binding_ones_reported():
+    law = true_law(2, m=8)
+    plain = optimal_mixture(law, S_END)
+    big, small = int(np.argmax(plain.r)), int(np.argmin(plain.r))
+    available = np.full(8, 1e9)
+    available[big] = plain.r[big] * 0.5 * 1e9 / 4  # the favourite domain holds half what it would take
+    hi = share_caps(available, budget=1e9, max_repeats=4)
+    assert hi[big] == pytest.approx(plain.r[big] / 2) and (np.delete(hi, big) == 1.0).all()
+    lo = np.zeros(8)
+    lo[small] = 0.2  # the least useful domain is forced up
+    opt = optimal_mixture(law, S_END, lower=lo, upper=hi)
+    assert (opt.r >= lo - 1e-12).all() and (opt.r <= hi + 1e-12).all()
+    assert math.fsum(opt.r) == pytest.approx(1.0, abs=1e-14)
+    assert opt.at_upper == [law.domains_[big]] and opt.at_lower == [law.domains_[small]]
+
+    r_ref, f_ref = slsqp_optimum(law, S_END, np.ones(8), lo, hi)
+    np.testing.assert_allclose(opt.r, r_ref, atol=1e-5)
+    assert opt.objective <= f_ref + 1e-12
+    assert opt.objective > plain.objective  # the bounds cost something
+
+    with pytest.raises(ValueError, match="no mixture fits the bounds"):
+        optimal_mixture(law, S_END, upper=0.1)
+    with pytest.raises(ValueError, match="lower > upper"):
+        optimal_mixture(law, S_END, lower={"d0": 0.5}, upper={"d0": 0.4})
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_the_mixture_file_round_trips_with_the_fit_in_its_provenance(tmp_path, suffix):
+    runs, _ = make_runs(true_law(), noise=0.003)
+    law = BiMixLaw().fit(runs)
+    opt = optimal_mixture(law, 2 * S_END, weights={"d0": 2.0})
+    assert optimal_mixture(law, 2 * S_END, weights={"d0": 2.0}).r.tobytes() == opt.r.tobytes()
+    mixture = opt.to_mixture(fit_summary(law), inputs={"runs": 6})
+    back = Mixture.from_file(mixture.to_file(tmp_path / f"bimix{suffix}"))
+    assert back == mixture
+    assert back.as_vector(law.domains_) == pytest.approx(opt.r, abs=1e-15)
+    prov = back.provenance
+    assert prov["method"] == "bimix" and prov["s_target"] == 2 * S_END
+    assert prov["weights"]["d0"] == 2.0 and prov["fit"]["r2_log"] > 0.99
+    assert prov["coefficients"]["d1"]["alpha"] == pytest.approx(law.coef_.loc["d1", "alpha"])
+    assert prov["inputs"] == {"runs": 6}

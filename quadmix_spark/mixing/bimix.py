@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import least_squares
+from scipy.optimize import OptimizeResult, least_squares
 
 __all__ = [
     "COEFFICIENTS",
@@ -93,7 +93,8 @@ def validate_runs(runs: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"runs has {int(dup.sum())} repeated (run_id, domain, step_tokens) rows, e.g. {first}"
         )
-    spread = table.groupby(["run_id", "domain"])["r"].agg(lambda x: x.max() - x.min())
+    by_run = table.groupby(["run_id", "domain"])["r"]
+    spread = by_run.max() - by_run.min()
     if (spread > 1e-12).any():
         run, domain = spread[spread > 1e-12].index[0]
         raise ValueError(f"run {run!r} gives domain {domain!r} different shares at different steps")
@@ -301,7 +302,7 @@ class BiMixLaw:
                 break
         return starts
 
-    def _fit_domain(self, x: NDArray, t: NDArray, y: NDArray):
+    def _fit_domain(self, x: NDArray, t: NDArray, y: NDArray) -> tuple[tuple[float, ...], OptimizeResult]:
         """x = log r, t = s / s_ref, y = log L; returns ((log A, α, β, C), best least_squares result)."""
 
         def parts(p):

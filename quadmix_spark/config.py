@@ -10,6 +10,7 @@ reads ``1e-3`` as a number.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -272,6 +273,20 @@ class ExperimentConfig:
 
 
 @dataclass
+class BimixConfig:
+    """The bimix job: proxy runs → BiMix law per domain → diagnostics → r* mixture file (docs/config.md)."""
+
+    # None: the proxy_runs table; else runs in BiMix's long format (run_id, domain, r, step_tokens,
+    # loss) as Parquet, or CSV when the name ends in .csv
+    runs_path: str | None = None
+    s_target: float | None = None  # tokens of the run r* is for; None: the largest step in the runs
+    budget: int | None = None  # tokens the share caps are computed for; None: proxy.token_budget
+    unseen_k: int = 1  # mixtures left out per fold of the unseen-mixture error
+    output_dir: str = "data/bimix"  # bimix_fit.png and bimix_summary.json
+    output_mixture: str = "data/bimix/mixture_bimix.yaml"
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline; each job reads its own section."""
 
@@ -290,6 +305,7 @@ class PipelineConfig:
     targets: TargetsConfig = field(default_factory=TargetsConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    bimix: BimixConfig = field(default_factory=BimixConfig)
 
     def table_path(self, name: str) -> str:
         """A table name under the warehouse, or a path/URI given as is (see :func:`resolve`)."""
@@ -430,6 +446,18 @@ def _check_semantics(config: PipelineConfig) -> None:
     share = config.annotate.max_quarantine_fraction
     if not 0 <= share <= 1:
         raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")
+    _check_bimix(config.bimix)
+
+
+def _check_bimix(cfg: BimixConfig) -> None:
+    if cfg.s_target is not None and not (math.isfinite(cfg.s_target) and cfg.s_target > 0):
+        raise ConfigError(f"bimix.s_target must be a number of tokens > 0, got {cfg.s_target}")
+    if cfg.budget is not None and cfg.budget <= 0:
+        raise ConfigError(f"bimix.budget must be positive, got {cfg.budget}")
+    if cfg.unseen_k < 1:
+        raise ConfigError(f"bimix.unseen_k must be at least 1, got {cfg.unseen_k}")
+    if Path(cfg.output_mixture).suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise ConfigError(f"bimix.output_mixture must end in .yaml, .yml or .json: {cfg.output_mixture}")
 
 
 def to_dict(config: Any) -> dict:

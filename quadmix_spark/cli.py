@@ -102,6 +102,13 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     print(format_summary(run_fit_search(config, _session(config) if needs_spark else None)))
 
 
+def cmd_bimix(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.bimix import check_config, format_summary, run_bimix
+
+    check_config(config)  # a missing runs file fails before the SparkSession starts
+    print(format_summary(run_bimix(config, _session(config))))
+
+
 def cmd_predict_mixture(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import predict_mixtures
 
@@ -148,6 +155,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "stats": (cmd_stats, "per-domain statistics and quantile sketches of the scorers"),
     "select": (cmd_select, "QuaDMix selection: selected Delta table, shards, manifest, report"),
     "fit-search": (cmd_fit_search, "fit the loss regressor on proxy runs and search θ*"),
+    "bimix": (cmd_bimix, "fit BiMix laws on proxy runs: diagnostics and the optimal mixture r*"),
     "predict-mixture": (cmd_predict_mixture, "predicted target loss of mixture files (RegMix regressor)"),
     "import-runs": (cmd_import_runs, "import proxy runs trained elsewhere into the proxy_runs table"),
     "experiment": (cmd_experiment, "proxy runs → fit → search → θ* against the baselines at one budget"),

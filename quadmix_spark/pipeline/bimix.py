@@ -1,0 +1,356 @@
+"""The bimix job: proxy runs → a BiMix law per domain → diagnostics → the optimal mixture r*.
+
+Runs come from the ``proxy_runs`` Delta table (every checkpoint of every ok run; domain i's loss
+is the run's loss on ``heldout:<domain>`` and its share r_i the run's realised ``mixture``, whose
+order is ``search.domains`` or the domains of ``search.template_params``), or from a file in
+BiMix's long format at ``bimix.runs_path`` (``run_id, domain, r, step_tokens, loss``). Either way
+the job fits :class:`~quadmix_spark.mixing.bimix.BiMixLaw`, measures extrapolation to every run's
+last checkpoint and (given enough distinct mixtures) leave-k-mixtures-out error, plots the curves,
+and writes r* = argmin Σ_i w_i L_i(r_i, s_target) as a mixture file with the fit in its
+provenance. Caps come from the latest stats table (``max_repeats × tokens_i / budget``); without a
+stats table r* is uncapped and the summary says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quadmix_spark import __version__, core
+from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.mixing.bimix import RUN_COLUMNS, BiMixLaw, validate_runs
+from quadmix_spark.mixing.bimix_diagnostics import (
+    extrapolation_error,
+    fit_summary,
+    format_errors,
+    mixture_groups,
+    plot_fit,
+    unseen_mixture_error,
+)
+from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
+
+log = logging.getLogger(__name__)
+
+HELDOUT = "heldout:"
+PLOT_NAME = "bimix_fit.png"
+SUMMARY_NAME = "bimix_summary.json"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready values: NaN and ±inf → None, numpy scalars → Python, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def mixture_domains(config: PipelineConfig) -> list[str]:
+    """The order of the runs' mixture vectors: ``search.domains``, else the template's domains."""
+    if config.search.domains:
+        return list(config.search.domains)
+    if Path(config.search.template_params).is_file():
+        return list(core.load_params(config.search.template_params).domains)
+    raise ConfigError(
+        "search.domains: the bimix job needs the order of the runs' mixture vectors: set "
+        "search.domains or search.template_params"
+    )
+
+
+def runs_table_long(runs: pd.DataFrame, domains: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The ``proxy_runs`` rows (one per run) as BiMix's long table, and what was left out.
+
+    One row per (ok run, domain, checkpoint) from the eval set ``heldout:<domain>``, r the run's
+    realised share of the domain. Failed runs and runs without a mixture are counted, not used.
+    """
+    ok = runs["status"] == "ok"
+    has_mixture = runs["mixture"].map(lambda m: m is not None and len(m) > 0)
+    used = runs[ok & has_mixture]
+    index = {d: i for i, d in enumerate(domains)}
+    rows, other_sets = [], set()
+    for run in used.itertuples():
+        mixture = np.asarray(run.mixture, dtype=np.float64)
+        if len(mixture) != len(domains):
+            raise ConfigError(
+                f"search.domains: run {run.run_id} has a mixture of {len(mixture)} shares, the order "
+                f"{domains} has {len(domains)}"
+            )
+        for x in run.losses:
+            name = str(x["eval_set"])
+            domain = name[len(HELDOUT) :] if name.startswith(HELDOUT) else None
+            if domain not in index:
+                other_sets.add(name)
+                continue
+            rows.append(
+                (str(run.run_id), domain, mixture[index[domain]], int(x["step_tokens"]), float(x["loss"]))
+            )
+    info = {
+        "runs_used": int(len(used)),
+        "runs_failed": int((~ok).sum()),
+        "runs_without_mixture": int((ok & ~has_mixture).sum()),
+        "other_eval_sets": sorted(other_sets),
+    }
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS)), info
+
+
+def check_config(config: PipelineConfig) -> None:
+    """What can be checked before a SparkSession starts: the runs file, or the vector order."""
+    path = config.bimix.runs_path
+    if path is not None and not Path(path).exists():
+        raise ConfigError(f"bimix.runs_path: {path} does not exist")
+    if path is None:
+        mixture_domains(config)
+
+
+def load_long_runs(config: PipelineConfig, spark=None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The long table from ``bimix.runs_path`` or else the ``proxy_runs`` table; and its counts."""
+    path = config.bimix.runs_path
+    if path is not None:
+        if not Path(path).exists():
+            raise ConfigError(f"bimix.runs_path: {path} does not exist")
+        table = pd.read_csv(path) if path.lower().endswith(".csv") else pd.read_parquet(path)
+        missing = [c for c in RUN_COLUMNS if c not in table.columns]
+        if missing:
+            raise ConfigError(f"bimix.runs_path: column(s) {missing} missing from {path}")
+        info = {"source": path, "runs_used": int(table["run_id"].nunique())}
+    else:
+        from quadmix_spark.proxy.runs import load_runs
+        from quadmix_spark.spark import tables
+
+        source = config.table_path(config.proxy.runs_table)
+        if spark is None or not tables.exists(spark, source):
+            raise ConfigError(f"proxy.runs_table: no Delta table at {source} (run quadmix experiment first)")
+        domains = mixture_domains(config)
+        table, info = runs_table_long(load_runs(spark, source), domains)
+        info["source"] = source
+        if table.empty:
+            raise ConfigError(
+                f"proxy.runs_table: no ok run at {source} has a loss on a held-out set heldout:<domain> of "
+                f"{domains} (proxy runs log them when targets.heldout_fraction > 0)"
+            )
+    try:
+        table = validate_runs(table)
+    except ValueError as err:
+        raise ConfigError(f"{info['source']}: {err}") from err
+    return table, info
+
+
+def domain_weights(weights: dict[str, float], domains: list[str]) -> tuple[dict[str, float], list[str]]:
+    """Domain → w_i from ``targets.weights`` (eval set ``heldout:<domain>`` → weight; {} = all 1).
+
+    Domains not named get 0; names that are not held-out sets are returned as ignored.
+    """
+    if not weights:
+        return {d: 1.0 for d in domains}, []
+    named = {k[len(HELDOUT) :]: float(v) for k, v in weights.items() if k.startswith(HELDOUT)}
+    ignored = sorted(k for k in weights if not k.startswith(HELDOUT))
+    unknown = sorted(set(named) - set(domains))
+    if unknown:
+        raise ConfigError(
+            f"targets.weights: heldout sets of {unknown} are not among the fitted domains {domains}"
+        )
+    if not any(v > 0 for v in named.values()):
+        raise ConfigError(f"targets.weights: no held-out set heldout:<domain> of {domains} has a weight > 0")
+    return {d: named.get(d, 0.0) for d in domains}, ignored
+
+
+def available_tokens(config: PipelineConfig, spark, domains: list[str]) -> tuple[dict[str, int] | None, str]:
+    """Tokens per domain of the latest stats run, or None (and why) when there is no stats table."""
+    from quadmix_spark.spark import tables
+    from quadmix_spark.spark.stats_table import load_stats
+
+    path = config.table_path(config.select.stats_table)
+    if spark is None or not tables.exists(spark, path):
+        return None, f"no stats table at {path}: r* is not capped by available tokens"
+    stats = load_stats(spark, path)
+    missing = [d for d in domains if d not in stats.tokens]
+    if missing:
+        raise ConfigError(f"select.stats_table: the stats at {path} lack the fitted domains {missing}")
+    return {d: stats.tokens[d] for d in domains}, f"stats table {path} version {stats.stats_version}"
+
+
+def _diagnose(table: pd.DataFrame, law: BiMixLaw, k: int) -> dict[str, Any]:
+    """Extrapolation and unseen-mixture errors, each None with the reason when it cannot be run."""
+    out: dict[str, Any] = {"mixtures": len(mixture_groups(table))}
+    try:
+        out["extrapolation"] = extrapolation_error(table, law)
+    except ValueError as err:
+        out["extrapolation"], out["extrapolation_skipped"] = None, str(err)
+    if out["mixtures"] - k < 2:
+        out["unseen"] = None
+        out["unseen_skipped"] = (
+            f"{out['mixtures']} distinct mixtures: leaving {k} out leaves fewer than 2 to fit on"
+        )
+    else:
+        try:
+            out["unseen"] = unseen_mixture_error(table, k, law)
+        except ValueError as err:
+            out["unseen"], out["unseen_skipped"] = None, f"a fold cannot be fitted: {err}"
+    return out
+
+
+def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
+    """Fit, diagnose, plot and write r*; return the summary (also written as JSON beside the plot)."""
+    started = time.time()
+    cfg = config.bimix
+    check_config(config)
+    table, info = load_long_runs(config, spark)
+    weights, ignored = domain_weights(config.targets.weights, sorted(table["domain"].unique()))
+    law = BiMixLaw()
+    try:
+        law.fit(table)
+    except ValueError as err:
+        raise ConfigError(f"{info['source']}: {err}") from err
+    domains = list(law.domains_)
+    expected = mixture_domains(config) if cfg.runs_path is None else domains
+    unfitted = [d for d in expected if d not in domains]
+    diag = _diagnose(table, law, cfg.unseen_k)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = plot_fit(law, table, out / PLOT_NAME)
+
+    tokens, caps_note = available_tokens(config, spark, domains)
+    budget = cfg.budget or config.proxy.token_budget
+    caps = None
+    if tokens is not None:
+        vector = share_caps([tokens[d] for d in domains], budget, config.select.max_repeats)
+        caps = dict(zip(domains, map(float, vector), strict=True))
+    s_target = cfg.s_target or float(table["step_tokens"].max())
+    try:
+        optimum = optimal_mixture(law, s_target, weights=weights, upper=caps)
+    except ValueError as err:
+        raise ConfigError(
+            f"bimix.budget: no mixture of {domains} fits the caps {caps} (select.max_repeats × tokens / "
+            f"budget {budget}): {err}"
+        ) from err
+
+    extrapolation, unseen = diag["extrapolation"], diag["unseen"]
+    fit = fit_summary(law) | {"runs": info["runs_used"], "mixtures": diag["mixtures"]}
+    if extrapolation is not None:
+        fit["extrapolation_mean_rel_error"] = extrapolation.mean["mean_rel_error"]
+        fit["extrapolation_max_rel_error"] = extrapolation.mean["max_rel_error"]
+    if unseen is not None:
+        fit["unseen_r2_log"] = unseen.mean["r2_log"]
+        fit["unseen_mean_rel_error"] = unseen.mean["mean_rel_error"]
+    fit = _plain(fit)
+    provenance = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": __version__,
+        "inputs": {
+            "runs": info["source"],
+            "caps": caps_note,
+            "budget": budget,
+            "max_repeats": config.select.max_repeats,
+        },
+    }
+    if caps is not None:
+        provenance["caps"] = caps
+    mixture = optimum.to_mixture(fit=fit, **provenance)
+    mixture = core.Mixture.from_shares(mixture.shares, _plain(dict(mixture.provenance)))
+    written = mixture.to_file(cfg.output_mixture)
+
+    natural = None
+    if tokens is not None and sum(tokens.values()) > 0:
+        total = sum(tokens.values())
+        natural = {d: tokens[d] / total for d in domains}
+    zero = law.diagnostics_["n_zero_share"]
+    summary = _plain(
+        {
+            **info,
+            "domains": domains,
+            "unfitted_domains": unfitted,
+            "rows": int(len(table)),
+            "excluded_zero_share": int(zero.sum()),
+            "excluded_zero_share_per_domain": {d: int(n) for d, n in zero.items() if n},
+            "mixtures": diag["mixtures"],
+            "fit": fit,
+            "coefficients": optimum.coefficients,
+            "extrapolation": extrapolation.to_dict() if extrapolation is not None else None,
+            "extrapolation_skipped": diag.get("extrapolation_skipped"),
+            "unseen": unseen.to_dict() if unseen is not None else None,
+            "unseen_skipped": diag.get("unseen_skipped"),
+            "diagnostics_table": format_errors(extrapolation, unseen, law),
+            "s_target": s_target,
+            "weights": weights,
+            "ignored_weights": ignored,
+            "budget": budget,
+            "caps": caps,
+            "caps_note": caps_note,
+            "r_star": optimum.shares,
+            "natural": natural,
+            "predicted_loss": dict(zip(domains, map(float, optimum.losses), strict=True)),
+            "objective": optimum.objective,
+            "at_upper": optimum.at_upper,
+            "at_lower": optimum.at_lower,
+            "output": str(written),
+            "plot": str(plot),
+        }
+    )
+    summary["seconds"] = round(time.time() - started, 1)
+    summary["summary"] = str(out / SUMMARY_NAME)
+    (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    skipped = [
+        f"{s[k]} {what}"
+        for k, what in (("runs_failed", "failed"), ("runs_without_mixture", "without a mixture"))
+        if s.get(k)
+    ]
+    lines = [
+        f"bimix: {s['runs_used']} runs{' (' + ', '.join(skipped) + ', not used)' if skipped else ''}, "
+        f"{s['mixtures']} distinct mixtures, {len(s['domains'])} domains ({', '.join(s['domains'])}), "
+        f"{s['rows']} rows from {s['source']}",
+    ]
+    if s["excluded_zero_share"]:
+        per = ", ".join(f"{d}: {n}" for d, n in s["excluded_zero_share_per_domain"].items())
+        lines.append(
+            f"  {s['excluded_zero_share']} rows with r = 0 excluded from the fit (the law diverges): {per}"
+        )
+    if s.get("unfitted_domains"):
+        lines.append(f"  WARNING: no held-out loss for {s['unfitted_domains']}: not fitted, not in r*")
+    f = s["fit"]
+    lines.append(
+        f"  in-sample: mean R² of log loss {f['r2_log']:.4f}, "
+        f"mean relative error {100 * f['mean_rel_error']:.3f}%"
+    )
+    lines += ["  " + line for line in s["diagnostics_table"].splitlines()]
+    if s.get("extrapolation_skipped"):
+        lines.append(f"  extrapolation error skipped: {s['extrapolation_skipped']}")
+    if s.get("unseen_skipped"):
+        lines.append(f"  unseen-mixture error skipped: {s['unseen_skipped']}")
+    weights = "equal" if all(w == 1.0 for w in s["weights"].values()) else "targets.weights"
+    lines.append(
+        f"  r* at s_target = {s['s_target']:,.0f} tokens (weights: {weights}); caps: "
+        + (
+            f"max_repeats × tokens / budget {s['budget']:,} ({s['caps_note']})"
+            if s["caps"]
+            else s["caps_note"]
+        )
+    )
+    if s.get("ignored_weights"):
+        lines.append(f"  targets.weights entries that are not held-out sets, ignored: {s['ignored_weights']}")
+    lines.append(f"  {'domain':<20} {'r*':>8} {'natural':>8} {'cap':>8} {'pred loss':>10}")
+    for d in s["domains"]:
+        natural = f"{s['natural'][d]:.4f}" if s["natural"] else "-"
+        cap = f"{s['caps'][d]:.4f}" if s["caps"] else "-"
+        bound = " (at cap)" if d in s["at_upper"] and s["caps"] and s["caps"][d] < 1 else ""
+        lines.append(
+            f"  {d:<20} {s['r_star'][d]:>8.4f} {natural:>8} {cap:>8} {s['predicted_loss'][d]:>10.4f}{bound}"
+        )
+    lines.append(f"  objective Σ w_i L_i(r*_i) = {s['objective']:.5f}")
+    lines.append(f"  wrote {s['output']}, {s['plot']} and {s['summary']} in {s['seconds']}s")
+    return "\n".join(lines)

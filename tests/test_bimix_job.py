@@ -1,0 +1,173 @@
+"""The bimix job end to end: proxy runs whose losses follow a known BiMix law → fit → r* file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from quadmix_spark import core
+from quadmix_spark.cli import main
+from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
+from quadmix_spark.mixing.bimix import BiMixLaw, synthetic_runs
+from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
+from quadmix_spark.pipeline.bimix import run_bimix
+from quadmix_spark.pipeline.stats import run_stats
+from quadmix_spark.proxy.runs import RunSpec, record_runs
+
+DOMAINS = ["news", "code", "arts", "science"]  # the runs' vector order (not sorted on purpose)
+S_REF = 300_000
+STEPS = [37_500, 75_000, 150_000, 300_000]  # proxy.n_checkpoints = 4 at token_budget 300k
+BETA = {"news": 0.5, "code": 0.7, "arts": 0.4, "science": 0.6}
+C = {"news": 0.6, "code": 0.5, "arts": 0.7, "science": 0.55}
+TRUE = BiMixLaw.from_coefficients(
+    {
+        d: (a, alpha, (1 - C[d]) * S_REF ** BETA[d], BETA[d], C[d])
+        for d, a, alpha in (
+            ("news", 3.2, 0.08),
+            ("code", 2.4, 0.15),
+            ("arts", 3.6, 0.05),
+            ("science", 3.0, 0.2),
+        )
+    }
+)
+POOL_TOKENS = {"news": 400_000, "code": 300_000, "arts": 350_000, "science": 5_000}  # science is scarce
+NOISE = 0.001
+
+
+def law_runs(n_mixtures: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Long table from the true law with lognormal noise, plus one run with no code at all."""
+    rng = np.random.default_rng(seed)
+    mixtures = rng.dirichlet(np.full(len(TRUE.domains_), 2.0), n_mixtures)  # in TRUE.domains_ order
+    runs = synthetic_runs(TRUE, mixtures, STEPS, noise=NOISE, seed=seed)
+    zero = {"news": 0.4, "code": 0.0, "arts": 0.3, "science": 0.3}
+    r = np.array([zero[d] for d in TRUE.domains_])
+    extra = synthetic_runs(TRUE, np.where(r > 0, r, 1.0), STEPS, noise=NOISE, seed=seed + 1)
+    extra["run_id"] = "run-nocode"
+    extra["r"] = extra["domain"].map(zero)
+    extra.loc[extra["domain"] == "code", "loss"] = 9.0  # the law diverges at r = 0: left out
+    return pd.concat([runs, extra], ignore_index=True)
+
+
+def write_proxy_runs(spark, path: str, long: pd.DataFrame) -> None:
+    """One proxy_runs row per run: the mixture in DOMAINS order, losses on heldout:<domain> and a
+    target set the job ignores; one failed run."""
+    results = []
+    for run_id, rows in long.groupby("run_id", sort=True):
+        shares = rows.groupby("domain")["r"].first()
+        losses = [
+            {"eval_set": f"heldout:{r.domain}", "step_tokens": int(r.step_tokens), "loss": float(r.loss)}
+            for r in rows.itertuples()
+        ] + [{"eval_set": "target", "step_tokens": s, "loss": 5.0} for s in STEPS]
+        spec = RunSpec(str(run_id), "proxy", mixture=tuple(float(shares[d]) for d in DOMAINS))
+        result = {"status": "ok", "error": None, "n_train_tokens": S_REF, "n_docs": 10, "losses": losses}
+        results.append((spec, result | {"attempt": 0, "seconds": 1.0}))
+    failed = {"status": "failed", "error": "boom", "n_train_tokens": 0, "n_docs": 0, "losses": []}
+    results.append((RunSpec("run-failed", mixture=(0.25,) * 4), failed | {"attempt": 0, "seconds": 0.0}))
+    record_runs(spark, path, results, trainer="ngram")
+
+
+def write_stats(spark, config: PipelineConfig) -> None:
+    """A tiny annotated table with POOL_TOKENS per domain, and its stats run."""
+    rows = [(f"{d}-{i}", d, tokens // 4, float(i) / 4) for d, tokens in POOL_TOKENS.items() for i in range(4)]
+    df = spark.createDataFrame(rows, "id string, domain string, n_tokens long, q double")
+    df = df.withColumn("doc_key", F.xxhash64("id")).coalesce(1)
+    df.write.format("delta").mode("overwrite").save(config.table_path("annotated"))
+    run_stats(spark, config)
+
+
+def config_dict(tmp_path, **bimix) -> dict:
+    return {
+        "warehouse": str(tmp_path / "warehouse"),
+        "scorers": {"q": "higher_is_better"},
+        "search": {"domains": DOMAINS},
+        "proxy": {"token_budget": S_REF},
+        "select": {"max_repeats": 4},
+        "bimix": {
+            "output_dir": str(tmp_path / "bimix"),
+            "output_mixture": str(tmp_path / "bimix" / "r_star.yaml"),
+            **bimix,
+        },
+    }
+
+
+def write_config(tmp_path, **bimix):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config_dict(tmp_path, **bimix)))
+    return str(path)
+
+
+def true_objective(r: dict[str, float]) -> float:
+    return float(TRUE.predict(np.array([r[d] for d in TRUE.domains_]), S_REF).sum())
+
+
+def test_bimix_job_end_to_end_from_the_runs_table(spark, tmp_path, capsys):
+    config = from_dict(PipelineConfig, config_dict(tmp_path))
+    write_proxy_runs(spark, config.table_path("proxy_runs"), law_runs())
+    write_stats(spark, config)
+
+    assert main(["bimix", "--config", write_config(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "bimix" / "bimix_summary.json").read_text())
+
+    # runs, domains and the r = 0 rows
+    assert summary["runs_used"] == 11 and summary["runs_failed"] == 1 and summary["mixtures"] == 11
+    assert summary["domains"] == sorted(DOMAINS) and summary["other_eval_sets"] == ["target"]
+    assert summary["excluded_zero_share_per_domain"] == {"code": 4}
+    assert "11 runs (1 failed, not used)" in out and "4 rows with r = 0 excluded" in out
+    for d in DOMAINS:
+        assert d in out
+    # diagnostics: the fit recovers the law; extrapolation is at the noise level
+    assert summary["fit"]["r2_log"] > 0.99
+    assert summary["extrapolation"]["mean_rel_error"] < 3 * NOISE
+    assert summary["unseen"]["r2_log"] > 0.95 and summary["unseen_skipped"] is None
+    assert "extrapolation (last checkpoint of every run)" in out and "unseen mixtures (leave-1" in out
+    assert (tmp_path / "bimix" / "bimix_fit.png").stat().st_size > 10_000
+
+    # caps from the stats: science has 5k tokens, 4 repeats of them fill 20k of the 300k budget
+    caps = share_caps([POOL_TOKENS[d] for d in TRUE.domains_], S_REF, 4)
+    assert summary["caps"]["science"] == pytest.approx(20_000 / S_REF)
+    truth = optimal_mixture(TRUE, S_REF, upper=caps)
+    assert "science" in truth.at_upper and summary["at_upper"] == ["science"]
+    mixture = core.Mixture.from_file(tmp_path / "bimix" / "r_star.yaml")
+    assert mixture.provenance["method"] == "bimix" and mixture.provenance["s_target"] == S_REF
+    assert mixture.provenance["fit"]["extrapolation_mean_rel_error"] < 3 * NOISE
+    assert mixture.provenance["caps"]["science"] == pytest.approx(20_000 / S_REF)
+    np.testing.assert_allclose(mixture.as_vector(truth.domains), truth.r, atol=0.01)
+    assert true_objective(dict(mixture.shares)) == pytest.approx(truth.objective, rel=1e-4)
+    natural = POOL_TOKENS["news"] / sum(POOL_TOKENS.values())
+    assert summary["natural"]["news"] == pytest.approx(natural)
+    assert f"{mixture.shares['news']:.4f} {natural:>8.4f}" in out  # r* next to the natural share
+
+
+def test_long_format_runs_without_stats_give_an_uncapped_optimum(tmp_path):
+    runs = law_runs(n_mixtures=3, seed=1)
+    runs.to_parquet(tmp_path / "runs.parquet")
+    config = from_dict(
+        PipelineConfig, config_dict(tmp_path, runs_path=str(tmp_path / "runs.parquet"), unseen_k=3)
+    )
+    summary = run_bimix(config)  # no Spark: a file of runs and no stats table
+    assert summary["caps"] is None and "r* is not capped" in summary["caps_note"]
+    assert summary["unseen"] is None
+    assert summary["unseen_skipped"] == "4 distinct mixtures: leaving 3 out leaves fewer than 2 to fit on"
+    truth = optimal_mixture(TRUE, S_REF)
+    r_star = core.Mixture.from_file(tmp_path / "bimix" / "r_star.yaml")
+    assert true_objective(dict(r_star.shares)) == pytest.approx(truth.objective, rel=1e-3)
+
+
+def test_config_errors_name_the_key(tmp_path, capsys):
+    assert main(["bimix", "--config", write_config(tmp_path), "--set", "bimix.s_target=-5"]) == 2
+    assert "bimix.s_target must be a number of tokens > 0" in capsys.readouterr().err
+    assert main(["bimix", "--config", write_config(tmp_path), "--set", "bimix.output_mixture=r.txt"]) == 2
+    assert "bimix.output_mixture must end in .yaml" in capsys.readouterr().err
+    assert main(["bimix", "--config", write_config(tmp_path, runs_path=str(tmp_path / "none.parquet"))]) == 2
+    assert "bimix.runs_path: " in capsys.readouterr().err
+    runs = law_runs(n_mixtures=3)
+    runs.to_parquet(tmp_path / "runs.parquet")
+    config = from_dict(PipelineConfig, config_dict(tmp_path, runs_path=str(tmp_path / "runs.parquet")))
+    config.targets.weights = {"heldout:web": 1.0}
+    with pytest.raises(ConfigError, match=r"targets.weights: heldout sets of \['web'\]"):
+        run_bimix(config)

@@ -258,6 +258,12 @@ def test_regmix_runs_import_then_fit_from_the_runs_table(spark, tmp_path):
     assert import_runs(spark, config) == 60
     table = load_proxy_runs(spark, config.table_path("proxy_runs"))
     assert all(len(m) == 5 for m in table["mixture"])
+    # an experiment's evaluation runs share the table and carry no mixture: fit-search skips them
+    from quadmix_spark.proxy.runs import RunSpec, record_runs
+
+    ok = {"status": "ok", "error": None, "n_train_tokens": 10, "n_docs": 1, "attempt": 0, "seconds": 0.0}
+    ok["losses"] = [{"eval_set": "target", "step_tokens": 10, "loss": 9.0}]
+    record_runs(spark, config.table_path("proxy_runs"), [(RunSpec("eval-run", "eval"), ok)], trainer="ngram")
     config.search.runs_path, config.search.runs_format = config.table_path("proxy_runs"), "delta"
     summary = run_fit_search(config, spark)
     assert summary["runs"] == 60 and summary["renormalised_runs"] > 0

@@ -231,7 +231,8 @@ def fit_and_search(
     }
     if result.predicted_loss_of_mean > y.min():
         summary["warning"] = (
-            f"θ* is predicted worse ({result.predicted_loss_of_mean:.4f}) than the best observed run "
+            f"{'θ*' if cfg.mode == 'quadmix' else 'r*'} is predicted worse "
+            f"({result.predicted_loss_of_mean:.4f}) than the best observed run "
             f"({y.min():.4f}): the surrogate may be unreliable here; compare both by training on them"
         )
         log.warning(summary["warning"])

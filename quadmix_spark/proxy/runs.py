@@ -24,6 +24,7 @@ Table schema (one row per run)::
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +40,8 @@ from pyspark.sql import types as T
 from quadmix_spark import core
 from quadmix_spark.config import ProxyConfig
 from quadmix_spark.spark import tables
+
+log = logging.getLogger(__name__)
 
 LOSS = T.StructType(
     [
@@ -275,8 +278,14 @@ def runs_long(runs: pd.DataFrame, features: str = "theta") -> pd.DataFrame:
     """Ok runs in fit-search's long format: run_id, theta, eval_set, step_tokens, loss.
 
     ``features="mixture"`` puts the realised domain mixture in the ``theta`` column (RegMix mode).
+    Runs without that vector (evaluation runs of an experiment, imported runs of the other mode)
+    are left out, with a count in the log.
     """
     ok = runs[runs["status"] == "ok"]
+    has = ok[features].map(lambda v: v is not None and len(v) > 0)
+    if not has.all():
+        log.info("runs: %d ok runs have no %s vector and are left out", int((~has).sum()), features)
+    ok = ok[has]
     out = [
         {
             "run_id": r["run_id"],

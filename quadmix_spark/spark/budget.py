@@ -17,12 +17,13 @@ import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from quadmix_spark.core.calibration import ScaleFit, calibrate_scales, margin_fill
+from quadmix_spark.core.calibration import UNBOUNDED, ScaleFit, calibrate_scales, margin_fill
 from quadmix_spark.spark.scoring import copies_column
 
 log = logging.getLogger(__name__)
 
 MAX_MARGIN_CANDIDATES = 100_000
+MARGIN_TRIES = 8
 
 
 @dataclass(frozen=True)
@@ -163,19 +164,24 @@ def fill_margin(
 
     Marginal documents gain a copy between the fit's ``lo`` (under the target) and ``wide``;
     they are few (the bracket is narrow) and are collected with their tokens, ordered by
-    priority and then doc key. Returns the chosen doc keys and the tokens they add.
+    priority and then doc key. When they cannot fill the margin (other long documents among
+    them are skipped), the bracket is widened fourfold and the candidates collected again, up to
+    ``MARGIN_TRIES`` times. Returns the chosen doc keys and the tokens they add.
     """
     lo, wide = fit.margin
+    room, slack = fit.target - fit.achieved, tolerance * fit.target
     copies_lo = copies_column(expected(F.lit(lo)), F.col("u"))
-    gains = copies_column(expected(F.lit(wide)), F.col("u")) > copies_lo
-    candidates = (
-        rows.where(gains)
-        .select("doc_key", F.col(token_col).alias("tokens"), priority(copies_lo).alias("priority"))
-        .orderBy("priority", "doc_key")
-        .limit(MAX_MARGIN_CANDIDATES)
-        .collect()
-    )
-    chosen, added = margin_fill(
-        [int(r["tokens"]) for r in candidates], fit.target - fit.achieved, tolerance * fit.target
-    )
+    for _ in range(MARGIN_TRIES):
+        gains = copies_column(expected(F.lit(wide)), F.col("u")) > copies_lo
+        candidates = (
+            rows.where(gains)
+            .select("doc_key", F.col(token_col).alias("tokens"), priority(copies_lo).alias("priority"))
+            .orderBy("priority", "doc_key")
+            .limit(MAX_MARGIN_CANDIDATES)
+            .collect()
+        )
+        chosen, added = margin_fill([int(r["tokens"]) for r in candidates], room, slack)
+        if added >= room - slack or wide >= UNBOUNDED or len(candidates) == MAX_MARGIN_CANDIDATES:
+            break
+        wide = lo + 4 * (wide - lo)
     return [int(candidates[i]["doc_key"]) for i in chosen], added

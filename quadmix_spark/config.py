@@ -86,6 +86,9 @@ class AnnotateConfig:
     quarantine_table: str = "quarantine"
     max_text_bytes: int = 1_000_000  # larger documents are quarantined as ``too_large``
     max_quarantine_fraction: float = 0.5  # a run quarantining a larger share of its input fails
+    # An incremental run meeting an id the table holds with another text: keep the table's row
+    # (first seen wins), replace it, or quarantine the new record as ``changed_text``.
+    on_changed_text: Literal["keep", "replace", "quarantine"] = "keep"
     annotators: list[AnnotatorConfig] = field(default_factory=list)
 
 

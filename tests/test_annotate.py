@@ -373,3 +373,84 @@ def test_parquet_in_plain_subfolders_is_read_and_partitions_still_are(spark, tmp
     assert run_annotate(spark, config).annotated == 2
     table = spark.read.format("delta").load(config.table_path("annotated"))
     assert {(r["id"], r["lang"]) for r in table.collect()} == {("c", "en"), ("d", "de")}
+
+
+TOKENS = [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}]
+
+
+def _jsonl(path, docs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in docs))
+
+
+def _tables(spark, config):
+    annotated = spark.read.format("delta").load(config.table_path("annotated"))
+    quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
+    return (
+        sorted((r["id"], r["text"]) for r in annotated.collect()),
+        sorted((r["id"], r["reason"], json.loads(r["raw"])["text"]) for r in quarantine.collect()),
+    )
+
+
+ORIGINAL = [(f"d{i}", f"document {i} as first published") for i in range(40)]
+CHANGED = [(f"d{i}", f"document {i} revised later") for i in range(20)]
+NEW = [(f"n{i}", f"a new document {i}") for i in range(10)]
+
+
+@pytest.mark.parametrize("names", [("a_orig", "b_new"), ("b_orig", "a_new")])
+def test_a_changed_text_keeps_the_annotated_row_whatever_the_file_order(spark, tmp_path, names):
+    # A refresh over the original file and a new one holding 20 of its ids with another text, 10 of
+    # them unchanged and 10 new ids: the table keeps its rows (first seen wins), the new texts are
+    # quarantined as duplicates, the unchanged copies too, and no quarantined record is annotated.
+    orig, new = (tmp_path / "in" / f"{n}.jsonl" for n in names)
+    _jsonl(orig, ORIGINAL)
+    config = make_config(tmp_path, tmp_path / "in", TOKENS)
+    assert run_annotate(spark, config).annotated == 40
+    _jsonl(new, CHANGED + ORIGINAL[20:30] + NEW)
+
+    summary = run_annotate(spark, config)
+    assert summary.input_rows == 80
+    assert (summary.annotated, summary.skipped_existing, summary.quarantined) == (10, 40, 30)
+    assert summary.quarantined_by_reason == {"duplicate_id": 30}
+    annotated, quarantined = _tables(spark, config)
+    assert annotated == sorted(ORIGINAL + NEW)
+    assert sorted((i, t) for i, _, t in quarantined) == sorted(CHANGED + ORIGINAL[20:30])
+    # The same tables whatever the files are called (their order), checked by the other parameter.
+    assert quarantined == sorted((i, "duplicate_id", t) for i, t in CHANGED + ORIGINAL[20:30])
+
+
+@pytest.mark.parametrize(
+    ("policy", "summary_counts", "table", "reasons"),
+    [
+        ("keep", (10, 40, 0, 20, 0), ORIGINAL + NEW, {}),
+        ("replace", (30, 20, 0, 0, 20), CHANGED + ORIGINAL[20:] + NEW, {}),
+        ("quarantine", (10, 20, 20, 0, 0), ORIGINAL + NEW, {"changed_text": 20}),
+    ],
+)
+def test_on_changed_text_decides_what_a_rewritten_record_does(
+    spark, tmp_path, policy, summary_counts, table, reasons, capsys
+):
+    # The source file is rewritten in place: 20 of its 40 texts changed, 10 ids added.
+    path = tmp_path / "in" / "part-0.jsonl"
+    _jsonl(path, ORIGINAL)
+    config = make_config(tmp_path, path.parent, TOKENS)
+    config.annotate.on_changed_text = policy
+    run_annotate(spark, config)
+    _jsonl(path, CHANGED + ORIGINAL[20:] + NEW)
+
+    summary = run_annotate(spark, config)
+    counts = (summary.annotated, summary.skipped_existing, summary.quarantined)
+    assert counts + (summary.changed_text_kept, summary.replaced) == summary_counts
+    assert summary.input_rows == 50 and summary.quarantined_by_reason == reasons
+    annotated, quarantined = _tables(spark, config)
+    assert annotated == sorted(table)
+    assert [(i, t) for i, r, t in quarantined] == (sorted(CHANGED) if reasons else [])
+    if policy == "keep":
+        assert "already annotated with another text, kept the table's: 20" in annotate_job.format_summary(
+            summary
+        )
+
+    # A rerun changes nothing: the table now holds each id's chosen text.
+    again = run_annotate(spark, config)
+    assert again.annotated == 0 and again.quarantined == summary.quarantined
+    assert _tables(spark, config) == (annotated, quarantined)

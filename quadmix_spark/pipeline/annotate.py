@@ -1,16 +1,17 @@
 """The annotate job: raw corpus → annotated Delta table (+ quarantine), scored once.
 
 Steps: check config, models and the input's named columns (no Spark job over the data yet) → read
-and split the input → quarantine MERGE keyed by record, and a check of the quarantined share
-(``annotate.max_quarantine_fraction``) before the expensive pass → drop ids the annotated table
-already holds (reruns and nightly refreshes score only new documents) → one ``mapInArrow`` pass
-running every annotator per Arrow batch → Delta append with provenance → summary with reconciled
-counts.
+and split the input, one record per id, dropping ids the annotated table already holds with the same
+text (reruns and nightly refreshes score only new documents; a changed text follows
+``annotate.on_changed_text``) → quarantine MERGE keyed by record, and a check of the quarantined
+share (``annotate.max_quarantine_fraction``) before the expensive pass → one ``mapInArrow`` pass
+running every annotator per Arrow batch → Delta append with provenance (a MERGE on id when changed
+texts replace their rows) → summary with reconciled counts.
 
 Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
 it passes: input records as they are read (observed during the quarantine write), ids already in
-the table at the join that drops them (observed during the annotated write), annotated rows from
-the Delta commit, quarantined records as the quarantine write consumes them. A run whose terms do
+the table where they leave the clean documents (observed during the annotated write), annotated rows
+from the Delta commit, quarantined records as the quarantine write consumes them. A run whose terms do
 not add up raises
 :class:`CountsDoNotReconcile` after both writes, naming the versions it committed.
 """
@@ -61,6 +62,10 @@ class AnnotateSummary:
     docs_by_domain: dict[str, int] = field(default_factory=dict)
     tokens_by_domain: dict[str, int] = field(default_factory=dict)
     skipped_hidden_files: int = 0  # files never read (annotate.input.skip_hidden_files)
+    # Ids the table holds with another text (annotate.on_changed_text): kept (part of
+    # ``skipped_existing``) or replaced (part of ``annotated``).
+    changed_text_kept: int = 0
+    replaced: int = 0
     annotated_version: int | None = None
     quarantine_version: int | None = None
     seconds: float = 0.0
@@ -203,7 +208,18 @@ def run_annotate(
         "code_version": __version__,
         "skipped_hidden_files": len(files.hidden),
     }
-    split = read_input(spark, cfg.input, cfg.max_text_bytes, files)
+    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
+    existing = None
+    if existing_version is not None:
+        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
+    split = read_input(
+        spark,
+        cfg.input,
+        cfg.max_text_bytes,
+        files,
+        existing=existing.select("id", "text") if existing is not None else None,
+        on_changed_text=cfg.on_changed_text,
+    )
 
     # The quarantine first: a pass without models, so a run that would quarantine too much of its
     # input fails before the expensive one. It also fills the input count (observed at the read).
@@ -222,37 +238,35 @@ def run_annotate(
             f"(quarantine version {q_version} holds the records)"
         )
 
-    clean = split.clean
-    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
-    skipped = None
-    if existing_version is not None:
-        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
-        # A left join, not an anti-join, so the ids it drops are counted on the way (observed).
-        known = existing.select("id").distinct().withColumn("_existing", F.lit(True))
-        skipped = Observation()
-        clean = (
-            clean.join(known, "id", "left")
-            .observe(skipped, F.count("_existing").alias("rows"))
-            .where(F.col("_existing").isNull())
-            .drop("_existing")
-        )
-
-    annotated = step(clean, specs).withColumns(
+    # Ids the table already holds left the clean documents in read_input (counted there, observed).
+    annotated = step(split.clean, specs).withColumns(
         {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(ann_hash)}
     )
     log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
-    write_mode = "append" if mode == "incremental" else "overwrite"
-    ann_version = tables.write(annotated, out_path, write_mode, metadata)
-    annotated_rows = tables.rows_written(spark, out_path, ann_version)
+    replaced = 0
+    if existing is not None and cfg.on_changed_text == "replace":
+        # Changed texts update their row, new ids are inserted: one MERGE on id, one commit.
+        ann_version = tables.merge_on(annotated, out_path, "id", metadata)
+        metrics = tables.commit_info(spark, out_path, ann_version)["metrics"] if ann_version else {}
+        replaced = int(metrics.get("numTargetRowsUpdated", 0))
+        annotated_rows = int(metrics.get("numTargetRowsInserted", 0)) + replaced
+    else:
+        write_mode = "append" if mode == "incremental" else "overwrite"
+        ann_version = tables.write(annotated, out_path, write_mode, metadata)
+        annotated_rows = tables.rows_written(spark, out_path, ann_version)
 
     # Both writes ran, so every observation has its numbers; none of these is a pass of its own.
+    same, changed = (int(split.existing_counts.get[k]) for k in ("same", "changed"))
+    kept = changed if cfg.on_changed_text == "keep" else 0
     summary = AnnotateSummary(
         input_rows=input_rows,
         annotated=annotated_rows,
-        skipped_existing=int(skipped.get["rows"]) if skipped is not None else 0,
+        skipped_existing=same + kept,
         quarantined=quarantined,
         quarantined_by_reason=by_reason,
         skipped_hidden_files=len(files.hidden),
+        changed_text_kept=kept,
+        replaced=replaced,
         annotated_version=ann_version,
         quarantine_version=q_version,
     )
@@ -315,6 +329,13 @@ def format_summary(summary: AnnotateSummary) -> str:
     ]
     for reason, count in sorted(summary.quarantined_by_reason.items()):
         lines.append(f"  quarantined {reason:<16} {count:>8}")
+    if summary.changed_text_kept:
+        lines.append(
+            f"  already annotated with another text, kept the table's: {summary.changed_text_kept} "
+            "(annotate.on_changed_text=keep)"
+        )
+    if summary.replaced:
+        lines.append(f"  replaced a changed text: {summary.replaced} (annotate.on_changed_text=replace)")
     if summary.skipped_hidden_files:
         lines.append(
             f"  skipped {summary.skipped_hidden_files} hidden file(s) (annotate.input.skip_hidden_files)"

@@ -26,7 +26,12 @@ REASONS = (
     "empty_text",
     "too_large",
     "duplicate_id",
+    "changed_text",
 )
+
+# What an incremental run does with a document whose id the annotated table holds with another text
+# (``annotate.on_changed_text``).
+CHANGED_TEXT_POLICIES = ("keep", "replace", "quarantine")
 
 QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw")
 
@@ -54,6 +59,9 @@ class SplitInput:
     # Input records counted as they are read (``rows``), filled by the first action over ``clean``
     # or ``quarantined``: no pass of its own.
     input_rows: Observation
+    # Chosen records whose id the annotated table already holds (``same`` text, ``changed`` text),
+    # counted as ``clean`` is consumed.
+    existing_counts: Observation
 
 
 def _json_path(name: str) -> str:
@@ -147,7 +155,12 @@ def _record_key() -> Column:
 
 
 def read_input(
-    spark: SparkSession, cfg: InputConfig, max_text_bytes: int, files: InputFiles | None = None
+    spark: SparkSession,
+    cfg: InputConfig,
+    max_text_bytes: int,
+    files: InputFiles | None = None,
+    existing: DataFrame | None = None,
+    on_changed_text: str = "keep",
 ) -> SplitInput:
     """Read ``cfg.path`` and split it into clean documents and quarantined records.
 
@@ -156,9 +169,21 @@ def read_input(
     says; listed here when not given).
 
     A missing path or column raises :class:`ConfigError` before any distributed work.
-    Duplicate ids keep one record (the one with the smallest text hash, so the choice does not
-    depend on file order or partitioning); the others are quarantined as ``duplicate_id``.
+
+    Each id keeps one record, chosen by a rule that depends on neither file order nor
+    partitioning: with ``existing`` (the annotated table's ``id`` and ``text``) and a policy other
+    than ``replace``, the record whose text the table already holds; otherwise the one with the
+    smallest text hash. The other records of the id are quarantined as ``duplicate_id``. The
+    chosen record is then ``new`` (the table lacks the id: in ``clean``), ``same`` (the table holds
+    this text: counted in ``existing_counts``, not in ``clean``) or ``changed`` (the table holds
+    the id with another text), which ``on_changed_text`` settles: ``keep`` leaves the table's row
+    (counted like ``same``), ``replace`` puts the record in ``clean`` so that it replaces the row,
+    ``quarantine`` quarantines it as ``changed_text``. Texts are compared by a 64-bit hash.
     """
+    if on_changed_text not in CHANGED_TEXT_POLICIES:
+        raise ConfigError(
+            f"annotate.on_changed_text: {on_changed_text!r} is not one of {', '.join(CHANGED_TEXT_POLICIES)}"
+        )
     if cfg.format == "jsonl":
         rows = _read_jsonl(spark, cfg)
     else:
@@ -172,18 +197,38 @@ def read_input(
         rows = rows.withColumn("id", F.sha2(F.col("text"), 256))
 
     bad = rows.where(F.col("_reason").isNotNull())
-    good = rows.where(F.col("_reason").isNull())
+    good = rows.where(F.col("_reason").isNull()).withColumn("_hash", F.xxhash64("text"))
 
     # Only ids seen twice take part in the window, so the common case costs one small aggregate.
     dup_ids = good.groupBy("id").count().where("count > 1").select("id", F.lit(True).alias("_dup"))
     flagged = good.join(dup_ids, "id", "left")
-    rank = Window.partitionBy("id").orderBy(F.xxhash64("text"), "text", "source_file", "raw")
+    if existing is not None:
+        known = existing.groupBy("id").agg(F.min(F.xxhash64("text")).alias("_t_hash"))
+        flagged = flagged.join(known, "id", "left")
+    else:
+        flagged = flagged.withColumn("_t_hash", F.lit(None).cast("long"))
+    same_text = F.col("_hash") == F.col("_t_hash")
+    # keep / quarantine: the table's text, when the input still has it, is the one kept, so a row
+    # that stays annotated is never quarantined. replace: the input alone decides.
+    prefer_table = [F.when(same_text, 0).otherwise(1)] if on_changed_text != "replace" else []
+    rank = Window.partitionBy("id").orderBy(*prefer_table, "_hash", "text", "source_file", "raw")
     dups = flagged.where(F.col("_dup")).withColumn("_rn", F.row_number().over(rank))
+    chosen = flagged.where(F.col("_dup").isNull()).unionByName(dups.where(F.col("_rn") == 1).drop("_rn"))
+    state = F.when(F.col("_t_hash").isNull(), F.lit("new")).when(same_text, F.lit("same"))
+    state = state.otherwise(F.lit("changed"))
+    chosen = chosen.withColumn("_state", state)
+    to_annotate = ["new", "changed"] if on_changed_text == "replace" else ["new"]
+
+    existing_counts = Observation()
     keep_cols = ["id", "text", *[c for c in cfg.keep_columns if c not in ("id", "text")]]
     clean = (
-        flagged.where(F.col("_dup").isNull())
+        chosen.observe(
+            existing_counts,
+            F.count(F.when(F.col("_state") == "same", 1)).alias("same"),
+            F.count(F.when(F.col("_state") == "changed", 1)).alias("changed"),
+        )
+        .where(F.col("_state").isin(to_annotate))
         .select(*keep_cols)
-        .unionByName(dups.where(F.col("_rn") == 1).select(*keep_cols))
     )
     duplicates = dups.where(F.col("_rn") > 1).withColumn("_reason", F.lit("duplicate_id"))
 
@@ -197,7 +242,12 @@ def read_input(
         )
 
     quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
-    return SplitInput(clean=clean, quarantined=quarantined, input_rows=input_rows)
+    if on_changed_text == "quarantine" and existing is not None:
+        changed = chosen.where(F.col("_state") == "changed").withColumn("_reason", F.lit("changed_text"))
+        quarantined = quarantined.unionByName(to_quarantine(changed))
+    return SplitInput(
+        clean=clean, quarantined=quarantined, input_rows=input_rows, existing_counts=existing_counts
+    )
 
 
 def check_input_columns(

@@ -454,3 +454,30 @@ def test_on_changed_text_decides_what_a_rewritten_record_does(
     again = run_annotate(spark, config)
     assert again.annotated == 0 and again.quarantined == summary.quarantined
     assert _tables(spark, config) == (annotated, quarantined)
+
+
+def test_the_quarantine_key_does_not_depend_on_how_the_path_is_spelled(spark, tmp_path, monkeypatch):
+    folder = tmp_path / "corpus"
+    docs = [("ok1", "a fine document"), ("ok2", "another fine one"), ("blank", "  "), ("big", "x" * 600)]
+    _jsonl(folder / "part-0.jsonl", docs)
+    (tmp_path / "link").symlink_to(folder)
+    monkeypatch.chdir(tmp_path)
+    spellings = [str(tmp_path / "link"), str(folder / "part-0.jsonl"), "link/part-0.jsonl", "corpus/"]
+    keys = set()
+    for spelling in spellings:
+        config = make_config(tmp_path, spelling, TOKENS)
+        assert run_annotate(spark, config).quarantined == 2
+        quarantine = spark.read.format("delta").load(config.table_path("quarantine")).collect()
+        keys |= {r["record_key"] for r in quarantine}
+        assert len(quarantine) == 2, spelling  # the same two records, never added again
+
+    # Parquet: a partitioned folder, then one of its files (read alone: no partition column).
+    parted = tmp_path / "parted"
+    rows = [("p1", "a parquet document", "de"), ("p2", "", "de")]
+    frame = spark.createDataFrame(rows, "id string, text string, lang string").coalesce(1)
+    frame.write.partitionBy("lang").parquet(str(parted))
+    (file,) = (parted / "lang=de").glob("*.parquet")
+    for spelling in (parted, file):
+        config = make_config(tmp_path / "pq", spelling, TOKENS, "parquet")
+        assert run_annotate(spark, config).quarantined_by_reason == {"empty_text": 1}
+        assert spark.read.format("delta").load(config.table_path("quarantine")).count() == 1

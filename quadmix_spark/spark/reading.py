@@ -7,6 +7,7 @@ Every input record ends up in exactly one of the two outputs, so counts reconcil
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -64,13 +65,27 @@ class SplitInput:
     existing_counts: Observation
 
 
+def input_location(path: str) -> str:
+    """``path`` as Spark reads it: absolute, and for a local path with symlinks and ``..`` resolved.
+
+    A record's ``source_file`` (and so its quarantine key) is then the same however the path was
+    spelled: relative or absolute, through a symlink or not, a file or its folder.
+    """
+    resolved = resolve(path)
+    if resolved.startswith("file://"):
+        return "file://" + os.path.realpath(resolved[len("file://") :])
+    if "://" in resolved:
+        return resolved
+    return os.path.realpath(resolved)
+
+
 def _json_path(name: str) -> str:
     return "$['" + name.replace("'", "\\'") + "']"
 
 
 def _jsonl_lines(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     # Subfolders too: without recursiveFileLookup Spark reads only the files directly in the path.
-    return spark.read.option("recursiveFileLookup", "true").text(resolve(cfg.path))
+    return spark.read.option("recursiveFileLookup", "true").text(input_location(cfg.path))
 
 
 def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
@@ -83,6 +98,7 @@ def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     columns = [
         "raw",
         "source_file",
+        F.lit(None).cast("string").alias("_position"),
         F.when(parsed.isNull(), F.lit("malformed")).alias("_parse"),
         F.try_variant_get(parsed, _json_path(cfg.text_column), "string").alias("text"),
         F.schema_of_variant(text_variant).alias("_text_type"),
@@ -94,6 +110,14 @@ def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     return lines.select(*columns)
 
 
+def _position(fmt: str) -> Column:
+    """A Parquet record's place in its file: the file's modification time and the row's index."""
+    if fmt != "parquet":  # Delta's reader has no row index; its files never change
+        return F.lit(None).cast("string").alias("_position")
+    mtime = F.unix_micros(F.col("_metadata.file_modification_time")).cast("string")
+    return F.concat_ws(":", mtime, F.col("_metadata.row_index").cast("string")).alias("_position")
+
+
 def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataFrame:
     """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
     reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
@@ -102,7 +126,7 @@ def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataF
         # (and none at all below a folder that also holds files). Partition columns are then not
         # inferred: a kept column must be in the files.
         reader = reader.option("recursiveFileLookup", "true")
-    df = reader.load(resolve(cfg.path))
+    df = reader.load(input_location(cfg.path))
     names = set(df.columns)
     for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
         if column and column not in names:
@@ -121,6 +145,7 @@ def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataF
     columns = [
         F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("raw"),
         F.col("_metadata.file_path").alias("source_file"),
+        _position(cfg.format),
         F.lit(None).cast("string").alias("_parse"),
         F.col(cfg.text_column).alias("text"),
         F.when(F.col(cfg.text_column).isNull(), F.lit("VOID")).otherwise(F.lit("STRING")).alias("_text_type"),
@@ -150,8 +175,13 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
 
 
 def _record_key() -> Column:
-    # Stable key for a quarantined record: reruns MERGE on it instead of appending duplicates.
-    return F.sha2(F.concat_ws("\u0000", F.col("source_file"), F.col("raw")), 256)
+    # Stable key for a quarantined record: reruns MERGE on it instead of appending duplicates. It is
+    # the record's file as Spark names it after input_location (so never the path as spelled) and
+    # its ``raw`` record or, for Parquet, its position in the file (``_position``): a Parquet row's
+    # ``raw`` depends on how the folder was read (a file read alone has no partition columns).
+    return F.sha2(
+        F.concat_ws("\u0000", F.col("source_file"), F.coalesce(F.col("_position"), F.col("raw"))), 256
+    )
 
 
 def read_input(
@@ -188,7 +218,7 @@ def read_input(
         rows = _read_jsonl(spark, cfg)
     else:
         if files is None and cfg.format == "parquet":
-            files = list_input(spark, resolve(cfg.path))
+            files = list_input(spark, input_location(cfg.path))
         rows = _read_table(spark, cfg, recursive=bool(files and files.plain_subfolders))
     input_rows = Observation()
     rows = rows.observe(input_rows, F.count(F.lit(1)).alias("rows"))
@@ -328,7 +358,7 @@ def check_input_files(spark: SparkSession, cfg: InputConfig, key: str = "annotat
     """
     if cfg.format == "delta":  # a table: its _delta_log is metadata, and Delta knows its own files
         return InputFiles(hidden=[], plain_subfolders=False)
-    files = list_input(spark, resolve(cfg.path))
+    files = list_input(spark, input_location(cfg.path))
     skipped = files.hidden
     if skipped and not cfg.skip_hidden_files:
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
@@ -345,7 +375,7 @@ def check_input_files(spark: SparkSession, cfg: InputConfig, key: str = "annotat
 def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:
     """Fail fast, naming the key, when the input path does not exist."""
     jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(resolve(cfg.path))
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(input_location(cfg.path))
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(hadoop_path):
         raise ConfigError(f"annotate.input.path: {cfg.path} does not exist")

@@ -176,11 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train-classifier":
             p.add_argument("--name", action="append", help="classifier to train (default: all)")
         if name in ("demo", "annotate"):
+            # The demo retrains its classifiers, and a table scored by other models is not appended to.
             p.add_argument(
                 "--mode",
                 choices=("incremental", "overwrite"),
-                default="incremental",
-                help="incremental: annotate only ids not yet in the table; overwrite: rescore all",
+                default="overwrite" if name == "demo" else "incremental",
+                help="incremental: annotate only ids not yet in the table; overwrite: rescore all "
+                "(default: %(default)s)",
             )
     return parser
 

@@ -13,11 +13,13 @@ from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 from quadmix_spark.pipeline import annotate as annotate_job
 from quadmix_spark.pipeline.annotate import (
+    AnnotatorsChanged,
     CountsDoNotReconcile,
     QuarantineShareExceeded,
     annotate_frame,
     run_annotate,
 )
+from quadmix_spark.spark import tables
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
@@ -165,47 +167,42 @@ def test_parquet_input_with_content_hash_ids(spark, tmp_path):
     assert len(rows[0]["id"]) == 64  # SHA-256 hex of the text
 
 
-def test_fasttext_annotators_in_one_pass(spark, tmp_path):
+SPORTS = [
+    "team",
+    "goal",
+    "match",
+    "player",
+    "coach",
+    "score",
+    "league",
+    "season",
+    "win",
+    "stadium",
+    "referee",
+]
+FINANCE = ["bank", "loan", "interest", "rates", "market", "stock", "bond", "credit", "investor", "profit"]
+
+
+def train_topic_model(path, dim=32, seed=0) -> str:
+    """A small fastText sports/finance classifier saved at ``path``."""
     import fasttext
 
-    rng = random.Random(0)
-    sports = [
-        "team",
-        "goal",
-        "match",
-        "player",
-        "coach",
-        "score",
-        "league",
-        "season",
-        "win",
-        "stadium",
-        "referee",
-    ]
-    finance = [
-        "bank",
-        "loan",
-        "interest",
-        "rates",
-        "market",
-        "stock",
-        "bond",
-        "credit",
-        "investor",
-        "profit",
-        "inflation",
-    ]
+    rng = random.Random(seed)
     lines = []
     for _ in range(300):
-        lines.append("__label__sports " + " ".join(rng.choice(sports) for _ in range(12)))
-        lines.append("__label__finance " + " ".join(rng.choice(finance) for _ in range(12)))
-    train = tmp_path / "train.txt"
+        lines.append("__label__sports " + " ".join(rng.choice(SPORTS) for _ in range(12)))
+        lines.append("__label__finance " + " ".join(rng.choice(FINANCE) for _ in range(12)))
+    train = path.parent / f"{path.name}.train.txt"
     train.write_text("\n".join(lines) + "\n")
     model = fasttext.train_supervised(
-        str(train), epoch=10, lr=0.5, dim=32, wordNgrams=2, minCount=2, verbose=0, thread=1
+        str(train), epoch=10, lr=0.5, dim=dim, wordNgrams=2, minCount=2, verbose=0, thread=1, seed=seed
     )
-    model_path = str(tmp_path / "topic.bin")
-    model.save_model(model_path)
+    model.save_model(str(path))
+    return str(path)
+
+
+def test_fasttext_annotators_in_one_pass(spark, tmp_path):
+    model_path = train_topic_model(tmp_path / "topic.bin")
 
     df = spark.createDataFrame(
         [("a", "the team scored a late goal"), ("b", "the bank cut interest rates\nagain")],
@@ -481,3 +478,25 @@ def test_the_quarantine_key_does_not_depend_on_how_the_path_is_spelled(spark, tm
         config = make_config(tmp_path / "pq", spelling, TOKENS, "parquet")
         assert run_annotate(spark, config).quarantined_by_reason == {"empty_text": 1}
         assert spark.read.format("delta").load(config.table_path("quarantine")).count() == 1
+
+
+def test_an_incremental_run_refuses_a_table_scored_by_other_annotators(spark, tmp_path, handmade):
+    model = train_topic_model(tmp_path / "topic.bin")
+    annotators = [*TOKENS, {"kind": "fasttext_domain", "column": "domain", "model": model}]
+    config = make_config(tmp_path, handmade, annotators)
+    run_annotate(spark, config)
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    (old_hash,) = {r["annotator_hash"] for r in table.collect()}
+
+    train_topic_model(tmp_path / "topic.bin", dim=16, seed=1)  # a retrained model, same file name
+    new_hash = annotate_job.annotator_hash(annotate_job.annotator_specs(config))
+    assert new_hash != old_hash
+    with pytest.raises(
+        AnnotatorsChanged, match=rf"hash {old_hash}, but .* hash to {new_hash}.*--mode overwrite"
+    ):
+        run_annotate(spark, config)
+    assert tables.version(spark, config.table_path("annotated")) == 0  # nothing was written
+
+    assert run_annotate(spark, config, mode="overwrite").annotated == 4
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    assert {r["annotator_hash"] for r in table.collect()} == {new_hash}

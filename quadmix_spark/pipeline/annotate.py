@@ -85,6 +85,10 @@ class QuarantineShareExceeded(AnnotateFailed):
     """More of the input was quarantined than ``annotate.max_quarantine_fraction`` allows."""
 
 
+class AnnotatorsChanged(ConfigError):
+    """An incremental run whose annotators differ from those that scored the table it would append to."""
+
+
 class CountsDoNotReconcile(AnnotateFailed):
     """The counted terms of an annotate run do not add up: a record was lost or doubled."""
 
@@ -150,6 +154,25 @@ def annotator_hash(specs: list[dict[str, Any]]) -> str:
     return core.content_key(content, 16)
 
 
+def check_annotator_hash(table: DataFrame, path: str, ann_hash: str) -> None:
+    """Refuse to add rows scored by other annotators to a table (one small scan of its hash column).
+
+    Rows of two annotator hashes in one table would mix scores of different models or settings.
+    """
+    if "annotator_hash" in table.columns:
+        found = {r[0] for r in table.select("annotator_hash").distinct().limit(10).collect()}
+    else:
+        found = {None}
+    others = sorted(str(h) for h in found - {ann_hash})
+    if others:
+        raise AnnotatorsChanged(
+            f"annotate.annotators: the annotated table {path} was scored by annotators with hash "
+            f"{', '.join(others)}, but this run's annotators (their settings and model files) hash to "
+            f"{ann_hash}; an incremental run would mix their scores in one table. Rescore everything "
+            "with --mode overwrite, or write to a new annotate.output_table"
+        )
+
+
 def annotate_frame(df: DataFrame, specs: list[dict[str, Any]], text_column: str = "text") -> DataFrame:
     """Add every annotator's columns to ``df`` in one Arrow pass (lazy; nothing runs yet)."""
     in_schema = to_arrow_schema(df.schema)
@@ -212,6 +235,7 @@ def run_annotate(
     existing = None
     if existing_version is not None:
         existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
+        check_annotator_hash(existing, cfg.output_table, ann_hash)
     split = read_input(
         spark,
         cfg.input,

@@ -89,6 +89,8 @@ class AnnotateConfig:
     # An incremental run meeting an id the table holds with another text: keep the table's row
     # (first seen wins), replace it, or quarantine the new record as ``changed_text``.
     on_changed_text: Literal["keep", "replace", "quarantine"] = "keep"
+    # A document whose domain probability is below this gets the domain ``unknown`` (0: off).
+    min_domain_confidence: float = 0.0
     annotators: list[AnnotatorConfig] = field(default_factory=list)
 
 
@@ -430,6 +432,11 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(f"select.selector: {sel[5:]!r} is not one of the scorers {sorted(config.scorers)}")
     if config.annotate.max_text_bytes <= 0:
         raise ConfigError("annotate.max_text_bytes must be positive")
+    confidence = config.annotate.min_domain_confidence
+    if not 0 <= confidence < 1:
+        raise ConfigError(f"annotate.min_domain_confidence must be in [0, 1), got {confidence}")
+    if confidence and "fasttext_domain" not in kinds:
+        raise ConfigError("annotate.min_domain_confidence needs a fasttext_domain annotator")
     share = config.annotate.max_quarantine_fraction
     if not 0 <= share <= 1:
         raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import pytest
 import yaml
@@ -500,3 +501,34 @@ def test_an_incremental_run_refuses_a_table_scored_by_other_annotators(spark, tm
     assert run_annotate(spark, config, mode="overwrite").annotated == 4
     table = spark.read.format("delta").load(config.table_path("annotated"))
     assert {r["annotator_hash"] for r in table.collect()} == {new_hash}
+
+
+def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_path):
+    docs = [
+        ("s1", "the team scored a late goal"),
+        ("s2", "the coach praised the player after the match"),
+        ("f1", "the bank cut interest rates"),
+        ("c1", "copyright notice permission is hereby granted"),
+        ("c2", "lorem ipsum dolor sit amet"),
+    ]
+    _jsonl(tmp_path / "in" / "part-0.jsonl", docs)
+    model = train_topic_model(tmp_path / "topic.bin")
+    annotators = [*TOKENS, {"kind": "fasttext_domain", "column": "domain", "model": model}]
+    config = make_config(tmp_path, tmp_path / "in", annotators)
+    config.annotate.min_domain_confidence = 0.8
+    summary = run_annotate(spark, config)
+
+    rows = {r["id"]: r for r in spark.read.format("delta").load(config.table_path("annotated")).collect()}
+    assert {i: r["domain"] for i, r in rows.items()} == {
+        "s1": "sports",
+        "s2": "sports",
+        "f1": "finance",
+        "c1": "unknown",
+        "c2": "unknown",
+    }
+    assert rows["c1"]["domain_prob"] < 0.8 <= rows["s1"]["domain_prob"]
+    assert rows["s1"]["domain_label"] == "sports"  # the model's label stays beside the routed one
+    assert summary.docs_by_domain == {"finance": 1, "sports": 2, "unknown": 2}
+    # Counted by the model's label: both fall under the label it gave them.
+    assert summary.low_confidence_by_domain == Counter(rows[i]["domain_label"] for i in ("c1", "c2"))
+    assert "low-confidence" in annotate_job.format_summary(summary)

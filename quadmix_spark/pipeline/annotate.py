@@ -61,6 +61,8 @@ class AnnotateSummary:
     quarantined_by_reason: dict[str, int]
     docs_by_domain: dict[str, int] = field(default_factory=dict)
     tokens_by_domain: dict[str, int] = field(default_factory=dict)
+    # With annotate.min_domain_confidence: documents below it (now ``unknown``) by the model's label.
+    low_confidence_by_domain: dict[str, int] = field(default_factory=dict)
     skipped_hidden_files: int = 0  # files never read (annotate.input.skip_hidden_files)
     # Ids the table holds with another text (annotate.on_changed_text): kept (part of
     # ``skipped_existing``) or replaced (part of ``annotated``).
@@ -109,6 +111,8 @@ def annotator_specs(config: PipelineConfig) -> list[dict[str, Any]]:
         spec = {k: v for k, v in asdict(ann).items() if v is not None}
         if ann.kind == "language_id" and not ann.model:
             spec["model"] = default_langid_model()
+        if ann.kind == "fasttext_domain" and config.annotate.min_domain_confidence:
+            spec["min_confidence"] = config.annotate.min_domain_confidence
         specs.append(spec)
     return specs
 
@@ -335,6 +339,11 @@ def _domain_totals(spark: SparkSession, path: str, specs: list[dict], summary: A
     if domain is None:
         return
     table = spark.read.format("delta").load(path)
+    min_confidence = next(s.get("min_confidence") for s in specs if s["kind"] == "fasttext_domain")
+    if min_confidence:
+        label = f"{domain}_label"
+        low = table.where(F.col(f"{domain}_prob") < min_confidence).groupBy(label).count().orderBy(label)
+        summary.low_confidence_by_domain = {r[label]: r["count"] for r in low.collect()}
     aggs = [F.count(F.lit(1)).alias("docs")]
     if tokens:
         aggs.append(F.sum(tokens).alias("tokens"))
@@ -365,7 +374,16 @@ def format_summary(summary: AnnotateSummary) -> str:
             f"  skipped {summary.skipped_hidden_files} hidden file(s) (annotate.input.skip_hidden_files)"
         )
     if summary.docs_by_domain:
-        lines.append(f"  {'domain (table total)':<24} {'docs':>8} {'tokens':>12}")
-        for domain, docs in summary.docs_by_domain.items():
-            lines.append(f"  {domain:<24} {docs:>8} {summary.tokens_by_domain.get(domain, 0):>12}")
+        low = summary.low_confidence_by_domain
+        header = f"  {'domain (table total)':<24} {'docs':>8} {'tokens':>12}"
+        lines.append(header + (f" {'low-confidence':>15}" if low else ""))
+        for domain in sorted({*summary.docs_by_domain, *low}):
+            docs, tokens = summary.docs_by_domain.get(domain, 0), summary.tokens_by_domain.get(domain, 0)
+            line = f"  {domain:<24} {docs:>8} {tokens:>12}"
+            lines.append(line + (f" {low.get(domain, 0):>15}" if low else ""))
+        if low:
+            lines.append(
+                f"  ({sum(low.values())} low-confidence documents, by the model's label, are in 'unknown': "
+                "annotate.min_domain_confidence)"
+            )
     return "\n".join(lines)

@@ -532,3 +532,35 @@ def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_pat
     # Counted by the model's label: both fall under the label it gave them.
     assert summary.low_confidence_by_domain == Counter(rows[i]["domain_label"] for i in ("c1", "c2"))
     assert "low-confidence" in annotate_job.format_summary(summary)
+
+
+BIG_1 = "12345678901234567890123456789012345678901"  # 41 digits: beyond DECIMAL(38), a double to Spark
+BIG_2 = "12345678901234567890123456789012345678902"
+
+
+def test_ids_keep_their_exact_text(spark, tmp_path):
+    lines = [
+        f'{{"id": {BIG_1}, "text": "the first long id"}}',
+        f'{{"id": {BIG_2}, "text": "the second long id"}}',
+        '{"id": 7, "text": "seven as a number"}',
+        '{"id": "7", "text": "seven as a string"}',  # the same id: one of the two is a duplicate
+        '{"id": "x", "text": "a plain string id"}',
+        '{"id": 1.5, "text": "a fraction"}',
+        '{"id": 1e3, "text": "an exponent"}',
+        '{"id": true, "text": "a boolean"}',
+        '{"id": {"a": 1}, "text": "an object"}',
+    ]
+    path = tmp_path / "in" / "part-0.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    config = make_config(tmp_path, path.parent, TOKENS)
+    summary = run_annotate(spark, config)
+    assert summary.quarantined_by_reason == {"invalid_id": 4, "duplicate_id": 1}
+    annotated = spark.read.format("delta").load(config.table_path("annotated"))
+    assert sorted(r["id"] for r in annotated.collect()) == sorted([BIG_1, BIG_2, "7", "x"])
+
+    # Parquet ids are typed: a floating-point id column is refused before any Spark job.
+    pq = str(tmp_path / "pq")
+    spark.createDataFrame([(1.0, "text")], "id double, text string").write.parquet(pq)
+    with pytest.raises(ConfigError, match="annotate.input.id_column 'id' has type double"):
+        run_annotate(spark, make_config(tmp_path / "2", pq, TOKENS, "parquet"))

@@ -22,6 +22,7 @@ REASONS = (
     "invalid_utf8",
     "malformed_json",
     "missing_id",
+    "invalid_id",
     "missing_text",
     "non_string_text",
     "empty_text",
@@ -88,6 +89,22 @@ def _jsonl_lines(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     return spark.read.option("recursiveFileLookup", "true").text(input_location(cfg.path))
 
 
+def _json_id(parsed: Column, path: str) -> Column:
+    """A JSON id as text: a string's own text, an integer's digits as written; null for anything else.
+
+    So ``"a1"`` is ``a1``, ``7`` is ``7`` (the same id as ``"7"``), and a 41-digit integer keeps
+    every digit: Spark parses integers beyond DECIMAL(38) as doubles, so their digits are read from
+    the line itself (a second parse, paid only by such ids). Fractions, exponents, booleans,
+    objects and arrays give null (``invalid_id``).
+    """
+    kind = F.schema_of_variant(F.try_variant_get(parsed, path, "variant"))
+    text = F.try_variant_get(parsed, path, "string")
+    literal = F.get_json_object(F.col("raw"), path)
+    return F.when(kind.isin("STRING", "BIGINT") | kind.rlike(r"^DECIMAL\(\d+,0\)$"), text).when(
+        (kind == "DOUBLE") & literal.rlike(r"^-?[0-9]+$"), literal
+    )
+
+
 def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     """JSON lines as (raw, source_file, id, text, text_type, kept columns...)."""
     lines = _jsonl_lines(spark, cfg).select(
@@ -104,7 +121,9 @@ def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
         F.schema_of_variant(text_variant).alias("_text_type"),
     ]
     if cfg.id_column:
-        columns.append(F.try_variant_get(parsed, _json_path(cfg.id_column), "string").alias("id"))
+        id_path = _json_path(cfg.id_column)
+        columns.append(_json_id(parsed, id_path).alias("id"))
+        columns.append(F.schema_of_variant(F.try_variant_get(parsed, id_path, "variant")).alias("_id_type"))
     # JSON has no schema to speak of: kept columns are carried as strings.
     columns += [F.try_variant_get(parsed, _json_path(c), "string").alias(c) for c in cfg.keep_columns]
     return lines.select(*columns)
@@ -151,7 +170,16 @@ def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataF
         F.when(F.col(cfg.text_column).isNull(), F.lit("VOID")).otherwise(F.lit("STRING")).alias("_text_type"),
     ]
     if cfg.id_column:
+        id_type = df.schema[cfg.id_column].dataType.simpleString()
+        if id_type not in ("string", "tinyint", "smallint", "int", "bigint") and not re.fullmatch(
+            r"decimal\(\d+,0\)", id_type
+        ):
+            raise ConfigError(
+                f"annotate.input.id_column {cfg.id_column!r} has type {id_type}; ids must be strings or "
+                "integers (a floating-point id is not exact)"
+            )
         columns.append(F.col(cfg.id_column).cast("string").alias("id"))
+        columns.append(F.when(F.col(cfg.id_column).isNotNull(), F.lit("STRING")).alias("_id_type"))
     columns += [F.col(c) for c in cfg.keep_columns if c not in (cfg.id_column, cfg.text_column)]
     return df.select(*columns)
 
@@ -161,11 +189,11 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
     # JSON lines: the line's bytes. Tables: the text itself; ``raw`` is rendered by to_json, which
     # turns invalid bytes into U+FFFD, so checking it would miss them.
     utf8_source = "raw" if cfg.format == "jsonl" else "text"
-    reason = F.when(~F.is_valid_utf8(utf8_source), F.lit("invalid_utf8")).when(
-        F.col("_parse").isNotNull(), F.lit("malformed_json")
-    )
+    reason = F.when(~F.is_valid_utf8(utf8_source), F.lit("invalid_utf8"))
+    reason = reason.when(F.col("_parse").isNotNull(), F.lit("malformed_json"))
     if cfg.id_column:
-        reason = reason.when(F.col("id").isNull() | (F.trim(F.col("id")) == ""), F.lit("missing_id"))
+        no_id = F.col("_id_type").isNull() | (F.col("_id_type") == "VOID") | (F.trim(F.col("id")) == "")
+        reason = reason.when(no_id, F.lit("missing_id")).when(F.col("id").isNull(), F.lit("invalid_id"))
     return (
         reason.when(F.col("_text_type").isNull() | (F.col("_text_type") == "VOID"), F.lit("missing_text"))
         .when(F.col("_text_type") != "STRING", F.lit("non_string_text"))

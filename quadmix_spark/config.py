@@ -28,6 +28,9 @@ class ConfigError(ValueError):
 
 Direction = Literal["higher_is_better", "lower_is_better"]
 
+# Spark parses a JSON line into a variant, which holds at most 16 MiB.
+MAX_JSON_LINE_BYTES = 16 * 1024 * 1024
+
 
 @dataclass
 class SparkConfig:
@@ -432,6 +435,11 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(f"select.selector: {sel[5:]!r} is not one of the scorers {sorted(config.scorers)}")
     if config.annotate.max_text_bytes <= 0:
         raise ConfigError("annotate.max_text_bytes must be positive")
+    if config.annotate.input.format == "jsonl" and config.annotate.max_text_bytes > MAX_JSON_LINE_BYTES:
+        raise ConfigError(
+            f"annotate.max_text_bytes must be at most {MAX_JSON_LINE_BYTES} (16 MiB) for JSON lines: "
+            "Spark parses a line into a variant of at most 16 MiB"
+        )
     confidence = config.annotate.min_domain_confidence
     if not 0 <= confidence < 1:
         raise ConfigError(f"annotate.min_domain_confidence must be in [0, 1), got {confidence}")

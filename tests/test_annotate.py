@@ -564,3 +564,12 @@ def test_ids_keep_their_exact_text(spark, tmp_path):
     spark.createDataFrame([(1.0, "text")], "id double, text string").write.parquet(pq)
     with pytest.raises(ConfigError, match="annotate.input.id_column 'id' has type double"):
         run_annotate(spark, make_config(tmp_path / "2", pq, TOKENS, "parquet"))
+
+
+def test_a_record_too_large_to_parse_is_too_large(spark, tmp_path):
+    # Spark parses a JSON line into a variant of at most 16 MiB: a longer one used to be malformed_json.
+    path = tmp_path / "in" / "part-0.jsonl"
+    _jsonl(path, [("small", "a small document"), ("huge", "word " * (17 * 2**20 // 5))])
+    summary = run_annotate(spark, make_config(tmp_path, path.parent, TOKENS))
+    assert summary.quarantined_by_reason == {"too_large": 1}
+    assert summary.annotated == 1

@@ -190,6 +190,11 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
     # turns invalid bytes into U+FFFD, so checking it would miss them.
     utf8_source = "raw" if cfg.format == "jsonl" else "text"
     reason = F.when(~F.is_valid_utf8(utf8_source), F.lit("invalid_utf8"))
+    if cfg.format == "jsonl":
+        # Spark parses a JSON line into a variant of at most 16 MiB: a longer line never parses.
+        # Longer than max_text_bytes (at most 16 MiB), it is too large whatever it holds.
+        too_long = F.octet_length("raw") > max_text_bytes
+        reason = reason.when(F.col("_parse").isNotNull() & too_long, F.lit("too_large"))
     reason = reason.when(F.col("_parse").isNotNull(), F.lit("malformed_json"))
     if cfg.id_column:
         no_id = F.col("_id_type").isNull() | (F.col("_id_type") == "VOID") | (F.trim(F.col("id")) == "")

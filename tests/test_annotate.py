@@ -573,3 +573,19 @@ def test_a_record_too_large_to_parse_is_too_large(spark, tmp_path):
     summary = run_annotate(spark, make_config(tmp_path, path.parent, TOKENS))
     assert summary.quarantined_by_reason == {"too_large": 1}
     assert summary.annotated == 1
+
+
+def test_invalid_utf8_is_kept_as_bytes_and_the_quarantine_reads_in_arrow(spark, tmp_path, handmade):
+    import pyarrow.parquet as pq
+
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    run_annotate(spark, config)
+    path = config.table_path("quarantine")
+    rows = spark.read.format("delta").load(path).toPandas()  # Arrow: refuses invalid UTF-8 strings
+    bad = rows[rows["reason"] == "invalid_utf8"].iloc[0]
+    assert bytes(bad["raw_bytes"]) == HANDMADE[4]  # the exact bytes
+    assert bad["raw"] == HANDMADE[4].decode("utf-8", "replace")
+    assert rows[rows["reason"] != "invalid_utf8"]["raw_bytes"].isna().all()
+    # pyarrow reads every data file (one commit here) to Python strings without an error.
+    for part in (tmp_path / "warehouse" / "quarantine").glob("*.parquet"):
+        assert pq.read_table(part).to_pylist()

@@ -322,6 +322,7 @@ def _write_quarantine(
             DeltaTable.forPath(spark, path)
             .alias("t")
             .merge(rows.alias("s"), "t.record_key = s.record_key")
+            .withSchemaEvolution()  # a table from before raw_bytes gains the column
             .whenNotMatchedInsertAll()
             .execute()
         )

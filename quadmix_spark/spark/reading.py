@@ -35,7 +35,7 @@ REASONS = (
 # (``annotate.on_changed_text``).
 CHANGED_TEXT_POLICIES = ("keep", "replace", "quarantine")
 
-QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw")
+QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw", "raw_bytes")
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,10 @@ def read_input(
             F.col("id").cast("string").alias("id"),
             F.col("_reason").alias("reason"),
             "source_file",
-            "raw",
+            # A string column holds valid UTF-8 only (Arrow and pandas refuse anything else): invalid
+            # bytes become U+FFFD in ``raw``, and the record's exact bytes go to ``raw_bytes``.
+            F.make_valid_utf8("raw").alias("raw"),
+            F.when(~F.is_valid_utf8("raw"), F.col("raw").cast("binary")).alias("raw_bytes"),
         )
 
     quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))

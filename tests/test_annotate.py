@@ -482,14 +482,14 @@ def test_the_quarantine_key_does_not_depend_on_how_the_path_is_spelled(spark, tm
 
 
 def test_an_incremental_run_refuses_a_table_scored_by_other_annotators(spark, tmp_path, handmade):
-    model = train_topic_model(tmp_path / "topic.bin")
+    model = train_topic_model(tmp_path / "topic_v.bin")
     annotators = [*TOKENS, {"kind": "fasttext_domain", "column": "domain", "model": model}]
     config = make_config(tmp_path, handmade, annotators)
     run_annotate(spark, config)
     table = spark.read.format("delta").load(config.table_path("annotated"))
     (old_hash,) = {r["annotator_hash"] for r in table.collect()}
 
-    train_topic_model(tmp_path / "topic.bin", dim=16, seed=1)  # a retrained model, same file name
+    train_topic_model(tmp_path / "topic_v.bin", dim=16, seed=1)  # a retrained model, same file name
     new_hash = annotate_job.annotator_hash(annotate_job.annotator_specs(config))
     assert new_hash != old_hash
     with pytest.raises(
@@ -512,7 +512,7 @@ def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_pat
         ("c2", "lorem ipsum dolor sit amet"),
     ]
     _jsonl(tmp_path / "in" / "part-0.jsonl", docs)
-    model = train_topic_model(tmp_path / "topic.bin")
+    model = train_topic_model(tmp_path / "topic_low.bin")
     annotators = [*TOKENS, {"kind": "fasttext_domain", "column": "domain", "model": model}]
     config = make_config(tmp_path, tmp_path / "in", annotators)
     config.annotate.min_domain_confidence = 0.8
@@ -589,3 +589,18 @@ def test_invalid_utf8_is_kept_as_bytes_and_the_quarantine_reads_in_arrow(spark, 
     # pyarrow reads every data file (one commit here) to Python strings without an error.
     for part in (tmp_path / "warehouse" / "quarantine").glob("*.parquet"):
         assert pq.read_table(part).to_pylist()
+
+
+def test_models_are_loaded_and_checked_on_the_driver_before_spark_work(spark, tmp_path, handmade):
+    model = train_topic_model(tmp_path / "topic_check.bin")
+    quality = {"kind": "fasttext_quality", "column": "q", "model": model, "label": "hq"}
+    with pytest.raises(ConfigError, match=r"annotate.annotators\[1\].label: 'hq' is not one of the labels"):
+        run_annotate(spark, make_config(tmp_path, handmade, [*TOKENS, quality]))
+    corrupt = tmp_path / "corrupt.bin"
+    corrupt.write_bytes(b"not a fastText model" * 100)
+    domain = {"kind": "fasttext_domain", "column": "d", "model": str(corrupt)}
+    with pytest.raises(
+        ConfigError, match=r"annotate.annotators\[1\].model: .*corrupt.bin is not a fastText model"
+    ):
+        run_annotate(spark, make_config(tmp_path, handmade, [*TOKENS, domain]))
+    assert not (tmp_path / "warehouse").exists()  # nothing was read or written

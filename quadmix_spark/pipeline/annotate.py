@@ -43,9 +43,9 @@ from quadmix_spark.spark.reading import (
     check_input_path,
     read_input,
 )
-from udfs.annotate import annotate_batches, output_schema
+from udfs.annotate import UNKNOWN, annotate_batches, output_schema
 from udfs.heuristics import SIGNALS
-from udfs.models import default_langid_model, load_tokenizer
+from udfs.models import default_langid_model, fasttext_labels, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,12 @@ def _file_digest(path: str) -> str:
 
 
 def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, Any]]) -> None:
-    """Fail before Spark starts when a model file, tokenizer or signal is unknown."""
+    """Fail before Spark starts when a model, tokenizer, label or signal is wrong.
+
+    Every local fastText model is loaded here, on the driver, once: a file that is not a model, or
+    a ``label`` the quality model does not have, fails in seconds, naming the key, instead of in a
+    Python worker after the job started.
+    """
     if not annotators:
         raise ConfigError("annotate.annotators: at least one annotator is required")
     models = {}
@@ -139,6 +144,8 @@ def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, An
             name = os.path.basename(model)
             if models.setdefault(name, model) != model:
                 raise ConfigError(f"{key}.model: two different models share the file name {name}")
+            if "://" not in model:
+                _check_model(key, spec, model)
         if spec["kind"] == "tokens" and spec["tokenizer"] != "whitespace":
             try:
                 load_tokenizer(spec["tokenizer"])
@@ -147,6 +154,20 @@ def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, An
         unknown = set(spec.get("signals") or ()) - set(SIGNALS)
         if unknown:
             raise ConfigError(f"{key}.signals: unknown signal(s) {sorted(unknown)}")
+
+
+def _check_model(key: str, spec: dict[str, Any], model: str) -> None:
+    try:
+        labels = fasttext_labels(model)
+    except Exception as err:
+        raise ConfigError(f"{key}.model: {model} is not a fastText model that loads: {err}") from err
+    if spec["kind"] == "fasttext_quality" and spec["label"] not in labels:
+        raise ConfigError(f"{key}.label: {spec['label']!r} is not one of the labels of {model}: {labels}")
+    if spec.get("min_confidence") and UNKNOWN in labels:
+        raise ConfigError(
+            f"annotate.min_domain_confidence: the domain model {model} has a label {UNKNOWN!r}, the "
+            "domain given to low-confidence documents"
+        )
 
 
 def annotator_hash(specs: list[dict[str, Any]]) -> str:
@@ -219,6 +240,11 @@ def run_annotate(
     out_path = config.table_path(cfg.output_table)
     q_path = config.table_path(cfg.quarantine_table)
     ann_hash = annotator_hash(specs)
+    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
+    existing = None
+    if existing_version is not None:
+        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
+        check_annotator_hash(existing, cfg.output_table, ann_hash)
 
     for spec in specs:  # ship model files; workers read them through SparkFiles
         if spec.get("model"):
@@ -235,11 +261,6 @@ def run_annotate(
         "code_version": __version__,
         "skipped_hidden_files": len(files.hidden),
     }
-    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
-    existing = None
-    if existing_version is not None:
-        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
-        check_annotator_hash(existing, cfg.output_table, ann_hash)
     split = read_input(
         spark,
         cfg.input,

@@ -433,6 +433,10 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(f"select.selector: {sel!r} is not quadmix, uniform, topk:<scorer> or union_topk")
     if sel.startswith("topk:") and sel[5:] not in config.scorers:
         raise ConfigError(f"select.selector: {sel[5:]!r} is not one of the scorers {sorted(config.scorers)}")
+    if sel != "quadmix" and config.select.token_budget is None:
+        raise ConfigError(f"select.token_budget is required for selector {sel} (a baseline fills a budget)")
+    if config.select.mixture is not None and config.select.token_budget is None:
+        raise ConfigError("select.token_budget is required with select.mixture")
     if config.annotate.max_text_bytes <= 0:
         raise ConfigError("annotate.max_text_bytes must be positive")
     if config.annotate.input.format == "jsonl" and config.annotate.max_text_bytes > MAX_JSON_LINE_BYTES:

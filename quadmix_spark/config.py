@@ -55,6 +55,9 @@ class InputConfig:
     # Files named _* or .* (or under such a folder) are never read; unless this is true, their
     # presence fails the run. True: skip them, counted in the summary.
     skip_hidden_files: bool = False
+    # JSON lines: decompress every .gz/.bz2 file once before the job, so that a truncated one is
+    # quarantined whole (``unreadable_file``) instead of aborting the run.
+    check_compressed_files: bool = True
 
 
 @dataclass

@@ -604,3 +604,39 @@ def test_models_are_loaded_and_checked_on_the_driver_before_spark_work(spark, tm
     ):
         run_annotate(spark, make_config(tmp_path, handmade, [*TOKENS, domain]))
     assert not (tmp_path / "warehouse").exists()  # nothing was read or written
+
+
+def test_unreadable_files_are_quarantined_whole_and_the_run_goes_on(spark, tmp_path):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # A truncated .jsonl.gz beside a good file: Spark aborted the whole job on it (EOFException).
+    folder = tmp_path / "in"
+    _jsonl(folder / "a.jsonl", [("a1", "a first good document"), ("a2", "a second good document")])
+    lines = "".join(json.dumps({"id": f"b{i}", "text": "x " * 50}) + "\n" for i in range(200))
+    packed = gzip.compress(lines.encode())
+    (folder / "b.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    config = make_config(tmp_path, folder, TOKENS)
+    summary = run_annotate(spark, config)
+    assert (summary.input_rows, summary.annotated, summary.quarantined) == (3, 2, 1)
+    assert summary.quarantined_by_reason == {"unreadable_file": 1}
+    (row,) = spark.read.format("delta").load(config.table_path("quarantine")).collect()
+    assert row["source_file"].endswith("/in/b.jsonl.gz") and "EOFError" in row["raw"]
+    assert run_annotate(spark, config).quarantined == 1  # a rerun merges it, never adds it again
+    assert spark.read.format("delta").load(config.table_path("quarantine")).count() == 1
+
+    # Parquet files whose id is a string in two and an int64 in one (PARQUET_COLUMN_DATA_TYPE_MISMATCH).
+    pq_dir = tmp_path / "pq"
+    pq_dir.mkdir()
+    for name, ids in (("p1", ["x1", "x2"]), ("p2", [7, 8]), ("p3", ["x3"])):
+        table = pa.table({"id": ids, "text": [f"parquet text {i}" for i in ids]})
+        pq.write_table(table, pq_dir / f"{name}.parquet")
+    config = make_config(tmp_path / "2", pq_dir, TOKENS, "parquet")
+    summary = run_annotate(spark, config)
+    assert (summary.input_rows, summary.annotated) == (4, 3)
+    assert summary.quarantined_by_reason == {"unreadable_file": 1}
+    (row,) = spark.read.format("delta").load(config.table_path("quarantine")).collect()
+    assert row["source_file"].endswith("/p2.parquet")
+    assert row["raw"] == "column 'id' is int64 here, string in most files"

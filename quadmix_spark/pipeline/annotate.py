@@ -23,8 +23,9 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,18 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
+from quadmix_spark.config import AnnotatorConfig, ConfigError, InputConfig, PipelineConfig, resolve
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import (
     REASONS,
+    InputFiles,
     check_input_columns,
     check_input_files,
     check_input_path,
     read_input,
 )
 from udfs.annotate import UNKNOWN, annotate_batches, output_schema
+from udfs.files import OPENERS, check_files
 from udfs.heuristics import SIGNALS
 from udfs.models import default_langid_model, fasttext_labels, load_tokenizer
 
@@ -217,6 +220,51 @@ def _token_column(specs: list[dict[str, Any]]) -> str | None:
     return next((s["column"] for s in specs if s["kind"] == "tokens"), None)
 
 
+def find_unreadable_files(spark: SparkSession, cfg: InputConfig, files: InputFiles) -> InputFiles:
+    """``files`` with the files Spark could not read whole: one small Spark job over the file list.
+
+    JSON lines: every compressed file (``.gz``, ``.bz2``) is decompressed once to its end (with
+    ``check_compressed_files``), so a truncated one is found before Spark aborts on it. Parquet:
+    every file's footer is read, and a file whose id, text or kept column has another type than
+    in most files (ties: the first file's type) is unreadable too. Only local files are checked.
+    """
+    if cfg.format == "jsonl" and cfg.check_compressed_files:
+        uris = [uri for uri, _ in files.data if uri.endswith(tuple(OPENERS))]
+    elif cfg.format == "parquet":
+        uris = [uri for uri, _ in files.data]
+    else:
+        uris = []
+    if not uris:
+        return files
+    kind, columns = cfg.format, [c for c in (cfg.id_column, cfg.text_column, *cfg.keep_columns) if c]
+
+    def run(batches):  # on the workers; plain data in the closure
+        return check_files(batches, kind, columns)
+
+    frame = spark.createDataFrame([(u,) for u in uris], "uri string")
+    tasks = max(1, min(len(uris), spark.sparkContext.defaultParallelism * 4))
+    rows = frame.repartition(tasks).mapInPandas(run, "uri string, error string, types string").collect()
+    unreadable = {r["uri"]: r["error"] for r in rows if r["error"]}
+    typed = sorted((r["uri"], json.loads(r["types"])) for r in rows if r["types"] and not r["error"])
+    for column in columns:
+        counts = Counter(types[column] for _, types in typed if column in types)
+        if len(counts) < 2:
+            continue
+        first = next(types[column] for _, types in typed if column in types)
+        usual = max(counts, key=lambda t: (counts[t], t == first))
+        for uri, types in typed:
+            if types.get(column, usual) != usual:
+                unreadable.setdefault(
+                    uri, f"column {column!r} is {types[column]} here, {usual} in most files"
+                )
+    if unreadable:
+        log.warning("%d unreadable file(s) under %s: %s", len(unreadable), cfg.path, sorted(unreadable)[:5])
+    if unreadable and len(unreadable) == len(files.data):
+        shown = "; ".join(f"{u}: {e}" for u, e in sorted(unreadable.items())[:3])
+        raise ConfigError(f"annotate.input.path: no file under {cfg.path} can be read ({shown})")
+    return replace(files, unreadable=unreadable)
+
+
 def run_annotate(
     spark: SparkSession,
     config: PipelineConfig,
@@ -235,8 +283,8 @@ def run_annotate(
     specs = annotator_specs(config)
     check_annotators(cfg.annotators, specs)
     check_input_path(spark, cfg.input)
-    files = check_input_files(spark, cfg.input)
-    check_input_columns(spark, cfg.input)
+    files = find_unreadable_files(spark, cfg.input, check_input_files(spark, cfg.input))
+    check_input_columns(spark, cfg.input, files=files)
     out_path = config.table_path(cfg.output_table)
     q_path = config.table_path(cfg.quarantine_table)
     ann_hash = annotator_hash(specs)
@@ -275,7 +323,8 @@ def run_annotate(
     q_counts = Observation()
     q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
     observed_q = q_counts.get
-    input_rows = int(split.input_rows.get["rows"])
+    # Records as read, and each unreadable file as one record (quarantined whole, never read).
+    input_rows = int(split.input_rows.get["rows"]) + split.unreadable_files
     quarantined = int(observed_q["rows"])
     by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
     if input_rows and quarantined / input_rows > cfg.max_quarantine_fraction:

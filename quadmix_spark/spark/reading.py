@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
@@ -19,6 +19,7 @@ from quadmix_spark.config import ConfigError, InputConfig, resolve
 
 # Reasons, in the order they are tested: a record gets the first that applies.
 REASONS = (
+    "unreadable_file",
     "invalid_utf8",
     "malformed_json",
     "missing_id",
@@ -64,6 +65,8 @@ class SplitInput:
     # Chosen records whose id the annotated table already holds (``same`` text, ``changed`` text),
     # counted as ``clean`` is consumed.
     existing_counts: Observation
+    # Files quarantined whole (``unreadable_file``), each one input record; none of them is read.
+    unreadable_files: int = 0
 
 
 def input_location(path: str) -> str:
@@ -84,9 +87,10 @@ def _json_path(name: str) -> str:
     return "$['" + name.replace("'", "\\'") + "']"
 
 
-def _jsonl_lines(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+def _jsonl_lines(spark: SparkSession, cfg: InputConfig, files: InputFiles | None = None) -> DataFrame:
     # Subfolders too: without recursiveFileLookup Spark reads only the files directly in the path.
-    return spark.read.option("recursiveFileLookup", "true").text(input_location(cfg.path))
+    reader = spark.read.option("recursiveFileLookup", "true")
+    return reader.text(files.readable() if files and files.unreadable else input_location(cfg.path))
 
 
 def _json_id(parsed: Column, path: str) -> Column:
@@ -105,9 +109,9 @@ def _json_id(parsed: Column, path: str) -> Column:
     )
 
 
-def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+def _read_jsonl(spark: SparkSession, cfg: InputConfig, files: InputFiles | None) -> DataFrame:
     """JSON lines as (raw, source_file, id, text, text_type, kept columns...)."""
-    lines = _jsonl_lines(spark, cfg).select(
+    lines = _jsonl_lines(spark, cfg, files).select(
         F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
     )
     parsed = F.try_parse_json("raw")
@@ -137,15 +141,21 @@ def _position(fmt: str) -> Column:
     return F.concat_ws(":", mtime, F.col("_metadata.row_index").cast("string")).alias("_position")
 
 
-def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataFrame:
+def _read_table(spark: SparkSession, cfg: InputConfig, files: InputFiles | None) -> DataFrame:
     """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
     reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
-    if recursive:
+    root = input_location(cfg.path)
+    if files and files.plain_subfolders:
         # Parquet in plain subfolders: Spark's partition discovery reads only ``key=value`` folders
         # (and none at all below a folder that also holds files). Partition columns are then not
         # inferred: a kept column must be in the files.
         reader = reader.option("recursiveFileLookup", "true")
-    df = reader.load(input_location(cfg.path))
+    if files and files.unreadable:  # the readable files by name; partitions found below the root
+        if files.folder and not files.plain_subfolders:
+            reader = reader.option("basePath", root)
+        df = reader.load(files.readable())
+    else:
+        df = reader.load(root)
     names = set(df.columns)
     for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
         if column and column not in names:
@@ -231,7 +241,9 @@ def read_input(
     in a subfolder that is not a ``key=value`` partition (``files``, from :func:`check_input_files`,
     says; listed here when not given).
 
-    A missing path or column raises :class:`ConfigError` before any distributed work.
+    A missing path or column raises :class:`ConfigError` before any distributed work. Files in
+    ``files.unreadable`` are never read: each is one quarantined record (``unreadable_file``, the
+    error in ``raw``), counted in ``unreadable_files``.
 
     Each id keeps one record, chosen by a rule that depends on neither file order nor
     partitioning: with ``existing`` (the annotated table's ``id`` and ``text``) and a policy other
@@ -248,11 +260,11 @@ def read_input(
             f"annotate.on_changed_text: {on_changed_text!r} is not one of {', '.join(CHANGED_TEXT_POLICIES)}"
         )
     if cfg.format == "jsonl":
-        rows = _read_jsonl(spark, cfg)
+        rows = _read_jsonl(spark, cfg, files)
     else:
         if files is None and cfg.format == "parquet":
             files = list_input(spark, input_location(cfg.path))
-        rows = _read_table(spark, cfg, recursive=bool(files and files.plain_subfolders))
+        rows = _read_table(spark, cfg, files)
     input_rows = Observation()
     rows = rows.observe(input_rows, F.count(F.lit(1)).alias("rows"))
     rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
@@ -308,16 +320,36 @@ def read_input(
         )
 
     quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
+    unreadable = sorted((files.unreadable if files else {}).items())
+    if unreadable:
+        # One record per file: its path and the error (in ``raw``); the key is the file alone.
+        whole = spark.createDataFrame(unreadable, "source_file string, error string").select(
+            F.sha2(F.concat_ws("\u0000", "source_file", F.lit("unreadable_file")), 256).alias("record_key"),
+            F.lit(None).cast("string").alias("id"),
+            F.lit("unreadable_file").alias("reason"),
+            "source_file",
+            F.col("error").alias("raw"),
+            F.lit(None).cast("binary").alias("raw_bytes"),
+        )
+        quarantined = quarantined.unionByName(whole)
     if on_changed_text == "quarantine" and existing is not None:
         changed = chosen.where(F.col("_state") == "changed").withColumn("_reason", F.lit("changed_text"))
         quarantined = quarantined.unionByName(to_quarantine(changed))
     return SplitInput(
-        clean=clean, quarantined=quarantined, input_rows=input_rows, existing_counts=existing_counts
+        clean=clean,
+        quarantined=quarantined,
+        input_rows=input_rows,
+        existing_counts=existing_counts,
+        unreadable_files=len(unreadable),
     )
 
 
 def check_input_columns(
-    spark: SparkSession, cfg: InputConfig, key: str = "annotate.input", sample_records: int = SAMPLE_RECORDS
+    spark: SparkSession,
+    cfg: InputConfig,
+    key: str = "annotate.input",
+    sample_records: int = SAMPLE_RECORDS,
+    files: InputFiles | None = None,
 ) -> None:
     """Fail, naming the key, when a JSON lines column the config names is in no sampled record.
 
@@ -330,7 +362,7 @@ def check_input_columns(
     if cfg.format != "jsonl":
         return
     sample = (
-        _jsonl_lines(spark, cfg)
+        _jsonl_lines(spark, cfg, files)
         .limit(sample_records)
         .select(F.json_object_keys("value").alias("keys"))  # null for a line that is not an object
         .collect()
@@ -360,6 +392,14 @@ class InputFiles:
 
     hidden: list[str]  # files Spark never reads, less Spark's and Hadoop's markers
     plain_subfolders: bool  # a data file in a subfolder that is not a ``key=value`` partition
+    # Every file Spark would read: (URI as Spark names it in ``_metadata.file_path``, path to read).
+    data: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # URI → why the file cannot be read
+    folder: bool = True  # the input path is a folder (False: a single file)
+
+    def readable(self) -> list[str]:
+        """Paths of the data files that are not unreadable."""
+        return [path for uri, path in self.data if uri not in self.unreadable]
 
 
 def list_input(spark: SparkSession, path: str) -> InputFiles:
@@ -372,9 +412,11 @@ def list_input(spark: SparkSession, path: str) -> InputFiles:
     root = jvm.org.apache.hadoop.fs.Path(path)
     fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.getFileStatus(root).isDirectory():
-        return InputFiles(hidden=[], plain_subfolders=False)
+        qualified = fs.makeQualified(root)
+        data = [(qualified.toUri().toString(), path)]
+        return InputFiles(hidden=[], plain_subfolders=False, data=data, folder=False)
     prefix = fs.makeQualified(root).toUri().getPath().rstrip("/") + "/"
-    hidden, plain = [], False
+    hidden, plain, data = [], False, []
     listing = fs.listFiles(root, True)
     while listing.hasNext():
         file_path = listing.next().getPath()
@@ -382,9 +424,11 @@ def list_input(spark: SparkSession, path: str) -> InputFiles:
         if any(p.startswith(("_", ".")) for p in parts):
             if not _MARKERS.fullmatch(parts[-1]):
                 hidden.append(file_path.toString())
-        elif any("=" not in folder for folder in parts[:-1]):
+            continue
+        if any("=" not in folder for folder in parts[:-1]):
             plain = True
-    return InputFiles(hidden=sorted(hidden), plain_subfolders=plain)
+        data.append((file_path.toUri().toString(), file_path.toString()))
+    return InputFiles(hidden=sorted(hidden), plain_subfolders=plain, data=sorted(data))
 
 
 def check_input_files(spark: SparkSession, cfg: InputConfig, key: str = "annotate.input") -> InputFiles:

@@ -94,6 +94,16 @@ def cmd_select(config: PipelineConfig, args: argparse.Namespace) -> None:
     print(format_summary(run_select(_session(config), config)))
 
 
+def cmd_params_template(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.params_template import write_params_template
+
+    params = write_params_template(_session(config), config, args.output, overwrite=args.force)
+    print(
+        f"params-template: {params.n_domains} domains × {params.n_scorers} scorers → {args.output} "
+        f"(core.uniform's defaults; edit it, then --set select.params={args.output})"
+    )
+
+
 def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import format_summary, run_fit_search
 
@@ -154,6 +164,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "annotate": (cmd_annotate, "annotate a corpus into Delta (domain, quality, language, tokens)"),
     "stats": (cmd_stats, "per-domain statistics and quantile sketches of the scorers"),
     "select": (cmd_select, "QuaDMix selection: selected Delta table, shards, manifest, report"),
+    "params-template": (cmd_params_template, "a θ file for the stats table's domains, with the defaults"),
     "fit-search": (cmd_fit_search, "fit the loss regressor on proxy runs and search θ*"),
     "bimix": (cmd_bimix, "fit BiMix laws on proxy runs: diagnostics and the optimal mixture r*"),
     "predict-mixture": (cmd_predict_mixture, "predicted target loss of mixture files (RegMix regressor)"),
@@ -181,14 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--docs", type=int, help="number of demo documents (default: demo.n_docs)")
         if name == "predict-mixture":
             p.add_argument("--mixture", action="append", required=True, help="a mixture file (repeatable)")
+        if name == "params-template":
+            p.add_argument("--output", default="params.yaml", help="θ file to write (default: %(default)s)")
+            p.add_argument("--force", action="store_true", help="replace an existing --output file")
         if name == "train-classifier":
             p.add_argument("--name", action="append", help="classifier to train (default: all)")
         if name in ("demo", "annotate"):
+            # The demo retrains its classifiers, and a table scored by other models is not appended to.
             p.add_argument(
                 "--mode",
                 choices=("incremental", "overwrite"),
-                default="incremental",
-                help="incremental: annotate only ids not yet in the table; overwrite: rescore all",
+                default="overwrite" if name == "demo" else "incremental",
+                help="incremental: annotate only ids not yet in the table; overwrite: rescore all "
+                "(default: %(default)s)",
             )
     return parser
 

@@ -29,6 +29,9 @@ class ConfigError(ValueError):
 
 Direction = Literal["higher_is_better", "lower_is_better"]
 
+# Spark parses a JSON line into a variant, which holds at most 16 MiB.
+MAX_JSON_LINE_BYTES = 16 * 1024 * 1024
+
 
 @dataclass
 class SparkConfig:
@@ -53,6 +56,9 @@ class InputConfig:
     # Files named _* or .* (or under such a folder) are never read; unless this is true, their
     # presence fails the run. True: skip them, counted in the summary.
     skip_hidden_files: bool = False
+    # JSON lines: decompress every .gz/.bz2 file once before the job, so that a truncated one is
+    # quarantined whole (``unreadable_file``) instead of aborting the run.
+    check_compressed_files: bool = True
 
 
 @dataclass
@@ -87,6 +93,11 @@ class AnnotateConfig:
     quarantine_table: str = "quarantine"
     max_text_bytes: int = 1_000_000  # larger documents are quarantined as ``too_large``
     max_quarantine_fraction: float = 0.5  # a run quarantining a larger share of its input fails
+    # An incremental run meeting an id the table holds with another text: keep the table's row
+    # (first seen wins), replace it, or quarantine the new record as ``changed_text``.
+    on_changed_text: Literal["keep", "replace", "quarantine"] = "keep"
+    # A document whose domain probability is below this gets the domain ``unknown`` (0: off).
+    min_domain_confidence: float = 0.0
     annotators: list[AnnotatorConfig] = field(default_factory=list)
 
 
@@ -441,8 +452,22 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(f"select.selector: {sel!r} is not quadmix, uniform, topk:<scorer> or union_topk")
     if sel.startswith("topk:") and sel[5:] not in config.scorers:
         raise ConfigError(f"select.selector: {sel[5:]!r} is not one of the scorers {sorted(config.scorers)}")
+    if sel != "quadmix" and config.select.token_budget is None:
+        raise ConfigError(f"select.token_budget is required for selector {sel} (a baseline fills a budget)")
+    if config.select.mixture is not None and config.select.token_budget is None:
+        raise ConfigError("select.token_budget is required with select.mixture")
     if config.annotate.max_text_bytes <= 0:
         raise ConfigError("annotate.max_text_bytes must be positive")
+    if config.annotate.input.format == "jsonl" and config.annotate.max_text_bytes > MAX_JSON_LINE_BYTES:
+        raise ConfigError(
+            f"annotate.max_text_bytes must be at most {MAX_JSON_LINE_BYTES} (16 MiB) for JSON lines: "
+            "Spark parses a line into a variant of at most 16 MiB"
+        )
+    confidence = config.annotate.min_domain_confidence
+    if not 0 <= confidence < 1:
+        raise ConfigError(f"annotate.min_domain_confidence must be in [0, 1), got {confidence}")
+    if confidence and "fasttext_domain" not in kinds:
+        raise ConfigError("annotate.min_domain_confidence needs a fasttext_domain annotator")
     share = config.annotate.max_quarantine_fraction
     if not 0 <= share <= 1:
         raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")

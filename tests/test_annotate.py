@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import pytest
 import yaml
@@ -13,11 +14,13 @@ from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 from quadmix_spark.pipeline import annotate as annotate_job
 from quadmix_spark.pipeline.annotate import (
+    AnnotatorsChanged,
     CountsDoNotReconcile,
     QuarantineShareExceeded,
     annotate_frame,
     run_annotate,
 )
+from quadmix_spark.spark import tables
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
@@ -165,47 +168,42 @@ def test_parquet_input_with_content_hash_ids(spark, tmp_path):
     assert len(rows[0]["id"]) == 64  # SHA-256 hex of the text
 
 
-def test_fasttext_annotators_in_one_pass(spark, tmp_path):
+SPORTS = [
+    "team",
+    "goal",
+    "match",
+    "player",
+    "coach",
+    "score",
+    "league",
+    "season",
+    "win",
+    "stadium",
+    "referee",
+]
+FINANCE = ["bank", "loan", "interest", "rates", "market", "stock", "bond", "credit", "investor", "profit"]
+
+
+def train_topic_model(path, dim=32, seed=0) -> str:
+    """A small fastText sports/finance classifier saved at ``path``."""
     import fasttext
 
-    rng = random.Random(0)
-    sports = [
-        "team",
-        "goal",
-        "match",
-        "player",
-        "coach",
-        "score",
-        "league",
-        "season",
-        "win",
-        "stadium",
-        "referee",
-    ]
-    finance = [
-        "bank",
-        "loan",
-        "interest",
-        "rates",
-        "market",
-        "stock",
-        "bond",
-        "credit",
-        "investor",
-        "profit",
-        "inflation",
-    ]
+    rng = random.Random(seed)
     lines = []
     for _ in range(300):
-        lines.append("__label__sports " + " ".join(rng.choice(sports) for _ in range(12)))
-        lines.append("__label__finance " + " ".join(rng.choice(finance) for _ in range(12)))
-    train = tmp_path / "train.txt"
+        lines.append("__label__sports " + " ".join(rng.choice(SPORTS) for _ in range(12)))
+        lines.append("__label__finance " + " ".join(rng.choice(FINANCE) for _ in range(12)))
+    train = path.parent / f"{path.name}.train.txt"
     train.write_text("\n".join(lines) + "\n")
     model = fasttext.train_supervised(
-        str(train), epoch=10, lr=0.5, dim=32, wordNgrams=2, minCount=2, verbose=0, thread=1
+        str(train), epoch=10, lr=0.5, dim=dim, wordNgrams=2, minCount=2, verbose=0, thread=1, seed=seed
     )
-    model_path = str(tmp_path / "topic.bin")
-    model.save_model(model_path)
+    model.save_model(str(path))
+    return str(path)
+
+
+def test_fasttext_annotators_in_one_pass(spark, tmp_path):
+    model_path = train_topic_model(tmp_path / "topic.bin")
 
     df = spark.createDataFrame(
         [("a", "the team scored a late goal"), ("b", "the bank cut interest rates\nagain")],
@@ -373,3 +371,272 @@ def test_parquet_in_plain_subfolders_is_read_and_partitions_still_are(spark, tmp
     assert run_annotate(spark, config).annotated == 2
     table = spark.read.format("delta").load(config.table_path("annotated"))
     assert {(r["id"], r["lang"]) for r in table.collect()} == {("c", "en"), ("d", "de")}
+
+
+TOKENS = [{"kind": "tokens", "column": "n", "tokenizer": "whitespace"}]
+
+
+def _jsonl(path, docs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in docs))
+
+
+def _tables(spark, config):
+    annotated = spark.read.format("delta").load(config.table_path("annotated"))
+    quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
+    return (
+        sorted((r["id"], r["text"]) for r in annotated.collect()),
+        sorted((r["id"], r["reason"], json.loads(r["raw"])["text"]) for r in quarantine.collect()),
+    )
+
+
+ORIGINAL = [(f"d{i}", f"document {i} as first published") for i in range(40)]
+CHANGED = [(f"d{i}", f"document {i} revised later") for i in range(20)]
+NEW = [(f"n{i}", f"a new document {i}") for i in range(10)]
+
+
+@pytest.mark.parametrize("names", [("a_orig", "b_new"), ("b_orig", "a_new")])
+def test_a_changed_text_keeps_the_annotated_row_whatever_the_file_order(spark, tmp_path, names):
+    # A refresh over the original file and a new one holding 20 of its ids with another text, 10 of
+    # them unchanged and 10 new ids: the table keeps its rows (first seen wins), the new texts are
+    # quarantined as duplicates, the unchanged copies too, and no quarantined record is annotated.
+    orig, new = (tmp_path / "in" / f"{n}.jsonl" for n in names)
+    _jsonl(orig, ORIGINAL)
+    config = make_config(tmp_path, tmp_path / "in", TOKENS)
+    assert run_annotate(spark, config).annotated == 40
+    _jsonl(new, CHANGED + ORIGINAL[20:30] + NEW)
+
+    summary = run_annotate(spark, config)
+    assert summary.input_rows == 80
+    assert (summary.annotated, summary.skipped_existing, summary.quarantined) == (10, 40, 30)
+    assert summary.quarantined_by_reason == {"duplicate_id": 30}
+    annotated, quarantined = _tables(spark, config)
+    assert annotated == sorted(ORIGINAL + NEW)
+    assert sorted((i, t) for i, _, t in quarantined) == sorted(CHANGED + ORIGINAL[20:30])
+    # The same tables whatever the files are called (their order), checked by the other parameter.
+    assert quarantined == sorted((i, "duplicate_id", t) for i, t in CHANGED + ORIGINAL[20:30])
+
+
+@pytest.mark.parametrize(
+    ("policy", "summary_counts", "table", "reasons"),
+    [
+        ("keep", (10, 40, 0, 20, 0), ORIGINAL + NEW, {}),
+        ("replace", (30, 20, 0, 0, 20), CHANGED + ORIGINAL[20:] + NEW, {}),
+        ("quarantine", (10, 20, 20, 0, 0), ORIGINAL + NEW, {"changed_text": 20}),
+    ],
+)
+def test_on_changed_text_decides_what_a_rewritten_record_does(
+    spark, tmp_path, policy, summary_counts, table, reasons, capsys
+):
+    # The source file is rewritten in place: 20 of its 40 texts changed, 10 ids added.
+    path = tmp_path / "in" / "part-0.jsonl"
+    _jsonl(path, ORIGINAL)
+    config = make_config(tmp_path, path.parent, TOKENS)
+    config.annotate.on_changed_text = policy
+    run_annotate(spark, config)
+    _jsonl(path, CHANGED + ORIGINAL[20:] + NEW)
+
+    summary = run_annotate(spark, config)
+    counts = (summary.annotated, summary.skipped_existing, summary.quarantined)
+    assert counts + (summary.changed_text_kept, summary.replaced) == summary_counts
+    assert summary.input_rows == 50 and summary.quarantined_by_reason == reasons
+    annotated, quarantined = _tables(spark, config)
+    assert annotated == sorted(table)
+    assert [(i, t) for i, r, t in quarantined] == (sorted(CHANGED) if reasons else [])
+    if policy == "keep":
+        assert "already annotated with another text, kept the table's: 20" in annotate_job.format_summary(
+            summary
+        )
+
+    # A rerun changes nothing: the table now holds each id's chosen text.
+    again = run_annotate(spark, config)
+    assert again.annotated == 0 and again.quarantined == summary.quarantined
+    assert _tables(spark, config) == (annotated, quarantined)
+
+
+def test_the_quarantine_key_does_not_depend_on_how_the_path_is_spelled(spark, tmp_path, monkeypatch):
+    folder = tmp_path / "corpus"
+    docs = [("ok1", "a fine document"), ("ok2", "another fine one"), ("blank", "  "), ("big", "x" * 600)]
+    _jsonl(folder / "part-0.jsonl", docs)
+    (tmp_path / "link").symlink_to(folder)
+    monkeypatch.chdir(tmp_path)
+    spellings = [str(tmp_path / "link"), str(folder / "part-0.jsonl"), "link/part-0.jsonl", "corpus/"]
+    keys = set()
+    for spelling in spellings:
+        config = make_config(tmp_path, spelling, TOKENS)
+        assert run_annotate(spark, config).quarantined == 2
+        quarantine = spark.read.format("delta").load(config.table_path("quarantine")).collect()
+        keys |= {r["record_key"] for r in quarantine}
+        assert len(quarantine) == 2, spelling  # the same two records, never added again
+
+    # Parquet: a partitioned folder, then one of its files (read alone: no partition column).
+    parted = tmp_path / "parted"
+    rows = [("p1", "a parquet document", "de"), ("p2", "", "de")]
+    frame = spark.createDataFrame(rows, "id string, text string, lang string").coalesce(1)
+    frame.write.partitionBy("lang").parquet(str(parted))
+    (file,) = (parted / "lang=de").glob("*.parquet")
+    for spelling in (parted, file):
+        config = make_config(tmp_path / "pq", spelling, TOKENS, "parquet")
+        assert run_annotate(spark, config).quarantined_by_reason == {"empty_text": 1}
+        assert spark.read.format("delta").load(config.table_path("quarantine")).count() == 1
+
+
+def test_an_incremental_run_refuses_a_table_scored_by_other_annotators(spark, tmp_path, handmade):
+    model = train_topic_model(tmp_path / "topic_v.bin")
+    annotators = [*TOKENS, {"kind": "fasttext_domain", "column": "domain", "model": model}]
+    config = make_config(tmp_path, handmade, annotators)
+    run_annotate(spark, config)
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    (old_hash,) = {r["annotator_hash"] for r in table.collect()}
+
+    train_topic_model(tmp_path / "topic_v.bin", dim=16, seed=1)  # a retrained model, same file name
+    new_hash = annotate_job.annotator_hash(annotate_job.annotator_specs(config))
+    assert new_hash != old_hash
+    with pytest.raises(
+        AnnotatorsChanged, match=rf"hash {old_hash}, but .* hash to {new_hash}.*--mode overwrite"
+    ):
+        run_annotate(spark, config)
+    assert tables.version(spark, config.table_path("annotated")) == 0  # nothing was written
+
+    assert run_annotate(spark, config, mode="overwrite").annotated == 4
+    table = spark.read.format("delta").load(config.table_path("annotated"))
+    assert {r["annotator_hash"] for r in table.collect()} == {new_hash}
+
+
+def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_path):
+    docs = [
+        ("s1", "the team scored a late goal"),
+        ("s2", "the coach praised the player after the match"),
+        ("f1", "the bank cut interest rates"),
+        ("c1", "copyright notice permission is hereby granted"),
+        ("c2", "lorem ipsum dolor sit amet"),
+    ]
+    _jsonl(tmp_path / "in" / "part-0.jsonl", docs)
+    model = train_topic_model(tmp_path / "topic_low.bin")
+    annotators = [*TOKENS, {"kind": "fasttext_domain", "column": "domain", "model": model}]
+    config = make_config(tmp_path, tmp_path / "in", annotators)
+    config.annotate.min_domain_confidence = 0.8
+    summary = run_annotate(spark, config)
+
+    rows = {r["id"]: r for r in spark.read.format("delta").load(config.table_path("annotated")).collect()}
+    assert {i: r["domain"] for i, r in rows.items()} == {
+        "s1": "sports",
+        "s2": "sports",
+        "f1": "finance",
+        "c1": "unknown",
+        "c2": "unknown",
+    }
+    assert rows["c1"]["domain_prob"] < 0.8 <= rows["s1"]["domain_prob"]
+    assert rows["s1"]["domain_label"] == "sports"  # the model's label stays beside the routed one
+    assert summary.docs_by_domain == {"finance": 1, "sports": 2, "unknown": 2}
+    # Counted by the model's label: both fall under the label it gave them.
+    assert summary.low_confidence_by_domain == Counter(rows[i]["domain_label"] for i in ("c1", "c2"))
+    assert "low-confidence" in annotate_job.format_summary(summary)
+
+
+BIG_1 = "12345678901234567890123456789012345678901"  # 41 digits: beyond DECIMAL(38), a double to Spark
+BIG_2 = "12345678901234567890123456789012345678902"
+
+
+def test_ids_keep_their_exact_text(spark, tmp_path):
+    lines = [
+        f'{{"id": {BIG_1}, "text": "the first long id"}}',
+        f'{{"id": {BIG_2}, "text": "the second long id"}}',
+        '{"id": 7, "text": "seven as a number"}',
+        '{"id": "7", "text": "seven as a string"}',  # the same id: one of the two is a duplicate
+        '{"id": "x", "text": "a plain string id"}',
+        '{"id": 1.5, "text": "a fraction"}',
+        '{"id": 1e3, "text": "an exponent"}',
+        '{"id": true, "text": "a boolean"}',
+        '{"id": {"a": 1}, "text": "an object"}',
+    ]
+    path = tmp_path / "in" / "part-0.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    config = make_config(tmp_path, path.parent, TOKENS)
+    summary = run_annotate(spark, config)
+    assert summary.quarantined_by_reason == {"invalid_id": 4, "duplicate_id": 1}
+    annotated = spark.read.format("delta").load(config.table_path("annotated"))
+    assert sorted(r["id"] for r in annotated.collect()) == sorted([BIG_1, BIG_2, "7", "x"])
+
+    # Parquet ids are typed: a floating-point id column is refused before any Spark job.
+    pq = str(tmp_path / "pq")
+    spark.createDataFrame([(1.0, "text")], "id double, text string").write.parquet(pq)
+    with pytest.raises(ConfigError, match="annotate.input.id_column 'id' has type double"):
+        run_annotate(spark, make_config(tmp_path / "2", pq, TOKENS, "parquet"))
+
+
+def test_a_record_too_large_to_parse_is_too_large(spark, tmp_path):
+    # Spark parses a JSON line into a variant of at most 16 MiB: a longer one used to be malformed_json.
+    path = tmp_path / "in" / "part-0.jsonl"
+    _jsonl(path, [("small", "a small document"), ("huge", "word " * (17 * 2**20 // 5))])
+    summary = run_annotate(spark, make_config(tmp_path, path.parent, TOKENS))
+    assert summary.quarantined_by_reason == {"too_large": 1}
+    assert summary.annotated == 1
+
+
+def test_invalid_utf8_is_kept_as_bytes_and_the_quarantine_reads_in_arrow(spark, tmp_path, handmade):
+    import pyarrow.parquet as pq
+
+    config = make_config(tmp_path, handmade, LANG_AND_TOKENS)
+    run_annotate(spark, config)
+    path = config.table_path("quarantine")
+    rows = spark.read.format("delta").load(path).toPandas()  # Arrow: refuses invalid UTF-8 strings
+    bad = rows[rows["reason"] == "invalid_utf8"].iloc[0]
+    assert bytes(bad["raw_bytes"]) == HANDMADE[4]  # the exact bytes
+    assert bad["raw"] == HANDMADE[4].decode("utf-8", "replace")
+    assert rows[rows["reason"] != "invalid_utf8"]["raw_bytes"].isna().all()
+    # pyarrow reads every data file (one commit here) to Python strings without an error.
+    for part in (tmp_path / "warehouse" / "quarantine").glob("*.parquet"):
+        assert pq.read_table(part).to_pylist()
+
+
+def test_models_are_loaded_and_checked_on_the_driver_before_spark_work(spark, tmp_path, handmade):
+    model = train_topic_model(tmp_path / "topic_check.bin")
+    quality = {"kind": "fasttext_quality", "column": "q", "model": model, "label": "hq"}
+    with pytest.raises(ConfigError, match=r"annotate.annotators\[1\].label: 'hq' is not one of the labels"):
+        run_annotate(spark, make_config(tmp_path, handmade, [*TOKENS, quality]))
+    corrupt = tmp_path / "corrupt.bin"
+    corrupt.write_bytes(b"not a fastText model" * 100)
+    domain = {"kind": "fasttext_domain", "column": "d", "model": str(corrupt)}
+    with pytest.raises(
+        ConfigError, match=r"annotate.annotators\[1\].model: .*corrupt.bin is not a fastText model"
+    ):
+        run_annotate(spark, make_config(tmp_path, handmade, [*TOKENS, domain]))
+    assert not (tmp_path / "warehouse").exists()  # nothing was read or written
+
+
+def test_unreadable_files_are_quarantined_whole_and_the_run_goes_on(spark, tmp_path):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # A truncated .jsonl.gz beside a good file: Spark aborted the whole job on it (EOFException).
+    folder = tmp_path / "in"
+    _jsonl(folder / "a.jsonl", [("a1", "a first good document"), ("a2", "a second good document")])
+    lines = "".join(json.dumps({"id": f"b{i}", "text": "x " * 50}) + "\n" for i in range(200))
+    packed = gzip.compress(lines.encode())
+    (folder / "b.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    config = make_config(tmp_path, folder, TOKENS)
+    summary = run_annotate(spark, config)
+    assert (summary.input_rows, summary.annotated, summary.quarantined) == (3, 2, 1)
+    assert summary.quarantined_by_reason == {"unreadable_file": 1}
+    (row,) = spark.read.format("delta").load(config.table_path("quarantine")).collect()
+    assert row["source_file"].endswith("/in/b.jsonl.gz") and "EOFError" in row["raw"]
+    assert run_annotate(spark, config).quarantined == 1  # a rerun merges it, never adds it again
+    assert spark.read.format("delta").load(config.table_path("quarantine")).count() == 1
+
+    # Parquet files whose id is a string in two and an int64 in one (PARQUET_COLUMN_DATA_TYPE_MISMATCH).
+    pq_dir = tmp_path / "pq"
+    pq_dir.mkdir()
+    for name, ids in (("p1", ["x1", "x2"]), ("p2", [7, 8]), ("p3", ["x3"])):
+        table = pa.table({"id": ids, "text": [f"parquet text {i}" for i in ids]})
+        pq.write_table(table, pq_dir / f"{name}.parquet")
+    config = make_config(tmp_path / "2", pq_dir, TOKENS, "parquet")
+    summary = run_annotate(spark, config)
+    assert (summary.input_rows, summary.annotated) == (4, 3)
+    assert summary.quarantined_by_reason == {"unreadable_file": 1}
+    (row,) = spark.read.format("delta").load(config.table_path("quarantine")).collect()
+    assert row["source_file"].endswith("/p2.parquet")
+    assert row["raw"] == "column 'id' is int64 here, string in most files"

@@ -102,6 +102,8 @@ def test_sample_params_is_a_valid_object():
         ({"ranges": {"omgea": (0, 1)}}, r"ranges: unknown key 'omgea'"),
         ({"ranges": {"omega": (0.5, 0.1)}}, r"range of omega is \(0\.5, 0\.1\)"),
         ({"lam_scale": -1.0}, r"range of lambda is \(0\.0, -1\.0\)"),
+        ({"ranges": {"omega": (0.0, 5.0)}}, r"range of omega is \(0\.0, 5\.0\); ω is the share .* at most 1"),
+        ({"eps_scale": 2.0}, r"range of epsilon is \(0\.0, 2\.0\); ε is the keep rate"),
         ({"exclude_scorers": ["ppl"]}, r"exclude_scorers: unknown scorer\(s\) \['ppl'\]"),
         ({"exclude_scorers": SCORERS}, "excludes every scorer"),
     ],

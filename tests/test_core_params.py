@@ -142,6 +142,9 @@ def test_file_errors_name_the_file(tmp_path):
         ),
         ({"omega": np.array([-0.1, 0.1])}, r"omega\[domain=news\] = -0\.1 is negative"),
         ({"lam": np.array([1.0, np.nan])}, r"lambda\[domain=science\] = nan is not finite"),
+        # ω is a share of a domain's tokens and ε a keep rate: neither can exceed 1.
+        ({"omega": np.array([5.0, 0.1])}, r"omega\[domain=news\] = 5\.0 is above 1 \(ω is the share"),
+        ({"eps": np.array([0.0, 1.5])}, r"epsilon\[domain=science\] = 1\.5 is above 1 \(ε is the keep rate"),
         ({"eps": np.array([0.0, -1e-4])}, r"epsilon\[domain=science\] = -0\.0001 is negative"),
         ({"eta": np.array([1.0])}, r"eta has shape \(1,\), expected \(2,\)"),
         ({"alpha": np.full((2, 2), 0.5)}, r"alpha has shape \(2, 2\), expected \(2, 3\)"),

@@ -345,3 +345,26 @@ def test_the_margin_fill_reaches_past_other_long_documents(spark, tmp_path):
     summary = run_select(spark, config)
     for domain in DOMAINS:
         assert abs(summary.tokens_after[domain] - budget / 4) <= tolerance * budget / 4, domain
+
+
+def test_params_template_writes_a_theta_for_the_stats_domains(spark, pool_root, tmp_path, capsys):
+    from quadmix_spark.cli import main
+
+    root, _ = pool_root
+    conf = tmp_path / "c.yaml"
+    conf.write_text(json.dumps({"warehouse": str(root / "warehouse"), "scorers": SCORERS}))
+    out = tmp_path / "theta" / "template.yaml"
+    assert main(["params-template", "--config", str(conf), "--output", str(out)]) == 0
+    assert f"4 domains × 3 scorers → {out}" in capsys.readouterr().out
+    params = core.load_params(out)
+    expected = core.uniform(DOMAINS, tuple(SCORERS))
+    assert params.domains == DOMAINS and params.scorers == tuple(SCORERS)
+    np.testing.assert_array_equal(params.to_vector(), expected.to_vector())
+
+    # select takes it as it is
+    summary = run_select(spark, make_config(root, params=str(out), seed=11))
+    assert sum(summary.tokens_after.values()) > 0
+
+    # an existing file is never replaced silently
+    assert main(["params-template", "--config", str(conf), "--output", str(out)]) == 2
+    assert "params-template --output: " in capsys.readouterr().err

@@ -52,3 +52,34 @@ def test_combine_is_the_mean_or_the_weighted_mean():
     assert combine(losses, {"a": 3.0, "b": 1.0}) == 2.5
     with pytest.raises(ConfigError, match=r"targets.weights: no loss for eval set\(s\) \['c'\]"):
         combine(losses, {"c": 1.0})
+
+
+def test_columns_the_config_names_are_checked_before_the_experiment_starts(spark, tmp_path):
+    from quadmix_spark.config import PipelineConfig
+    from quadmix_spark.pipeline.experiment import run_experiment
+
+    table = str(tmp_path / "warehouse" / "annotated")
+    rows = [("a", "some text", "news", 3, 0.5)]
+    spark.createDataFrame(
+        rows, "id string, text string, domain string, n_tokens long, q double"
+    ).write.format("delta").save(table)
+
+    def config(**keys):
+        base = {"warehouse": str(tmp_path / "warehouse"), "scorers": {"q": "higher_is_better"}}
+        return from_dict(
+            PipelineConfig, {**base, "experiment": {"output_dir": str(tmp_path / "exp")}, **keys}
+        )
+
+    # The demo's filter on a corpus without a quality column: the key, not a raw AnalysisException.
+    with pytest.raises(
+        ConfigError,
+        match=r"targets.heldout_filter: \"quality = 'high'\" names column\(s\) \['quality'\] that",
+    ):
+        run_experiment(spark, config(targets={"heldout_filter": "quality = 'high'"}))
+    with pytest.raises(ConfigError, match=r"targets.heldout_filter: 'q >' is not a SQL predicate"):
+        run_experiment(spark, config(targets={"heldout_filter": "q >"}))
+    with pytest.raises(ConfigError, match=r"targets.heldout_filter: 'nosuchfn\(q\)' does not apply"):
+        run_experiment(spark, config(targets={"heldout_filter": "nosuchfn(q)"}))
+    with pytest.raises(ConfigError, match=r"scorers.q_missing: column 'q_missing' is not in"):
+        run_experiment(spark, config(scorers={"q_missing": "higher_is_better"}))
+    assert not (tmp_path / "exp").exists()  # nothing was started

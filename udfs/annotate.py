@@ -44,7 +44,10 @@ def output_fields(spec: dict[str, Any]) -> list[pa.Field]:
     """Arrow fields that an annotator spec adds to each row."""
     kind, column = spec["kind"], spec.get("column", "")
     if kind in ("fasttext_domain", "language_id"):
-        return [pa.field(column, pa.string()), pa.field(f"{column}_prob", pa.float32())]
+        fields = [pa.field(column, pa.string()), pa.field(f"{column}_prob", pa.float32())]
+        if spec.get("min_confidence"):  # the model's own label beside the routed one
+            fields.append(pa.field(f"{column}_label", pa.string()))
+        return fields
     if kind == "fasttext_quality":
         return [pa.field(column, pa.float32())]
     if kind == "heuristics":
@@ -58,15 +61,28 @@ def _strip_labels(labels: Sequence[Sequence[str]]) -> list[str]:
     return [row[0].removeprefix("__label__") if row else "" for row in labels]
 
 
+UNKNOWN = "unknown"  # the label of a document below ``min_confidence``
+
+
 def _top_label(spec: dict[str, Any], model_path: str) -> Annotator:
+    """The top label and its probability; below ``min_confidence`` the label is ``unknown``."""
     model = load_fasttext(model_path)
     column = spec["column"]
+    min_confidence = spec.get("min_confidence")
 
     def run(batch: Batch) -> Columns:
         labels, probs = model.predict(batch.single_line, k=1)
         top = np.fromiter((p[0] if len(p) else 0.0 for p in probs), np.float32, len(probs))
         # Typed: an empty batch must still give a string column, not Arrow's null type.
-        return {column: pa.array(_strip_labels(labels), pa.string()), f"{column}_prob": pa.array(top)}
+        names = _strip_labels(labels)
+        if not min_confidence:
+            return {column: pa.array(names, pa.string()), f"{column}_prob": pa.array(top)}
+        routed = [UNKNOWN if p < min_confidence else n for n, p in zip(names, top.tolist(), strict=True)]
+        return {
+            column: pa.array(routed, pa.string()),
+            f"{column}_prob": pa.array(top),
+            f"{column}_label": pa.array(names, pa.string()),
+        }
 
     return run
 

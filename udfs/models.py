@@ -44,6 +44,18 @@ def load_fasttext(path: str) -> Any:
     return fasttext.load_model(resolve_model_path(path))
 
 
+def fasttext_labels(path: str) -> list[str]:
+    """Load the fastText model at ``path`` afresh (no cache, never a shipped copy): its labels.
+
+    The driver's check before any Spark work: a file that is not a fastText model raises here.
+    """
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *args, **kwargs: None
+    model = fasttext.load_model(path)
+    return [label.removeprefix("__label__") for label in model.get_labels()]
+
+
 @cache
 def load_tokenizer(name: str) -> Any:
     """A BPE encoding from bpe-openai (tables compiled into the wheel, no download)."""

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from .params import BETA_KEYS, ParamsError, QuadMixParams, _names, param_names
+from .params import BETA_KEYS, BETA_MAX, ParamsError, QuadMixParams, _names, param_names
 
 __all__ = ["ParamSampler"]
 
@@ -66,6 +66,9 @@ class ParamSampler:
         for key, (low, high) in bounds.items():
             if not (0.0 <= low <= high < float("inf")):
                 raise ParamsError(f"range of {key} is ({low}, {high}); need 0 <= low <= high")
+            if key in BETA_MAX and high > BETA_MAX[key][0]:
+                top, meaning = BETA_MAX[key]
+                raise ParamsError(f"range of {key} is ({low}, {high}); {meaning}, at most {top:g}")
         self.bounds: dict[str, tuple[float, float]] = bounds
         excluded = set(exclude_scorers)
         unknown = sorted(excluded - set(self.scorers))

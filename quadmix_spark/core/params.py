@@ -37,6 +37,7 @@ from .identity import content_key
 
 __all__ = [
     "BETA_KEYS",
+    "BETA_MAX",
     "ParamsError",
     "QuadMixParams",
     "check_against",
@@ -51,6 +52,11 @@ __all__ = [
 BETA_KEYS = ("lambda", "omega", "eta", "epsilon")
 _BETA_ATTRS = ("lam", "omega", "eta", "eps")
 _ALPHA_TOL = 1e-6
+#: Upper ends of the β entries that are shares or rates (λ and η have none).
+BETA_MAX = {
+    "omega": (1.0, "ω is the share of a domain's tokens kept at least once"),
+    "epsilon": (1.0, "ε is the keep rate past the cut-off"),
+}
 FORMAT_VERSION = 1
 
 
@@ -142,6 +148,11 @@ class QuadMixParams:
                     raise ParamsError(f"{key}[domain={d}] = {arr[i]} is not finite")
                 if arr[i] < 0:
                     raise ParamsError(f"{key}[domain={d}] = {arr[i]} is negative")
+                if key in BETA_MAX and arr[i] > BETA_MAX[key][0]:
+                    top, meaning = BETA_MAX[key]
+                    raise ParamsError(
+                        f"{key}[domain={d}] = {arr[i]} is above {top:g} ({meaning}, in [0, {top:g}])"
+                    )
             object.__setattr__(self, attr, arr)
 
     # -- shape helpers -------------------------------------------------------------------

@@ -1,16 +1,17 @@
 """The annotate job: raw corpus → annotated Delta table (+ quarantine), scored once.
 
 Steps: check config, models and the input's named columns (no Spark job over the data yet) → read
-and split the input → quarantine MERGE keyed by record, and a check of the quarantined share
-(``annotate.max_quarantine_fraction``) before the expensive pass → drop ids the annotated table
-already holds (reruns and nightly refreshes score only new documents) → one ``mapInArrow`` pass
-running every annotator per Arrow batch → Delta append with provenance → summary with reconciled
-counts.
+and split the input, one record per id, dropping ids the annotated table already holds with the same
+text (reruns and nightly refreshes score only new documents; a changed text follows
+``annotate.on_changed_text``) → quarantine MERGE keyed by record, and a check of the quarantined
+share (``annotate.max_quarantine_fraction``) before the expensive pass → one ``mapInArrow`` pass
+running every annotator per Arrow batch → Delta append with provenance (a MERGE on id when changed
+texts replace their rows) → summary with reconciled counts.
 
 Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
 it passes: input records as they are read (observed during the quarantine write), ids already in
-the table at the join that drops them (observed during the annotated write), annotated rows from
-the Delta commit, quarantined records as the quarantine write consumes them. A run whose terms do
+the table where they leave the clean documents (observed during the annotated write), annotated rows
+from the Delta commit, quarantined records as the quarantine write consumes them. A run whose terms do
 not add up raises
 :class:`CountsDoNotReconcile` after both writes, naming the versions it committed.
 """
@@ -22,8 +23,9 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +35,20 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import AnnotatorConfig, ConfigError, PipelineConfig, resolve
+from quadmix_spark.config import AnnotatorConfig, ConfigError, InputConfig, PipelineConfig, resolve
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import (
     REASONS,
+    InputFiles,
     check_input_columns,
     check_input_files,
     check_input_path,
     read_input,
 )
-from udfs.annotate import annotate_batches, output_schema
+from udfs.annotate import UNKNOWN, annotate_batches, output_schema
+from udfs.files import OPENERS, check_files
 from udfs.heuristics import SIGNALS
-from udfs.models import default_langid_model, load_tokenizer
+from udfs.models import default_langid_model, fasttext_labels, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,13 @@ class AnnotateSummary:
     quarantined_by_reason: dict[str, int]
     docs_by_domain: dict[str, int] = field(default_factory=dict)
     tokens_by_domain: dict[str, int] = field(default_factory=dict)
+    # With annotate.min_domain_confidence: documents below it (now ``unknown``) by the model's label.
+    low_confidence_by_domain: dict[str, int] = field(default_factory=dict)
     skipped_hidden_files: int = 0  # files never read (annotate.input.skip_hidden_files)
+    # Ids the table holds with another text (annotate.on_changed_text): kept (part of
+    # ``skipped_existing``) or replaced (part of ``annotated``).
+    changed_text_kept: int = 0
+    replaced: int = 0
     annotated_version: int | None = None
     quarantine_version: int | None = None
     seconds: float = 0.0
@@ -78,6 +88,10 @@ class AnnotateFailed(RuntimeError):
 
 class QuarantineShareExceeded(AnnotateFailed):
     """More of the input was quarantined than ``annotate.max_quarantine_fraction`` allows."""
+
+
+class AnnotatorsChanged(ConfigError):
+    """An incremental run whose annotators differ from those that scored the table it would append to."""
 
 
 class CountsDoNotReconcile(AnnotateFailed):
@@ -100,6 +114,8 @@ def annotator_specs(config: PipelineConfig) -> list[dict[str, Any]]:
         spec = {k: v for k, v in asdict(ann).items() if v is not None}
         if ann.kind == "language_id" and not ann.model:
             spec["model"] = default_langid_model()
+        if ann.kind == "fasttext_domain" and config.annotate.min_domain_confidence:
+            spec["min_confidence"] = config.annotate.min_domain_confidence
         specs.append(spec)
     return specs
 
@@ -113,7 +129,12 @@ def _file_digest(path: str) -> str:
 
 
 def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, Any]]) -> None:
-    """Fail before Spark starts when a model file, tokenizer or signal is unknown."""
+    """Fail before Spark starts when a model, tokenizer, label or signal is wrong.
+
+    Every local fastText model is loaded here, on the driver, once: a file that is not a model, or
+    a ``label`` the quality model does not have, fails in seconds, naming the key, instead of in a
+    Python worker after the job started.
+    """
     if not annotators:
         raise ConfigError("annotate.annotators: at least one annotator is required")
     models = {}
@@ -126,6 +147,8 @@ def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, An
             name = os.path.basename(model)
             if models.setdefault(name, model) != model:
                 raise ConfigError(f"{key}.model: two different models share the file name {name}")
+            if "://" not in model:
+                _check_model(key, spec, model)
         if spec["kind"] == "tokens" and spec["tokenizer"] != "whitespace":
             try:
                 load_tokenizer(spec["tokenizer"])
@@ -136,6 +159,20 @@ def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, An
             raise ConfigError(f"{key}.signals: unknown signal(s) {sorted(unknown)}")
 
 
+def _check_model(key: str, spec: dict[str, Any], model: str) -> None:
+    try:
+        labels = fasttext_labels(model)
+    except Exception as err:
+        raise ConfigError(f"{key}.model: {model} is not a fastText model that loads: {err}") from err
+    if spec["kind"] == "fasttext_quality" and spec["label"] not in labels:
+        raise ConfigError(f"{key}.label: {spec['label']!r} is not one of the labels of {model}: {labels}")
+    if spec.get("min_confidence") and UNKNOWN in labels:
+        raise ConfigError(
+            f"annotate.min_domain_confidence: the domain model {model} has a label {UNKNOWN!r}, the "
+            "domain given to low-confidence documents"
+        )
+
+
 def annotator_hash(specs: list[dict[str, Any]]) -> str:
     """Hash of the annotator config and the model files' contents."""
     content = [
@@ -143,6 +180,25 @@ def annotator_hash(specs: list[dict[str, Any]]) -> str:
         for s in specs
     ]
     return core.content_key(content, 16)
+
+
+def check_annotator_hash(table: DataFrame, path: str, ann_hash: str) -> None:
+    """Refuse to add rows scored by other annotators to a table (one small scan of its hash column).
+
+    Rows of two annotator hashes in one table would mix scores of different models or settings.
+    """
+    if "annotator_hash" in table.columns:
+        found = {r[0] for r in table.select("annotator_hash").distinct().limit(10).collect()}
+    else:
+        found = {None}
+    others = sorted(str(h) for h in found - {ann_hash})
+    if others:
+        raise AnnotatorsChanged(
+            f"annotate.annotators: the annotated table {path} was scored by annotators with hash "
+            f"{', '.join(others)}, but this run's annotators (their settings and model files) hash to "
+            f"{ann_hash}; an incremental run would mix their scores in one table. Rescore everything "
+            "with --mode overwrite, or write to a new annotate.output_table"
+        )
 
 
 def annotate_frame(df: DataFrame, specs: list[dict[str, Any]], text_column: str = "text") -> DataFrame:
@@ -164,6 +220,51 @@ def _token_column(specs: list[dict[str, Any]]) -> str | None:
     return next((s["column"] for s in specs if s["kind"] == "tokens"), None)
 
 
+def find_unreadable_files(spark: SparkSession, cfg: InputConfig, files: InputFiles) -> InputFiles:
+    """``files`` with the files Spark could not read whole: one small Spark job over the file list.
+
+    JSON lines: every compressed file (``.gz``, ``.bz2``) is decompressed once to its end (with
+    ``check_compressed_files``), so a truncated one is found before Spark aborts on it. Parquet:
+    every file's footer is read, and a file whose id, text or kept column has another type than
+    in most files (ties: the first file's type) is unreadable too. Only local files are checked.
+    """
+    if cfg.format == "jsonl" and cfg.check_compressed_files:
+        uris = [uri for uri, _ in files.data if uri.endswith(tuple(OPENERS))]
+    elif cfg.format == "parquet":
+        uris = [uri for uri, _ in files.data]
+    else:
+        uris = []
+    if not uris:
+        return files
+    kind, columns = cfg.format, [c for c in (cfg.id_column, cfg.text_column, *cfg.keep_columns) if c]
+
+    def run(batches):  # on the workers; plain data in the closure
+        return check_files(batches, kind, columns)
+
+    frame = spark.createDataFrame([(u,) for u in uris], "uri string")
+    tasks = max(1, min(len(uris), spark.sparkContext.defaultParallelism * 4))
+    rows = frame.repartition(tasks).mapInPandas(run, "uri string, error string, types string").collect()
+    unreadable = {r["uri"]: r["error"] for r in rows if r["error"]}
+    typed = sorted((r["uri"], json.loads(r["types"])) for r in rows if r["types"] and not r["error"])
+    for column in columns:
+        counts = Counter(types[column] for _, types in typed if column in types)
+        if len(counts) < 2:
+            continue
+        first = next(types[column] for _, types in typed if column in types)
+        usual = max(counts, key=lambda t: (counts[t], t == first))
+        for uri, types in typed:
+            if types.get(column, usual) != usual:
+                unreadable.setdefault(
+                    uri, f"column {column!r} is {types[column]} here, {usual} in most files"
+                )
+    if unreadable:
+        log.warning("%d unreadable file(s) under %s: %s", len(unreadable), cfg.path, sorted(unreadable)[:5])
+    if unreadable and len(unreadable) == len(files.data):
+        shown = "; ".join(f"{u}: {e}" for u, e in sorted(unreadable.items())[:3])
+        raise ConfigError(f"annotate.input.path: no file under {cfg.path} can be read ({shown})")
+    return replace(files, unreadable=unreadable)
+
+
 def run_annotate(
     spark: SparkSession,
     config: PipelineConfig,
@@ -182,11 +283,16 @@ def run_annotate(
     specs = annotator_specs(config)
     check_annotators(cfg.annotators, specs)
     check_input_path(spark, cfg.input)
-    files = check_input_files(spark, cfg.input)
-    check_input_columns(spark, cfg.input)
+    files = find_unreadable_files(spark, cfg.input, check_input_files(spark, cfg.input))
+    check_input_columns(spark, cfg.input, files=files)
     out_path = config.table_path(cfg.output_table)
     q_path = config.table_path(cfg.quarantine_table)
     ann_hash = annotator_hash(specs)
+    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
+    existing = None
+    if existing_version is not None:
+        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
+        check_annotator_hash(existing, cfg.output_table, ann_hash)
 
     for spec in specs:  # ship model files; workers read them through SparkFiles
         if spec.get("model"):
@@ -203,14 +309,22 @@ def run_annotate(
         "code_version": __version__,
         "skipped_hidden_files": len(files.hidden),
     }
-    split = read_input(spark, cfg.input, cfg.max_text_bytes, files)
+    split = read_input(
+        spark,
+        cfg.input,
+        cfg.max_text_bytes,
+        files,
+        existing=existing.select("id", "text") if existing is not None else None,
+        on_changed_text=cfg.on_changed_text,
+    )
 
     # The quarantine first: a pass without models, so a run that would quarantine too much of its
     # input fails before the expensive one. It also fills the input count (observed at the read).
     q_counts = Observation()
     q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
     observed_q = q_counts.get
-    input_rows = int(split.input_rows.get["rows"])
+    # Records as read, and each unreadable file as one record (quarantined whole, never read).
+    input_rows = int(split.input_rows.get["rows"]) + split.unreadable_files
     quarantined = int(observed_q["rows"])
     by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
     if input_rows and quarantined / input_rows > cfg.max_quarantine_fraction:
@@ -222,37 +336,35 @@ def run_annotate(
             f"(quarantine version {q_version} holds the records)"
         )
 
-    clean = split.clean
-    existing_version = tables.version(spark, out_path) if mode == "incremental" else None
-    skipped = None
-    if existing_version is not None:
-        existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
-        # A left join, not an anti-join, so the ids it drops are counted on the way (observed).
-        known = existing.select("id").distinct().withColumn("_existing", F.lit(True))
-        skipped = Observation()
-        clean = (
-            clean.join(known, "id", "left")
-            .observe(skipped, F.count("_existing").alias("rows"))
-            .where(F.col("_existing").isNull())
-            .drop("_existing")
-        )
-
-    annotated = step(clean, specs).withColumns(
+    # Ids the table already holds left the clean documents in read_input (counted there, observed).
+    annotated = step(split.clean, specs).withColumns(
         {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(ann_hash)}
     )
     log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
-    write_mode = "append" if mode == "incremental" else "overwrite"
-    ann_version = tables.write(annotated, out_path, write_mode, metadata)
-    annotated_rows = tables.rows_written(spark, out_path, ann_version)
+    replaced = 0
+    if existing is not None and cfg.on_changed_text == "replace":
+        # Changed texts update their row, new ids are inserted: one MERGE on id, one commit.
+        ann_version = tables.merge_on(annotated, out_path, "id", metadata)
+        metrics = tables.commit_info(spark, out_path, ann_version)["metrics"] if ann_version else {}
+        replaced = int(metrics.get("numTargetRowsUpdated", 0))
+        annotated_rows = int(metrics.get("numTargetRowsInserted", 0)) + replaced
+    else:
+        write_mode = "append" if mode == "incremental" else "overwrite"
+        ann_version = tables.write(annotated, out_path, write_mode, metadata)
+        annotated_rows = tables.rows_written(spark, out_path, ann_version)
 
     # Both writes ran, so every observation has its numbers; none of these is a pass of its own.
+    same, changed = (int(split.existing_counts.get[k]) for k in ("same", "changed"))
+    kept = changed if cfg.on_changed_text == "keep" else 0
     summary = AnnotateSummary(
         input_rows=input_rows,
         annotated=annotated_rows,
-        skipped_existing=int(skipped.get["rows"]) if skipped is not None else 0,
+        skipped_existing=same + kept,
         quarantined=quarantined,
         quarantined_by_reason=by_reason,
         skipped_hidden_files=len(files.hidden),
+        changed_text_kept=kept,
+        replaced=replaced,
         annotated_version=ann_version,
         quarantine_version=q_version,
     )
@@ -280,6 +392,7 @@ def _write_quarantine(
             DeltaTable.forPath(spark, path)
             .alias("t")
             .merge(rows.alias("s"), "t.record_key = s.record_key")
+            .withSchemaEvolution()  # a table from before raw_bytes gains the column
             .whenNotMatchedInsertAll()
             .execute()
         )
@@ -297,6 +410,11 @@ def _domain_totals(spark: SparkSession, path: str, specs: list[dict], summary: A
     if domain is None:
         return
     table = spark.read.format("delta").load(path)
+    min_confidence = next(s.get("min_confidence") for s in specs if s["kind"] == "fasttext_domain")
+    if min_confidence:
+        label = f"{domain}_label"
+        low = table.where(F.col(f"{domain}_prob") < min_confidence).groupBy(label).count().orderBy(label)
+        summary.low_confidence_by_domain = {r[label]: r["count"] for r in low.collect()}
     aggs = [F.count(F.lit(1)).alias("docs")]
     if tokens:
         aggs.append(F.sum(tokens).alias("tokens"))
@@ -315,12 +433,28 @@ def format_summary(summary: AnnotateSummary) -> str:
     ]
     for reason, count in sorted(summary.quarantined_by_reason.items()):
         lines.append(f"  quarantined {reason:<16} {count:>8}")
+    if summary.changed_text_kept:
+        lines.append(
+            f"  already annotated with another text, kept the table's: {summary.changed_text_kept} "
+            "(annotate.on_changed_text=keep)"
+        )
+    if summary.replaced:
+        lines.append(f"  replaced a changed text: {summary.replaced} (annotate.on_changed_text=replace)")
     if summary.skipped_hidden_files:
         lines.append(
             f"  skipped {summary.skipped_hidden_files} hidden file(s) (annotate.input.skip_hidden_files)"
         )
     if summary.docs_by_domain:
-        lines.append(f"  {'domain (table total)':<24} {'docs':>8} {'tokens':>12}")
-        for domain, docs in summary.docs_by_domain.items():
-            lines.append(f"  {domain:<24} {docs:>8} {summary.tokens_by_domain.get(domain, 0):>12}")
+        low = summary.low_confidence_by_domain
+        header = f"  {'domain (table total)':<24} {'docs':>8} {'tokens':>12}"
+        lines.append(header + (f" {'low-confidence':>15}" if low else ""))
+        for domain in sorted({*summary.docs_by_domain, *low}):
+            docs, tokens = summary.docs_by_domain.get(domain, 0), summary.tokens_by_domain.get(domain, 0)
+            line = f"  {domain:<24} {docs:>8} {tokens:>12}"
+            lines.append(line + (f" {low.get(domain, 0):>15}" if low else ""))
+        if low:
+            lines.append(
+                f"  ({sum(low.values())} low-confidence documents, by the model's label, are in 'unknown': "
+                "annotate.min_domain_confidence)"
+            )
     return "\n".join(lines)

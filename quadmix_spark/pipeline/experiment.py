@@ -40,11 +40,18 @@ from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.pipeline.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
-from quadmix_spark.pipeline.targets import combine, final_losses, heldout_sets, split_pool, target_sets
+from quadmix_spark.pipeline.targets import (
+    check_heldout_filter,
+    combine,
+    final_losses,
+    heldout_sets,
+    split_pool,
+    target_sets,
+)
 from quadmix_spark.proxy.datasets import build_proxy_datasets
 from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, run_proxies, runs_long
 from quadmix_spark.spark import tables
-from quadmix_spark.spark.stats_table import load_stats
+from quadmix_spark.spark.stats_table import check_columns, load_stats
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +180,10 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     annotated_version = tables.version(spark, source)
     if annotated_version is None:
         raise ConfigError(f"select.input_table: no Delta table at {source} (run quadmix annotate first)")
+    # Every column the config names, against the table's schema (no job over the data).
+    annotated = spark.read.format("delta").option("versionAsOf", annotated_version).load(source)
+    check_columns(annotated, config, source)
+    check_heldout_filter(annotated, config.targets, source)
     if exp.n_runs < 24:
         raise ConfigError("experiment.n_runs must be at least 24 (the fit holds some runs out)")
     if exp.decompose and exp.seeds < 1:

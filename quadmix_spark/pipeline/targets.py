@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -41,6 +42,39 @@ def split_pool(annotated: DataFrame, cfg: TargetsConfig, seed: int) -> tuple[Dat
     if cfg.heldout_filter:
         heldout = heldout.where(F.expr(cfg.heldout_filter))
     return pool, heldout
+
+
+def check_heldout_filter(annotated: DataFrame, cfg: TargetsConfig, table: str) -> None:
+    """Fail, naming the key, when ``heldout_filter`` does not apply to ``table`` (no job runs).
+
+    The columns the predicate names are read from Spark's parse of it and looked up in the table's
+    schema first, so a missing column fails without an analysis error in Spark's log; anything else
+    (an unknown function, a type error) is caught when Spark analyses the filter.
+    """
+    expression = cfg.heldout_filter
+    if not expression:
+        return
+    where = f"targets.heldout_filter: {expression!r}"
+    try:
+        parsed = annotated.sparkSession._jsparkSession.sessionState().sqlParser().parseExpression(expression)
+    except Exception as err:  # ParseException, through py4j
+        raise ConfigError(f"{where} is not a SQL predicate: {str(err).strip().splitlines()[0]}") from None
+    refs = parsed.references().toList()
+    columns = {c.lower() for c in annotated.columns}
+    missing = []
+    for i in range(refs.size()):
+        name, first = refs.apply(i).name(), refs.apply(i).nameParts().head()
+        if name.lower() not in columns and first.lower() not in columns:
+            missing.append(name)
+    if missing:
+        raise ConfigError(
+            f"{where} names column(s) {missing} that {table} does not have "
+            f"(its columns: {', '.join(annotated.columns)})"
+        )
+    try:
+        annotated.where(F.expr(expression)).schema  # noqa: B018 (analysed, never run)
+    except AnalysisException as err:
+        raise ConfigError(f"{where} does not apply to {table}: {str(err).strip().splitlines()[0]}") from None
 
 
 def _encode(texts: Sequence[str], max_tokens: int, tokenizer: str = "cl100k_base") -> np.ndarray:

@@ -7,9 +7,10 @@ Every input record ends up in exactly one of the two outputs, so counts reconcil
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
@@ -18,17 +19,24 @@ from quadmix_spark.config import ConfigError, InputConfig, resolve
 
 # Reasons, in the order they are tested: a record gets the first that applies.
 REASONS = (
+    "unreadable_file",
     "invalid_utf8",
     "malformed_json",
     "missing_id",
+    "invalid_id",
     "missing_text",
     "non_string_text",
     "empty_text",
     "too_large",
     "duplicate_id",
+    "changed_text",
 )
 
-QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw")
+# What an incremental run does with a document whose id the annotated table holds with another text
+# (``annotate.on_changed_text``).
+CHANGED_TEXT_POLICIES = ("keep", "replace", "quarantine")
+
+QUARANTINE_COLUMNS = ("record_key", "id", "reason", "source_file", "raw", "raw_bytes")
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +62,56 @@ class SplitInput:
     # Input records counted as they are read (``rows``), filled by the first action over ``clean``
     # or ``quarantined``: no pass of its own.
     input_rows: Observation
+    # Chosen records whose id the annotated table already holds (``same`` text, ``changed`` text),
+    # counted as ``clean`` is consumed.
+    existing_counts: Observation
+    # Files quarantined whole (``unreadable_file``), each one input record; none of them is read.
+    unreadable_files: int = 0
+
+
+def input_location(path: str) -> str:
+    """``path`` as Spark reads it: absolute, and for a local path with symlinks and ``..`` resolved.
+
+    A record's ``source_file`` (and so its quarantine key) is then the same however the path was
+    spelled: relative or absolute, through a symlink or not, a file or its folder.
+    """
+    resolved = resolve(path)
+    if resolved.startswith("file://"):
+        return "file://" + os.path.realpath(resolved[len("file://") :])
+    if "://" in resolved:
+        return resolved
+    return os.path.realpath(resolved)
 
 
 def _json_path(name: str) -> str:
     return "$['" + name.replace("'", "\\'") + "']"
 
 
-def _jsonl_lines(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+def _jsonl_lines(spark: SparkSession, cfg: InputConfig, files: InputFiles | None = None) -> DataFrame:
     # Subfolders too: without recursiveFileLookup Spark reads only the files directly in the path.
-    return spark.read.option("recursiveFileLookup", "true").text(resolve(cfg.path))
+    reader = spark.read.option("recursiveFileLookup", "true")
+    return reader.text(files.readable() if files and files.unreadable else input_location(cfg.path))
 
 
-def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
+def _json_id(parsed: Column, path: str) -> Column:
+    """A JSON id as text: a string's own text, an integer's digits as written; null for anything else.
+
+    So ``"a1"`` is ``a1``, ``7`` is ``7`` (the same id as ``"7"``), and a 41-digit integer keeps
+    every digit: Spark parses integers beyond DECIMAL(38) as doubles, so their digits are read from
+    the line itself (a second parse, paid only by such ids). Fractions, exponents, booleans,
+    objects and arrays give null (``invalid_id``).
+    """
+    kind = F.schema_of_variant(F.try_variant_get(parsed, path, "variant"))
+    text = F.try_variant_get(parsed, path, "string")
+    literal = F.get_json_object(F.col("raw"), path)
+    return F.when(kind.isin("STRING", "BIGINT") | kind.rlike(r"^DECIMAL\(\d+,0\)$"), text).when(
+        (kind == "DOUBLE") & literal.rlike(r"^-?[0-9]+$"), literal
+    )
+
+
+def _read_jsonl(spark: SparkSession, cfg: InputConfig, files: InputFiles | None) -> DataFrame:
     """JSON lines as (raw, source_file, id, text, text_type, kept columns...)."""
-    lines = _jsonl_lines(spark, cfg).select(
+    lines = _jsonl_lines(spark, cfg, files).select(
         F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
     )
     parsed = F.try_parse_json("raw")
@@ -75,26 +119,43 @@ def _read_jsonl(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     columns = [
         "raw",
         "source_file",
+        F.lit(None).cast("string").alias("_position"),
         F.when(parsed.isNull(), F.lit("malformed")).alias("_parse"),
         F.try_variant_get(parsed, _json_path(cfg.text_column), "string").alias("text"),
         F.schema_of_variant(text_variant).alias("_text_type"),
     ]
     if cfg.id_column:
-        columns.append(F.try_variant_get(parsed, _json_path(cfg.id_column), "string").alias("id"))
+        id_path = _json_path(cfg.id_column)
+        columns.append(_json_id(parsed, id_path).alias("id"))
+        columns.append(F.schema_of_variant(F.try_variant_get(parsed, id_path, "variant")).alias("_id_type"))
     # JSON has no schema to speak of: kept columns are carried as strings.
     columns += [F.try_variant_get(parsed, _json_path(c), "string").alias(c) for c in cfg.keep_columns]
     return lines.select(*columns)
 
 
-def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataFrame:
+def _position(fmt: str) -> Column:
+    """A Parquet record's place in its file: the file's modification time and the row's index."""
+    if fmt != "parquet":  # Delta's reader has no row index; its files never change
+        return F.lit(None).cast("string").alias("_position")
+    mtime = F.unix_micros(F.col("_metadata.file_modification_time")).cast("string")
+    return F.concat_ws(":", mtime, F.col("_metadata.row_index").cast("string")).alias("_position")
+
+
+def _read_table(spark: SparkSession, cfg: InputConfig, files: InputFiles | None) -> DataFrame:
     """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
     reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
-    if recursive:
+    root = input_location(cfg.path)
+    if files and files.plain_subfolders:
         # Parquet in plain subfolders: Spark's partition discovery reads only ``key=value`` folders
         # (and none at all below a folder that also holds files). Partition columns are then not
         # inferred: a kept column must be in the files.
         reader = reader.option("recursiveFileLookup", "true")
-    df = reader.load(resolve(cfg.path))
+    if files and files.unreadable:  # the readable files by name; partitions found below the root
+        if files.folder and not files.plain_subfolders:
+            reader = reader.option("basePath", root)
+        df = reader.load(files.readable())
+    else:
+        df = reader.load(root)
     names = set(df.columns)
     for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
         if column and column not in names:
@@ -113,12 +174,22 @@ def _read_table(spark: SparkSession, cfg: InputConfig, recursive: bool) -> DataF
     columns = [
         F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("raw"),
         F.col("_metadata.file_path").alias("source_file"),
+        _position(cfg.format),
         F.lit(None).cast("string").alias("_parse"),
         F.col(cfg.text_column).alias("text"),
         F.when(F.col(cfg.text_column).isNull(), F.lit("VOID")).otherwise(F.lit("STRING")).alias("_text_type"),
     ]
     if cfg.id_column:
+        id_type = df.schema[cfg.id_column].dataType.simpleString()
+        if id_type not in ("string", "tinyint", "smallint", "int", "bigint") and not re.fullmatch(
+            r"decimal\(\d+,0\)", id_type
+        ):
+            raise ConfigError(
+                f"annotate.input.id_column {cfg.id_column!r} has type {id_type}; ids must be strings or "
+                "integers (a floating-point id is not exact)"
+            )
         columns.append(F.col(cfg.id_column).cast("string").alias("id"))
+        columns.append(F.when(F.col(cfg.id_column).isNotNull(), F.lit("STRING")).alias("_id_type"))
     columns += [F.col(c) for c in cfg.keep_columns if c not in (cfg.id_column, cfg.text_column)]
     return df.select(*columns)
 
@@ -128,11 +199,16 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
     # JSON lines: the line's bytes. Tables: the text itself; ``raw`` is rendered by to_json, which
     # turns invalid bytes into U+FFFD, so checking it would miss them.
     utf8_source = "raw" if cfg.format == "jsonl" else "text"
-    reason = F.when(~F.is_valid_utf8(utf8_source), F.lit("invalid_utf8")).when(
-        F.col("_parse").isNotNull(), F.lit("malformed_json")
-    )
+    reason = F.when(~F.is_valid_utf8(utf8_source), F.lit("invalid_utf8"))
+    if cfg.format == "jsonl":
+        # Spark parses a JSON line into a variant of at most 16 MiB: a longer line never parses.
+        # Longer than max_text_bytes (at most 16 MiB), it is too large whatever it holds.
+        too_long = F.octet_length("raw") > max_text_bytes
+        reason = reason.when(F.col("_parse").isNotNull() & too_long, F.lit("too_large"))
+    reason = reason.when(F.col("_parse").isNotNull(), F.lit("malformed_json"))
     if cfg.id_column:
-        reason = reason.when(F.col("id").isNull() | (F.trim(F.col("id")) == ""), F.lit("missing_id"))
+        no_id = F.col("_id_type").isNull() | (F.col("_id_type") == "VOID") | (F.trim(F.col("id")) == "")
+        reason = reason.when(no_id, F.lit("missing_id")).when(F.col("id").isNull(), F.lit("invalid_id"))
     return (
         reason.when(F.col("_text_type").isNull() | (F.col("_text_type") == "VOID"), F.lit("missing_text"))
         .when(F.col("_text_type") != "STRING", F.lit("non_string_text"))
@@ -142,12 +218,22 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
 
 
 def _record_key() -> Column:
-    # Stable key for a quarantined record: reruns MERGE on it instead of appending duplicates.
-    return F.sha2(F.concat_ws("\u0000", F.col("source_file"), F.col("raw")), 256)
+    # Stable key for a quarantined record: reruns MERGE on it instead of appending duplicates. It is
+    # the record's file as Spark names it after input_location (so never the path as spelled) and
+    # its ``raw`` record or, for Parquet, its position in the file (``_position``): a Parquet row's
+    # ``raw`` depends on how the folder was read (a file read alone has no partition columns).
+    return F.sha2(
+        F.concat_ws("\u0000", F.col("source_file"), F.coalesce(F.col("_position"), F.col("raw"))), 256
+    )
 
 
 def read_input(
-    spark: SparkSession, cfg: InputConfig, max_text_bytes: int, files: InputFiles | None = None
+    spark: SparkSession,
+    cfg: InputConfig,
+    max_text_bytes: int,
+    files: InputFiles | None = None,
+    existing: DataFrame | None = None,
+    on_changed_text: str = "keep",
 ) -> SplitInput:
     """Read ``cfg.path`` and split it into clean documents and quarantined records.
 
@@ -155,16 +241,30 @@ def read_input(
     in a subfolder that is not a ``key=value`` partition (``files``, from :func:`check_input_files`,
     says; listed here when not given).
 
-    A missing path or column raises :class:`ConfigError` before any distributed work.
-    Duplicate ids keep one record (the one with the smallest text hash, so the choice does not
-    depend on file order or partitioning); the others are quarantined as ``duplicate_id``.
+    A missing path or column raises :class:`ConfigError` before any distributed work. Files in
+    ``files.unreadable`` are never read: each is one quarantined record (``unreadable_file``, the
+    error in ``raw``), counted in ``unreadable_files``.
+
+    Each id keeps one record, chosen by a rule that depends on neither file order nor
+    partitioning: with ``existing`` (the annotated table's ``id`` and ``text``) and a policy other
+    than ``replace``, the record whose text the table already holds; otherwise the one with the
+    smallest text hash. The other records of the id are quarantined as ``duplicate_id``. The
+    chosen record is then ``new`` (the table lacks the id: in ``clean``), ``same`` (the table holds
+    this text: counted in ``existing_counts``, not in ``clean``) or ``changed`` (the table holds
+    the id with another text), which ``on_changed_text`` settles: ``keep`` leaves the table's row
+    (counted like ``same``), ``replace`` puts the record in ``clean`` so that it replaces the row,
+    ``quarantine`` quarantines it as ``changed_text``. Texts are compared by a 64-bit hash.
     """
+    if on_changed_text not in CHANGED_TEXT_POLICIES:
+        raise ConfigError(
+            f"annotate.on_changed_text: {on_changed_text!r} is not one of {', '.join(CHANGED_TEXT_POLICIES)}"
+        )
     if cfg.format == "jsonl":
-        rows = _read_jsonl(spark, cfg)
+        rows = _read_jsonl(spark, cfg, files)
     else:
         if files is None and cfg.format == "parquet":
-            files = list_input(spark, resolve(cfg.path))
-        rows = _read_table(spark, cfg, recursive=bool(files and files.plain_subfolders))
+            files = list_input(spark, input_location(cfg.path))
+        rows = _read_table(spark, cfg, files)
     input_rows = Observation()
     rows = rows.observe(input_rows, F.count(F.lit(1)).alias("rows"))
     rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
@@ -172,18 +272,38 @@ def read_input(
         rows = rows.withColumn("id", F.sha2(F.col("text"), 256))
 
     bad = rows.where(F.col("_reason").isNotNull())
-    good = rows.where(F.col("_reason").isNull())
+    good = rows.where(F.col("_reason").isNull()).withColumn("_hash", F.xxhash64("text"))
 
     # Only ids seen twice take part in the window, so the common case costs one small aggregate.
     dup_ids = good.groupBy("id").count().where("count > 1").select("id", F.lit(True).alias("_dup"))
     flagged = good.join(dup_ids, "id", "left")
-    rank = Window.partitionBy("id").orderBy(F.xxhash64("text"), "text", "source_file", "raw")
+    if existing is not None:
+        known = existing.groupBy("id").agg(F.min(F.xxhash64("text")).alias("_t_hash"))
+        flagged = flagged.join(known, "id", "left")
+    else:
+        flagged = flagged.withColumn("_t_hash", F.lit(None).cast("long"))
+    same_text = F.col("_hash") == F.col("_t_hash")
+    # keep / quarantine: the table's text, when the input still has it, is the one kept, so a row
+    # that stays annotated is never quarantined. replace: the input alone decides.
+    prefer_table = [F.when(same_text, 0).otherwise(1)] if on_changed_text != "replace" else []
+    rank = Window.partitionBy("id").orderBy(*prefer_table, "_hash", "text", "source_file", "raw")
     dups = flagged.where(F.col("_dup")).withColumn("_rn", F.row_number().over(rank))
+    chosen = flagged.where(F.col("_dup").isNull()).unionByName(dups.where(F.col("_rn") == 1).drop("_rn"))
+    state = F.when(F.col("_t_hash").isNull(), F.lit("new")).when(same_text, F.lit("same"))
+    state = state.otherwise(F.lit("changed"))
+    chosen = chosen.withColumn("_state", state)
+    to_annotate = ["new", "changed"] if on_changed_text == "replace" else ["new"]
+
+    existing_counts = Observation()
     keep_cols = ["id", "text", *[c for c in cfg.keep_columns if c not in ("id", "text")]]
     clean = (
-        flagged.where(F.col("_dup").isNull())
+        chosen.observe(
+            existing_counts,
+            F.count(F.when(F.col("_state") == "same", 1)).alias("same"),
+            F.count(F.when(F.col("_state") == "changed", 1)).alias("changed"),
+        )
+        .where(F.col("_state").isin(to_annotate))
         .select(*keep_cols)
-        .unionByName(dups.where(F.col("_rn") == 1).select(*keep_cols))
     )
     duplicates = dups.where(F.col("_rn") > 1).withColumn("_reason", F.lit("duplicate_id"))
 
@@ -193,15 +313,43 @@ def read_input(
             F.col("id").cast("string").alias("id"),
             F.col("_reason").alias("reason"),
             "source_file",
-            "raw",
+            # A string column holds valid UTF-8 only (Arrow and pandas refuse anything else): invalid
+            # bytes become U+FFFD in ``raw``, and the record's exact bytes go to ``raw_bytes``.
+            F.make_valid_utf8("raw").alias("raw"),
+            F.when(~F.is_valid_utf8("raw"), F.col("raw").cast("binary")).alias("raw_bytes"),
         )
 
     quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
-    return SplitInput(clean=clean, quarantined=quarantined, input_rows=input_rows)
+    unreadable = sorted((files.unreadable if files else {}).items())
+    if unreadable:
+        # One record per file: its path and the error (in ``raw``); the key is the file alone.
+        whole = spark.createDataFrame(unreadable, "source_file string, error string").select(
+            F.sha2(F.concat_ws("\u0000", "source_file", F.lit("unreadable_file")), 256).alias("record_key"),
+            F.lit(None).cast("string").alias("id"),
+            F.lit("unreadable_file").alias("reason"),
+            "source_file",
+            F.col("error").alias("raw"),
+            F.lit(None).cast("binary").alias("raw_bytes"),
+        )
+        quarantined = quarantined.unionByName(whole)
+    if on_changed_text == "quarantine" and existing is not None:
+        changed = chosen.where(F.col("_state") == "changed").withColumn("_reason", F.lit("changed_text"))
+        quarantined = quarantined.unionByName(to_quarantine(changed))
+    return SplitInput(
+        clean=clean,
+        quarantined=quarantined,
+        input_rows=input_rows,
+        existing_counts=existing_counts,
+        unreadable_files=len(unreadable),
+    )
 
 
 def check_input_columns(
-    spark: SparkSession, cfg: InputConfig, key: str = "annotate.input", sample_records: int = SAMPLE_RECORDS
+    spark: SparkSession,
+    cfg: InputConfig,
+    key: str = "annotate.input",
+    sample_records: int = SAMPLE_RECORDS,
+    files: InputFiles | None = None,
 ) -> None:
     """Fail, naming the key, when a JSON lines column the config names is in no sampled record.
 
@@ -214,7 +362,7 @@ def check_input_columns(
     if cfg.format != "jsonl":
         return
     sample = (
-        _jsonl_lines(spark, cfg)
+        _jsonl_lines(spark, cfg, files)
         .limit(sample_records)
         .select(F.json_object_keys("value").alias("keys"))  # null for a line that is not an object
         .collect()
@@ -244,6 +392,14 @@ class InputFiles:
 
     hidden: list[str]  # files Spark never reads, less Spark's and Hadoop's markers
     plain_subfolders: bool  # a data file in a subfolder that is not a ``key=value`` partition
+    # Every file Spark would read: (URI as Spark names it in ``_metadata.file_path``, path to read).
+    data: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # URI → why the file cannot be read
+    folder: bool = True  # the input path is a folder (False: a single file)
+
+    def readable(self) -> list[str]:
+        """Paths of the data files that are not unreadable."""
+        return [path for uri, path in self.data if uri not in self.unreadable]
 
 
 def list_input(spark: SparkSession, path: str) -> InputFiles:
@@ -256,9 +412,11 @@ def list_input(spark: SparkSession, path: str) -> InputFiles:
     root = jvm.org.apache.hadoop.fs.Path(path)
     fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.getFileStatus(root).isDirectory():
-        return InputFiles(hidden=[], plain_subfolders=False)
+        qualified = fs.makeQualified(root)
+        data = [(qualified.toUri().toString(), path)]
+        return InputFiles(hidden=[], plain_subfolders=False, data=data, folder=False)
     prefix = fs.makeQualified(root).toUri().getPath().rstrip("/") + "/"
-    hidden, plain = [], False
+    hidden, plain, data = [], False, []
     listing = fs.listFiles(root, True)
     while listing.hasNext():
         file_path = listing.next().getPath()
@@ -266,9 +424,11 @@ def list_input(spark: SparkSession, path: str) -> InputFiles:
         if any(p.startswith(("_", ".")) for p in parts):
             if not _MARKERS.fullmatch(parts[-1]):
                 hidden.append(file_path.toString())
-        elif any("=" not in folder for folder in parts[:-1]):
+            continue
+        if any("=" not in folder for folder in parts[:-1]):
             plain = True
-    return InputFiles(hidden=sorted(hidden), plain_subfolders=plain)
+        data.append((file_path.toUri().toString(), file_path.toString()))
+    return InputFiles(hidden=sorted(hidden), plain_subfolders=plain, data=sorted(data))
 
 
 def check_input_files(spark: SparkSession, cfg: InputConfig, key: str = "annotate.input") -> InputFiles:
@@ -278,7 +438,7 @@ def check_input_files(spark: SparkSession, cfg: InputConfig, key: str = "annotat
     """
     if cfg.format == "delta":  # a table: its _delta_log is metadata, and Delta knows its own files
         return InputFiles(hidden=[], plain_subfolders=False)
-    files = list_input(spark, resolve(cfg.path))
+    files = list_input(spark, input_location(cfg.path))
     skipped = files.hidden
     if skipped and not cfg.skip_hidden_files:
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
@@ -295,7 +455,7 @@ def check_input_files(spark: SparkSession, cfg: InputConfig, key: str = "annotat
 def check_input_path(spark: SparkSession, cfg: InputConfig) -> None:
     """Fail fast, naming the key, when the input path does not exist."""
     jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(resolve(cfg.path))
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(input_location(cfg.path))
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(hadoop_path):
         raise ConfigError(f"annotate.input.path: {cfg.path} does not exist")

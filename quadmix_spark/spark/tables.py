@@ -51,6 +51,29 @@ def write(
     return after if after != before else None
 
 
+def merge_on(df: DataFrame, path: str, key: str, metadata: Mapping[str, Any]) -> int | None:
+    """MERGE ``df`` into the table at ``path`` on ``key`` (matches updated, the rest inserted).
+
+    ``df`` must hold one row per key. Returns the new version, or None when Delta made no commit.
+    """
+    spark = df.sparkSession
+    before = version(spark, path)
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(metadata))
+    try:
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    finally:
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+    after = version(spark, path)
+    return after if after != before else None
+
+
 def commit_info(spark: SparkSession, path: str, at_version: int) -> dict[str, Any]:
     """Operation metrics and user metadata of one commit (e.g. ``numOutputRows``)."""
     row = (

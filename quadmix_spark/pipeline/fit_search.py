@@ -31,6 +31,7 @@ from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
 from quadmix_spark.proxy.runs import runs_long
 from quadmix_spark.search.candidates import DirichletSampler, RegMixSampler, SearchResult, search_theta
 from quadmix_spark.search.regression import LossRegressor, plot_predicted_vs_actual
+from quadmix_spark.spark.stats_table import load_stats
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,6 @@ def regmix_prior(config: PipelineConfig, spark=None) -> tuple[list[str], core.Mi
     if cfg.prior == "uniform":
         return domains, core.Mixture.uniform(domains)
     if from_file is None:  # natural: the pool's token shares
-        from quadmix_spark.spark.stats_table import load_stats
-
         path = config.table_path(config.select.stats_table)
         if spark is None:
             raise ConfigError("search.prior: natural needs the stats table (a Spark session)")

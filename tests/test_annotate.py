@@ -640,3 +640,38 @@ def test_unreadable_files_are_quarantined_whole_and_the_run_goes_on(spark, tmp_p
     (row,) = spark.read.format("delta").load(config.table_path("quarantine")).collect()
     assert row["source_file"].endswith("/p2.parquet")
     assert row["raw"] == "column 'id' is int64 here, string in most files"
+
+
+def test_parquet_record_without_the_text_column_is_quarantined_whole(spark, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    pq.write_table(
+        pa.table({"id": ["t1", "t2"], "text": ["one good text", "two good texts"]}), folder / "a.parquet"
+    )
+    # No text column: its record must reach the quarantine with all of its own fields.
+    pq.write_table(
+        pa.table({"id": ["b1"], "body": ["the text under another name"], "lang": ["en"]}),
+        folder / "b.parquet",
+    )
+    # A column no config names, with another type than in most files: Spark cannot merge the schemas.
+    pq.write_table(pa.table({"id": ["c1"], "text": ["c text"], "lang": [3]}), folder / "c.parquet")
+    pq.write_table(pa.table({"id": ["d1"], "text": ["d text"], "lang": ["de"]}), folder / "d.parquet")
+    config = make_config(tmp_path, folder, TOKENS, "parquet")
+    summary = run_annotate(spark, config)
+    assert (summary.input_rows, summary.annotated, summary.quarantined) == (5, 3, 2)
+    assert summary.quarantined_by_reason == {"missing_text": 1, "unreadable_file": 1}
+    rows = {
+        r["reason"]: r for r in spark.read.format("delta").load(config.table_path("quarantine")).collect()
+    }
+    assert json.loads(rows["missing_text"]["raw"]) == {
+        "id": "b1",
+        "body": "the text under another name",
+        "lang": "en",
+    }
+    assert rows["unreadable_file"]["source_file"].endswith("/c.parquet")
+    assert rows["unreadable_file"]["raw"] == "column 'lang' is int64 here, string in most files"
+    annotated = spark.read.format("delta").load(config.table_path("annotated"))
+    assert sorted(r["id"] for r in annotated.collect()) == ["d1", "t1", "t2"]

@@ -3,7 +3,7 @@
 Spark aborts a whole job on one truncated ``.jsonl.gz`` (``EOFException``) or on Parquet files whose
 column types disagree (``PARQUET_COLUMN_DATA_TYPE_MISMATCH``). :func:`check_files` runs as the body
 of a ``mapInPandas`` over the input's file list, one row per file: the error that makes the file
-unreadable, and for Parquet the Arrow types of the named columns, from the footer alone.
+unreadable, and for Parquet the Arrow types of all its columns, from the footer alone.
 Only local files (``file:`` URIs or plain paths) are checked; others pass unchecked.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
@@ -29,8 +29,9 @@ def _local_path(uri: str) -> str | None:
     return unquote(parsed.path) if parsed.scheme in ("", "file") else None
 
 
-def check_file(uri: str, kind: str, columns: Sequence[str]) -> tuple[str | None, str | None]:
-    """(error, types) of one file: ``error`` None when it reads; ``types`` JSON (Parquet only)."""
+def check_file(uri: str, kind: str) -> tuple[str | None, str | None]:
+    """(error, types) of one file: ``error`` None when it reads; ``types`` JSON of every column's
+    Arrow type (Parquet only)."""
     path = _local_path(uri)
     if path is None:
         return None, None
@@ -39,7 +40,7 @@ def check_file(uri: str, kind: str, columns: Sequence[str]) -> tuple[str | None,
             import pyarrow.parquet as pq
 
             schema = pq.read_schema(path)
-            types = {c: str(schema.field(c).type) for c in columns if c in schema.names}
+            types = {c: str(schema.field(c).type) for c in schema.names}
             return None, json.dumps({c: _SAME.get(t, t) for c, t in types.items()})
         opener = next((o for suffix, o in OPENERS.items() if path.endswith(suffix)), None)
         if opener is not None:
@@ -51,10 +52,10 @@ def check_file(uri: str, kind: str, columns: Sequence[str]) -> tuple[str | None,
         return f"{type(err).__name__}: {err}", None
 
 
-def check_files(batches: Iterator[pd.DataFrame], kind: str, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+def check_files(batches: Iterator[pd.DataFrame], kind: str) -> Iterator[pd.DataFrame]:
     """``mapInPandas`` body: ``uri`` → ``uri, error, types``."""
     for frame in batches:
-        checked = [check_file(uri, kind, columns) for uri in frame["uri"]]
+        checked = [check_file(uri, kind) for uri in frame["uri"]]
         yield pd.DataFrame(
             {"uri": frame["uri"], "error": [e for e, _ in checked], "types": [t for _, t in checked]}
         )

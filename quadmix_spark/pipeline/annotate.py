@@ -225,8 +225,10 @@ def find_unreadable_files(spark: SparkSession, cfg: InputConfig, files: InputFil
 
     JSON lines: every compressed file (``.gz``, ``.bz2``) is decompressed once to its end (with
     ``check_compressed_files``), so a truncated one is found before Spark aborts on it. Parquet:
-    every file's footer is read, and a file whose id, text or kept column has another type than
-    in most files (ties: the first file's type) is unreadable too. Only local files are checked.
+    every file's footer is read, and a file with a column whose type differs from the type most
+    files give it (ties: the first file's type) is unreadable too: the files are read with their
+    schemas merged, so that a record keeps all its columns in ``raw``, and Spark cannot merge two
+    types. Only local files are checked.
     """
     if cfg.format == "jsonl" and cfg.check_compressed_files:
         uris = [uri for uri, _ in files.data if uri.endswith(tuple(OPENERS))]
@@ -236,16 +238,17 @@ def find_unreadable_files(spark: SparkSession, cfg: InputConfig, files: InputFil
         uris = []
     if not uris:
         return files
-    kind, columns = cfg.format, [c for c in (cfg.id_column, cfg.text_column, *cfg.keep_columns) if c]
+    kind = cfg.format
 
     def run(batches):  # on the workers; plain data in the closure
-        return check_files(batches, kind, columns)
+        return check_files(batches, kind)
 
     frame = spark.createDataFrame([(u,) for u in uris], "uri string")
     tasks = max(1, min(len(uris), spark.sparkContext.defaultParallelism * 4))
     rows = frame.repartition(tasks).mapInPandas(run, "uri string, error string, types string").collect()
     unreadable = {r["uri"]: r["error"] for r in rows if r["error"]}
     typed = sorted((r["uri"], json.loads(r["types"])) for r in rows if r["types"] and not r["error"])
+    columns = sorted({c for _, types in typed for c in types})
     for column in columns:
         counts = Counter(types[column] for _, types in typed if column in types)
         if len(counts) < 2:

@@ -144,6 +144,11 @@ def _position(fmt: str) -> Column:
 def _read_table(spark: SparkSession, cfg: InputConfig, files: InputFiles | None) -> DataFrame:
     """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
     reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
+    if cfg.format == "parquet":
+        # Files may hold different columns (one lacks the text column): merged, every record keeps
+        # all of its own columns in ``raw``. Files whose types would not merge are found unreadable
+        # before this read.
+        reader = reader.option("mergeSchema", "true")
     root = input_location(cfg.path)
     if files and files.plain_subfolders:
         # Parquet in plain subfolders: Spark's partition discovery reads only ``key=value`` folders

@@ -146,6 +146,9 @@ class StatsConfig:
     n_quantiles: int = 1000  # sketch resolution: n_quantiles + 1 cut points from min to max
     sample_size: int = 200_000  # documents behind the global sketches (σ's reference)
     domain_sample_size: int = 20_000  # documents per domain behind the per-domain sketches
+    # Documents whose domain probability (``<domain_column>_prob``) is below this are counted per
+    # domain as low-confidence: a source that fits no trained domain shows up in the reports.
+    low_confidence_below: float = 0.5
 
 
 @dataclass
@@ -462,6 +465,10 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(
             f"annotate.max_text_bytes must be at most {MAX_JSON_LINE_BYTES} (16 MiB) for JSON lines: "
             "Spark parses a line into a variant of at most 16 MiB"
+        )
+    if not 0 <= config.stats.low_confidence_below <= 1:
+        raise ConfigError(
+            f"stats.low_confidence_below must be in [0, 1], got {config.stats.low_confidence_below}"
         )
     confidence = config.annotate.min_domain_confidence
     if not 0 <= confidence < 1:

@@ -17,7 +17,7 @@ import html
 import json
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,6 +52,10 @@ class ReportData:
     score_samples: dict[str, np.ndarray]  # per scorer, raw scores of a sample, shape (n,)
     rank_samples: dict[str, np.ndarray]  # per domain, r̄ in (0, 1] of a sample, shape (n,)
     manifest: dict  # the run's manifest; nested dicts are flattened one level
+    # Per domain, pool documents whose domain probability is below ``low_confidence_below`` (from
+    # the stats run); empty: no column in the table.
+    low_confidence: dict[str, int] = field(default_factory=dict)
+    low_confidence_below: float | None = None
 
 
 # -- formatting ---------------------------------------------------------------------------
@@ -274,7 +278,12 @@ def _blocks(data: ReportData, rows: list[_Row], images: list[Path]) -> list[Bloc
     facts = [[k, v] for k, v in _flatten(data.manifest)] or [[DASH, DASH]]
     blocks: list[Block] = [("h1", data.title), ("p", summary), ("h2", "Key facts")]
     blocks.append(("table", ["key", "value"], facts))
-    blocks += [("h2", "Per domain"), ("table", _HEADERS, [_cells(r, tb, ta) for r in [*rows, total]])]
+    headers, cells = _HEADERS, [_cells(r, tb, ta) for r in [*rows, total]]
+    if low := data.low_confidence:
+        headers = [*headers, f"low-confidence docs (p < {data.low_confidence_below:g})"]
+        counts = [low.get(r.domain, 0) for r in rows] + [sum(low.get(r.domain, 0) for r in rows)]
+        cells = [[*c, _int(n)] for c, n in zip(cells, counts, strict=True)]
+    blocks += [("h2", "Per domain"), ("table", headers, cells)]
     if (p := data.params) is not None:
         headers = ["domain", "λ", "ω", "η", "ε", *(f"α {s}" for s in p.scorers)]
         body = [[d, *(f"{v:.4g}" for v in (*p.beta[i], *p.alpha[i]))] for i, d in enumerate(p.domains)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -368,3 +369,30 @@ def test_params_template_writes_a_theta_for_the_stats_domains(spark, pool_root, 
     # an existing file is never replaced silently
     assert main(["params-template", "--config", str(conf), "--output", str(out)]) == 2
     assert "params-template --output: " in capsys.readouterr().err
+
+
+def test_low_confidence_documents_are_counted_per_domain_in_stats_and_the_report(spark, tmp_path):
+    pool = synthetic_pool(600, seed=11)
+    prob = np.random.default_rng(5).random(600).round(3)
+    config = make_config(tmp_path, report=True, seed=1)
+    write_pool(spark, config.table_path("annotated"), pool, partitions=3)
+    path = config.table_path("annotated")
+    by_id = spark.createDataFrame(
+        [(str(i), float(p)) for i, p in zip(pool["id"], prob, strict=True)], "id string, domain_prob double"
+    )
+    spark.read.format("delta").load(path).join(by_id, "id").write.format("delta").mode("overwrite").option(
+        "overwriteSchema", "true"
+    ).save(path)
+    config = replace(config, stats=replace(config.stats, low_confidence_below=0.3))
+    stats = run_stats(spark, config)
+    expected = {d: int(((pool["domain"] == d) & (prob < 0.3)).sum()) for d in DOMAINS}
+    assert stats.low_confidence == expected and stats.low_confidence_below == 0.3
+    assert all(n > 0 for n in expected.values())
+
+    summary = run_select(spark, config)
+    report = (Path(summary.out_dir) / "report" / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| domain "))
+    assert header.rstrip(" |").endswith("low-confidence docs (p < 0.3)")
+    for d in DOMAINS:
+        row = next(line for line in report.splitlines() if line.startswith(f"| {d} "))
+        assert row.rstrip(" |").split("|")[-1].strip() == f"{expected[d]:,}"

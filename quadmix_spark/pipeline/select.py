@@ -407,6 +407,8 @@ def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path) -> None
         score_samples={s: pdf[s].to_numpy(np.float64) for s in model.params.scorers},
         rank_samples=rank_samples,
         manifest=manifest,
+        low_confidence=dict(stats.low_confidence),
+        low_confidence_below=stats.low_confidence_below,
     )
     write_report(out_dir / "report", data)
 

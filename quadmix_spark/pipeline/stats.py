@@ -51,6 +51,10 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
         1.0, cfg.sample_size / max(total, 1)
     )
     aggs = [F.count(F.lit(1)).alias("docs"), F.sum(config.token_column).alias("tokens")]
+    probability = f"{config.domain_column}_prob"
+    if probability in df.columns:
+        low = F.col(probability) < cfg.low_confidence_below
+        aggs.append(F.count(F.when(low, 1)).alias("low_confidence"))
     tokens = F.col(config.token_column).cast("double")
     for scorer in config.scorers:
         value = F.col(scorer).cast("double")
@@ -95,6 +99,11 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
         "n_quantiles": cfg.n_quantiles,
         "sample_size": cfg.sample_size,
         "domain_sample_size": cfg.domain_sample_size,
+        "low_confidence_below": cfg.low_confidence_below,
+        # Per domain (small): in the commit, so the stats table's schema stays as it was.
+        "low_confidence": {r["domain"]: int(r["low_confidence"]) for r in rows if r["domain"] is not None}
+        if probability in df.columns
+        else None,
         "code_version": __version__,
     }
     out = config.table_path(cfg.output_table)
@@ -118,12 +127,19 @@ def token_weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.
 
 def format_stats(stats: Stats, seconds: float) -> str:
     """End-of-job summary."""
+    low = stats.low_confidence
     lines = [
         f"stats: version {stats.stats_version} of annotated v{stats.annotated_version}: "
         f"{sum(stats.docs.values())} docs, {sum(stats.tokens.values())} tokens, "
         f"{len(stats.docs)} domains in {seconds:.1f}s",
-        f"  {'domain':<24} {'docs':>9} {'tokens':>12}",
+        f"  {'domain':<24} {'docs':>9} {'tokens':>12}" + (f" {'low-confidence':>15}" if low else ""),
     ]
     for d in stats.domains:
-        lines.append(f"  {d:<24} {stats.docs[d]:>9} {stats.tokens[d]:>12}")
+        extra = f" {low.get(d, 0):>15}" if low else ""
+        lines.append(f"  {d:<24} {stats.docs[d]:>9} {stats.tokens[d]:>12}{extra}")
+    if low:
+        lines.append(
+            f"  low-confidence: domain probability below {stats.low_confidence_below} "
+            "(stats.low_confidence_below)"
+        )
     return "\n".join(lines)

@@ -6,7 +6,7 @@ datasets and the experiment read a run back with :func:`load_stats`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -33,6 +33,10 @@ class Stats:
     docs: dict[str, int]  # per domain
     tokens: dict[str, int]  # per domain
     quantiles: dict[tuple[str, str], np.ndarray]  # (domain or __all__, scorer) → raw cut points
+    # Per domain, documents with a domain probability below ``low_confidence_below``; empty when
+    # the annotated table has no probability column (or the stats run predates the count).
+    low_confidence: dict[str, int] = field(default_factory=dict)
+    low_confidence_below: float | None = None
 
     @property
     def domains(self) -> list[str]:
@@ -76,4 +80,6 @@ def load_stats(spark: SparkSession, path: str, at_version: int | None = None) ->
     docs = {r["domain"]: int(r["docs"]) for r in rows if r["domain"] != ALL_DOMAINS}
     tokens = {r["domain"]: int(r["tokens"] or 0) for r in rows if r["domain"] != ALL_DOMAINS}
     quantiles = {(r["domain"], r["scorer"]): np.asarray(r["quantiles"], dtype=np.float64) for r in rows}
-    return Stats(at_version, int(meta["annotated_version"]), docs, tokens, quantiles)
+    low = {d: int(n) for d, n in (meta.get("low_confidence") or {}).items()}
+    below = meta.get("low_confidence_below") if low else None
+    return Stats(at_version, int(meta["annotated_version"]), docs, tokens, quantiles, low, below)

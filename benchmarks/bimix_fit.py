@@ -32,10 +32,9 @@ import argparse
 import time
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import minimize
 
-from quadmix_spark.mixing.bimix import BiMixLaw, normalise_gauge, synthetic_runs
+from quadmix_spark.mixing.bimix import BiMixLaw, normalise_gauge, random_law, synthetic_runs
 from quadmix_spark.mixing.bimix_diagnostics import extrapolation_error, unseen_mixture_error
 from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
 
@@ -49,20 +48,9 @@ def natural_prior(m: int = M) -> np.ndarray:
 
 
 def true_law(seed: int, s_end: float) -> BiMixLaw:
-    rng = np.random.default_rng(seed)
-    c = rng.uniform(0.5, 0.9, M)  # share of the final loss that is the floor
-    beta = rng.uniform(0.2, 0.6, M)
-    coef = pd.DataFrame(
-        {
-            "A": rng.uniform(1.5, 3.5, M),  # loss at r = 1, end of the run (nats/token)
-            "alpha": rng.uniform(0.02, 0.15, M),
-            "B": (1 - c) * s_end**beta,
-            "beta": beta,
-            "C": c,
-        },
-        index=[f"d{i:02d}" for i in range(M)],
-    )
-    return BiMixLaw.from_coefficients(coef)
+    domains = [f"d{i:02d}" for i in range(M)]
+    ranges = {"alpha": (0.02, 0.15), "beta": (0.2, 0.6), "floor": (0.5, 0.9)}
+    return random_law(domains, s_end, seed=seed, **ranges)
 
 
 def mixtures(prior: np.ndarray, n: int, seed: int) -> np.ndarray:

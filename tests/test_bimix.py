@@ -10,7 +10,7 @@ import pytest
 from scipy.optimize import minimize
 
 from quadmix_spark.core import Mixture
-from quadmix_spark.mixing.bimix import BiMixLaw, normalise_gauge, synthetic_runs
+from quadmix_spark.mixing.bimix import BiMixLaw, normalise_gauge, random_law, synthetic_runs
 from quadmix_spark.mixing.bimix_diagnostics import (
     extrapolation_error,
     fit_summary,
@@ -26,20 +26,7 @@ S_END = 1e8  # tokens of the last checkpoint
 
 def true_law(seed: int = 0, m: int = 4) -> BiMixLaw:
     """Coefficients in the ranges of the paper's fits: α small, β 0.25–0.6, a floor C of 50–85%."""
-    rng = np.random.default_rng(seed)
-    c = rng.uniform(0.5, 0.85, m)
-    beta = rng.uniform(0.25, 0.6, m)
-    coef = pd.DataFrame(
-        {
-            "A": rng.uniform(1.5, 3.5, m),
-            "alpha": rng.uniform(0.03, 0.15, m),
-            "B": (1 - c) * S_END**beta,
-            "beta": beta,
-            "C": c,
-        },
-        index=[f"d{i}" for i in range(m)],
-    )
-    return BiMixLaw.from_coefficients(coef)
+    return random_law([f"d{i}" for i in range(m)], S_END, seed=seed)
 
 
 def make_runs(law: BiMixLaw, *, n_mix: int = 6, n_steps: int = 12, noise: float = 0.003, seed: int = 0):

@@ -444,3 +444,30 @@ def synthetic_runs(
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def random_law(
+    domains: Sequence[str],
+    s_end: float,
+    *,
+    seed: int = 0,
+    A: tuple[float, float] = (1.5, 3.5),
+    alpha: tuple[float, float] = (0.03, 0.15),
+    beta: tuple[float, float] = (0.25, 0.6),
+    floor: tuple[float, float] = (0.5, 0.85),
+) -> BiMixLaw:
+    """A law with coefficients drawn uniformly from ranges like the paper's fits (seeded).
+
+    ``A``: loss at r = 1 at the end of the run (nats/token); ``floor``: the share C of that loss
+    left at ``s_end``, so ``B = (1 − C) · s_end^β`` and ``B s_end^-β + C = 1``. For tests and
+    benchmarks that need a known truth to recover.
+    """
+    rng = np.random.default_rng(seed)
+    m = len(domains)
+    c = rng.uniform(*floor, m)
+    b = rng.uniform(*beta, m)
+    a, exponent = rng.uniform(*A, m), rng.uniform(*alpha, m)
+    coef = pd.DataFrame(
+        {"A": a, "alpha": exponent, "B": (1 - c) * s_end**b, "beta": b, "C": c}, index=list(domains)
+    )
+    return BiMixLaw.from_coefficients(coef)

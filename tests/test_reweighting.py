@@ -152,17 +152,21 @@ def test_doremi_one_step_follows_its_formula() -> None:
     # can be recomputed from the models alone.
     streams = {"p": STREAMS["p"][:33], "q": STREAMS["q"][:33]}
     eta, c = 2.0, 0.05
-    method = DoReMi(eta=eta, smoothing=c, steps=1, reference_steps=15, **TINY).fit(streams)
+    # The reference trains on q only, so on p it is worse than the initial proxy at some tokens:
+    # the per-token clip matters there.
+    method = DoReMi(
+        eta=eta, smoothing=c, steps=1, reference_steps=15, reference_weights={"p": 0.0, "q": 1.0}, **TINY
+    ).fit(streams)
     from quadmix_spark.proxy.tinylm import build_model
 
     vocab = method.vocab_
     initial = build_model(vocab.size, 32, 2, 2, 64, 32, seed=0)  # the proxy before its step
-    excess = []
+    excess, clipped_any = [], False
     for d in ("p", "q"):
         tokens = vocab.encode(streams[d])
-        excess.append(
-            np.maximum(_token_nll(initial, tokens) - _token_nll(method.reference_, tokens), 0).mean()
-        )
+        diff = _token_nll(initial, tokens) - _token_nll(method.reference_, tokens)
+        clipped_any |= bool((diff < 0).any())
+        excess.append(np.maximum(diff, 0).mean())
     excess = np.array(excess)
     h = method.history_[0]
     np.testing.assert_allclose(h["excess"], excess, rtol=1e-4, atol=1e-6)
@@ -170,8 +174,7 @@ def test_doremi_one_step_follows_its_formula() -> None:
     expected = (1 - c) * np.exp(logits) / np.exp(logits).sum() + c / 2
     np.testing.assert_allclose(h["alpha"], expected, rtol=1e-4)
     np.testing.assert_allclose(doremi_update([0.5, 0.5], excess, eta, c), expected, rtol=1e-12)
-    # the trained reference beats the initial proxy on both domains: both excesses are > 0
-    assert (excess > 0.1).all()
+    assert clipped_any and excess[1] > excess[0] > 0
 
 
 def test_doremi_upweights_the_domain_with_the_larger_excess_and_averages() -> None:

@@ -187,8 +187,8 @@ def test_tinylm_proxy_runs_as_spark_tasks(spark, tmp_path):
 
 
 def test_one_piece_output_layer_trains_like_the_chunked_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Small vocabularies take the one-piece autograd path; forcing the chunked hand-written path
-    # must give the same losses up to float rounding.
+    # Small vocabularies go through the output layer in one piece; forcing chunks must give the
+    # same losses up to float rounding.
     direct = TinyLMProxy(**SMALL).fit(REPEATED[:4_000], EVAL, [2_000, 4_000]).losses_
     monkeypatch.setattr(tinylm, "_DIRECT_LOGIT_FLOATS", 0)
     monkeypatch.setattr(tinylm, "_LOGIT_FLOATS", 100 * V)  # 100 rows per chunk: several chunks

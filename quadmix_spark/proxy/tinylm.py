@@ -26,12 +26,13 @@ Training is one pass over the token stream:
 
 Cost and speed. The output layer is about ``V/(V + 6,100)`` of a step's FLOPs at the default
 shape (94% at cl100k). A proxy vocabulary (``vocab``, :mod:`quadmix_spark.proxy.vocab`) maps
-the tokenizer's ids to the pool's N most frequent + UNK, so the model has N + 1 outputs. The hot path has no Python
-loop per chunk when a batch's logits fit in ``_DIRECT_LOGIT_FLOATS``: on the CPU the output layer
-runs by hand in one fp32 piece, on CUDA autograd runs the whole model under bf16 autocast; the
-windows go to the device once, the predicted-token counts are taken on the host (no sync per
-step), and evaluation uses batches of ``_EVAL_ROWS`` positions whatever ``batch_size`` is. Only a
-full-size vocabulary falls back to the chunked output layer. On a GPU, raise ``batch_size``.
+the tokenizer's ids to the pool's N most frequent + UNK, so the model has N + 1 outputs. The
+hot path has no Python loop per chunk when a batch's logits fit in ``_DIRECT_LOGIT_FLOATS``: on
+the CPU the output layer runs by hand in one fp32 piece, on CUDA autograd runs the whole model
+under bf16 autocast; the windows go to the device once, the predicted-token counts are taken on
+the host (no sync per step), and evaluation uses batches of ``_EVAL_ROWS`` positions whatever
+``batch_size`` is. Only a full-size vocabulary falls back to the chunked output layer. On a
+GPU, raise ``batch_size``.
 
 Reproducibility: parameters are initialised from ``seed`` on the CPU inside a forked RNG (the
 global torch RNG is left alone), and ``fit`` runs with ``threads`` intra-op threads and, on the

@@ -20,7 +20,12 @@ VENV = ROOT / os.environ.get("QUADMIX_AIRFLOW_VENV", ".venv-airflow")
 # rendered by the operators' own Jinja environment for one logical date.
 LOAD = """
 import json, sys
+import pendulum
 from airflow.models.dagbag import DagBag
+
+logical = pendulum.parse(sys.argv[2]).in_tz("UTC")
+context = {"ds": logical.to_date_string(), "ds_nodash": logical.format("YYYYMMDD"), "ts": logical.isoformat(),
+           "logical_date": logical}
 
 bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
 out = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}, "dag_ids": sorted(bag.dag_ids)}
@@ -29,7 +34,7 @@ if dag is not None:
     out["dag"] = {"max_active_runs": dag.max_active_runs, "catchup": dag.catchup}
     out["tasks"] = {}
     for task in dag.tasks:
-        task.render_template_fields({"ds": sys.argv[2]})
+        task.render_template_fields(context)
         out["tasks"][task.task_id] = {
             "kind": type(task).__name__,
             "upstream": sorted(task.upstream_task_ids),

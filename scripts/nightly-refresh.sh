@@ -2,18 +2,19 @@
 # The nightly refresh for machines without Airflow: `quadmix refresh` of today's UTC date (or the
 # date given), retried, never two at once. A crontab line (crontab -e), 02:00 UTC every night:
 #
-#   0 2 * * *  /opt/quadmix/scripts/nightly-refresh.sh >> /var/log/quadmix-refresh.log 2>&1
+#   0 2 * * *  cd /srv/quadmix && /opt/quadmix/scripts/nightly-refresh.sh >> /var/log/quadmix-refresh.log 2>&1
 #
+# It runs in the current directory (relative paths of the config resolve there; cron starts in $HOME).
 # Each try resumes where the last one stopped (refresh_runs records every step), and a date already
 # done prints "nothing to do". On a cluster, set QUADMIX_RUN to the spark-submit line, e.g.
 #   QUADMIX_RUN="spark-submit --master spark://host:7077 --packages io.delta:delta-spark_4.2_2.13:4.4.0 jobs/refresh.py"
 # Settings: QUADMIX_CONFIG [conf/demo.yaml], QUADMIX_TRIES [3], QUADMIX_RETRY_DELAY seconds [600].
 set -uo pipefail
-cd "$(dirname "$0")/.."
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
 
 RUN_DATE="${1:-$(date -u +%F)}"
 CONFIG="${QUADMIX_CONFIG:-conf/demo.yaml}"
-RUN="${QUADMIX_RUN:-.venv/bin/quadmix refresh}"
+RUN="${QUADMIX_RUN:-$HERE/.venv/bin/quadmix refresh}"
 TRIES="${QUADMIX_TRIES:-3}"
 DELAY="${QUADMIX_RETRY_DELAY:-600}"
 

@@ -256,9 +256,16 @@ def test_the_next_night_annotates_only_the_new_documents(spark, world, uninterru
     _arrive(world, folder, 2)
     day2 = run_refresh(spark, config, DAY2)
     assert day2.status == "completed"
-    # 100 new ids; the 20 repeated day-1 documents are already annotated; 5 bad records in all.
+    # 100 new ids. The 20 day-1 documents repeated in the day-2 file are ids seen twice in the
+    # input: one record of each stays (already annotated), the other is a duplicate_id.
     assert (day2.input_rows, day2.new_documents) == (203 + 122, 100)
-    assert (day2.quarantined, day2.new_quarantined) == (5, 2)
+    assert (day2.quarantined, day2.new_quarantined) == (3 + 2 + 20, 2 + 20)
+    assert day2.quarantined_by_reason == {
+        "malformed_json": 2,
+        "missing_text": 2,
+        "empty_text": 1,
+        "duplicate_id": 20,
+    }
     assert (day2.base_annotated_version, day2.annotated_version) == (day1.annotated_version, 1)
     assert day2.stats_version == day1.stats_version + 1 and day2.selection_id != day1.selection_id
     assert set(_selection(spark, config, day2.selection_id)) - set(world["texts"]) == set()

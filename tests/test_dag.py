@@ -14,6 +14,7 @@ from quadmix_spark.cli import build_parser
 from quadmix_spark.spark.session import DELTA_PACKAGE
 
 ROOT = Path(__file__).resolve().parents[1]
+SPARK_CONNECTION = {"conn_type": "spark", "host": "spark://127.0.0.1", "port": 7077}
 VENV = ROOT / os.environ.get("QUADMIX_AIRFLOW_VENV", ".venv-airflow")
 
 # Runs inside the Airflow venv: DagBag parses dags/ as the scheduler would; the templates are
@@ -45,6 +46,8 @@ if dag is not None:
             "name": task.name,
             "packages": task.packages,
             "conf": task.conf,
+            # The command line the operator runs (its hook's builder: a private, pinned API).
+            "command": task._get_hook()._build_spark_submit_command(task.application),
         }
 print("DAGBAG " + json.dumps(out))
 """
@@ -68,6 +71,7 @@ def load_dag(python: Path, tmp_path: Path, run_date: str, dag_folder: Path = ROO
         "QUADMIX_HOME": str(ROOT),
         "QUADMIX_CONFIG": "/srv/quadmix/prod.yaml",
         "QUADMIX_PYTHON": sys.executable,
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(SPARK_CONNECTION),
     }
     done = subprocess.run(
         [str(python), "-c", LOAD, str(dag_folder), run_date], env=env, capture_output=True, text=True
@@ -100,6 +104,10 @@ def test_the_dag_loads_in_airflow_with_its_steps_in_order_and_the_date_templated
         # The rendered arguments are a valid `quadmix refresh` command line for that date and step.
         args = parser.parse_args(["refresh", *task["args"]])
         assert (args.run_date, args.step, args.config) == ("2026-11-27", step, "/srv/quadmix/prod.yaml")
+        command = task["command"]
+        assert command[:3] == ["spark-submit", "--master", "spark://127.0.0.1:7077"]
+        assert command[-len(task["args"]) - 1 :] == [task["application"], *task["args"]]
+        assert command[command.index("--packages") + 1] == DELTA_PACKAGE
 
 
 def test_a_broken_dag_is_reported_as_an_import_error(airflow_python, tmp_path):

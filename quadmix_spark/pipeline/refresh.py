@@ -212,7 +212,7 @@ def _record(
         status=status,
         config_hash=cfg_hash,
         details=json.dumps(details or {}, sort_keys=True, default=str),
-        recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        recorded_at=dt.datetime.now(dt.UTC),  # an instant; read back in the local time zone
         code_version=__version__,
         **versions,
     )
@@ -429,7 +429,7 @@ def run_refresh(
             stats_version=summary.stats_version, selection_id=summary.selection_id,
             selected_version=summary.selected_version,
         )  # fmt: skip
-        summary.completed_at = str(row["recorded_at"])
+        summary.completed_at = str(row["recorded_at"])[:19]
     else:
         summary = _summary(state, ran, "partial")
     summary.seconds = round(time.time() - started_at, 1)
@@ -451,7 +451,7 @@ def _summary(state: _State, ran: list[str], status: str) -> RefreshSummary:
         base_quarantine_version=started["quarantine_version"],
     )
     if "run" in state.done:
-        summary.completed_at = str(state.done["run"]["recorded_at"])
+        summary.completed_at = str(state.done["run"]["recorded_at"])[:19]
     if "annotate" in state.done:
         row = state.done["annotate"]
         details = json.loads(row["details"])

@@ -151,6 +151,19 @@ def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
     cmd_select(config, args)
 
 
+def cmd_refresh(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.annotate import AnnotateFailed
+    from quadmix_spark.pipeline.refresh import format_summary, parse_run_date, run_refresh
+
+    run_date = parse_run_date(args.run_date)  # a bad date fails before the SparkSession starts
+    try:
+        summary = run_refresh(_session(config), config, run_date, step=args.step, restart=args.restart)
+    except AnnotateFailed as err:
+        table = config.refresh.runs_table
+        raise SystemExit(f"refresh {run_date}: annotate failed (recorded in {table}): {err}") from err
+    print(format_summary(summary))
+
+
 def cmd_resolve_jars(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.spark.session import resolve_jars
 
@@ -170,6 +183,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "predict-mixture": (cmd_predict_mixture, "predicted target loss of mixture files (RegMix regressor)"),
     "import-runs": (cmd_import_runs, "import proxy runs trained elsewhere into the proxy_runs table"),
     "experiment": (cmd_experiment, "proxy runs → fit → search → θ* against the baselines at one budget"),
+    "refresh": (cmd_refresh, "nightly run for a date: annotate (incremental) → stats → select, recorded"),
     "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
 }
 
@@ -205,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
                 default="overwrite" if name == "demo" else "incremental",
                 help="incremental: annotate only ids not yet in the table; overwrite: rescore all "
                 "(default: %(default)s)",
+            )
+        if name == "refresh":
+            p.add_argument("--run-date", help="the run's date, YYYY-MM-DD (default: today in UTC)")
+            p.add_argument(
+                "--step",
+                choices=("all", "annotate", "stats", "select"),
+                default="all",
+                help="run one step of the date's run (each is recorded; default: all steps not done)",
+            )
+            p.add_argument(
+                "--restart",
+                action="store_true",
+                help="begin a new attempt for a date already done or started",
             )
     return parser
 

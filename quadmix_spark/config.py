@@ -304,6 +304,13 @@ class BimixConfig:
 
 
 @dataclass
+class RefreshConfig:
+    """The refresh job: annotate (incremental) → stats → select for one run date (docs/config.md)."""
+
+    runs_table: str = "refresh_runs"  # one row per run event: inputs, Delta versions, counts
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline; each job reads its own section."""
 
@@ -323,6 +330,7 @@ class PipelineConfig:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     bimix: BimixConfig = field(default_factory=BimixConfig)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
 
     def table_path(self, name: str) -> str:
         """A table name under the warehouse, or a path/URI given as is (see :func:`resolve`)."""

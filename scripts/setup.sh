@@ -25,4 +25,6 @@ command -v java >/dev/null || {
   echo "setup: resolving the Delta jars failed; see .venv/resolve-jars.log" >&2
   exit 1
 }
+# The Airflow the DAG test loads dags/ with, in its own venv (.venv-airflow; Airflow is not a dependency).
+PYTHON="$PYTHON" bash scripts/setup_airflow.sh
 echo "setup: done (.venv ready, Delta jars in Spark's Ivy cache)"

@@ -1,0 +1,518 @@
+"""The refresh job: one nightly run, keyed by a run date, of annotate → stats → select.
+
+Steps: ``annotate --mode incremental`` (only documents the annotated table does not hold yet) →
+``stats`` of the annotated version it left → ``select`` with the config's fixed θ (and mixture)
+pinned to that stats version → shards, manifest and report as ``select`` writes them.
+
+Every step is the pipeline's own function (:func:`run_annotate`, :func:`run_stats`,
+:func:`run_select`); this module only decides which of them still has to run for the date and
+records what each did in the ``refresh_runs`` Delta table (append-only, one row per event):
+
+- ``run/started``: the attempt's config hash, inputs, and the annotated and quarantine versions
+  before it (the base the run's new documents are counted from);
+- ``annotate|stats|select/done``: the versions the step left and its counts;
+- ``run/done``: the whole summary; ``<step>/failed``: the error.
+
+A date whose run is done is not run again ("nothing to do"). A run killed at any step resumes at
+the first step without a ``done`` row: a killed annotate reruns (its insert of new ids finds them
+present, and the run's new documents are counted from the Delta history since the base version,
+so they are the same as had it not been killed); a killed stats step finds the stats run it
+committed (same annotated version and settings) and reuses it, so the selection id, which names
+the stats version, is the same too; a killed select rewrites its own slice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from delta.exceptions import ProtocolChangedException
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DateType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from quadmix_spark import __version__, core
+from quadmix_spark.config import ConfigError, PipelineConfig, to_dict
+from quadmix_spark.pipeline.annotate import (
+    AnnotateFailed,
+    annotator_hash,
+    annotator_specs,
+    run_annotate,
+)
+from quadmix_spark.pipeline.annotate import format_summary as format_annotate
+from quadmix_spark.pipeline.select import format_summary as format_select
+from quadmix_spark.pipeline.select import load_checked_params, run_select
+from quadmix_spark.pipeline.stats import run_stats
+from quadmix_spark.spark import tables
+from quadmix_spark.spark.stats_table import ALL_DOMAINS, load_stats
+
+log = logging.getLogger(__name__)
+
+STEPS = ("annotate", "stats", "select")
+
+RUNS_SCHEMA = StructType(
+    [
+        StructField("run_date", DateType(), False),
+        StructField("attempt", IntegerType(), False),
+        StructField("step", StringType(), False),  # run | annotate | stats | select
+        StructField("status", StringType(), False),  # started | done | failed
+        StructField("config_hash", StringType(), False),
+        StructField("annotated_version", LongType(), True),
+        StructField("quarantine_version", LongType(), True),
+        StructField("stats_version", LongType(), True),
+        StructField("selection_id", StringType(), True),
+        StructField("selected_version", LongType(), True),
+        StructField("details", StringType(), True),  # JSON: inputs, counts, the error
+        StructField("recorded_at", TimestampType(), False),
+        StructField("code_version", StringType(), False),
+    ]
+)
+
+
+class RefreshFailed(RuntimeError):
+    """A refresh step failed; the failure is recorded in ``refresh_runs`` and a rerun resumes there."""
+
+
+@dataclass
+class RefreshSummary:
+    """What the run of one date did (all its steps, whichever invocation ran them)."""
+
+    run_date: str
+    attempt: int
+    status: str  # completed | already done | partial
+    steps_run: list[str]  # by this invocation
+    steps_before: list[str]  # done by an earlier invocation of the same attempt
+    input_path: str = ""
+    input_rows: int | None = None
+    new_documents: int | None = None
+    quarantined: int | None = None  # input records quarantined by the annotate step
+    new_quarantined: int | None = None  # of which new in the quarantine table
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    base_annotated_version: int | None = None
+    annotated_version: int | None = None
+    base_quarantine_version: int | None = None
+    quarantine_version: int | None = None
+    stats_version: int | None = None
+    stats_reused: bool | None = None
+    selection_id: str | None = None
+    selected_version: int | None = None
+    selected_docs: int | None = None
+    selected_copies: int | None = None
+    tokens_selected: dict[str, int] = field(default_factory=dict)
+    budget: int | None = None
+    out_dir: str | None = None
+    completed_at: str | None = None
+    seconds: float = 0.0
+
+
+def parse_run_date(value: str | None) -> dt.date:
+    """``YYYY-MM-DD``, or today in UTC when None."""
+    if value is None:
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as err:
+        raise ConfigError(f"--run-date: {value!r} is not a date (YYYY-MM-DD)") from err
+
+
+def config_hash(config: PipelineConfig) -> str:
+    """Identity of what a refresh computes: the annotate, stats and select settings, θ's and the
+    mixture file's contents and the annotators' model files; not the Spark settings, so a date
+    started in local mode may be resumed on a cluster."""
+    select = to_dict(config.select)
+    select["params"] = core.params_hash(load_checked_params(config))
+    mixture = config.select.mixture
+    if mixture not in (None, "natural", "uniform") and Path(mixture).is_file():
+        select["mixture"] = core.content_key(Path(mixture).read_text(), 16)
+    return core.content_key(
+        {
+            "annotate": to_dict(config.annotate),
+            "annotator_hash": annotator_hash(annotator_specs(config)),
+            "stats": to_dict(config.stats),
+            "select": select,
+            "scorers": config.scorers,
+            "domain_column": config.domain_column,
+            "token_column": config.token_column,
+        },
+        16,
+    )
+
+
+def ensure_runs_table(spark: SparkSession, path: str, tries: int = 20) -> None:
+    """Create the ``refresh_runs`` table unless it exists, safe against creators racing.
+
+    Two runs creating one table at once both try to commit its version 0: the loser sees
+    ``ProtocolChangedException`` (or a location that is not empty yet holds no commit) and
+    then finds the winner's table.
+    """
+    for attempt in range(tries):
+        if tables.exists(spark, path):
+            return
+        try:
+            DeltaTable.createIfNotExists(spark).location(path).addColumns(RUNS_SCHEMA).execute()
+            return
+        except ProtocolChangedException:
+            continue
+        except AnalysisException as err:
+            if "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION" not in str(err):
+                raise
+            time.sleep(0.1 * (attempt + 1))  # the winner's first commit is being written
+    if not tables.exists(spark, path):
+        raise RuntimeError(f"refresh.runs_table: {path} is not empty but holds no Delta table")
+
+
+@dataclass
+class _State:
+    """The rows of one date's latest attempt."""
+
+    attempt: int
+    started: dict[str, Any]
+    done: dict[str, dict[str, Any]]  # step (or "run") → its done row
+
+
+def _load_state(spark: SparkSession, path: str, run_date: dt.date) -> _State | None:
+    rows = spark.read.format("delta").load(path).where(F.col("run_date") == F.lit(run_date)).collect()
+    if not rows:
+        return None
+    attempt = max(r["attempt"] for r in rows)
+    mine = sorted((r.asDict() for r in rows if r["attempt"] == attempt), key=lambda r: r["recorded_at"])
+    started = next((r for r in mine if r["step"] == "run" and r["status"] == "started"), None)
+    if started is None:
+        raise RuntimeError(f"refresh_runs: attempt {attempt} of {run_date} has no run/started row")
+    done = {r["step"]: r for r in mine if r["status"] == "done"}
+    return _State(attempt, started, done)
+
+
+def _record(
+    spark: SparkSession, path: str, run_date: dt.date, attempt: int, step: str, status: str, cfg_hash: str,
+    details: dict[str, Any] | None = None, **versions: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Append one event row (a blind append: concurrent runs of other dates never conflict)."""
+    row = {name: None for name in RUNS_SCHEMA.names}
+    row.update(
+        run_date=run_date,
+        attempt=attempt,
+        step=step,
+        status=status,
+        config_hash=cfg_hash,
+        details=json.dumps(details or {}, sort_keys=True, default=str),
+        recorded_at=dt.datetime.now(dt.UTC),  # an instant; read back in the local time zone
+        code_version=__version__,
+        **versions,
+    )
+    frame = spark.createDataFrame([tuple(row[n] for n in RUNS_SCHEMA.names)], RUNS_SCHEMA)
+    meta = {"job": "refresh", "run_date": str(run_date), "attempt": attempt, "step": step, "status": status}
+    frame.write.format("delta").mode("append").option("userMetadata", json.dumps(meta)).save(path)
+    return row
+
+
+def inserted_rows(spark: SparkSession, path: str, after: int, upto: int | None) -> int:
+    """Rows inserted into the table by its commits ``after < version <= upto`` (Delta history).
+
+    Appends count ``numOutputRows``, MERGEs ``numTargetRowsInserted`` (updated rows are not new).
+    """
+    if upto is None or upto <= after:
+        return 0
+    history = (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .where((F.col("version") > after) & (F.col("version") <= upto))
+        .select("operation", "operationMetrics")
+        .collect()
+    )
+    total = 0
+    for row in history:
+        metrics = row["operationMetrics"] or {}
+        key = "numTargetRowsInserted" if row["operation"] == "MERGE" else "numOutputRows"
+        total += int(metrics.get(key, 0))
+    return total
+
+
+def find_stats(spark: SparkSession, config: PipelineConfig, annotated_version: int) -> int | None:
+    """The first stats run of ``annotated_version`` with this config's settings and scorers, if any.
+
+    Stats are a function of the annotated version and these settings, so a run found here equals
+    the one ``run_stats`` would compute.
+    """
+    path = config.table_path(config.stats.output_table)
+    if not tables.exists(spark, path):
+        return None
+    cfg = config.stats
+    wanted = {
+        "job": "stats",
+        "input_table": config.table_path(cfg.input_table),
+        "annotated_version": annotated_version,
+        "n_quantiles": cfg.n_quantiles,
+        "sample_size": cfg.sample_size,
+        "domain_sample_size": cfg.domain_sample_size,
+    }
+    history = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
+    for row in sorted(history, key=lambda r: r["version"]):
+        meta = json.loads(row["userMetadata"]) if row["userMetadata"] else {}
+        if all(meta.get(k) == v for k, v in wanted.items()):
+            scorers = {s for (d, s) in load_stats(spark, path, row["version"]).quantiles if d == ALL_DOMAINS}
+            if scorers == set(config.scorers):
+                return int(row["version"])
+    return None
+
+
+def _annotate_step(spark: SparkSession, config: PipelineConfig, started: dict[str, Any]) -> tuple[dict, dict]:
+    out_path = config.table_path(config.annotate.output_table)
+    q_path = config.table_path(config.annotate.quarantine_table)
+    summary = run_annotate(spark, config, mode="incremental")
+    print(format_annotate(summary))
+    ann_version, q_version = tables.version(spark, out_path), tables.version(spark, q_path)
+    base_ann = _version_or(started["annotated_version"])
+    base_q = _version_or(started["quarantine_version"])
+    details = {
+        "input_rows": summary.input_rows,
+        "quarantined": summary.quarantined,
+        "quarantined_by_reason": summary.quarantined_by_reason,
+        # From the Delta history since the run's base: the same whether or not a killed annotate
+        # had already committed them before this one ran.
+        "new_documents": inserted_rows(spark, out_path, base_ann, ann_version),
+        "new_quarantined": inserted_rows(spark, q_path, base_q, q_version),
+    }
+    return details, {"annotated_version": ann_version, "quarantine_version": q_version}
+
+
+def _stats_step(spark: SparkSession, config: PipelineConfig) -> tuple[dict, dict]:
+    source = config.table_path(config.stats.input_table)
+    annotated_version = tables.version(spark, source)
+    if annotated_version is None:
+        raise ConfigError(f"stats.input_table: no Delta table at {source}")
+    found = find_stats(spark, config, annotated_version)
+    if found is None:
+        stats = run_stats(spark, config)
+    else:
+        stats = load_stats(spark, config.table_path(config.stats.output_table), found)
+        print(f"stats: reusing version {found}, the stats of annotated v{annotated_version} (same settings)")
+    details = {"reused": found is not None, "docs": stats.docs, "tokens": stats.tokens}
+    versions = {"stats_version": stats.stats_version, "annotated_version": stats.annotated_version}
+    return details, versions
+
+
+def _select_step(spark: SparkSession, config: PipelineConfig, stats_version: int) -> tuple[dict, dict]:
+    select = dataclasses.replace(config.select, stats_version=stats_version)
+    pinned = dataclasses.replace(config, select=select)
+    summary = run_select(spark, pinned)
+    print(format_select(summary))
+    details = {
+        "selected_docs": summary.selected_docs,
+        "selected_copies": summary.selected_copies,
+        "tokens_selected": summary.tokens_after,
+        "budget": summary.budget,
+        "out_dir": summary.out_dir,
+    }
+    selected_version = tables.version(spark, config.table_path(config.select.output_table))
+    versions = {
+        "stats_version": stats_version,
+        "selection_id": summary.selection_id,
+        "selected_version": selected_version,
+    }
+    return details, versions
+
+
+def _version_or(value: int | None) -> int:
+    return -1 if value is None else int(value)
+
+
+def run_refresh(
+    spark: SparkSession,
+    config: PipelineConfig,
+    run_date: dt.date,
+    step: str = "all",
+    restart: bool = False,
+) -> RefreshSummary:
+    """Run (or resume) the refresh of ``run_date``; ``step`` runs one step only (``all``: the rest).
+
+    ``restart`` begins a new attempt for a date that is done or was started with another config.
+    """
+    started_at = time.time()
+    if step != "all" and step not in STEPS:
+        raise ConfigError(f"--step: {step!r} is not all, {', '.join(STEPS)}")
+    cfg_hash = config_hash(config)  # also checks θ before any Spark work
+    path = config.table_path(config.refresh.runs_table)
+    ensure_runs_table(spark, path)
+    state = _load_state(spark, path, run_date)
+
+    if state is not None and not restart:
+        if state.started["config_hash"] != cfg_hash:
+            raise ConfigError(
+                f"refresh {run_date}: attempt {state.attempt} was started with config hash "
+                f"{state.started['config_hash']}, this config hashes to {cfg_hash} (θ, the mixture, or an "
+                "annotate/stats/select setting changed); rerun with the same config, or pass --restart "
+                "to begin a new attempt"
+            )
+        if "run" in state.done:
+            summary = _summary(state, [], "already done")
+            summary.seconds = round(time.time() - started_at, 1)
+            return summary
+    if state is None or restart:
+        attempt = 1 if state is None else state.attempt + 1
+        ann_path = config.table_path(config.annotate.output_table)
+        q_path = config.table_path(config.annotate.quarantine_table)
+        inputs = {
+            "input_path": config.annotate.input.path,
+            "input_format": config.annotate.input.format,
+            "input_version": tables.version(spark, config.annotate.input.path)
+            if config.annotate.input.format == "delta"
+            else None,
+            "params_file": config.select.params,
+            "params_hash": core.params_hash(load_checked_params(config)),
+            "mixture": config.select.mixture,
+            "selector": config.select.selector,
+            "seed": config.select.seed,
+            "token_budget": config.select.token_budget,
+            "annotated_table": ann_path,
+            "quarantine_table": q_path,
+        }
+        _record(
+            spark, path, run_date, attempt, "run", "started", cfg_hash, inputs,
+            annotated_version=tables.version(spark, ann_path),
+            quarantine_version=tables.version(spark, q_path),
+        )  # fmt: skip
+        state = _load_state(spark, path, run_date)
+    assert state is not None
+
+    wanted = STEPS if step == "all" else (step,)
+    ran: list[str] = []
+    for name in STEPS:
+        if name in state.done:
+            continue
+        if name not in wanted:
+            if STEPS.index(name) < STEPS.index(wanted[0]):
+                raise ConfigError(
+                    f"refresh {run_date} --step {step}: the {name} step has not run for this date "
+                    f"(attempt {state.attempt}); run --step {name} first, or --step all"
+                )
+            break
+        log.info("refresh %s (attempt %d): %s", run_date, state.attempt, name)
+        try:
+            if name == "annotate":
+                details, versions = _annotate_step(spark, config, state.started)
+            elif name == "stats":
+                details, versions = _stats_step(spark, config)
+            else:
+                details, versions = _select_step(spark, config, state.done["stats"]["stats_version"])
+        except Exception as err:
+            error = {"error": f"{type(err).__name__}: {err}"[:4000]}
+            if isinstance(err, AnnotateFailed) and err.summary is not None:
+                error["summary"] = dataclasses.asdict(err.summary)
+            _record(spark, path, run_date, state.attempt, name, "failed", cfg_hash, error)
+            raise
+        done = _record(spark, path, run_date, state.attempt, name, "done", cfg_hash, details, **versions)
+        state.done[name] = done
+        ran.append(name)
+
+    if all(s in state.done for s in STEPS):
+        summary = _summary(state, ran, "completed")
+        row = _record(
+            spark, path, run_date, state.attempt, "run", "done", cfg_hash, dataclasses.asdict(summary),
+            annotated_version=summary.annotated_version, quarantine_version=summary.quarantine_version,
+            stats_version=summary.stats_version, selection_id=summary.selection_id,
+            selected_version=summary.selected_version,
+        )  # fmt: skip
+        summary.completed_at = str(row["recorded_at"])[:19]
+    else:
+        summary = _summary(state, ran, "partial")
+    summary.seconds = round(time.time() - started_at, 1)
+    return summary
+
+
+def _summary(state: _State, ran: list[str], status: str) -> RefreshSummary:
+    """The date's summary from its recorded rows (the same whichever invocation ran each step)."""
+    started = state.started
+    inputs = json.loads(started["details"])
+    summary = RefreshSummary(
+        run_date=str(started["run_date"]),
+        attempt=state.attempt,
+        status=status,
+        steps_run=ran,
+        steps_before=[s for s in STEPS if s in state.done and s not in ran],
+        input_path=inputs.get("input_path", ""),
+        base_annotated_version=started["annotated_version"],
+        base_quarantine_version=started["quarantine_version"],
+    )
+    if "run" in state.done:
+        summary.completed_at = str(state.done["run"]["recorded_at"])[:19]
+    if "annotate" in state.done:
+        row = state.done["annotate"]
+        details = json.loads(row["details"])
+        summary.input_rows = details["input_rows"]
+        summary.new_documents = details["new_documents"]
+        summary.quarantined = details["quarantined"]
+        summary.new_quarantined = details["new_quarantined"]
+        summary.quarantined_by_reason = details["quarantined_by_reason"]
+        summary.annotated_version = row["annotated_version"]
+        summary.quarantine_version = row["quarantine_version"]
+    if "stats" in state.done:
+        row = state.done["stats"]
+        summary.stats_version = row["stats_version"]
+        summary.stats_reused = json.loads(row["details"])["reused"]
+        summary.annotated_version = row["annotated_version"]  # what the stats (and select) describe
+    if "select" in state.done:
+        row = state.done["select"]
+        details = json.loads(row["details"])
+        summary.selection_id = row["selection_id"]
+        summary.selected_version = row["selected_version"]
+        summary.selected_docs = details["selected_docs"]
+        summary.selected_copies = details["selected_copies"]
+        summary.tokens_selected = {d: int(t) for d, t in details["tokens_selected"].items()}
+        summary.budget = details["budget"]
+        summary.out_dir = details["out_dir"]
+    return summary
+
+
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
+
+
+def format_summary(s: RefreshSummary) -> str:
+    """End-of-run summary: new documents, quarantined, tokens selected per domain, versions."""
+    if s.status == "already done":
+        head = f"refresh {s.run_date}: already done (attempt {s.attempt}, at {s.completed_at}); nothing to do"
+    else:
+        before = f"; done before: {', '.join(s.steps_before)}" if s.steps_before else ""
+        ran = ", ".join(s.steps_run) or "nothing"
+        head = f"refresh {s.run_date} (attempt {s.attempt}): {s.status}; ran {ran}{before} in {s.seconds}s"
+    lines = [head]
+    if s.new_documents is not None:
+        lines.append(
+            f"  annotate   {s.input_rows} input records from {s.input_path}: {s.new_documents} new documents "
+            f"(annotated {_v(s.base_annotated_version)} → {_v(s.annotated_version)}), "
+            f"{s.quarantined} quarantined, {s.new_quarantined} of them new "
+            f"(quarantine {_v(s.base_quarantine_version)} → {_v(s.quarantine_version)})"
+        )
+        for reason, n in sorted(s.quarantined_by_reason.items()):
+            lines.append(f"    quarantined {reason:<16} {n:>8}")
+    if s.stats_version is not None:
+        how = "reused" if s.stats_reused else "computed"
+        lines.append(f"  stats      {_v(s.stats_version)} of annotated {_v(s.annotated_version)} ({how})")
+    if s.selection_id is not None:
+        total = sum(s.tokens_selected.values())
+        budget = f" (budget {s.budget})" if s.budget else ""
+        lines.append(
+            f"  select     {s.selection_id}: {s.selected_docs} documents, {s.selected_copies} copies, "
+            f"{total} tokens{budget}; selected {_v(s.selected_version)} → {s.out_dir}"
+        )
+        lines.append(f"    {'domain':<24} {'tokens selected':>15}")
+        for domain, tokens in sorted(s.tokens_selected.items()):
+            lines.append(f"    {domain:<24} {tokens:>15}")
+    return "\n".join(lines)

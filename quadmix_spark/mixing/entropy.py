@@ -20,6 +20,7 @@ so the value does not depend on how the counts were summed or partitioned.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -59,20 +60,22 @@ def _as_ids(tokens: ArrayLike) -> NDArray[np.int64]:
 
 
 def ngram_counts(documents: Sequence[ArrayLike]) -> dict[str, tuple[NDArray[np.int64], NDArray[np.int64]]]:
-    """Counts of every :data:`COUNT_KINDS` over ``documents`` (each a 1-D array of token ids).
+    """Counts of every :data:`COUNT_KINDS` over ``documents`` (each a 1-D sequence of token ids).
 
     Returns kind → (codes, counts), codes sorted and unique, counts ≥ 1 (int64). Pair codes are
     ``x << PAIR_SHIFT | x'``; ``left`` counts x over the pairs (each document's last token has
     no successor and is not a left token).
     """
-    docs = [_as_ids(d) for d in documents]
-    empty = np.zeros(0, np.int64)
-    unigram = np.concatenate(docs) if docs else empty
-    pairs = [(d[:-1] << PAIR_SHIFT) | d[1:] for d in docs if d.size > 1]
-    pair = np.concatenate(pairs) if pairs else empty
-    left = pair >> PAIR_SHIFT
+    lengths = np.fromiter((len(d) for d in documents), np.int64, len(documents))
+    flat = _as_ids(np.fromiter(itertools.chain.from_iterable(documents), np.int64, int(lengths.sum())))
+    # position p pairs with p + 1 unless p + 1 starts a document
+    linked = np.ones(max(len(flat) - 1, 0), dtype=bool)
+    starts = np.cumsum(lengths) - lengths
+    starts = starts[(starts >= 1) & (starts < len(flat))]
+    linked[starts - 1] = False
+    pair = ((flat[:-1] << PAIR_SHIFT) | flat[1:])[linked] if len(flat) > 1 else flat[:0]
     out = {}
-    for kind, codes in zip(COUNT_KINDS, (unigram, pair, left), strict=True):
+    for kind, codes in zip(COUNT_KINDS, (flat, pair, pair >> PAIR_SHIFT), strict=True):
         values, counts = np.unique(codes, return_counts=True)
         out[kind] = (values.astype(np.int64), counts.astype(np.int64))
     return out

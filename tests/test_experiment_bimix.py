@@ -49,7 +49,7 @@ def setup(spark, tmp_path_factory):
                 "holdout_fraction": 0.2,
             },
             "experiment": {
-                "n_runs": 24,
+                "n_runs": 30,
                 "output_dir": str(root / "out"),
                 "baselines": [],
                 "decompose": False,

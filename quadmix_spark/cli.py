@@ -119,6 +119,13 @@ def cmd_bimix(config: PipelineConfig, args: argparse.Namespace) -> None:
     print(format_summary(run_bimix(config, _session(config))))
 
 
+def cmd_entropy(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.entropy import check_config, format_summary, run_entropy
+
+    check_config(config)  # a missing tokenizer or VNE model fails before the SparkSession starts
+    print(format_summary(run_entropy(_session(config), config)))
+
+
 def cmd_predict_mixture(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import predict_mixtures
 
@@ -180,6 +187,7 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "params-template": (cmd_params_template, "a θ file for the stats table's domains, with the defaults"),
     "fit-search": (cmd_fit_search, "fit the loss regressor on proxy runs and search θ*"),
     "bimix": (cmd_bimix, "fit BiMix laws on proxy runs: diagnostics and the optimal mixture r*"),
+    "entropy": (cmd_entropy, "entropy mixtures: per-domain SE, JE, CE, VNE → softmax mixture files"),
     "predict-mixture": (cmd_predict_mixture, "predicted target loss of mixture files (RegMix regressor)"),
     "import-runs": (cmd_import_runs, "import proxy runs trained elsewhere into the proxy_runs table"),
     "experiment": (cmd_experiment, "proxy runs → fit → search → θ* against the baselines at one budget"),

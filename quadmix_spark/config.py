@@ -29,6 +29,7 @@ class ConfigError(ValueError):
 
 
 Direction = Literal["higher_is_better", "lower_is_better"]
+EntropyMeasure = Literal["se", "je", "ce", "vne"]
 
 # Spark parses a JSON line into a variant, which holds at most 16 MiB.
 MAX_JSON_LINE_BYTES = 16 * 1024 * 1024
@@ -287,6 +288,10 @@ class ExperimentConfig:
     decompose: bool = True
     seeds: int = 3
     mixtures: list[str] = field(default_factory=list)  # θ* composed with each (natural, uniform, files)
+    # A mixture-level method whose rows join the comparison (None: none): bimix trains proxies on
+    # the entropy mixtures and `mixture_draws` Dirichlet mixtures, fits BiMix on them, adds r*
+    mixture_method: Literal["bimix"] | None = None
+    mixture_draws: int = 3
 
 
 @dataclass
@@ -311,6 +316,21 @@ class RefreshConfig:
 
 
 @dataclass
+class EntropyConfig:
+    """The entropy job: per-domain SE/JE/CE/VNE of a hash sample → softmax mixtures (docs/config.md)."""
+
+    input_table: str = "annotated"
+    output_table: str = "entropy"
+    output_dir: str = "data/entropy"  # mixture_entropy_<measure>.yaml and entropy_summary.json
+    measures: list[EntropyMeasure] = field(default_factory=lambda: ["se", "je", "ce", "vne"])
+    tokens_per_domain: int = 20_000_000  # sample size behind SE/JE/CE (documents drawn by hash)
+    tokenizer: Literal["cl100k_base", "o200k_base"] = "cl100k_base"
+    vne_docs: int = 1000  # documents per domain behind VNE (at most)
+    vne_model: str | None = None  # fastText model of the sentence vectors; None: the domain annotator's
+    seed: int = 0
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline; each job reads its own section."""
 
@@ -331,6 +351,7 @@ class PipelineConfig:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     bimix: BimixConfig = field(default_factory=BimixConfig)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
+    entropy: EntropyConfig = field(default_factory=EntropyConfig)
 
     def table_path(self, name: str) -> str:
         """A table name under the warehouse, or a path/URI given as is (see :func:`resolve`)."""
@@ -495,6 +516,8 @@ def _check_semantics(config: PipelineConfig) -> None:
             f"proxy.tinylm.vocab must be 'full' or 'top:N' with N >= 1 (e.g. top:8192), got {vocab!r}"
         )
     _check_bimix(config.bimix)
+    _check_entropy(config)
+    _check_mixture_method(config)
 
 
 def _check_bimix(cfg: BimixConfig) -> None:
@@ -506,6 +529,38 @@ def _check_bimix(cfg: BimixConfig) -> None:
         raise ConfigError(f"bimix.unseen_k must be at least 1, got {cfg.unseen_k}")
     if Path(cfg.output_mixture).suffix.lower() not in (".yaml", ".yml", ".json"):
         raise ConfigError(f"bimix.output_mixture must end in .yaml, .yml or .json: {cfg.output_mixture}")
+
+
+def _check_entropy(config: PipelineConfig) -> None:
+    cfg = config.entropy
+    if not cfg.measures:
+        raise ConfigError("entropy.measures: at least one of se, je, ce, vne")
+    if len(set(cfg.measures)) != len(cfg.measures):
+        raise ConfigError(f"entropy.measures: a measure is named twice: {cfg.measures}")
+    if cfg.tokens_per_domain <= 0:
+        raise ConfigError(f"entropy.tokens_per_domain must be positive, got {cfg.tokens_per_domain}")
+    if cfg.vne_docs < 2:
+        raise ConfigError(f"entropy.vne_docs must be at least 2, got {cfg.vne_docs}")
+
+
+def vne_model(config: PipelineConfig) -> str | None:
+    """``entropy.vne_model``, else the model of the ``fasttext_domain`` annotator, else None."""
+    if config.entropy.vne_model:
+        return config.entropy.vne_model
+    return next((a.model for a in config.annotate.annotators if a.kind == "fasttext_domain"), None)
+
+
+def _check_mixture_method(config: PipelineConfig) -> None:
+    exp = config.experiment
+    if exp.mixture_method is None:
+        return
+    if exp.mixture_draws < 0:
+        raise ConfigError(f"experiment.mixture_draws must be >= 0, got {exp.mixture_draws}")
+    if exp.mixture_method == "bimix" and config.proxy.n_checkpoints < 3:
+        raise ConfigError(
+            "proxy.n_checkpoints must be at least 3 with experiment.mixture_method=bimix (BiMix's β and C "
+            f"need 3 distinct steps), got {config.proxy.n_checkpoints}"
+        )
 
 
 def to_dict(config: Any) -> dict:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from quadmix_spark.core.sampling import (
+    ENTROPY_STREAM,
     HOLDOUT_STREAM,
     ORDER_STREAM,
     RUN_HOLDOUT_STREAM,
@@ -193,5 +194,6 @@ def test_text_keys_are_the_documented_sha256_prefix():
 def test_streams_are_distinct():
     streams = [SAMPLE_STREAM, SAMPLE_STREAM + 1, ORDER_STREAM, HOLDOUT_STREAM, HOLDOUT_STREAM + 1]
     streams += [STATS_DOMAIN_STREAM, STATS_GLOBAL_STREAM, RUN_HOLDOUT_STREAM]
+    streams += [ENTROPY_STREAM, ENTROPY_STREAM + 1]
     assert len(set(streams)) == len(streams)
     assert 0 not in streams  # copy draws use 0, 1, ...

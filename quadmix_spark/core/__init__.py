@@ -26,6 +26,7 @@ from .params import (
 )
 from .ranking import RankMapping, apply_rank_mapping, fit_rank_mapping, token_weighted_rank
 from .sampling import (
+    ENTROPY_STREAM,
     HOLDOUT_STREAM,
     ORDER_STREAM,
     RUN_HOLDOUT_STREAM,
@@ -42,6 +43,7 @@ from .theta_set import ThetaSet
 
 __all__ = [
     "BETA_KEYS",
+    "ENTROPY_STREAM",
     "HOLDOUT_STREAM",
     "SUM_TOLERANCE",
     "UNBOUNDED",

@@ -13,7 +13,9 @@ Steps (each a job of its own elsewhere; here on one SparkSession, rerunnable):
    (``experiment.baselines``), through ``quadmix select`` itself; then the two halves of θ*
    apart (``experiment.decompose``, several seeds each): θ*'s realised domain mixture with random
    documents inside each domain, and the pool's natural mixture with θ*'s in-domain sampling;
-   and θ* composed with each mixture of ``experiment.mixtures``;
+   and θ* composed with each mixture of ``experiment.mixtures``; and the rows of a mixture-level
+   method (``experiment.mixture_method``, :mod:`~quadmix_spark.pipeline.mixture_methods`), whose
+   mixtures are trained with uniform in-domain sampling;
 6. the comparison: target loss per selection (mean and spread over seeds), side by side
    (table + PNG).
 
@@ -38,6 +40,7 @@ from pyspark.sql import functions as F
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.pipeline.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
+from quadmix_spark.pipeline.mixture_methods import MIXTURE_METHODS, MethodContext, MixtureRun, format_method
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.pipeline.targets import (
@@ -82,6 +85,7 @@ class ExperimentResult:
     contenders: list[Contender]
     seconds: float
     output_dir: str
+    mixture_method: dict | None = None  # what experiment.mixture_method found (fit, r*, …)
 
     @property
     def ranked(self) -> list[Contender]:
@@ -191,6 +195,8 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     for mixture in exp.mixtures:
         if mixture not in ("natural", "uniform") and not Path(mixture).is_file():
             raise ConfigError(f"experiment.mixtures: neither natural, uniform nor a mixture file: {mixture}")
+    if exp.mixture_method is not None:
+        MIXTURE_METHODS[exp.mixture_method][0](config)  # e.g. bimix's VNE model, before any job
     key = experiment_key(config, annotated_version)
     out_dir = Path(exp.output_dir) / key
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +230,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     fit, result = fit_and_search(ids, X, y, sampler, search_cfg)
     write_theta_star(result, search_cfg)
 
-    contenders = _evaluate(spark, config, on_pool, key, out_dir, eval_sets)
+    contenders, method_info = _evaluate(spark, config, on_pool, key, out_dir, eval_sets, pool_path)
     result_ = ExperimentResult(
         key=key,
         pool_docs=sum(load_stats(spark, stats_path).docs.values()),  # the pool's stats: no scan
@@ -235,6 +241,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
         contenders=contenders,
         seconds=round(time.time() - started, 1),
         output_dir=str(out_dir),
+        mixture_method=method_info,
     )
     _write(result_, out_dir)
     return result_
@@ -275,14 +282,22 @@ def _evaluate(
     key: str,
     out_dir: Path,
     eval_sets: dict[str, np.ndarray],
-) -> list[Contender]:
-    """θ*, the baselines, θ*'s two halves apart and θ* with each configured mixture, selected by
-    ``quadmix select`` at the proxies' budget, then trained."""
+    pool_path: str,
+) -> tuple[list[Contender], dict | None]:
+    """θ*, the baselines, θ*'s two halves apart, θ* with each configured mixture and the mixture
+    method's rows, selected by ``quadmix select`` at the proxies' budget, then trained."""
     exp, proxy = config.experiment, config.proxy
     runs_path = config.table_path(proxy.runs_table)
     contenders = []
 
-    def select(label: str, selector: str, mixture: str | None = None, seed: int = proxy.seed):
+    def select(
+        label: str,
+        selector: str,
+        mixture: str | None = None,
+        seed: int = proxy.seed,
+        compare: bool = True,
+        **overrides,
+    ):
         cfg = _derive(
             on_pool,
             select={
@@ -297,16 +312,22 @@ def _evaluate(
                 "shard_formats": [],
                 "report": False,
                 "allow_unused_domains": True,
+                **overrides,
             },
         )
         sel = run_select(spark, cfg)
-        contenders.append(
-            Contender(label, selector, f"{key}-eval-{sel.selection_id}", mixture=mixture, seed=seed)
-        )
-        return sel
+        contender = Contender(label, selector, f"{key}-eval-{sel.selection_id}", mixture=mixture, seed=seed)
+        if compare:
+            contenders.append(contender)
+        return sel, contender
+
+    def documents():
+        selected = spark.read.format("delta").load(config.table_path(exp.selected_table))
+        run_id = F.concat(F.lit(f"{key}-eval-"), F.col("selection_id")).alias("run_id")
+        return selected.select(run_id, "doc_key", "copies", "text")
 
     for label, selector in _selectors(config):
-        sel = select(label, selector)
+        sel, _ = select(label, selector)
         if selector == "quadmix":  # θ*'s realised domain mixture, for the decomposition
             shares = {d: sel.tokens_after.get(d, 0) for d in sel.tokens_before}
             theta_mixture = core.Mixture.natural(
@@ -321,20 +342,52 @@ def _evaluate(
     for mixture in exp.mixtures:
         name = mixture if mixture in ("natural", "uniform") else Path(mixture).stem
         select(f"θ* ∘ {name}", "quadmix", mixture)
-    selected = spark.read.format("delta").load(config.table_path(exp.selected_table))
-    docs = selected.select(
-        F.concat(F.lit(f"{key}-eval-"), F.col("selection_id")).alias("run_id"), "doc_key", "copies", "text"
-    )
-    specs = [RunSpec(c.run_id, "eval") for c in contenders]
-    run_proxies(spark, proxy, runs_path, specs, docs, eval_sets)
+    method_info, trained_ids = None, set()
+    if exp.mixture_method is not None:
+        domains = list(core.load_params(out_dir / "theta_star.yaml").domains)
+
+        def train(runs: list[MixtureRun]) -> list[Contender]:
+            """Each mixture with uniform in-domain sampling (a domain short of its target is capped),
+            trained now; the run records its realised shares in θ*'s domain order (BiMix's r)."""
+            trained, specs = [], []
+            for run in runs:
+                capped = {"mixture_shortfall": "redistribute"}
+                sel, c = select(run.label, "uniform", run.mixture_file, compare=run.compare, **capped)
+                total = max(sum(sel.tokens_after.values()), 1)
+                shares = tuple(sel.tokens_after.get(d, 0) / total for d in domains)
+                specs.append(RunSpec(c.run_id, "eval", mixture=shares))
+                trained.append(c)
+                trained_ids.add(c.run_id)
+            run_proxies(spark, proxy, runs_path, specs, documents(), eval_sets)
+            _fill(spark, runs_path, trained, config.targets.weights)
+            return trained
+
+        stats = load_stats(spark, on_pool.table_path(on_pool.select.stats_table))
+        context = MethodContext(
+            spark=spark,
+            config=on_pool,
+            pool_table=pool_path,
+            out_dir=out_dir / exp.mixture_method,
+            domains=domains,
+            pool_domains=[d for d in domains if d in stats.docs],
+            train=train,
+        )
+        method_info = MIXTURE_METHODS[exp.mixture_method][1](context)
+    specs = [RunSpec(c.run_id, "eval") for c in contenders if c.run_id not in trained_ids]
+    run_proxies(spark, proxy, runs_path, specs, documents(), eval_sets)
+    _fill(spark, runs_path, [c for c in contenders if c.run_id not in trained_ids], config.targets.weights)
+    return contenders, method_info
+
+
+def _fill(spark: SparkSession, runs_path: str, contenders: list[Contender], weights: dict) -> None:
+    """Status, tokens, final losses and target of each contender from the runs table."""
     evals = load_runs(spark, runs_path).set_index("run_id")
     for c in contenders:
         row = evals.loc[c.run_id]
         c.status, c.n_train_tokens = row["status"], int(row["n_train_tokens"])
         if c.status == "ok":
             c.losses = final_losses(list(row["losses"]))
-            c.target = combine(c.losses, config.targets.weights)
-    return contenders
+            c.target = combine(c.losses, weights)
 
 
 def _selectors(config: PipelineConfig) -> list[tuple[str, str]]:
@@ -371,6 +424,8 @@ def format_result(r: ExperimentResult) -> str:
         verdict = "θ* has the lowest target loss"
     else:
         verdict = f"{win.label} beats θ*"
+    if r.mixture_method:
+        lines += format_method(r.mixture_method)
     lines.append(f"  → {verdict}; written to {r.output_dir} in {r.seconds}s")
     return "\n".join(lines)
 

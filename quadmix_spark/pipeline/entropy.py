@@ -1,0 +1,384 @@
+"""The entropy job: per-domain SE, JE, CE and VNE of the annotated table → softmax mixtures.
+
+BiMix's training-free mixtures (``mixing.entropy``), computed as Spark aggregations:
+
+1. a narrow scan (domain, tokens) fixes each domain's sampling rate,
+   ``min(1, entropy.tokens_per_domain / tokens_d)``; documents are drawn by
+   ``hash_uniform(doc_key, seed, ENTROPY_STREAM)``, so the sample is the same on every partitioning;
+2. the sampled text is tokenized inside ``mapInPandas``, and each Arrow batch's unigram, pair and
+   left-token counts (numpy, per domain) leave the Python worker as (domain, kind, code, n) rows;
+3. Spark sums them per code (map-side partial aggregation: no domain is one task), then counts the
+   codes per count value; only these count histograms (n_c codes seen c times; at most about √(2N)
+   rows per domain and kind) reach the driver, which computes the entropies with
+   ``mixing.entropy.entropies_from_histograms``: integers in, so the values are bit-identical
+   whatever the partitioning, and equal to the numpy core's on the same tokens;
+4. VNE: fastText sentence vectors (the domain classifier's model) of up to ``entropy.vne_docs``
+   documents per domain, the ones with the smallest ``hash_uniform(doc_key, seed, ENTROPY_STREAM +
+   1)``; the driver takes their eigenvalues.
+
+Outputs: ``mixture_entropy_<measure>.yaml`` (r_i = softmax(H_i), provenance with every value and
+input), one run of the ``entropy`` Delta table (entropy_id, input_table, annotated_version, domain,
+measure, value, tokens, docs; a rerun with the same inputs replaces its rows), and a summary JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from quadmix_spark import __version__, core
+from quadmix_spark.config import ConfigError, PipelineConfig, resolve, vne_model
+from quadmix_spark.mixing.entropy import (
+    COUNT_KINDS,
+    MEASURES,
+    entropies_from_histograms,
+    ngram_counts,
+    softmax_mixture,
+    von_neumann_entropy,
+)
+from quadmix_spark.spark import tables
+from quadmix_spark.spark.scoring import hash_uniform_column
+
+log = logging.getLogger(__name__)
+
+COUNTS_SCHEMA = "domain string, kind string, code long, n long"
+VECTORS_SCHEMA = "domain string, doc_key long, u double, n_tokens long, vector array<float>"
+TABLE_SCHEMA = (
+    "entropy_id string, input_table string, annotated_version long, domain string, measure string, "
+    "value double, tokens long, docs long"
+)
+DOCS = "docs"  # a count kind of its own: one code per domain, counted once per sampled document
+SUMMARY_NAME = "entropy_summary.json"
+# VNE candidates per domain: enough above vne_docs that a hash sample rarely falls short of it
+VNE_OVERSAMPLE = 1.2
+VNE_SLACK = 20
+
+
+@dataclass
+class EntropySummary:
+    """What one entropy run computed and wrote; values in nats."""
+
+    entropy_id: str
+    input_table: str
+    annotated_version: int
+    domains: list[str]
+    measures: list[str]
+    values: dict[str, dict[str, float]]  # measure → domain → H
+    shares: dict[str, dict[str, float]]  # measure → domain → softmax share
+    tokens: dict[str, int]  # domain → sampled tokens (SE/JE/CE)
+    docs: dict[str, int]  # domain → sampled documents (SE/JE/CE)
+    domain_tokens: dict[str, int]  # domain → tokens of the whole domain (token_column)
+    domain_docs: dict[str, int]
+    vne_docs: dict[str, int] = field(default_factory=dict)  # domain → documents behind VNE
+    vne_tokens: dict[str, int] = field(default_factory=dict)  # domain → their tokens (token_column)
+    vne_zero_vectors: dict[str, int] = field(default_factory=dict)  # left out (no direction)
+    histogram_rows: int = 0  # rows of count histograms collected to the driver
+    mixtures: dict[str, str] = field(default_factory=dict)  # measure → mixture file
+    table: str = ""
+    table_version: int | None = None
+    seconds: float = 0.0
+
+
+def check_config(config: PipelineConfig) -> None:
+    """Fail before Spark starts: the tokenizer, and for VNE a loadable fastText model."""
+    from udfs.models import fasttext_labels, load_tokenizer
+
+    cfg = config.entropy
+    load_tokenizer(cfg.tokenizer)
+    if "vne" in cfg.measures:
+        model = vne_model(config)
+        if model is None:
+            raise ConfigError(
+                "entropy.vne_model: VNE needs a fastText model (set entropy.vne_model, add a "
+                "fasttext_domain annotator, or leave vne out of entropy.measures)"
+            )
+        if not Path(model).is_file():
+            raise ConfigError(f"entropy.vne_model: no fastText model at {model}")
+        try:
+            fasttext_labels(model)
+        except ValueError as err:
+            raise ConfigError(f"entropy.vne_model: {model} is not a fastText model: {err}") from err
+
+
+def entropy_id(config: PipelineConfig, source: str, version: int, domains: Sequence[str] | None) -> str:
+    """Identity of a run: the input, its version and every setting that shapes the values."""
+    cfg = config.entropy
+    model = vne_model(config) if "vne" in cfg.measures else None
+    shape = [source, version, sorted(domains) if domains else None, config.domain_column, config.token_column]
+    shape += [sorted(cfg.measures), cfg.tokens_per_domain, cfg.tokenizer, cfg.vne_docs, model, cfg.seed]
+    return core.content_key(shape, 12)
+
+
+def count_batches(tokenizer: str):
+    """The ``mapInPandas`` body: (domain, text) batches → per-batch counts (domain, kind, code, n)."""
+
+    def count(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from udfs.models import load_tokenizer
+
+        encoding = load_tokenizer(tokenizer)
+        for pdf in batches:
+            # One thread: Spark already runs one task per core.
+            ids = encoding.encode_ordinary_batch(pdf["text"].fillna("").tolist(), num_threads=1)
+            frames = []
+            for domain, rows in pdf.groupby("domain", sort=True).indices.items():
+                counts = ngram_counts([ids[i] for i in rows])
+                for kind in COUNT_KINDS:
+                    codes, n = counts[kind]
+                    frames.append(pd.DataFrame({"domain": domain, "kind": kind, "code": codes, "n": n}))
+                frames.append(pd.DataFrame({"domain": [domain], "kind": DOCS, "code": [0], "n": [len(rows)]}))
+            if frames:
+                yield pd.concat(frames, ignore_index=True)
+
+    return count
+
+
+def sentence_vectors(model: str):
+    """The ``mapInPandas`` body: (domain, doc_key, u, n_tokens, text) → fastText sentence vectors."""
+
+    def vectors(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from udfs.models import load_fasttext
+
+        ft = load_fasttext(model)
+        for pdf in batches:
+            texts = pdf["text"].fillna("").str.replace("\n", " ", regex=False)
+            vecs = [np.asarray(ft.get_sentence_vector(t), dtype=np.float32) for t in texts]
+            yield pdf.drop(columns="text").assign(vector=vecs)
+
+    return vectors
+
+
+def _rate_map(rates: dict[str, float]):
+    return F.create_map(*[x for d, r in sorted(rates.items()) for x in (F.lit(d), F.lit(float(r)))])
+
+
+def token_histograms(
+    base: DataFrame, rates: dict[str, float], seed: int, tokenizer: str
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """(domain, kind) → count histogram (c, n_c) of the hash sample of ``base`` (domain, doc_key, text)."""
+    sample = base.where(hash_uniform_column(seed, core.ENTROPY_STREAM) < _rate_map(rates)[F.col("domain")])
+    counts = sample.select("domain", "text").mapInPandas(count_batches(tokenizer), COUNTS_SCHEMA)
+    per_code = counts.groupBy("domain", "kind", "code").agg(F.sum("n").alias("c"))
+    rows = per_code.groupBy("domain", "kind", "c").agg(F.count(F.lit(1)).alias("n_c")).collect()
+    table = pd.DataFrame(rows, columns=["domain", "kind", "c", "n_c"])
+    return {
+        (str(d), str(k)): (g["c"].to_numpy(np.int64), g["n_c"].to_numpy(np.int64))
+        for (d, k), g in table.groupby(["domain", "kind"], sort=True)
+    }
+
+
+def vne_vectors(
+    base: DataFrame, docs: dict[str, int], n: int, seed: int, model: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Domain → ((≤ n, d) sentence vectors, (≤ n,) tokens) of the n documents with the smallest
+    hash uniform."""
+    rates = {d: min(1.0, (VNE_OVERSAMPLE * n + VNE_SLACK) / max(k, 1)) for d, k in docs.items()}
+    candidates = base.withColumn("u", hash_uniform_column(seed, core.ENTROPY_STREAM + 1)).where(
+        F.col("u") < _rate_map(rates)[F.col("domain")]
+    )
+    rows = (
+        candidates.select("domain", "doc_key", "u", "n_tokens", "text")
+        .mapInPandas(sentence_vectors(model), VECTORS_SCHEMA)
+        .collect()
+    )
+    by_domain: dict[str, list] = {}
+    for r in rows:
+        by_domain.setdefault(r["domain"], []).append((r["u"], r["doc_key"], r["n_tokens"] or 0, r["vector"]))
+    out = {}
+    for d, items in by_domain.items():
+        items.sort(key=lambda x: (x[0], x[1]))  # the row order, and so the bits, ignore partitioning
+        kept = items[:n]
+        out[d] = (
+            np.asarray([x[3] for x in kept], dtype=np.float64),
+            np.asarray([x[2] for x in kept], dtype=np.int64),
+        )
+    return out
+
+
+def _read_input(
+    spark: SparkSession, config: PipelineConfig, source: str, domains: Sequence[str] | None
+) -> tuple[DataFrame, int]:
+    version = tables.version(spark, source)
+    if version is None:
+        raise ConfigError(f"entropy.input_table: no Delta table at {source} (run quadmix annotate first)")
+    df = spark.read.format("delta").option("versionAsOf", version).load(source)
+    needed = [
+        ("domain_column", config.domain_column),
+        ("token_column", config.token_column),
+        ("entropy.input_table", "text"),
+        ("entropy.input_table", "doc_key"),
+    ]
+    for key, column in needed:
+        if column not in df.columns:
+            raise ConfigError(f"{key}: column {column!r} is not in {source}")
+    base = df.select(
+        F.col(config.domain_column).cast("string").alias("domain"),
+        "doc_key",
+        "text",
+        F.col(config.token_column).cast("long").alias("n_tokens"),
+    ).where(F.col("domain").isNotNull())
+    if domains is not None:
+        base = base.where(F.col("domain").isin(list(domains)))
+    return base, version
+
+
+def run_entropy(
+    spark: SparkSession,
+    config: PipelineConfig,
+    domains: Sequence[str] | None = None,
+) -> EntropySummary:
+    """Compute, write and return one entropy run (``domains``: only these, e.g. an experiment's pool)."""
+    started = time.time()
+    cfg = config.entropy
+    check_config(config)
+    source = config.table_path(cfg.input_table)
+    base, version = _read_input(spark, config, source, domains)
+    sizes = base.groupBy("domain").agg(F.count(F.lit(1)).alias("docs"), F.sum("n_tokens").alias("tokens"))
+    size_rows = sizes.collect()
+    domain_docs = {r["domain"]: int(r["docs"]) for r in size_rows}
+    domain_tokens = {r["domain"]: int(r["tokens"] or 0) for r in size_rows}
+    names = sorted(domain_docs)
+    if domains is not None and sorted(set(domains)) != names:
+        missing = sorted(set(domains) - set(names))
+        raise ConfigError(f"entropy.input_table: no documents of {missing} in {source}")
+    if not names:
+        raise ConfigError(f"entropy.input_table: {source} has no document with a domain")
+    key = entropy_id(config, source, version, domains)
+    log.info("entropy %s: %d domains of %s version %d", key, len(names), source, version)
+
+    values: dict[str, dict[str, float]] = {}
+    summary = EntropySummary(
+        key, source, version, names, list(cfg.measures), values, {}, {}, {}, domain_tokens, domain_docs
+    )
+    counted = [m for m in cfg.measures if m != "vne"]
+    if counted:
+        rates = {d: min(1.0, cfg.tokens_per_domain / max(domain_tokens[d], 1)) for d in names}
+        hist = token_histograms(base, rates, cfg.seed, cfg.tokenizer)
+        summary.histogram_rows = int(sum(len(c) for c, _ in hist.values()))
+        by_domain: dict[str, dict[str, float]] = {}
+        for d in names:
+            kinds = {k: hist[(d, k)] for k in COUNT_KINDS if (d, k) in hist}
+            if "pair" not in kinds:
+                raise ConfigError(
+                    f"entropy.tokens_per_domain: the sample of domain {d!r} has no pair of adjacent tokens "
+                    f"(documents sampled: {int(hist[(d, DOCS)][0][0]) if (d, DOCS) in hist else 0})"
+                )
+            by_domain[d] = entropies_from_histograms(kinds)
+            c, n = kinds["unigram"]
+            summary.tokens[d] = int(np.sum(c * n))
+            summary.docs[d] = int(hist[(d, DOCS)][0][0])
+        for m in counted:
+            values[m] = {d: by_domain[d][m] for d in names}
+    if "vne" in cfg.measures:
+        model = vne_model(config)
+        spark.sparkContext.addFile(resolve(model))
+        vectors = vne_vectors(base, domain_docs, cfg.vne_docs, cfg.seed, model)
+        values["vne"] = {}
+        for d in names:
+            v, tokens = vectors.get(d, (np.zeros((0, 1)), np.zeros(0, np.int64)))
+            nonzero = np.linalg.norm(v, axis=1) > 0
+            summary.vne_zero_vectors[d] = int((~nonzero).sum())
+            if not nonzero.any():
+                raise ConfigError(f"entropy.vne_docs: domain {d!r} has no document with a non-zero vector")
+            values["vne"][d] = von_neumann_entropy(v[nonzero])
+            summary.vne_docs[d] = int(nonzero.sum())
+            summary.vne_tokens[d] = int(tokens[nonzero].sum())
+    summary.values = {m: values[m] for m in MEASURES if m in values}
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    entropy_table = config.table_path(cfg.output_table)
+    for m, per_domain in summary.values.items():
+        mixture = softmax_mixture(
+            per_domain,
+            method=f"entropy:{m}",
+            measure=m,
+            entropy_nats=per_domain,
+            entropy_id=key,
+            inputs={"table": source, "version": version, "entropy_table": entropy_table},
+            tokens=summary.vne_tokens if m == "vne" else summary.tokens,
+            docs=summary.vne_docs if m == "vne" else summary.docs,
+            sample={
+                "tokens_per_domain": cfg.tokens_per_domain,
+                "tokenizer": cfg.tokenizer,
+                "vne_docs": cfg.vne_docs,
+                "vne_model": vne_model(config) if m == "vne" else None,
+                "seed": cfg.seed,
+            },
+            created_at=created,
+            code_version=__version__,
+        )
+        summary.shares[m] = dict(mixture.shares)
+        summary.mixtures[m] = str(mixture.to_file(out / f"mixture_entropy_{m}.yaml"))
+
+    summary.table = config.table_path(cfg.output_table)
+    summary.table_version = _write_table(spark, summary, config)
+    summary.seconds = round(time.time() - started, 1)
+    (out / SUMMARY_NAME).write_text(json.dumps(asdict(summary), indent=2))
+    return summary
+
+
+def _write_table(spark: SparkSession, s: EntropySummary, config: PipelineConfig) -> int | None:
+    rows = []
+    for m, per_domain in s.values.items():
+        for d, value in per_domain.items():
+            tokens = s.vne_tokens[d] if m == "vne" else s.tokens[d]
+            docs = s.vne_docs[d] if m == "vne" else s.docs[d]
+            rows.append((s.entropy_id, s.input_table, s.annotated_version, d, m, float(value), tokens, docs))
+    df = spark.createDataFrame(rows, TABLE_SCHEMA)
+    metadata = {
+        "job": "entropy",
+        "entropy_id": s.entropy_id,
+        "input_table": s.input_table,
+        "annotated_version": s.annotated_version,
+        "config": asdict(config.entropy),
+        "code_version": __version__,
+    }
+    if not tables.exists(spark, s.table):
+        return tables.write(df, s.table, "append", metadata)
+    # A rerun of the same inputs replaces its rows instead of adding them again.
+    return tables.write(
+        df, s.table, "overwrite", metadata, {"replaceWhere": f"entropy_id = '{s.entropy_id}'"}
+    )
+
+
+def format_summary(s: EntropySummary) -> str:
+    lines = [
+        f"entropy {s.entropy_id}: {len(s.domains)} domains of {s.input_table} (version "
+        f"{s.annotated_version}); values in nats, shares r = softmax(H)",
+    ]
+    header = f"  {'domain':<20} {'tokens':>10} {'docs':>7}"
+    for m in s.values:
+        header += f" {m.upper():>7} {'r_' + m:>7}"
+    lines.append(header)
+    for d in s.domains:
+        line = f"  {d:<20} {s.tokens.get(d, 0):>10,} {s.docs.get(d, 0):>7,}"
+        for m in s.values:
+            line += f" {s.values[m][d]:>7.3f} {s.shares[m][d]:>7.4f}"
+        lines.append(line)
+    if s.tokens:
+        lines.append(
+            f"  sample: {sum(s.tokens.values()):,} of {sum(s.domain_tokens.values()):,} tokens, "
+            f"{sum(s.docs.values()):,} documents; {s.histogram_rows:,} count-histogram rows collected"
+        )
+    if s.vne_docs:
+        zero = sum(s.vne_zero_vectors.values())
+        lines.append(
+            f"  VNE: {sum(s.vne_docs.values()):,} document vectors"
+            + (f" ({zero} zero vectors left out)" if zero else "")
+        )
+    lines.append(
+        f"  wrote {len(s.mixtures)} mixture files to {Path(next(iter(s.mixtures.values()))).parent}, "
+        f"{s.table} version {s.table_version} in {s.seconds}s"
+    )
+    return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -220,6 +221,8 @@ class TinyLMConfig:
     device: str = "cpu"  # cpu | cuda | auto
     threads: int = 1  # torch CPU threads per run (Spark already runs one task per core)
     eval_tokens: int = 65_536  # at most this many tokens of each evaluation set are scored
+    # full: the tokenizer's ids; top:N: the pool's N most frequent ids + UNK (docs/config.md)
+    vocab: str = "full"
 
 
 @dataclass
@@ -507,6 +510,11 @@ def _check_semantics(config: PipelineConfig) -> None:
     share = config.annotate.max_quarantine_fraction
     if not 0 <= share <= 1:
         raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")
+    vocab = config.proxy.tinylm.vocab
+    if vocab != "full" and not re.fullmatch(r"top:[1-9][0-9]*", vocab):
+        raise ConfigError(
+            f"proxy.tinylm.vocab must be 'full' or 'top:N' with N >= 1 (e.g. top:8192), got {vocab!r}"
+        )
     _check_bimix(config.bimix)
     _check_reweight(config.reweight)
 

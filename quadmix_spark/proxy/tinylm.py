@@ -32,8 +32,9 @@ identical losses on the CPU. GPU runs are seeded but not bit-reproducible.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,11 +46,26 @@ from torch import nn
 from .estimator import EstimatorTrainer
 from .inputs import fit_inputs
 from .ngram import CL100K_N_VOCAB
+from .vocab import ProxyVocab, full_vocab_key, parse_vocab_spec
 
-__all__ = ["TinyLMProxy", "TinyLMTrainer"]
+__all__ = [
+    "TinyLMProxy",
+    "TinyLMTrainer",
+    "build_model",
+    "lr_at",
+    "make_optimizer",
+    "resolve_device",
+    "token_nll",
+    "training_settings",
+    "windows",
+]
 
 _IGNORE = -100  # target id of padded positions (F.cross_entropy's default ignore_index)
 _LOGIT_FLOATS = 1 << 24  # logits computed per chunk (64 MB); a full batch at V=100k is 0.8 GB
+# Up to this many logits per step (512 MB in fp32) the output layer runs in one piece through
+# autograd (no Python loop; bf16 on CUDA); beyond it, in _LOGIT_FLOATS chunks by hand.
+_DIRECT_LOGIT_FLOATS = 1 << 27
+_EVAL_ROWS = 1 << 14  # predicted positions per evaluation forward pass
 _WARMUP_FRACTION, _MIN_LR_FRACTION = 0.05, 0.1
 _ROPE_THETA = 10_000.0
 
@@ -150,7 +166,72 @@ def _output_layer(
     return float(total), grad_h, grad_w
 
 
-def _lr_at(step: int, n_steps: int, peak: float) -> float:
+def _autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; nothing on the CPU, which stays fp32 and deterministic."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → cuda if available else cpu; a cuda device without CUDA is an error."""
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(auto if device == "auto" else device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but CUDA is not available")
+    return resolved
+
+
+@contextlib.contextmanager
+def training_settings(device: torch.device, threads: int) -> Iterator[None]:
+    """``threads`` intra-op threads and, on the CPU, deterministic algorithms; both restored after."""
+    old_threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    if device.type == "cpu":  # on CUDA it needs CUBLAS_WORKSPACE_CONFIG set before cuBLAS starts
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def build_model(
+    vocab_size: int, d_model: int, n_layers: int, n_heads: int, d_ff: int, context: int, seed: int
+) -> _TinyLM:
+    """A tinylm initialised from ``seed`` on the CPU (the global torch RNG is left alone)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _TinyLM(vocab_size, d_model, n_layers, n_heads, d_ff, context)
+
+
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.AdamW:
+    """AdamW (betas 0.9/0.95), weight decay 0.1 on matrices only, as every tinylm trains."""
+    matrices = [p for p in model.parameters() if p.dim() == 2]
+    vectors = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": matrices, "weight_decay": 0.1}, {"params": vectors, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.95),
+    )
+
+
+def token_nll(model: _TinyLM, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-token NLL in nats (B, L), fp32, differentiable; 0 where ``targets`` is padding.
+
+    One forward pass through autograd (bf16 autocast on CUDA): meant for proxy vocabularies,
+    whose logits (B·L·V) fit in memory at once.
+    """
+    with _autocast(inputs.device):
+        logits = model.hidden(inputs) @ model.embed.weight.T
+    nll = F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), ignore_index=_IGNORE, reduction="none"
+    )
+    return nll.view_as(targets)
+
+
+def lr_at(step: int, n_steps: int, peak: float) -> float:
     """Learning rate of optimizer step ``step`` (1-based) of ``n_steps``: linear warmup, cosine decay."""
     warmup = max(1, math.ceil(_WARMUP_FRACTION * n_steps))
     if step <= warmup:
@@ -159,7 +240,7 @@ def _lr_at(step: int, n_steps: int, peak: float) -> float:
     return peak * (_MIN_LR_FRACTION + (1 - _MIN_LR_FRACTION) * cosine)
 
 
-def _windows(tokens: NDArray[np.int64], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def windows(tokens: NDArray[np.int64], width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and targets (n, width − 1) of consecutive ``width``-token windows; tail padded."""
     n = -(-tokens.size // width)
     padded = np.full(n * width, _IGNORE, dtype=np.int64)
@@ -198,11 +279,19 @@ class TinyLMProxy:
         torch intra-op CPU threads during :meth:`fit`.
     eval_tokens : int
         At most this many leading tokens of each evaluation set are scored.
+    vocab : ProxyVocab, optional
+        A proxy vocabulary (:mod:`quadmix_spark.proxy.vocab`) over the tokenizer's ``vocab_size``
+        ids: streams and evaluation sets are mapped through it and the model has ``vocab.size``
+        outputs. Losses are then comparable only with runs of the same mapping (``vocab_key_``).
 
     Attributes
     ----------
     n_non_embedding_params_ : int
         Parameters outside the (tied) embedding; set at construction.
+    model_vocab_size_ : int
+        Rows of the embedding: ``vocab.size`` with a proxy vocabulary, else ``vocab_size``.
+    vocab_key_ : str
+        The vocabulary the losses are measured in: ``vocab.key()`` or ``"full:<vocab_size>"``.
     losses_ : list of dict (after :meth:`fit`)
         ``{"step_tokens": int, "eval_set": str, "loss": float}`` per checkpoint and evaluation set,
         in checkpoint order then ``eval_sets`` order; loss in nats/token.
@@ -226,6 +315,7 @@ class TinyLMProxy:
         device: str = "cpu",
         threads: int = 1,
         eval_tokens: int = 65_536,
+        vocab: ProxyVocab | None = None,
     ) -> None:
         self.vocab_size = _int(vocab_size, "vocab_size", 2)
         self.d_model = _int(d_model, "d_model", 2)
@@ -252,15 +342,29 @@ class TinyLMProxy:
             except RuntimeError as err:
                 raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from err
         self.device = device
+        if vocab is not None:
+            if not isinstance(vocab, ProxyVocab):
+                raise ValueError(f"vocab must be a ProxyVocab or None, got {type(vocab).__name__}")
+            if vocab.source_size != self.vocab_size:
+                raise ValueError(
+                    f"vocab maps {vocab.source_size} tokenizer ids but vocab_size is {self.vocab_size}"
+                )
+        self.vocab = vocab
+        self.model_vocab_size_ = vocab.size if vocab is not None else self.vocab_size
+        self.vocab_key_ = vocab.key() if vocab is not None else full_vocab_key(self.vocab_size)
         d, ff = self.d_model, self.d_ff
         self.n_non_embedding_params_ = self.n_layers * (4 * d * d + 3 * d * ff + 2 * d) + d
 
     def _build(self) -> _TinyLM:
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
-            torch.manual_seed(self.seed)
-            return _TinyLM(
-                self.vocab_size, self.d_model, self.n_layers, self.n_heads, self.d_ff, self.context
-            )
+        return build_model(
+            self.model_vocab_size_,
+            self.d_model,
+            self.n_layers,
+            self.n_heads,
+            self.d_ff,
+            self.context,
+            self.seed,
+        )
 
     @torch.no_grad()
     def _evaluate(
@@ -270,12 +374,20 @@ class TinyLMProxy:
         n_predicted = int((targets != _IGNORE).sum())
         if n_predicted == 0:
             return float("nan")
-        total = 0.0
-        for start in range(0, inputs.shape[0], self.batch_size):
-            h = model.hidden(inputs[start : start + self.batch_size].to(device))
-            tgt = targets[start : start + self.batch_size].to(device)
-            total += _output_layer(h.reshape(-1, h.shape[-1]), tgt.reshape(-1), model.embed.weight)[0]
-        return total / n_predicted
+        v = self.model_vocab_size_
+        # Large evaluation batches (independent of the training batch): one pass per _EVAL_ROWS
+        # positions, the logits in one piece when they fit.
+        rows = max(1, _EVAL_ROWS // inputs.shape[1])
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for start in range(0, inputs.shape[0], rows):
+            x, y = inputs[start : start + rows].to(device), targets[start : start + rows].to(device)
+            if y.numel() * v <= _DIRECT_LOGIT_FLOATS:
+                total += token_nll(model, x, y).sum(dtype=torch.float64)
+            else:
+                with _autocast(device):
+                    h = model.hidden(x)
+                total += _output_layer(h.float().flatten(0, 1), y.flatten(), model.embed.weight)[0]
+        return float(total) / n_predicted
 
     def fit(
         self,
@@ -298,21 +410,12 @@ class TinyLMProxy:
         Returns ``self``; the records are in :attr:`losses_`.
         """
         tokens, sets, steps = fit_inputs(train_token_stream, eval_sets, checkpoints, self.vocab_size)
-        auto = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(auto if self.device == "auto" else self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device={self.device!r} but CUDA is not available")
-
-        threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-        torch.set_num_threads(self.threads)
-        if device.type == "cpu":  # on CUDA it needs CUBLAS_WORKSPACE_CONFIG set before cuBLAS starts
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
+        if self.vocab is not None:
+            tokens = self.vocab.encode(tokens)
+            sets = {name: self.vocab.encode(arr) for name, arr in sets.items()}
+        device = resolve_device(self.device)
+        with training_settings(device, self.threads):
             self.losses_, self.n_train_tokens_ = self._train(tokens, sets, steps, device)
-        finally:
-            torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         return self
 
     def _train(
@@ -323,36 +426,39 @@ class TinyLMProxy:
         device: torch.device,
     ) -> tuple[list[dict[str, Any]], int]:
         width, b = self.context + 1, self.batch_size
-        inputs, targets = _windows(tokens, width)
-        evals = {name: _windows(arr[: self.eval_tokens], width) for name, arr in sets.items()}
+        inputs, targets = windows(tokens, width)
+        evals = {name: windows(arr[: self.eval_tokens], width) for name, arr in sets.items()}
         n_steps = -(-inputs.shape[0] // b)
         # Optimizer step (1-based) after which each checkpoint is evaluated: the one holding token k.
         eval_step = [-(-k // (b * width)) for k in checkpoints]
 
         model = self._build().to(device)
         weight = model.embed.weight
-        matrices = [p for p in model.parameters() if p.dim() == 2]
-        vectors = [p for p in model.parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": matrices, "weight_decay": 0.1}, {"params": vectors, "weight_decay": 0.0}],
-            lr=self.lr,
-            betas=(0.9, 0.95),
-        )
+        optimizer = make_optimizer(model, self.lr)
+        direct = b * self.context * self.model_vocab_size_ <= _DIRECT_LOGIT_FLOATS
+        # Counted on the host once: no device→host sync per step.
+        n_predicted = (targets != _IGNORE).view(-1).split(b * self.context)
+        n_predicted = [int(c.sum()) for c in n_predicted]
+        inputs, targets = inputs.to(device), targets.to(device)
         records: list[dict[str, Any]] = []
         for step in range(1, eval_step[-1] + 1):
-            x, y = inputs[(step - 1) * b : step * b].to(device), targets[(step - 1) * b : step * b].to(device)
-            n_predicted = int((y != _IGNORE).sum())
-            if n_predicted:  # zero only for a batch that is just a 1-token tail window
+            x, y = inputs[(step - 1) * b : step * b], targets[(step - 1) * b : step * b]
+            n_pred = n_predicted[step - 1]
+            if n_pred:  # zero only for a batch that is just a 1-token tail window
                 for group in optimizer.param_groups:
-                    group["lr"] = _lr_at(step, n_steps, self.lr)
+                    group["lr"] = lr_at(step, n_steps, self.lr)
                 optimizer.zero_grad(set_to_none=True)
-                h = model.hidden(x)
-                # Output layer by hand (see _output_layer), then autograd through the rest.
-                _, grad_h, grad_w = _output_layer(
-                    h.detach().flatten(0, 1), y.flatten(), weight, 1 / n_predicted
-                )
-                h.backward(grad_h.view_as(h))
-                weight.grad += grad_w  # tied: the embedding's gradient also gets the output layer's
+                if direct:  # small (proxy) vocabulary: autograd through the whole model at once
+                    (token_nll(model, x, y).sum() / n_pred).backward()
+                else:
+                    with _autocast(device):
+                        h = model.hidden(x)
+                    # Output layer by hand in fp32 chunks (see _output_layer), autograd through the rest.
+                    _, grad_h, grad_w = _output_layer(
+                        h.detach().float().flatten(0, 1), y.flatten(), weight, 1 / n_pred
+                    )
+                    h.backward(grad_h.view_as(h).to(h.dtype))
+                    weight.grad += grad_w  # tied: the embedding's gradient also gets the output layer's
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
             due = [k for k, s in zip(checkpoints, eval_step, strict=True) if s == step]
@@ -374,6 +480,22 @@ class TinyLMTrainer(EstimatorTrainer):
         self.model = TinyLMProxy(**params)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> TinyLMTrainer:
-        """From a :class:`quadmix_spark.config.ProxyConfig` (its ``tinylm`` section)."""
-        return cls(**vars(cfg.tinylm))
+    def from_config(cls, cfg: Any, vocab: ProxyVocab | None = None) -> TinyLMTrainer:
+        """From a :class:`quadmix_spark.config.ProxyConfig` (its ``tinylm`` section).
+
+        ``proxy.tinylm.vocab: top:N`` needs the mapping built once from the pool (``vocab``, with
+        N kept ids), so that every run shares it; ``full`` takes none.
+        """
+        params = dict(vars(cfg.tinylm))
+        n = parse_vocab_spec(params.pop("vocab", "full"), "proxy.tinylm.vocab")
+        if n is None and vocab is not None:
+            raise ValueError("proxy.tinylm.vocab is 'full' but a proxy vocabulary was given")
+        if n is not None:
+            if vocab is None:
+                raise ValueError(
+                    f"proxy.tinylm.vocab: top:{n} needs a proxy vocabulary built once from the pool "
+                    "(ProxyVocab.from_counts / from_streams) and passed to every run"
+                )
+            if vocab.n_kept > n:
+                raise ValueError(f"proxy.tinylm.vocab is top:{n} but the mapping keeps {vocab.n_kept} ids")
+        return cls(**params, vocab=vocab)

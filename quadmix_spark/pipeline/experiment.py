@@ -38,6 +38,7 @@ from pyspark.sql import functions as F
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.pipeline.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
+from quadmix_spark.pipeline.mixture_methods import MIXTURE_METHODS, mixture_source
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.pipeline.targets import (
@@ -189,8 +190,10 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     if exp.decompose and exp.seeds < 1:
         raise ConfigError("experiment.seeds must be at least 1")
     for mixture in exp.mixtures:
-        if mixture not in ("natural", "uniform") and not Path(mixture).is_file():
-            raise ConfigError(f"experiment.mixtures: neither natural, uniform nor a mixture file: {mixture}")
+        if mixture not in MIXTURE_METHODS and not Path(mixture).is_file():
+            raise ConfigError(
+                f"experiment.mixtures: neither {', '.join(MIXTURE_METHODS)} nor a mixture file: {mixture}"
+            )
     key = experiment_key(config, annotated_version)
     out_dir = Path(exp.output_dir) / key
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -319,8 +322,8 @@ def _evaluate(
             select("θ* mixture, uniform in-domain", "uniform", theta_mixture_file, seed)
             select("natural mixture, θ* in-domain", "quadmix", "natural", seed)
     for mixture in exp.mixtures:
-        name = mixture if mixture in ("natural", "uniform") else Path(mixture).stem
-        select(f"θ* ∘ {name}", "quadmix", mixture)
+        name, source = mixture_source(spark, config, mixture, out_dir)
+        select(f"θ* ∘ {name}", "quadmix", source)
     selected = spark.read.format("delta").load(config.table_path(exp.selected_table))
     docs = selected.select(
         F.concat(F.lit(f"{key}-eval-"), F.col("selection_id")).alias("run_id"), "doc_key", "copies", "text"

@@ -331,6 +331,7 @@ class ReweightConfig:
     # Fresh proxies (proxy.tinylm) trained on each method's mixture drawn from the streams
     # (restricted domains repeat) and scored on the validation streams; 0 = no evaluation
     eval_tokens: int = 0
+    eval_seeds: list[int] = field(default_factory=list)  # fresh proxies' seeds; [] = reweight.seeds
 
 
 @dataclass
@@ -555,6 +556,8 @@ def _check_reweight(cfg: ReweightConfig) -> None:
         raise ConfigError(f"reweight.seeds must be a non-empty list of distinct seeds, got {cfg.seeds}")
     if cfg.tasks is not None and cfg.tasks < 1:
         raise ConfigError(f"reweight.tasks must be positive, got {cfg.tasks}")
+    if len(set(cfg.eval_seeds)) != len(cfg.eval_seeds):
+        raise ConfigError(f"reweight.eval_seeds must be distinct, got {cfg.eval_seeds}")
     if cfg.eval_tokens < 0:
         raise ConfigError(f"reweight.eval_tokens must be >= 0, got {cfg.eval_tokens}")
 

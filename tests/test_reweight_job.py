@@ -180,10 +180,10 @@ def test_runs_table_creation_is_race_free(spark, tmp_path):
         except Exception as err:  # noqa: BLE001
             errors.append(err)
 
-    threads = [threading.Thread(target=create) for _ in range(4)]
+    threads = [threading.Thread(target=create) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert not errors
+    assert not errors, errors
     assert tables.version(spark, path) == 0

@@ -111,7 +111,7 @@ def _eval_specs(config: PipelineConfig, mixture: dict[str, float], streams_key: 
             int(seed),
             params,
         )
-        for seed in config.reweight.seeds
+        for seed in (config.reweight.eval_seeds or config.reweight.seeds)
     ]
 
 

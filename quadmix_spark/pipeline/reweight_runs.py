@@ -83,6 +83,7 @@ CLASSES = {
     "uniform": ("quadmix_spark.mixing.reweighting", "Uniform"),
 }
 _MERGE_TRIES = 5
+_CREATE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -251,16 +252,22 @@ def _train_group(payload, streams_key: str, shape: Mapping[str, Any], proxy: Map
 
 
 def ensure_table(spark: SparkSession, path: str) -> None:
-    """Create the runs table unless it exists; a concurrent creator winning the race is fine."""
-    if tables.exists(spark, path):
-        return
-    try:
-        DeltaTable.createIfNotExists(spark).location(path).addColumns(TABLE).execute()
-    except Exception as err:  # another job committed version 0 between our check and our commit
-        if not tables.exists(spark, path):
-            raise
-        log.info("reweight runs: %s was created concurrently (%s)", path, type(err).__name__)
-    fields = {f.name for f in spark.read.format("delta").load(path).schema.fields}
+    """Create the runs table unless it exists; a concurrent creator winning the race is fine.
+
+    Between our existence check and our commit another job may commit version 0 (then our create
+    or our first read of its log raises); we look again, a few times, before giving up.
+    """
+    for attempt in range(1, _CREATE_TRIES + 1):
+        try:
+            if not tables.exists(spark, path):
+                DeltaTable.createIfNotExists(spark).location(path).addColumns(TABLE).execute()
+            fields = {f.name for f in spark.read.format("delta").load(path).schema.fields}
+            break
+        except Exception as err:  # the other creator's commit, half seen
+            if attempt == _CREATE_TRIES:
+                raise
+            log.info("reweight runs: %s is being created concurrently (%s), looking again", path, err)
+            time.sleep(0.2 * attempt)
     missing = [f.name for f in TABLE.fields if f.name not in fields]
     if missing:
         raise RuntimeError(f"{path} is not a reweight_runs table: it lacks {missing}")

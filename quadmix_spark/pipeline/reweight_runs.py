@@ -177,8 +177,8 @@ def fit_method(
     module, name = CLASSES[spec.method]
     cls = getattr(importlib.import_module(module), name)
     kwargs = {**shape, **dict(spec.params), "seed": int(spec.seed)}
-    if vocab is not None:
-        kwargs["vocab"] = vocab
+    if "vocab" not in spec.params:  # the job's one mapping (proxy.tinylm.vocab), "full" included
+        kwargs["vocab"] = vocab if vocab is not None else "full"
     method = cls(**kwargs)
     method.fit(train, val) if spec.method == "tandem" else method.fit(train)
     res = method.result()

@@ -184,3 +184,69 @@ def test_tinylm_proxy_runs_as_spark_tasks(spark, tmp_path):
     runs = load_runs(spark, str(tmp_path / "runs")).set_index("run_id")
     assert set(runs["trainer"]) == {"tinylm"} and (runs["n_train_tokens"] == 800).all()
     assert [x["step_tokens"] for x in runs.loc["run-a", "losses"]] == [400, 800]
+
+
+def test_one_piece_output_layer_trains_like_the_chunked_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small vocabularies go through the output layer in one piece; forcing chunks must give the
+    # same losses up to float rounding.
+    direct = TinyLMProxy(**SMALL).fit(REPEATED[:4_000], EVAL, [2_000, 4_000]).losses_
+    monkeypatch.setattr(tinylm, "_DIRECT_LOGIT_FLOATS", 0)
+    monkeypatch.setattr(tinylm, "_LOGIT_FLOATS", 100 * V)  # 100 rows per chunk: several chunks
+    chunked = TinyLMProxy(**SMALL).fit(REPEATED[:4_000], EVAL, [2_000, 4_000]).losses_
+    assert [r["loss"] for r in chunked] == pytest.approx([r["loss"] for r in direct], rel=1e-4)
+    assert direct[-2]["loss"] < direct[0]["loss"]  # it learnt something: the comparison is not trivial
+
+
+def test_proxy_runs_with_a_pool_vocabulary(spark, tmp_path):
+    from test_proxy import documents
+
+    from quadmix_spark.config import ProxyConfig, TinyLMConfig
+    from quadmix_spark.proxy.runs import RunSpec, load_runs, pool_vocab, record_runs, run_proxies, runs_long
+    from quadmix_spark.proxy.vocab import ProxyVocab, VocabMismatchError
+    from udfs.models import load_tokenizer
+
+    docs = documents(spark)
+    vocab = pool_vocab(docs, 8)
+    # the counts, directly: every distinct document tokenized once
+    texts = docs.dropDuplicates(["doc_key"]).toPandas()["text"].tolist()
+    ids = np.concatenate(load_tokenizer("cl100k_base").encode_ordinary_batch(texts))
+    assert vocab == ProxyVocab.from_counts(np.bincount(ids, minlength=CL100K_N_VOCAB), 8)
+    assert vocab == pool_vocab(docs.repartition(5), 8)  # whatever the partitioning
+
+    small = TinyLMConfig(
+        d_model=32, n_heads=2, d_ff=64, context=32, batch_size=4, eval_tokens=200, vocab="top:8"
+    )
+    cfg = ProxyConfig(token_budget=800, n_checkpoints=1, trainer="tinylm", tinylm=small)
+    eval_sets = {"e": np.asarray(ids[:200], dtype=np.int64)}
+    path = str(tmp_path / "runs")
+    with pytest.raises(ValueError, match="top:8: pass the pool's mapping"):
+        run_proxies(spark, cfg, path, [RunSpec("run-a")], docs, eval_sets)
+    summary = run_proxies(spark, cfg, path, [RunSpec("run-a")], docs, eval_sets, vocab=vocab)
+    assert summary.ok == 1, summary.failed
+    runs = load_runs(spark, path)
+    assert runs["vocab_key"].tolist() == [vocab.key()]
+    # at most ln(9) nats: 8 kept ids + UNK
+    assert 0 < runs["losses"][0][0]["loss"] < np.log(9) + 0.5
+    # a run under another mapping (here: the full vocabulary) cannot be fitted together with it
+    ok = {"status": "ok", "error": None, "n_train_tokens": 800, "n_docs": 1, "attempt": 0, "seconds": 1.0}
+    ok["losses"] = [{"eval_set": "e", "step_tokens": 800, "loss": 6.0}]
+    record_runs(spark, path, [(RunSpec("run-full", theta=(0.1,)), ok)], "tinylm")
+    runs = load_runs(spark, path)
+    with pytest.raises(VocabMismatchError, match="run-full"):
+        runs_long(runs)
+    assert len(runs_long(runs[runs["run_id"] == "run-a"])) == 0  # one mapping: accepted (no θ: no rows)
+
+
+def test_a_runs_table_from_before_the_vocab_column_gets_it(spark, tmp_path):
+    from quadmix_spark.proxy.runs import TABLE, RunSpec, load_runs, record_runs
+    from quadmix_spark.spark import tables
+
+    old_schema = type(TABLE)([f for f in TABLE.fields if f.name != "vocab_key"])
+    path = str(tmp_path / "old_runs")
+    tables.write(spark.createDataFrame([], old_schema), path, "append", {"job": "proxy-runs"})
+    ok = {"status": "ok", "error": None, "n_train_tokens": 8, "n_docs": 1, "attempt": 0, "seconds": 1.0}
+    ok["losses"] = [{"eval_set": "e", "step_tokens": 8, "loss": 6.0}]
+    record_runs(spark, path, [(RunSpec("r1"), ok)], "tinylm")
+    record_runs(spark, path, [(RunSpec("r2"), ok)], "tinylm", "top8:abc")
+    runs = load_runs(spark, path).set_index("run_id")
+    assert runs["vocab_key"].to_dict() == {"r1": None, "r2": "top8:abc"}

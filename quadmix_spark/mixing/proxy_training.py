@@ -37,10 +37,9 @@ class DomainWindows:
         self.names = list(streams)
         self.per_domain = per_domain
         self.seed, self.purpose = seed, purpose
-        self._windows = []
-        for name in self.names:
-            x, y = windows(streams[name], context + 1)
-            self._windows.append((x.to(device), y.to(device)))
+        self.device = device
+        # Windows stay in host memory (a stream can be large); only each batch goes to the device.
+        self._windows = [windows(streams[name], context + 1) for name in self.names]
         self._orders: list[NDArray[np.int64]] = [np.zeros(0, np.int64)] * len(self.names)
         self._drawn = [0] * len(self.names)  # windows drawn so far per stream
 
@@ -59,10 +58,10 @@ class DomainWindows:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for m in range(len(self.names)):
-            idx = torch.from_numpy(self._take(m)).to(self._windows[m][0].device)
+            idx = torch.from_numpy(self._take(m))
             xs.append(self._windows[m][0][idx])
             ys.append(self._windows[m][1][idx])
-        return torch.cat(xs), torch.cat(ys)
+        return torch.cat(xs).to(self.device), torch.cat(ys).to(self.device)
 
     def epochs(self) -> dict[str, float]:
         """Passes over each stream's windows drawn so far."""
@@ -73,7 +72,7 @@ class DomainWindows:
         total = 0
         for m in range(len(self.names)):
             n = self._windows[m][0].shape[0]
-            per_window = (self._windows[m][1] != _IGNORE).sum(dim=1).cpu().numpy()
+            per_window = (self._windows[m][1] != _IGNORE).sum(dim=1).numpy()
             full, part = divmod(self._drawn[m], n)
             total += full * int(per_window.sum())
             if part:

@@ -143,12 +143,12 @@ class Tandem(OnlineReweighter):
         step = 0
         history: list[dict[str, Any]] = []
 
-        def train_u(weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+        def train_u(weights: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             nonlocal step
             step += 1
             loss = weights @ domain_losses(u, x, y, m)[0]
             sgd_step(u, opt_u, loss, step, n_steps, self.lr_u)
-            return float(loss.detach())
+            return loss.detach()  # read once per episode: no device sync per step
 
         for episode in range(1, self.episodes + 1):
             w.load_state_dict(u.state_dict())
@@ -183,7 +183,7 @@ class Tandem(OnlineReweighter):
                     "loss_u": ell_u.tolist(),
                     "loss_w": ell_w.tolist(),
                     "val_loss_w": float(val_loss.detach()),
-                    "train_loss": float(np.mean(losses_u)),
+                    "train_loss": float(torch.stack(losses_u).double().mean()),
                     "dist_start": dist_start,
                     "dist_end": dist_end,
                 }

@@ -16,7 +16,11 @@ Table schema (one row per run)::
     run_id string, kind string, trainer string, status string ('ok' | 'failed'), error string,
     theta array<double>, mixture array<double>, n_train_tokens long, n_docs long,
     losses array<struct<eval_set string, step_tokens long, loss double>>,
-    attempt int, seconds double, written_at timestamp
+    attempt int, seconds double, written_at timestamp, vocab_key string
+
+``vocab_key`` is the proxy vocabulary's key (``proxy.tinylm.vocab: top:N``; null: the tokenizer's
+full ids). Losses are comparable only between runs with the same value: :func:`runs_long` refuses
+a mix. A table written before the column existed gets it (null) on the next write.
 
 ``kind`` tells proxy runs (``proxy``) from evaluation runs (``eval``) and imported ones
 (``external``). :func:`runs_long` gives the long format ``quadmix fit-search`` reads.
@@ -40,6 +44,8 @@ from pyspark.sql import types as T
 from quadmix_spark import core
 from quadmix_spark.config import ProxyConfig
 from quadmix_spark.spark import tables
+
+from .vocab import ProxyVocab, check_comparable, parse_vocab_spec
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ TABLE = T.StructType(
         T.StructField("attempt", T.IntegerType()),
         T.StructField("seconds", T.DoubleType()),
         T.StructField("written_at", T.TimestampType()),
+        T.StructField("vocab_key", T.StringType()),
     ]
 )
 
@@ -126,7 +133,35 @@ def token_stream(
     return stream[:budget]
 
 
-def _train_group(cfg: ProxyConfig, eval_sets, tokenizer: str):
+def pool_vocab(documents: DataFrame, n: int, tokenizer: str = "cl100k_base") -> ProxyVocab:
+    """The ``top:n`` proxy vocabulary of the distinct documents (``doc_key``, ``text``) of ``documents``.
+
+    Token counts are summed per partition (tokenize, ``bincount``) and over partitions on the
+    driver (one vocabulary-sized array per partition), so the mapping does not depend on the
+    partitioning. Build it once from the pool and pass it to every :func:`run_proxies` call whose
+    losses will be compared.
+    """
+
+    def counts(batches: Iterable[pd.DataFrame]) -> Iterable[pd.DataFrame]:
+        from udfs.models import load_tokenizer
+
+        encoding = load_tokenizer(tokenizer)
+        total = np.zeros(encoding.n_vocab, dtype=np.int64)
+        for pdf in batches:
+            for ids in encoding.encode_ordinary_batch(pdf["text"].tolist(), num_threads=1):
+                total += np.bincount(np.asarray(ids, dtype=np.int64), minlength=encoding.n_vocab)
+        yield pd.DataFrame({"counts": [total.tolist()]})
+
+    rows = (
+        documents.select("doc_key", "text")
+        .dropDuplicates(["doc_key"])
+        .mapInPandas(counts, "counts array<long>")
+        .collect()
+    )
+    return ProxyVocab.from_counts(np.sum([np.asarray(r["counts"], dtype=np.int64) for r in rows], axis=0), n)
+
+
+def _train_group(cfg: ProxyConfig, eval_sets, tokenizer: str, vocab: ProxyVocab | None = None):
     """The function each task applies to one run's rows (run_id, doc_key, copies, text)."""
 
     def train(pdf: pd.DataFrame) -> pd.DataFrame:
@@ -157,7 +192,8 @@ def _train_group(cfg: ProxyConfig, eval_sets, tokenizer: str):
                 eot=end_of_text(tokenizer),
             )
             sets = {name: np.asarray(arr, dtype=np.int64) for name, arr in eval_sets.value.items()}
-            records = make_trainer(cfg).train(stream, sets, checkpoints_for(len(stream), cfg.n_checkpoints))
+            trainer = make_trainer(cfg, vocab=vocab) if vocab is not None else make_trainer(cfg)
+            records = trainer.train(stream, sets, checkpoints_for(len(stream), cfg.n_checkpoints))
             row["n_train_tokens"] = int(len(stream))
             row["losses"] = [
                 {"eval_set": r["eval_set"], "step_tokens": int(r["step_tokens"]), "loss": float(r["loss"])}
@@ -188,12 +224,27 @@ def run_proxies(
     documents: DataFrame,
     eval_sets: Mapping[str, np.ndarray],
     tokenizer: str = "cl100k_base",
+    vocab: ProxyVocab | None = None,
 ) -> RunsSummary:
     """Train every run of ``specs`` not yet ok in ``runs_table``, one Spark group per run.
 
     ``documents`` has one row per (run, document): ``run_id``, ``doc_key``, ``copies``, ``text``.
+    ``vocab``: the proxy vocabulary when ``proxy.tinylm.vocab`` is ``top:N`` (required then; build it
+    once with :func:`pool_vocab`); its key is recorded with every run.
     """
     started = time.time()
+    n_top = parse_vocab_spec(cfg.tinylm.vocab, "proxy.tinylm.vocab") if cfg.trainer == "tinylm" else None
+    if n_top is not None and vocab is None:
+        raise ValueError(
+            f"proxy.tinylm.vocab is top:{n_top}: pass the pool's mapping to run_proxies "
+            "(vocab=proxy.runs.pool_vocab(pool, N)), built once so that every run shares it"
+        )
+    if n_top is None and vocab is not None:
+        raise ValueError(
+            "a proxy vocabulary was given but proxy.tinylm.vocab is 'full' (or the trainer is not tinylm)"
+        )
+    if vocab is not None and vocab.n_kept > n_top:
+        raise ValueError(f"proxy.tinylm.vocab is top:{n_top} but the mapping keeps {vocab.n_kept} ids")
     done = done_run_ids(spark, runs_table)
     todo = [s for s in specs if s.run_id not in done]
     if not todo:
@@ -205,7 +256,9 @@ def run_proxies(
     results = (
         rows.repartition(tasks, "run_id")
         .groupBy("run_id")
-        .applyInPandas(_train_group(cfg, spark.sparkContext.broadcast(dict(eval_sets)), tokenizer), RESULT)
+        .applyInPandas(
+            _train_group(cfg, spark.sparkContext.broadcast(dict(eval_sets)), tokenizer, vocab), RESULT
+        )
         .collect()
     )
     by_id = {r["run_id"]: r.asDict(recursive=True) for r in results}
@@ -223,7 +276,8 @@ def run_proxies(
                 "seconds": 0.0,
             },
         )
-    record_runs(spark, runs_table, [(s, by_id[s.run_id]) for s in todo], cfg.trainer)
+    vocab_key = vocab.key() if vocab is not None else None
+    record_runs(spark, runs_table, [(s, by_id[s.run_id]) for s in todo], cfg.trainer, vocab_key)
     failed = {r: v["error"] for r, v in by_id.items() if v["status"] != "ok"}
     return RunsSummary(
         len(specs), len(specs) - len(todo), len(todo) - len(failed), failed, round(time.time() - started, 1)
@@ -231,9 +285,16 @@ def run_proxies(
 
 
 def record_runs(
-    spark: SparkSession, path: str, results: Iterable[tuple[RunSpec, dict]], trainer: str
+    spark: SparkSession,
+    path: str,
+    results: Iterable[tuple[RunSpec, dict]],
+    trainer: str,
+    vocab_key: str | None = None,
 ) -> None:
-    """MERGE results into the runs table by run id; an ok row is never replaced."""
+    """MERGE results into the runs table by run id; an ok row is never replaced.
+
+    ``vocab_key``: the proxy vocabulary of these runs (None: the tokenizer's full ids).
+    """
     now = pd.Timestamp.now(tz="UTC").to_pydatetime()
     rows = [
         (
@@ -250,12 +311,15 @@ def record_runs(
             r["attempt"],
             r["seconds"],
             now,
+            vocab_key,
         )
         for spec, r in results
     ]
     source = spark.createDataFrame(rows, TABLE)
     if not tables.exists(spark, path):
         tables.write(source.limit(0), path, "append", {"job": "proxy-runs", "schema": "create"})
+    elif "vocab_key" not in spark.read.format("delta").load(path).columns:  # a table from before the column
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (vocab_key string)")
     (
         DeltaTable.forPath(spark, path)
         .alias("t")
@@ -282,6 +346,9 @@ def runs_long(runs: pd.DataFrame, features: str = "theta") -> pd.DataFrame:
     are left out, with a count in the log.
     """
     ok = runs[runs["status"] == "ok"]
+    if "vocab_key" in ok.columns and len(ok):
+        keys = ok["vocab_key"].map(lambda k: k if isinstance(k, str) else "full (tokenizer ids)")
+        check_comparable(dict(zip(ok["run_id"], keys, strict=True)))
     has = ok[features].map(lambda v: v is not None and len(v) > 0)
     if not has.all():
         log.info("runs: %d ok runs have no %s vector and are left out", int((~has).sum()), features)

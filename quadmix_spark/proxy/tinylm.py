@@ -24,10 +24,20 @@ Training is one pass over the token stream:
 * Evaluation scores the first ``eval_tokens`` tokens of each set, windowed the same way: the loss
   is the mean negative log-likelihood in nats over every predicted token (NaN if none).
 
+Cost and speed. The output layer is about ``V/(V + 6,100)`` of a step's FLOPs at the default
+shape (94% at cl100k). A proxy vocabulary (``vocab``, :mod:`quadmix_spark.proxy.vocab`) maps
+the tokenizer's ids to the pool's N most frequent + UNK, so the model has N + 1 outputs. The
+hot path has no Python loop per chunk when a batch's logits fit in ``_DIRECT_LOGIT_FLOATS``: on
+the CPU the output layer runs by hand in one fp32 piece, on CUDA autograd runs the whole model
+under bf16 autocast; the windows go to the device once, the predicted-token counts are taken on
+the host (no sync per step), and evaluation uses batches of ``_EVAL_ROWS`` positions whatever
+``batch_size`` is. Only a full-size vocabulary falls back to the chunked output layer. On a
+GPU, raise ``batch_size``.
+
 Reproducibility: parameters are initialised from ``seed`` on the CPU inside a forked RNG (the
 global torch RNG is left alone), and ``fit`` runs with ``threads`` intra-op threads and, on the
-CPU, deterministic algorithms (both restored afterwards): the same seed and ``threads`` give
-identical losses on the CPU. GPU runs are seeded but not bit-reproducible.
+CPU, deterministic algorithms in fp32 (both restored afterwards): the same seed and ``threads``
+give identical losses on the CPU. GPU runs are seeded but not bit-reproducible.
 """
 
 from __future__ import annotations
@@ -134,19 +144,25 @@ class _TinyLM(nn.Module):
 
 @torch.no_grad()
 def _output_layer(
-    h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, scale: float | None = None
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    weight: torch.Tensor,
+    scale: float | None = None,
+    max_floats: int | None = None,
 ) -> tuple[float, torch.Tensor | None, torch.Tensor | None]:
     """Summed NLL (nats) of ``targets`` (N,) under logits ``h @ weight.T``; with ``scale``, its gradient.
 
     ``h`` (N, d) are final states, ``weight`` (V, d) the tied embedding, targets ``_IGNORE`` are
     skipped. Returns ``(nll_sum, grad_h, grad_weight)``: the gradients of ``scale · nll_sum``, shapes
-    (N, d) and (V, d), or None without ``scale``. Logits are formed ``_LOGIT_FLOATS // V`` rows at a
-    time in one reused buffer and differentiated by hand (softmax − one-hot): at V ≈ 100k the full
-    logits of a batch (0.8 GB) and autograd's per-chunk (V, d) temporaries would dominate memory
-    and time.
+    (N, d) and (V, d), or None without ``scale``. Logits are formed ``max_floats // V`` rows at a
+    time (default ``_LOGIT_FLOATS``) in one reused buffer and differentiated by hand (softmax −
+    one-hot): at V ≈ 100k the full logits of a batch (0.8 GB) and autograd's per-chunk (V, d)
+    temporaries would dominate memory and time. On the CPU this in-place form is also faster than
+    autograd's cross-entropy at small V (no zero-filled one-hot gradient, no saved log-softmax),
+    so a proxy vocabulary's whole batch goes through it in one piece.
     """
     n, v = targets.shape[0], weight.shape[0]
-    rows = max(1, min(n, _LOGIT_FLOATS // v))
+    rows = max(1, min(n, (_LOGIT_FLOATS if max_floats is None else max_floats) // v))
     buffer = torch.empty(rows, v, dtype=h.dtype, device=h.device)
     total = torch.zeros((), dtype=torch.float64, device=h.device)
     grad_h = torch.empty_like(h) if scale is not None else None
@@ -435,7 +451,11 @@ class TinyLMProxy:
         model = self._build().to(device)
         weight = model.embed.weight
         optimizer = make_optimizer(model, self.lr)
-        direct = b * self.context * self.model_vocab_size_ <= _DIRECT_LOGIT_FLOATS
+        one_piece = b * self.context * self.model_vocab_size_ <= _DIRECT_LOGIT_FLOATS
+        # CUDA: autograd + bf16 autocast through the whole model when the logits fit; otherwise
+        # (and always on the CPU, where it is faster) the output layer by hand in fp32.
+        use_autograd = one_piece and device.type == "cuda"
+        max_floats = _DIRECT_LOGIT_FLOATS if one_piece else None
         # Counted on the host once: no device→host sync per step.
         n_predicted = (targets != _IGNORE).view(-1).split(b * self.context)
         n_predicted = [int(c.sum()) for c in n_predicted]
@@ -448,14 +468,14 @@ class TinyLMProxy:
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step, n_steps, self.lr)
                 optimizer.zero_grad(set_to_none=True)
-                if direct:  # small (proxy) vocabulary: autograd through the whole model at once
+                if use_autograd:
                     (token_nll(model, x, y).sum() / n_pred).backward()
                 else:
                     with _autocast(device):
                         h = model.hidden(x)
                     # Output layer by hand in fp32 chunks (see _output_layer), autograd through the rest.
                     _, grad_h, grad_w = _output_layer(
-                        h.detach().float().flatten(0, 1), y.flatten(), weight, 1 / n_pred
+                        h.detach().float().flatten(0, 1), y.flatten(), weight, 1 / n_pred, max_floats
                     )
                     h.backward(grad_h.view_as(h).to(h.dtype))
                     weight.grad += grad_w  # tied: the embedding's gradient also gets the output layer's

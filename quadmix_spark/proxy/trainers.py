@@ -35,9 +35,12 @@ def checkpoints_for(n_tokens: int, n_checkpoints: int) -> list[int]:
     return steps
 
 
-def make_trainer(cfg: Any) -> ProxyTrainer:
-    """The trainer named by ``cfg.trainer`` (a :class:`quadmix_spark.config.ProxyConfig`)."""
+def make_trainer(cfg: Any, **extra: Any) -> ProxyTrainer:
+    """The trainer named by ``cfg.trainer`` (a :class:`quadmix_spark.config.ProxyConfig`).
+
+    ``extra`` goes to the trainer's ``from_config`` (tinylm: ``vocab``, a proxy vocabulary).
+    """
     if cfg.trainer not in TRAINERS:
         raise ValueError(f"proxy.trainer: unknown trainer {cfg.trainer!r} ({', '.join(TRAINERS)})")
     module, cls = TRAINERS[cfg.trainer]
-    return getattr(importlib.import_module(module), cls).from_config(cfg)
+    return getattr(importlib.import_module(module), cls).from_config(cfg, **extra)

@@ -148,6 +148,20 @@ def cmd_experiment(config: PipelineConfig, args: argparse.Namespace) -> None:
     print(format_result(run_experiment(_session(config), config)))
 
 
+def cmd_streams(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.streams import format_summary, run_streams
+
+    print(format_summary(run_streams(_session(config), config, force=args.force)))
+
+
+def cmd_reweight(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.reweight import format_result, run_reweight
+
+    if args.retry_failed:
+        config.reweight.retry_failed = True
+    print(format_result(run_reweight(_session(config), config, args.method)))
+
+
 def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
     """The whole demo pipeline end to end."""
     args.name = None
@@ -192,6 +206,8 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "import-runs": (cmd_import_runs, "import proxy runs trained elsewhere into the proxy_runs table"),
     "experiment": (cmd_experiment, "proxy runs → fit → search → θ* against the baselines at one budget"),
     "refresh": (cmd_refresh, "nightly run for a date: annotate (incremental) → stats → select, recorded"),
+    "streams": (cmd_streams, "per-domain token streams (domain_streams) for online reweighting"),
+    "reweight": (cmd_reweight, "TANDEM / DoReMi / Uniform domain reweighting on the streams: mixture files"),
     "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
 }
 
@@ -217,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "params-template":
             p.add_argument("--output", default="params.yaml", help="θ file to write (default: %(default)s)")
             p.add_argument("--force", action="store_true", help="replace an existing --output file")
+        if name == "streams":
+            p.add_argument("--force", action="store_true", help="rewrite the table even if up to date")
+        if name == "reweight":
+            p.add_argument(
+                "--method",
+                action="append",
+                choices=("tandem", "doremi", "uniform"),
+                help="method to run (repeatable; default: reweight.methods)",
+            )
+            p.add_argument("--retry-failed", action="store_true", help="train runs recorded as failed again")
         if name == "train-classifier":
             p.add_argument("--name", action="append", help="classifier to train (default: all)")
         if name in ("demo", "annotate"):

@@ -331,6 +331,40 @@ class EntropyConfig:
 
 
 @dataclass
+class StreamsConfig:
+    """The streams job: per-domain token streams for online reweighting (docs/config.md#reweight)."""
+
+    input_table: str = "annotated"  # the annotated table, or a selected table with selection_id
+    selection_id: str | None = None  # with a selected table: the selection to read
+    output_table: str = "domain_streams"
+    tokens_per_domain: int = 200_000  # tokens sampled from every domain (fewer if it has fewer)
+    # Data-restricted runs: domain → at most this many unique tokens (the domain then repeats)
+    max_tokens: dict[str, int] = field(default_factory=dict)
+    domains: list[str] = field(default_factory=list)  # [] = every domain of the input
+    chunk_tokens: int = 65_536  # tokens per row of the streams table
+    seed: int = 0  # the hash order of the documents inside a domain
+
+
+@dataclass
+class ReweightConfig:
+    """The reweight job: domain streams → TANDEM / DoReMi / Uniform runs → mixture files."""
+
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
+    runs_table: str = "reweight_runs"
+    methods: list[str] = field(default_factory=lambda: ["tandem", "doremi", "uniform"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    # method → hyperparameter sets (keyword arguments of the method's class); one run per set × seed
+    params: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    retry_failed: bool = False  # train runs recorded as failed again (never done silently)
+    tasks: int | None = None  # Spark tasks for the runs; None: one per run
+    output_dir: str = "data/reweight"
+    # Fresh proxies (proxy.tinylm) trained on each method's mixture drawn from the streams
+    # (restricted domains repeat) and scored on the validation streams; 0 = no evaluation
+    eval_tokens: int = 0
+    eval_seeds: list[int] = field(default_factory=list)  # fresh proxies' seeds; [] = reweight.seeds
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline; each job reads its own section."""
 
@@ -352,6 +386,7 @@ class PipelineConfig:
     bimix: BimixConfig = field(default_factory=BimixConfig)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
+    reweight: ReweightConfig = field(default_factory=ReweightConfig)
 
     def table_path(self, name: str) -> str:
         """A table name under the warehouse, or a path/URI given as is (see :func:`resolve`)."""
@@ -426,6 +461,8 @@ def from_dict(cls: type, data: Any, key: str = "") -> Any:
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if tp is Any:  # free-form values (e.g. a method's keyword arguments), checked by their user
+        return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -518,6 +555,7 @@ def _check_semantics(config: PipelineConfig) -> None:
     _check_bimix(config.bimix)
     _check_entropy(config)
     _check_mixture_method(config)
+    _check_reweight(config.reweight)
 
 
 def _check_bimix(cfg: BimixConfig) -> None:
@@ -561,6 +599,37 @@ def _check_mixture_method(config: PipelineConfig) -> None:
             "proxy.n_checkpoints must be at least 3 with experiment.mixture_method=bimix (BiMix's β and C "
             f"need 3 distinct steps), got {config.proxy.n_checkpoints}"
         )
+
+
+REWEIGHT_METHODS = ("tandem", "doremi", "uniform")
+
+
+def _check_reweight(cfg: ReweightConfig) -> None:
+    st = cfg.streams
+    if st.tokens_per_domain < 1:
+        raise ConfigError(f"reweight.streams.tokens_per_domain must be positive, got {st.tokens_per_domain}")
+    for domain, cap in st.max_tokens.items():
+        if cap < 1:
+            raise ConfigError(f"reweight.streams.max_tokens.{domain} must be positive, got {cap}")
+    if st.chunk_tokens < 1:
+        raise ConfigError(f"reweight.streams.chunk_tokens must be positive, got {st.chunk_tokens}")
+    unknown = [m for m in cfg.methods if m not in REWEIGHT_METHODS]
+    if unknown or not cfg.methods:
+        raise ConfigError(f"reweight.methods: {unknown or '[]'} not among {', '.join(REWEIGHT_METHODS)}")
+    extra = sorted(set(cfg.params) - set(REWEIGHT_METHODS))
+    if extra:
+        raise ConfigError(f"reweight.params.{extra[0]}: not a method ({', '.join(REWEIGHT_METHODS)})")
+    for method, sets in cfg.params.items():
+        if not sets:
+            raise ConfigError(f"reweight.params.{method}: an empty list runs nothing (leave the key out)")
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"reweight.seeds must be a non-empty list of distinct seeds, got {cfg.seeds}")
+    if cfg.tasks is not None and cfg.tasks < 1:
+        raise ConfigError(f"reweight.tasks must be positive, got {cfg.tasks}")
+    if len(set(cfg.eval_seeds)) != len(cfg.eval_seeds):
+        raise ConfigError(f"reweight.eval_seeds must be distinct, got {cfg.eval_seeds}")
+    if cfg.eval_tokens < 0:
+        raise ConfigError(f"reweight.eval_tokens must be >= 0, got {cfg.eval_tokens}")
 
 
 def to_dict(config: Any) -> dict:

@@ -33,12 +33,14 @@ from .sampling import (
     SAMPLE_STREAM,
     STATS_DOMAIN_STREAM,
     STATS_GLOBAL_STREAM,
+    STREAMS_STREAM,
     domain_token_expectation,
     expected_copies_to_copies,
     hash_uniform,
     sampling_function,
     text_keys,
 )
+from .streams import domain_stream, mixture_stream, split_tokens, stream_order
 from .theta_set import ThetaSet
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "SAMPLE_STREAM",
     "STATS_DOMAIN_STREAM",
     "STATS_GLOBAL_STREAM",
+    "STREAMS_STREAM",
     "ParamSampler",
     "ParamsError",
     "QuadMixParams",
@@ -65,6 +68,7 @@ __all__ = [
     "calibrate_scales",
     "check_against",
     "content_key",
+    "domain_stream",
     "domain_targets",
     "domain_token_expectation",
     "expected_copies_to_copies",
@@ -73,6 +77,7 @@ __all__ = [
     "load_params",
     "margin_fill",
     "merge_scores",
+    "mixture_stream",
     "orient",
     "param_names",
     "params_hash",
@@ -81,6 +86,8 @@ __all__ = [
     "sampling_function",
     "save_params",
     "scale_bracket",
+    "split_tokens",
+    "stream_order",
     "text_keys",
     "token_weighted_rank",
     "uniform",

@@ -25,6 +25,7 @@ __all__ = [
     "SAMPLE_STREAM",
     "STATS_DOMAIN_STREAM",
     "STATS_GLOBAL_STREAM",
+    "STREAMS_STREAM",
     "domain_token_expectation",
     "expected_copies_to_copies",
     "hash_uniform",
@@ -41,7 +42,8 @@ HOLDOUT_STREAM = 3_000_017  # experiment pool vs held-out slice; + 1: order insi
 STATS_DOMAIN_STREAM = 4_000_037  # stats: the per-domain quantile-sketch sample
 STATS_GLOBAL_STREAM = 4_000_039  # stats: the global quantile-sketch sample
 RUN_HOLDOUT_STREAM = 5_000_011  # fit-search: the proxy runs held out from the regressor
-ENTROPY_STREAM = 6_000_011  # entropy: the per-domain token sample; + 1: the VNE documents
+ENTROPY_STREAM = 7_000_003  # entropy: the per-domain token sample; + 1: the VNE documents
+STREAMS_STREAM = 6_000_011  # domain streams: document order inside a domain; + 1: pieces of a mixed stream
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

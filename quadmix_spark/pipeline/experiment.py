@@ -40,7 +40,14 @@ from pyspark.sql import functions as F
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.pipeline.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
-from quadmix_spark.pipeline.mixture_methods import MIXTURE_METHODS, MethodContext, MixtureRun, format_method
+from quadmix_spark.pipeline.mixture_methods import (
+    MIXTURE_METHODS,
+    MIXTURE_SOURCES,
+    MethodContext,
+    MixtureRun,
+    format_method,
+    mixture_source,
+)
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.pipeline.targets import (
@@ -193,8 +200,10 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     if exp.decompose and exp.seeds < 1:
         raise ConfigError("experiment.seeds must be at least 1")
     for mixture in exp.mixtures:
-        if mixture not in ("natural", "uniform") and not Path(mixture).is_file():
-            raise ConfigError(f"experiment.mixtures: neither natural, uniform nor a mixture file: {mixture}")
+        if mixture not in MIXTURE_SOURCES and not Path(mixture).is_file():
+            raise ConfigError(
+                f"experiment.mixtures: neither {', '.join(MIXTURE_SOURCES)} nor a mixture file: {mixture}"
+            )
     if exp.mixture_method is not None:
         MIXTURE_METHODS[exp.mixture_method][0](config)  # e.g. bimix's VNE model, before any job
     key = experiment_key(config, annotated_version)
@@ -340,8 +349,8 @@ def _evaluate(
             select("θ* mixture, uniform in-domain", "uniform", theta_mixture_file, seed)
             select("natural mixture, θ* in-domain", "quadmix", "natural", seed)
     for mixture in exp.mixtures:
-        name = mixture if mixture in ("natural", "uniform") else Path(mixture).stem
-        select(f"θ* ∘ {name}", "quadmix", mixture)
+        name, source = mixture_source(spark, config, mixture, out_dir)
+        select(f"θ* ∘ {name}", "quadmix", source)
     method_info, trained_ids = None, set()
     if exp.mixture_method is not None:
         domains = list(core.load_params(out_dir / "theta_star.yaml").domains)

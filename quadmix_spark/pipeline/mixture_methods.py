@@ -1,8 +1,14 @@
-"""Mixture-level methods the experiment compares (``experiment.mixture_method``), found by name.
+"""Mixture-level methods the experiment compares, found by name: two registries.
 
-A method gets a :class:`MethodContext` (the pool, its domains, and ``train``: select mixtures with
-uniform in-domain sampling at the proxies' budget and train a proxy on each, now) and returns what
-it found for the summary. Rows it trains with ``compare=True`` join the experiment's comparison.
+:data:`MIXTURE_SOURCES` (``experiment.mixtures``): each entry names a mixture θ* is composed
+with, a built-in (``natural``, ``uniform``), a method that makes its mixture on the experiment's
+own data (``tandem``, ``doremi``: ``quadmix reweight``), or a mixture file. A source is
+``fn(spark, config, out_dir) → the select.mixture value`` (a built-in name or a file it wrote).
+
+:data:`MIXTURE_METHODS` (``experiment.mixture_method``): a method gets a :class:`MethodContext`
+(the pool, its domains, and ``train``: select mixtures with uniform in-domain sampling at the
+proxies' budget and train a proxy on each, now) and returns what it found for the summary. Rows it
+trains with ``compare=True`` join the experiment's comparison.
 
 - ``bimix``: the entropy mixtures of the pool (``quadmix entropy``) and ``experiment.mixture_draws``
   Dirichlet(1) mixtures are trained; BiMix is fitted on every checkpoint of those runs
@@ -150,3 +156,50 @@ def format_method(info: dict[str, Any]) -> list[str]:
     lines += [row(f"entropy:{m}", shares) for m, shares in info["entropy_shares"].items()]
     lines.append(row("bimix r*", info["r_star"]))
     return lines
+
+
+# -- experiment.mixtures: mixtures θ* is composed with ---------------------------------------------
+MixtureSource = Callable[[SparkSession, PipelineConfig, Path], str]
+
+
+def _builtin(name: str) -> MixtureSource:
+    return lambda spark, config, out_dir: name
+
+
+def _reweight(method: str) -> MixtureSource:
+    """The method's mixture from ``quadmix reweight`` on the experiment's pool and held-out sets."""
+
+    def make(spark: SparkSession, config: PipelineConfig, out_dir: Path) -> str:
+        from quadmix_spark.pipeline.reweight import run_reweight
+
+        cfg = copy.deepcopy(config)
+        # The annotated table split with experiment.seed: the streams' training documents are the
+        # pool, their validation streams the experiment's held-out sets.
+        cfg.reweight.streams.input_table = config.select.input_table
+        cfg.reweight.output_dir = str(out_dir / "reweight")
+        cfg.reweight.eval_tokens = 0  # the experiment evaluates through select
+        result = run_reweight(spark, cfg, [method])
+        files = [m.mixture_file for m in result.methods if m.method == method and m.mixture_file]
+        if not files:
+            errors = "; ".join(e.splitlines()[0] for e in {**result.failed, **result.skipped_failed}.values())
+            raise RuntimeError(f"experiment.mixtures: {method} produced no mixture ({errors})")
+        return files[0]
+
+    return make
+
+
+#: ``experiment.mixtures`` name → source; other mixture-making methods register here.
+MIXTURE_SOURCES: dict[str, MixtureSource] = {
+    "natural": _builtin("natural"),
+    # Equal shares: also what the Uniform reweighting baseline gives (α = 1/M, nothing trained).
+    "uniform": _builtin("uniform"),
+    "tandem": _reweight("tandem"),
+    "doremi": _reweight("doremi"),
+}
+
+
+def mixture_source(spark: SparkSession, config: PipelineConfig, name: str, out_dir: Path) -> tuple[str, str]:
+    """(row label, select.mixture value) of one ``experiment.mixtures`` entry."""
+    if name in MIXTURE_SOURCES:
+        return name, MIXTURE_SOURCES[name](spark, config, out_dir)
+    return Path(name).stem, name

@@ -1,0 +1,352 @@
+"""The reweight job: domain streams → TANDEM / DoReMi / Uniform runs → mixture files → α plot.
+
+1. streams: the ``domain_streams`` table (:mod:`.streams`), written unless it already holds the
+   configured streams;
+2. one proxy vocabulary (``proxy.tinylm.vocab``: ``top:N`` over the training streams), built once
+   on the driver, written beside the results (``vocab.json``) and shared by every run, so their
+   losses are comparable;
+3. runs (:mod:`.reweight_runs`): one Spark task per (method, hyperparameter set, seed), the tinylm
+   shape from ``proxy.tinylm``, results MERGEd into ``reweight.runs_table``;
+4. one mixture file per (method, hyperparameter set): the mean over seeds of each ok run's final
+   mixture (the time-averaged α by default, the classes' ``final``), with provenance;
+5. ``alpha.png``: α over episodes (TANDEM) / steps (DoReMi) per domain, one panel per method;
+6. with ``reweight.eval_tokens`` > 0, fresh proxies trained on each mixture's stream drawn from the
+   domain streams (data-restricted domains repeat) and scored on the validation streams: the
+   target loss (mean over the validation streams) side by side.
+
+Run ids derive from everything that shapes a run (method, seed, hyperparameters, streams, tinylm
+shape, vocabulary), so a rerun trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyspark.sql import SparkSession
+
+from quadmix_spark import __version__, core
+from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.pipeline.reweight_runs import ReweightSpec, load_runs, run_reweight_runs
+from quadmix_spark.pipeline.streams import StreamsSummary, load_streams, run_streams
+from quadmix_spark.proxy.ngram import CL100K_N_VOCAB
+from quadmix_spark.proxy.vocab import ProxyVocab, check_comparable, parse_vocab_spec
+
+log = logging.getLogger(__name__)
+
+SHAPE_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "context", "device", "threads")
+PLOT_NAME = "alpha.png"
+SUMMARY_NAME = "reweight_summary.json"
+
+
+@dataclass
+class MethodResult:
+    method: str
+    label: str  # method, or method_<k> for the k-th hyperparameter set (k ≥ 1)
+    params: dict[str, Any]
+    run_ids: list[str]
+    ok: int
+    mixture: dict[str, float] | None = None
+    mixture_file: str | None = None
+    epochs: dict[str, float] = field(default_factory=dict)  # mean over seeds
+    target: float = float("nan")  # fresh proxies: mean target loss over seeds
+    spread: float = 0.0
+    eval_ok: int = 0
+
+
+@dataclass
+class ReweightResult:
+    streams: StreamsSummary
+    vocab_key: str
+    methods: list[MethodResult]
+    trained: int
+    failed: dict[str, str]
+    skipped_failed: dict[str, str]
+    output_dir: str
+    plot: str | None
+    seconds: float
+
+
+def build_vocab(config: PipelineConfig, train: dict[str, np.ndarray]) -> ProxyVocab | None:
+    """The proxy vocabulary of ``proxy.tinylm.vocab`` over the training streams (None for full)."""
+    try:
+        n = parse_vocab_spec(config.proxy.tinylm.vocab, "proxy.tinylm.vocab")
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return None if n is None else ProxyVocab.from_streams(train.values(), n, CL100K_N_VOCAB)
+
+
+def _specs(config: PipelineConfig, methods: Sequence[str], streams_key: str, vocab_key: str):
+    cfg, tiny = config.reweight, config.proxy.tinylm
+    shape = {k: getattr(tiny, k) for k in SHAPE_KEYS}
+    groups: list[tuple[str, str, dict, list[ReweightSpec]]] = []
+    for method in methods:
+        sets = cfg.params.get(method) or [{}]
+        for k, params in enumerate(sets):
+            label = method if k == 0 else f"{method}_{k}"
+            specs = []
+            for seed in cfg.seeds:
+                key = core.content_key([method, seed, params, streams_key, shape, vocab_key], 12)
+                specs.append(ReweightSpec(f"{method}-{key}", "reweight", method, int(seed), dict(params)))
+            groups.append((method, label, dict(params), specs))
+    return groups
+
+
+def _eval_specs(config: PipelineConfig, mixture: dict[str, float], streams_key: str, vocab_key: str):
+    tiny = config.proxy.tinylm
+    proxy = {k: v for k, v in asdict(tiny).items() if k not in ("vocab", "seed")}
+    params = {"mixture": mixture, "tokens": config.reweight.eval_tokens}
+    return [
+        ReweightSpec(
+            "eval-" + core.content_key([params, seed, streams_key, proxy, vocab_key], 12),
+            "eval",
+            "tinylm",
+            int(seed),
+            params,
+        )
+        for seed in (config.reweight.eval_seeds or config.reweight.seeds)
+    ]
+
+
+def _write_mixture(out: Path, result: MethodResult, runs, provenance: dict[str, Any]) -> None:
+    ok = runs[runs["status"] == "ok"]
+    if ok.empty:
+        return
+    domains = list(ok["domains"].iloc[0])
+    vectors = np.array([list(v) for v in ok["mixture"]], dtype=np.float64)
+    shares = dict(zip(domains, vectors.mean(axis=0).tolist(), strict=True))
+    params = json.loads(ok["params"].iloc[0])
+    mixture = core.Mixture.from_shares(
+        shares,
+        {
+            "method": result.method,
+            "final": str(ok["final"].iloc[0]),
+            "params": params,
+            "seeds": sorted(int(s) for s in ok["seed"]),
+            "runs": sorted(ok["run_id"]),
+            **provenance,
+        },
+    )
+    path = mixture.to_file(out / f"mixture_{result.label}.yaml")
+    result.mixture, result.mixture_file = dict(mixture.shares), str(path)
+    epochs = [dict(e) for e in ok["epochs"]]
+    result.epochs = {d: float(np.mean([e.get(d, 0.0) for e in epochs])) for d in domains}
+
+
+def plot_alpha(runs_by_label: dict[str, Any], path: Path) -> Path | None:
+    """α per domain over episodes / steps, one panel per method (first seed bold, others faint)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {k: v[v["status"] == "ok"] for k, v in runs_by_label.items()}
+    panels = {k: v for k, v in panels.items() if not v.empty}
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, (label, runs) in zip(axes[0], panels.items(), strict=True):
+        domains = list(runs["domains"].iloc[0])
+        colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(domains), 2)))
+        for i, (_, run) in enumerate(runs.sort_values("seed").iterrows()):
+            alpha = np.array([list(a) for a in run["alpha"]], dtype=np.float64)
+            x = np.arange(1, len(alpha) + 1)
+            for j, d in enumerate(domains):
+                ax.plot(
+                    x,
+                    alpha[:, j],
+                    color=colors[j],
+                    lw=1.6 if i == 0 else 0.6,
+                    alpha=1.0 if i == 0 else 0.4,
+                    label=d if i == 0 else None,
+                    marker="o" if len(alpha) == 1 else None,
+                )
+        unit = {"tandem": "episode", "doremi": "step"}.get(str(runs["method"].iloc[0]), "record")
+        ax.set_xlabel(unit)
+        ax.set_ylabel("α (domain weight)")
+        ax.set_title(label)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_reweight(
+    spark: SparkSession, config: PipelineConfig, methods: Sequence[str] | None = None
+) -> ReweightResult:
+    """Streams → runs → mixture files → α plot (→ fresh-proxy evaluation); see the module docstring."""
+    started = time.time()
+    cfg = config.reweight
+    methods = list(methods or cfg.methods)
+    unknown = [m for m in methods if m not in ("tandem", "doremi", "uniform")]
+    if unknown:
+        raise ConfigError(f"reweight.methods: {unknown} not among tandem, doremi, uniform")
+    streams = run_streams(spark, config)
+    train, val, _, streams_key = load_streams(spark, config.table_path(cfg.streams.output_table))
+    if len(train) < 2:
+        raise ConfigError(f"reweight.streams: {len(train)} domain(s) in the streams; reweighting needs 2")
+    if "tandem" in methods and not val:
+        raise ConfigError(
+            "targets: TANDEM needs validation streams: set targets.heldout_fraction > 0 or "
+            "targets.target_sets"
+        )
+    short = [d for d, s in train.items() if s.size < 2]
+    if short:
+        raise ConfigError(f"reweight.streams: domain(s) {short} have fewer than 2 tokens")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = build_vocab(config, train)
+    vocab_key = vocab.key() if vocab is not None else f"full:{CL100K_N_VOCAB}"
+    if vocab is not None:
+        (out / "vocab.json").write_text(json.dumps(vocab.to_dict()))
+        coverage = vocab.coverage(np.concatenate(list(train.values())))
+        log.info(
+            "reweight: proxy vocabulary %s covers %.1f%% of the training tokens", vocab_key, 100 * coverage
+        )
+
+    tiny = config.proxy.tinylm
+    shape = {k: getattr(tiny, k) for k in SHAPE_KEYS}
+    proxy = {k: v for k, v in asdict(tiny).items() if k not in ("vocab", "seed")}
+    runs_path = config.table_path(cfg.runs_table)
+    groups = _specs(config, methods, streams_key, vocab_key)
+    common = {
+        "streams_key": streams_key,
+        "shape": shape,
+        "proxy": proxy,
+        "vocab": vocab,
+        "retry_failed": cfg.retry_failed,
+        "tasks": cfg.tasks,
+    }
+    summary = run_reweight_runs(spark, runs_path, [s for g in groups for s in g[3]], train, val, **common)
+    provenance = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": __version__,
+        "vocab_key": vocab_key,
+        "inputs": {
+            "streams": streams.table,
+            "streams_version": streams.version,
+            "streams_key": streams_key,
+            "runs": runs_path,
+            "tinylm": shape,
+        },
+    }
+    results, by_label = [], {}
+    all_runs = load_runs(spark, runs_path, [s.run_id for g in groups for s in g[3]])
+    for method, label, params, specs in groups:
+        runs = all_runs[all_runs["run_id"].isin([s.run_id for s in specs])]
+        res = MethodResult(
+            method, label, params, [s.run_id for s in specs], int((runs["status"] == "ok").sum())
+        )
+        _write_mixture(out, res, runs, provenance)
+        for _, run in runs[runs["status"] == "ok"].iterrows():
+            log.info(
+                "reweight: %s seed %d (%s): epochs per domain %s; mixture %s",
+                label,
+                int(run["seed"]),
+                run["run_id"],
+                ", ".join(f"{d} {e:.2f}" for d, e in sorted(dict(run["epochs"]).items())),
+                ", ".join(f"{d} {m:.3f}" for d, m in zip(run["domains"], run["mixture"], strict=True)),
+            )
+        results.append(res)
+        by_label[label] = runs
+    plot = plot_alpha(by_label, out / PLOT_NAME)
+    failed, trained = dict(summary.failed), len(summary.trained)
+    if cfg.eval_tokens > 0:
+        f, t = _evaluate(spark, config, results, train, val, runs_path, streams_key, vocab, vocab_key, common)
+        failed |= f
+        trained += t
+    result = ReweightResult(
+        streams,
+        vocab_key,
+        results,
+        trained,
+        failed,
+        summary.skipped_failed,
+        str(out),
+        str(plot) if plot else None,
+        round(time.time() - started, 1),
+    )
+    (out / SUMMARY_NAME).write_text(json.dumps(asdict(result), indent=2, default=str))
+    return result
+
+
+def _evaluate(spark, config, results, train, val, runs_path, streams_key, vocab, vocab_key, common):
+    """Fresh proxies on each method's mixture; fills ``target``/``spread`` of ``results``."""
+    specs = {r.label: _eval_specs(config, r.mixture, streams_key, vocab_key) for r in results if r.mixture}
+    summary = run_reweight_runs(
+        spark, runs_path, [s for v in specs.values() for s in v], train, val, **common
+    )
+    runs = load_runs(spark, runs_path, [s.run_id for v in specs.values() for s in v]).set_index("run_id")
+    ok = runs[runs["status"] == "ok"]
+    if not ok.empty:
+        check_comparable(dict(zip(ok.index, ok["vocab_key"], strict=True)))
+    for r in results:
+        if r.label not in specs:
+            continue
+        targets = [float(ok.loc[s.run_id, "target_loss"]) for s in specs[r.label] if s.run_id in ok.index]
+        r.eval_ok = len(targets)
+        if targets:
+            r.target = float(np.mean(targets))
+            r.spread = float(np.std(targets, ddof=1)) if len(targets) > 1 else 0.0
+        for s in specs[r.label]:
+            if s.run_id in ok.index:
+                epochs = dict(ok.loc[s.run_id, "epochs"])
+                log.info(
+                    "reweight: fresh proxy on %s's mixture, seed %d: target %.4f; epochs per domain %s",
+                    r.label,
+                    s.seed,
+                    float(ok.loc[s.run_id, "target_loss"]),
+                    ", ".join(f"{d} {e:.2f}" for d, e in sorted(epochs.items())),
+                )
+    return dict(summary.failed), len(summary.trained)
+
+
+def format_result(r: ReweightResult) -> str:
+    s = r.streams
+    capped = [d for d, p in s.domains.items() if p.capped]
+    lines = [
+        f"reweight: streams {s.streams_key} ({len(s.domains)} domains, {s.tokens_per_domain} tokens each"
+        + (f"; data-restricted: {', '.join(capped)}" if capped else "")
+        + f"), vocabulary {r.vocab_key}; {r.trained} runs trained, {len(r.failed)} failed",
+    ]
+    for run_id, error in {**r.failed, **r.skipped_failed}.items():
+        first = (error or "").splitlines()[0] if error else ""
+        seen = "earlier, not retried" if run_id in r.skipped_failed else "now"
+        lines.append(f"  FAILED ({seen}) {run_id}: {first}")
+    domains = list(s.domains)
+    evaluated = any(m.eval_ok for m in r.methods)
+    head = f"  {'domain':<22}" + "".join(f"{m.label:>10}" for m in r.methods)
+    lines.append(head)
+    for d in domains:
+        row = f"  {d:<22}" + "".join(
+            f"{m.mixture.get(d, float('nan')):>10.4f}" if m.mixture else f"{'-':>10}" for m in r.methods
+        )
+        mark = (
+            f"  (capped: {s.domains[d].epochs:.2f} epochs @ {s.tokens_per_domain})"
+            if s.domains[d].capped
+            else ""
+        )
+        lines.append(row + mark)
+    if evaluated:
+        lines.append(
+            f"  {'target loss':<22}"
+            + "".join(f"{m.target:>10.4f}" if m.eval_ok else f"{'-':>10}" for m in r.methods)
+        )
+        ranked = sorted((m for m in r.methods if m.eval_ok), key=lambda m: m.target)
+        lines.append(
+            "  → fresh proxies: "
+            + " < ".join(
+                f"{m.label} {m.target:.4f}" + (f" ± {m.spread:.4f}" if m.eval_ok > 1 else "") for m in ranked
+            )
+        )
+    files = [m.mixture_file for m in r.methods if m.mixture_file]
+    lines.append(f"  wrote {', '.join(files)}; plot {r.plot}; in {r.seconds}s")
+    return "\n".join(lines)

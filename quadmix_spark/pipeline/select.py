@@ -4,8 +4,12 @@ Steps: load and check θ (and a mixture) against the stats (before any scan) →
 document in pandas UDFs over the core → optional budget calibration (one scale for the pool, or
 one per domain when a mixture gives each domain its share of the budget) → selected rows (one per
 kept document, with its ``copies``) replacing this selection's slice of the Delta table → shards →
-manifest → report. Baseline selectors (uniform, top-k by one scorer, union of top-k sets) share
-every step but the expected-copies rule, so a mixture composes with any of them.
+report → manifest. The manifest is written last and names the table version it describes; a rerun
+removes the old manifest before it replaces anything, so a run killed midway leaves no manifest
+pointing at outputs that are gone. Files go through :mod:`quadmix_spark.spark.files`, so
+``select.output_dir`` may be a path or a URI (``file://``, ``hdfs://``, ``s3a://``). Baseline
+selectors (uniform, top-k by one scorer, union of top-k sets) share every step but the
+expected-copies rule, so a mixture composes with any of them.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from pyspark.sql import functions as F
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import ParamsError, QuadMixParams
-from quadmix_spark.report import ReportData, write_report
-from quadmix_spark.spark import tables
+from quadmix_spark.report import ReportData, render_report
+from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.budget import Calibration, calibrate, realised_tokens, scale_column
 from quadmix_spark.spark.scoring import (
     ScoringModel,
@@ -196,7 +200,10 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
 
     scales_by_domain = {d: scales[i if group else 0] for i, d in enumerate(params.domains)}
     sel_id = selection_id(config, params, stats, mixture)
-    out_dir = Path(cfg.output_dir) / sel_id
+    out_dir = files.join(cfg.output_dir, sel_id)
+    manifest_file = files.join(out_dir, "manifest.json")
+    # Before anything is replaced: a manifest must never describe shards or a slice that are gone.
+    files.delete(manifest_file)
     # Per-domain totals are observed while the selected table is written: no extra pass.
     totals = Observation(f"select-{sel_id}")
     keep = [c for c in annotated.columns if c not in ("domain_idx",)]
@@ -268,7 +275,7 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     if cfg.shard_formats:
         columns = ["id", "text", dom, tok]
         shards = write_shards(
-            written, out_dir / "shards", cfg.seed, cfg.shard_target_mb, cfg.shard_formats, columns
+            written, files.join(out_dir, "shards"), cfg.seed, cfg.shard_target_mb, cfg.shard_formats, columns
         )
     summary = SelectSummary(
         selection_id=sel_id,
@@ -303,10 +310,9 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
             for d in stats.domains
         },
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     if cfg.report:
-        _report(scored, model, stats, summary, manifest, cfg, out_dir)
+        _report(scored, model, stats, summary, manifest, cfg, files.join(out_dir, "report"))
+    files.write_text(manifest_file, json.dumps(manifest, indent=2, default=str))  # last: the run is whole
     summary.seconds = round(time.time() - started, 1)
     return summary
 
@@ -385,7 +391,7 @@ def _calibrate(narrow, selector: Selector, expected, targets, cfg, tok: str, gro
     return result
 
 
-def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path) -> None:
+def _report(scored, model, stats, summary, manifest, cfg, report_dir: str) -> None:
     """Small samples for the histograms; everything else comes from the aggregates above."""
     rate = min(1.0, cfg.report_sample_size / max(sum(stats.docs.values()), 1))
     cols = [*model.params.scorers, "domain_idx"] + (["rank"] if "rank" in scored.columns else [])
@@ -408,7 +414,11 @@ def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path) -> None
         rank_samples=rank_samples,
         manifest=manifest,
     )
-    write_report(out_dir / "report", data)
+    for name, content in render_report(data).items():
+        if content is None:
+            files.delete(files.join(report_dir, name))  # a figure an earlier run drew
+        else:
+            files.write_bytes(files.join(report_dir, name), content)
 
 
 def format_summary(s: SelectSummary) -> str:

@@ -29,6 +29,7 @@ def _session(config: PipelineConfig):
         master=config.spark.master,
         warehouse=config.warehouse,
         conf=conf,
+        local_max_failures=config.spark.local_max_failures,
     )
     spark.sparkContext.setLogLevel("ERROR")
     return spark

@@ -41,6 +41,7 @@ def load_cluster_script():
     path = ROOT / "scripts" / "standalone_cluster.py"
     spec = importlib.util.spec_from_file_location("standalone_cluster", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 

@@ -28,7 +28,6 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -50,7 +49,7 @@ from quadmix_spark.pipeline.targets import (
 )
 from quadmix_spark.proxy.datasets import build_proxy_datasets
 from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, run_proxies, runs_long
-from quadmix_spark.spark import tables
+from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.stats_table import check_columns, load_stats
 
 log = logging.getLogger(__name__)
@@ -189,11 +188,11 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     if exp.decompose and exp.seeds < 1:
         raise ConfigError("experiment.seeds must be at least 1")
     for mixture in exp.mixtures:
-        if mixture not in ("natural", "uniform") and not Path(mixture).is_file():
+        if mixture not in ("natural", "uniform") and not files.is_file(mixture):
             raise ConfigError(f"experiment.mixtures: neither natural, uniform nor a mixture file: {mixture}")
     key = experiment_key(config, annotated_version)
-    out_dir = Path(exp.output_dir) / key
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = files.join(exp.output_dir, key)
+    files.makedirs(out_dir)
     log.info("experiment %s: %d proxy runs, budget %d tokens", key, exp.n_runs, proxy.token_budget)
 
     heldout, pool_path, stats_path = _prepare_pool(spark, config, annotated_version)
@@ -219,7 +218,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     mine = runs[runs["run_id"].isin(run_ids)]
     ids, X, y = run_targets(runs_long(mine), config.targets.weights)
     search_cfg = _derive(
-        config, search={"output_dir": str(out_dir), "output_params": str(out_dir / "theta_star.yaml")}
+        config, search={"output_dir": out_dir, "output_params": files.join(out_dir, "theta_star.yaml")}
     ).search
     fit, result = fit_and_search(ids, X, y, sampler, search_cfg)
     write_theta_star(result, search_cfg)
@@ -234,7 +233,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
         fit=fit,
         contenders=contenders,
         seconds=round(time.time() - started, 1),
-        output_dir=str(out_dir),
+        output_dir=out_dir,
     )
     _write(result_, out_dir)
     return result_
@@ -273,7 +272,7 @@ def _evaluate(
     config: PipelineConfig,
     on_pool: PipelineConfig,
     key: str,
-    out_dir: Path,
+    out_dir: str,
     eval_sets: dict[str, np.ndarray],
 ) -> list[Contender]:
     """θ*, the baselines, θ*'s two halves apart and θ* with each configured mixture, selected by
@@ -287,13 +286,13 @@ def _evaluate(
             on_pool,
             select={
                 "selector": selector,
-                "params": str(out_dir / "theta_star.yaml"),
+                "params": files.join(out_dir, "theta_star.yaml"),
                 "token_budget": int(round(proxy.token_budget * (1 + proxy.overshoot))),
                 "mixture": mixture,
                 "seed": seed,
                 "rank_sample_size": proxy.rank_sample_size,
                 "output_table": exp.selected_table,
-                "output_dir": str(out_dir / "selections"),
+                "output_dir": files.join(out_dir, "selections"),
                 "shard_formats": [],
                 "report": False,
                 "allow_unused_domains": True,
@@ -312,14 +311,16 @@ def _evaluate(
             theta_mixture = core.Mixture.natural(
                 shares, method="theta_star_realised", selection=sel.selection_id
             )
-            theta_mixture_file = str(theta_mixture.to_file(out_dir / "theta_star_mixture.yaml"))
+            theta_mixture_file = files.join(out_dir, "theta_star_mixture.yaml")
+            with files.local_file(theta_mixture_file) as path:
+                theta_mixture.to_file(path)
     if exp.decompose:
         for k in range(exp.seeds):
             seed = proxy.seed + 1 + k
             select("θ* mixture, uniform in-domain", "uniform", theta_mixture_file, seed)
             select("natural mixture, θ* in-domain", "quadmix", "natural", seed)
     for mixture in exp.mixtures:
-        name = mixture if mixture in ("natural", "uniform") else Path(mixture).stem
+        name = mixture if mixture in ("natural", "uniform") else files.basename(mixture).rsplit(".", 1)[0]
         select(f"θ* ∘ {name}", "quadmix", mixture)
     selected = spark.read.format("delta").load(config.table_path(exp.selected_table))
     docs = selected.select(
@@ -375,14 +376,14 @@ def format_result(r: ExperimentResult) -> str:
     return "\n".join(lines)
 
 
-def _write(r: ExperimentResult, out_dir: Path) -> None:
+def _write(r: ExperimentResult, out_dir: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    (out_dir / "experiment.json").write_text(json.dumps(asdict(r), indent=2, default=str))
-    (out_dir / "experiment.txt").write_text(format_result(r) + "\n")
+    files.write_text(files.join(out_dir, "experiment.json"), json.dumps(asdict(r), indent=2, default=str))
+    files.write_text(files.join(out_dir, "experiment.txt"), format_result(r) + "\n")
     rows = [row for row in r.rows if np.isfinite(row.target)]
     if not rows:
         return
@@ -400,5 +401,6 @@ def _write(r: ExperimentResult, out_dir: Path) -> None:
     ax.set_xlabel("target loss (nats/token, lower is better)")
     ax.set_title(f"experiment {r.key}: proxies at {rows[0].n_train_tokens} tokens")
     fig.tight_layout()
-    fig.savefig(out_dir / "comparison.png", dpi=120)
+    with files.open(files.join(out_dir, "comparison.png"), "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
     plt.close(fig)

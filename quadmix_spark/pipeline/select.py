@@ -18,7 +18,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pyspark import StorageLevel
@@ -28,6 +27,7 @@ from pyspark.sql import functions as F
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import ParamsError, QuadMixParams
+from quadmix_spark.core.params import read_structured
 from quadmix_spark.report import ReportData, render_report
 from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.budget import Calibration, calibrate, realised_tokens, scale_column
@@ -70,10 +70,11 @@ class SelectSummary:
 def load_checked_params(config: PipelineConfig) -> QuadMixParams:
     """θ from ``select.params``, checked against the configured scorers (no Spark work)."""
     path = config.select.params
-    if not Path(path).is_file():
+    if not files.is_file(path):
         raise ConfigError(f"select.params: params file not found: {path}")
     try:
-        params = core.load_params(path)
+        with files.local_copy(path) as local:
+            params = core.QuadMixParams.from_dict(read_structured(local), source=path)
     except ParamsError as err:
         raise ConfigError(f"select.params ({path}): {err}") from err
     unknown = [s for s in params.scorers if s not in config.scorers]
@@ -97,10 +98,11 @@ def load_mixture(config: PipelineConfig, domains: list[str], stats: Stats) -> co
         return core.Mixture.natural({d: stats.tokens[d] for d in domains}, stats_version=stats.stats_version)
     if cfg.mixture == "uniform":
         return core.Mixture.uniform(domains)
-    if not Path(cfg.mixture).is_file():
+    if not files.is_file(cfg.mixture):
         raise ConfigError(f"select.mixture: neither natural, uniform nor a mixture file: {cfg.mixture}")
     try:
-        mixture = core.Mixture.from_file(cfg.mixture)
+        with files.local_copy(cfg.mixture) as local:
+            mixture = core.Mixture.from_file(local)
         mixture.as_vector(domains)
     except core.MixtureError as err:
         raise ConfigError(f"select.mixture: {err}") from err

@@ -6,6 +6,9 @@ One small API for every driver-side file a job writes or reads, whatever the sto
     files.read_text(uri), files.write_bytes(uri, data), files.read_bytes(uri)
     files.exists(uri), files.makedirs(uri), files.delete(uri), files.glob(pattern)
     with files.open(uri, "wb") as fh: fig.savefig(fh, format="png")
+    with files.local_file(uri) as path: booster.save_model(str(path))    # libraries that want a path
+    with files.local_folder(uri) as folder: ...                         # a folder of such files
+    with files.local_copy(uri) as path: fasttext.load_model(str(path))  # and to read one
 
 A plain path (``data/selections``, ``/mnt/x``, ``out dir/with spaces``) is the driver's local disk
 and is written with Python's own I/O, relative to the working directory; no JVM is needed. A URI
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,6 +179,64 @@ def open(uri: str | Path, mode: str = "rb") -> Iterator[io.BytesIO]:  # noqa: A0
         write_bytes(uri, buffer.getvalue())
     else:
         raise ValueError(f"mode must be 'rb' or 'wb', not {mode!r}")
+
+
+def parent(uri: str | Path) -> str:
+    """The folder holding ``uri`` (``s3a://b/x/m.json`` → ``s3a://b/x``; ``m.json`` → ``.``)."""
+    if is_local_path(uri):
+        return str(Path(uri).parent)
+    return str(uri).rstrip("/").rsplit("/", 1)[0]
+
+
+def basename(uri: str | Path) -> str:
+    """The last part of a path or URI (``s3a://b/x/m.json`` → ``m.json``)."""
+    return Path(uri).name if is_local_path(uri) else urlsplit(str(uri)).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+@contextlib.contextmanager
+def local_file(uri: str | Path) -> Iterator[Path]:
+    """A local path to write ``uri`` through, for libraries that only take a file name.
+
+    A local ``uri`` is itself (its folder created); for a URI, a file of the same name in a
+    temporary folder, copied to ``uri`` on a clean exit when something was written there.
+    """
+    if is_local_path(uri):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        yield Path(uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="quadmix-") as tmp:
+        path = Path(tmp) / basename(uri)
+        yield path
+        if path.is_file():
+            write_bytes(uri, path.read_bytes())
+
+
+@contextlib.contextmanager
+def local_folder(uri: str | Path) -> Iterator[Path]:
+    """A local folder whose files end up under ``uri`` (the folder itself when ``uri`` is local;
+    else a temporary one whose files are copied on a clean exit, subfolders kept)."""
+    if is_local_path(uri):
+        Path(uri).mkdir(parents=True, exist_ok=True)
+        yield Path(uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="quadmix-") as tmp:
+        yield Path(tmp)
+        for path in sorted(Path(tmp).rglob("*")):
+            if path.is_file():
+                write_bytes(join(uri, *path.relative_to(tmp).parts), path.read_bytes())
+
+
+@contextlib.contextmanager
+def local_copy(uri: str | Path) -> Iterator[Path]:
+    """A local path with ``uri``'s content, to read with libraries that only take a file name
+    (the file itself when local; a temporary copy of the same name otherwise)."""
+    if is_local_path(uri):
+        yield Path(uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="quadmix-") as tmp:
+        path = Path(tmp) / basename(uri)
+        path.write_bytes(read_bytes(uri))
+        yield path
 
 
 def _hadoop(uri: str | Path):

@@ -6,11 +6,17 @@ import json
 import os
 from pathlib import Path
 
+import fasttext
 import pytest
 from pyspark.sql import functions as F
 from test_select import make_config, synthetic_pool, write_pool
 
+from quadmix_spark import core
+from quadmix_spark.config import ClassifierConfig, InputConfig
+from quadmix_spark.demo.corpus import write_corpus
 from quadmix_spark.pipeline import select as select_job
+from quadmix_spark.pipeline.classifier import train_classifier
+from quadmix_spark.pipeline.params_template import write_params_template
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.spark import files
@@ -113,3 +119,23 @@ def test_the_manifest_is_written_last_and_names_the_table_version(spark, small_p
     assert manifest["selected_copies"] == second.selected_copies == first.selected_copies
     written = [p for p in Path(second.out_dir).rglob("*") if p.is_file() and p != manifest_path]
     assert written and max(p.stat().st_mtime_ns for p in written) <= manifest_path.stat().st_mtime_ns
+
+
+def test_params_template_and_a_classifier_write_to_a_file_uri(spark, small_pool, tmp_path):
+    theta_uri = f"file://{tmp_path}/templates dir/theta.yaml"
+    params = write_params_template(spark, outputs_config(small_pool, str(tmp_path)), theta_uri)
+    assert core.load_params(tmp_path / "templates dir" / "theta.yaml") == params
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, n_docs=200, seed=1)
+    model_uri = f"file://{tmp_path}/models dir/domain.bin"
+    cfg = ClassifierConfig(
+        input=InputConfig(path=str(corpus), skip_hidden_files=True), output_model=model_uri, epoch=2, dim=8
+    )
+    report = train_classifier(spark, cfg, "domain")
+    models = tmp_path / "models dir"
+    # The model and its metadata; the training file Spark staged beside them is gone.
+    assert sorted(p.name for p in models.iterdir()) == ["domain.bin", "domain.bin.json"]
+    meta = json.loads(files.read_text(model_uri + ".json"))
+    assert meta["train_docs"] == report.train_docs > 150 and meta["model_path"] == model_uri
+    assert len(fasttext.load_model(str(models / "domain.bin")).get_labels()) == len(report.labels) > 5

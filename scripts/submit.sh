@@ -19,6 +19,8 @@ jars = listing.read_text().split() if listing.is_file() else []
 print(f"--jars {','.join(jars)}" if jars else f"--packages {DELTA_PACKAGE}")
 PY
 )"
+# pyspark's spark-submit finds its Spark home by running this interpreter.
+export PYSPARK_PYTHON="$PYTHON" PYSPARK_DRIVER_PYTHON="$PYTHON"
 # shellcheck disable=SC2086  # DELTA is two words: the option and its value
 exec "$(dirname "$PYTHON")/spark-submit" $DELTA \
   --conf "spark.pyspark.python=$PYTHON" --conf "spark.pyspark.driver.python=$PYTHON" \

@@ -19,6 +19,7 @@ Only the standard library is used; it runs with the interpreter that has pyspark
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -111,15 +112,9 @@ def _stop_group(pid: int, timeout: float) -> None:
             if not _alive(pid):
                 break
         time.sleep(0.2)
-    else:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:  # anything left in the group (an executor's Python workers)
+    # A daemon that outlived the timeout, and anything left in its group (executors' Python workers).
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _alive_workers(ui: str) -> int:
@@ -167,7 +162,8 @@ def start(
     while _alive_workers(ui) < 1:
         if master.poll() is not None or worker.poll() is not None or time.time() > deadline:
             cluster.stop()
-            tail = "".join((work / n).read_text(errors="replace")[-1500:] for n in ("master.log", "worker.log"))
+            logs = ("master.log", "worker.log")
+            tail = "".join((work / n).read_text(errors="replace")[-1500:] for n in logs)
             raise RuntimeError(f"the standalone cluster did not come up (logs in {work}):\n{tail}")
         time.sleep(0.5)
     return cluster
@@ -206,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.action == "start":
         cluster = start(args.work_dir, args.host, args.port, args.webui_port, args.cores, args.memory)
-        print(f"master {cluster.master_url} (web UI {cluster.master_ui}); pids master {cluster.master_pid}, "
-              f"worker {cluster.worker_pid}; stop with: {sys.argv[0]} stop --work-dir {args.work_dir}")  # fmt: skip
+        pids = f"pids master {cluster.master_pid}, worker {cluster.worker_pid}"
+        stop = f"{sys.argv[0]} stop --work-dir {args.work_dir}"
+        print(f"master {cluster.master_url} (web UI {cluster.master_ui}); {pids}; stop with: {stop}")
         return 0
     if args.action == "stop":
         cluster = Cluster.load(args.work_dir)

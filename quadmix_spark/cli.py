@@ -29,6 +29,7 @@ def _session(config: PipelineConfig):
         master=config.spark.master,
         warehouse=config.warehouse,
         conf=conf,
+        local_max_failures=config.spark.local_max_failures,
     )
     spark.sparkContext.setLogLevel("ERROR")
     return spark
@@ -89,8 +90,10 @@ def cmd_stats(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 def cmd_select(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.select import format_summary, load_checked_params, run_select
+    from quadmix_spark.spark import files
 
-    load_checked_params(config)  # a bad params file fails before the SparkSession starts
+    if files.is_local_path(config.select.params):  # a URI is read through the session
+        load_checked_params(config)  # a bad params file fails before the SparkSession starts
     print(format_summary(run_select(_session(config), config)))
 
 
@@ -108,7 +111,11 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import format_summary, run_fit_search
 
     cfg = config.search
+    from quadmix_spark.spark import files
+
+    outputs = (cfg.output_dir, cfg.output_params if cfg.mode == "quadmix" else cfg.output_mixture)
     needs_spark = cfg.runs_format == "delta" or (cfg.mode == "regmix" and cfg.prior == "natural")
+    needs_spark = needs_spark or not all(map(files.is_local_path, outputs))  # URIs go through Hadoop
     print(format_summary(run_fit_search(config, _session(config) if needs_spark else None)))
 
 

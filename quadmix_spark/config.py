@@ -41,6 +41,9 @@ class SparkConfig:
 
     app_name: str = "quadmix"
     master: str = "local[2]"
+    # Attempts per task in local mode: local[N] becomes local[N,<this>] (Spark's own default, 1,
+    # lets one crashed Python worker fail the whole job). Under spark-submit, spark.task.maxFailures.
+    local_max_failures: int = 4
     shuffle_partitions: int = 8
     arrow_batch_size: int = 2000  # rows per Arrow batch handed to the annotators
     conf: dict[str, str] = field(default_factory=dict)  # any other spark.* setting
@@ -511,6 +514,8 @@ def _check_semantics(config: PipelineConfig) -> None:
     kinds = [a.kind for a in config.annotate.annotators]
     if kinds.count("fasttext_domain") > 1:
         raise ConfigError("annotate.annotators: at most one fasttext_domain annotator")
+    if config.spark.local_max_failures < 1:
+        raise ConfigError("spark.local_max_failures must be at least 1")
     if config.spark.arrow_batch_size <= 0:
         raise ConfigError("spark.arrow_batch_size must be positive")
     if not 0 < config.select.budget_tolerance < 0.05:

@@ -1,8 +1,9 @@
 """Human-readable report of one selection run: PNG figures + report.md + report.html.
 
-The select job gathers small driver-side aggregates into :class:`ReportData` and calls
-:func:`write_report`. Both documents are rendered from one list of blocks (heading,
-paragraph, table, image), so Markdown and HTML always show the same numbers.
+The select job gathers small driver-side aggregates into :class:`ReportData` and renders them
+with :func:`render_report` (file name → bytes, written wherever the selection lives);
+:func:`write_report` writes them into a local folder. Both documents are rendered from one list
+of blocks (heading, paragraph, table, image), so Markdown and HTML always show the same numbers.
 
 Table conventions: counts are integers with thousands separators; shares and keep rates
 are percentages with 2 decimals ("<0.01%" for tiny non-zero values); anything undefined
@@ -14,6 +15,7 @@ a domain missing from ``tokens_requested`` was not estimated ("–", e.g. baseli
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -30,7 +32,7 @@ from matplotlib.ticker import FuncFormatter
 from quadmix_spark.core.params import QuadMixParams
 from quadmix_spark.core.sampling import sampling_function
 
-__all__ = ["FIGURES", "ReportData", "write_report"]
+__all__ = ["FIGURES", "ReportData", "render_report", "write_report"]
 
 DASH = "–"
 FIGURES = ("tokens_by_domain.png", "scores.png", "ranks.png", "sampling_curves.png")
@@ -99,10 +101,11 @@ def _flatten(d: Mapping, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 
 # -- figures ------------------------------------------------------------------------------
-def _save(fig: Figure, path: Path) -> Path:
+def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)  # explicit Agg canvas: no pyplot, no global backend switch
-    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def _grid(n: int, title: str, ncols: int = 4) -> tuple[Figure, list[Any]]:
@@ -265,7 +268,7 @@ def _cells(r: _Row, total_before: float, total_after: float) -> list[str]:
     ]  # fmt: skip
 
 
-def _blocks(data: ReportData, rows: list[_Row], images: list[Path]) -> list[Block]:
+def _blocks(data: ReportData, rows: list[_Row], images: list[str]) -> list[Block]:
     req = [r.requested for r in rows if r.requested is not None]
     total = _Row(
         "total", *(sum(getattr(r, f) for r in rows) for f in _Row._fields[1:5]), sum(req) if req else None
@@ -289,7 +292,7 @@ def _blocks(data: ReportData, rows: list[_Row], images: list[Path]) -> list[Bloc
         body = [[d, *(f"{v:.4g}" for v in (*p.beta[i], *p.alpha[i]))] for i, d in enumerate(p.domains)]
         blocks += [("h2", "Parameters"), ("table", headers, body)]
     blocks.append(("h2", "Figures"))
-    blocks += [("img", img.name, img.stem.replace("_", " ")) for img in images]
+    blocks += [("img", name, name.removesuffix(".png").replace("_", " ")) for name in images]
     if not data.rank_samples:
         blocks.append(("p", "No rank samples were collected, so there is no r̄ histogram."))
     return blocks
@@ -337,26 +340,36 @@ def _to_html(blocks: list[Block], title: str) -> str:
     return "\n".join([*out, "</body></html>", ""])
 
 
-def write_report(out_dir: str | Path, data: ReportData) -> list[Path]:
-    """Write the figures, report.md and report.html into ``out_dir`` (created if needed).
+def render_report(data: ReportData) -> dict[str, bytes | None]:
+    """The report's files by name: PNGs in :data:`FIGURES` order, then report.md, report.html.
 
-    A figure without data is skipped (no domains, no score or rank samples, ``params``
-    None for the S curves) and a stale copy from an earlier run in ``out_dir`` is removed,
-    so the folder never shows a figure the report does not describe.
+    A figure without data (no domains, no score or rank samples, ``params`` None for the S
+    curves) maps to None: a copy of it from an earlier run must be removed, so the folder never
+    shows a figure the report does not describe.
+    """
+    rows = _rows(data)
+    out: dict[str, bytes | None] = {}
+    for name, make in _MAKERS.items():
+        fig = make(data, rows)
+        out[name] = None if fig is None else _png(fig)
+    blocks = _blocks(data, rows, [name for name, png in out.items() if png is not None])
+    out["report.md"] = _to_markdown(blocks).encode("utf-8")
+    out["report.html"] = _to_html(blocks, data.title).encode("utf-8")
+    return out
+
+
+def write_report(out_dir: str | Path, data: ReportData) -> list[Path]:
+    """Write :func:`render_report`'s files into the local folder ``out_dir`` (created if needed).
+
     Returns the written paths: PNGs in :data:`FIGURES` order, then report.md, report.html.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = _rows(data)
-    images: list[Path] = []
-    for name, make in _MAKERS.items():
-        fig = make(data, rows)
-        if fig is None:
+    written = []
+    for name, content in render_report(data).items():
+        if content is None:
             (out / name).unlink(missing_ok=True)
         else:
-            images.append(_save(fig, out / name))
-    blocks = _blocks(data, rows, images)
-    md, page = out / "report.md", out / "report.html"
-    md.write_text(_to_markdown(blocks), encoding="utf-8")
-    page.write_text(_to_html(blocks, data.title), encoding="utf-8")
-    return [*images, md, page]
+            (out / name).write_bytes(content)
+            written.append(out / name)
+    return written

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from quadmix_spark.spark.session import build_session
@@ -24,3 +30,44 @@ def spark(tmp_path_factory):
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# -- packaging and a standalone cluster (tests/test_packaging.py, tests/test_cluster.py) ------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_cluster_script():
+    """scripts/standalone_cluster.py as a module (it is a script, not part of the package)."""
+    path = ROOT / "scripts" / "standalone_cluster.py"
+    spec = importlib.util.spec_from_file_location("standalone_cluster", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """This checkout built as a wheel (what ships to executors), from a clean copy of the sources."""
+    src = tmp_path_factory.mktemp("wheel-src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("quadmix_spark", "udfs"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    dist = tmp_path_factory.mktemp("dist")
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    command += ["-w", str(dist)]
+    result = subprocess.run([*command, str(src)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = dist.glob("quadmix_spark-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def standalone_cluster(tmp_path_factory):
+    """A Spark standalone master and one worker (2 cores) on 127.0.0.1, stopped at the end."""
+    cluster = load_cluster_script().start(tmp_path_factory.mktemp("standalone-cluster"), cores=2, memory="2g")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -192,6 +192,70 @@ def test_the_rules_catch_a_broken_layout(tmp_path: Path):
     assert cycles(ours) == [["quadmix_spark.core.maths", "quadmix_spark.spark.io"]]
 
 
+#: calls that write a file by a local path; in pipeline/ they must go through spark/files.py.
+LOCAL_WRITES = {"write_text", "write_bytes", "mkdir", "to_file", "save_model", "save", "save_params"}
+LOCAL_WRITES |= {"unlink"}
+#: files' helpers that hand out a local path and copy what was written there to the path or URI.
+LOCAL_PATH_HELPERS = {"local_file", "local_folder"}
+
+
+def local_writes(path: Path) -> list[str]:
+    """``line: call`` of each file write that bypasses the filesystem layer (spark/files.py)."""
+    tree = ast.parse(path.read_text(), str(path))
+    through_helper: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With) and any(
+            isinstance(item.context_expr, ast.Call)
+            and isinstance(item.context_expr.func, ast.Attribute)
+            and item.context_expr.func.attr in LOCAL_PATH_HELPERS
+            for item in node.items
+        ):
+            through_helper |= {id(inner) for stmt in node.body for inner in ast.walk(stmt)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or id(node) in through_helper:
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in LOCAL_WRITES:
+            receiver = func.value
+            # ``df.write....save(path)``: a Spark writer, which takes URIs itself.
+            spark_writer = any(isinstance(n, ast.Attribute) and n.attr == "write" for n in ast.walk(receiver))
+            if not (isinstance(receiver, ast.Name) and receiver.id == "files") and not spark_writer:
+                found.append(f"{node.lineno}: {ast.unparse(func)}")
+        elif isinstance(func, ast.Name) and func.id in ("open", "save_params"):
+            mode = node.args[1] if len(node.args) > 1 else None
+            writes = isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax")
+            if func.id == "save_params" or writes:
+                found.append(f"{node.lineno}: {func.id}")
+    return sorted(found, key=lambda f: int(f.split(":")[0]))
+
+
+def test_pipeline_writes_files_only_through_the_filesystem_layer():
+    """Files beside the tables may live at a URI: pathlib and open() would write the driver's disk."""
+    found = {p.name: local_writes(p) for p in sorted((ROOT / "quadmix_spark" / "pipeline").glob("*.py"))}
+    assert {name: calls for name, calls in found.items() if calls} == {}
+
+
+def test_the_write_rule_catches_a_local_write(tmp_path: Path):
+    module = tmp_path / "job.py"
+    module.write_text(
+        "from pathlib import Path\n"
+        "def run(out, params, fig):\n"
+        "    (Path(out) / 'manifest.json').write_text('{}')\n"
+        "    with files.local_file(out + '/theta.yaml') as path:\n"
+        "        core.save_params(params, path)\n"
+        "    files.write_text(out, '{}')\n"
+        "    with open(out, 'w') as fh:\n"
+        "        fh.write('x')\n"
+        "    core.save_params(params, out)\n"
+    )
+    assert local_writes(module) == [
+        "3: (Path(out) / 'manifest.json').write_text",
+        "7: open",
+        "9: core.save_params",
+    ]
+
+
 @pytest.mark.parametrize(
     "folder", sorted(set(ALLOWED) - {"quadmix_spark", "config", "report", "cli", "jobs"})
 )

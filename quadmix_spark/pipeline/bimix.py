@@ -36,6 +36,7 @@ from quadmix_spark.mixing.bimix_diagnostics import (
     unseen_mixture_error,
 )
 from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
+from quadmix_spark.spark import files
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +218,9 @@ def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
     expected = mixture_domains(config) if cfg.runs_path is None else domains
     unfitted = [d for d in expected if d not in domains]
     diag = _diagnose(table, law, cfg.unseen_k)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plot = plot_fit(law, table, out / PLOT_NAME)
+    with files.local_folder(cfg.output_dir) as out:  # matplotlib writes to a local path
+        plot_fit(law, table, out / PLOT_NAME)
+    plot = files.join(cfg.output_dir, PLOT_NAME)
 
     tokens, caps_note = available_tokens(config, spark, domains)
     budget = cfg.budget or config.proxy.token_budget
@@ -259,7 +260,9 @@ def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
         provenance["caps"] = caps
     mixture = optimum.to_mixture(fit=fit, **provenance)
     mixture = core.Mixture.from_shares(mixture.shares, _plain(dict(mixture.provenance)))
-    written = mixture.to_file(cfg.output_mixture)
+    with files.local_file(cfg.output_mixture) as path:
+        mixture.to_file(path)
+    written = cfg.output_mixture
 
     natural = None
     if tokens is not None and sum(tokens.values()) > 0:
@@ -299,8 +302,8 @@ def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
         }
     )
     summary["seconds"] = round(time.time() - started, 1)
-    summary["summary"] = str(out / SUMMARY_NAME)
-    (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+    summary["summary"] = files.join(cfg.output_dir, SUMMARY_NAME)
+    files.write_text(summary["summary"], json.dumps(summary, indent=2))
     return summary
 
 

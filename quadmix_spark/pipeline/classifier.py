@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pyspark.sql import functions as F
 
 from quadmix_spark import __version__
 from quadmix_spark.config import ClassifierConfig, ConfigError, resolve
-from quadmix_spark.spark import tables
+from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.reading import check_input_path, read_input
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,10 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
         F.lit(" "),
         F.regexp_replace("text", r"[\r\n]+", " "),
     )
+    # Executors write the training file where the driver can read it back: beside the model
+    # (a URI on a cluster), not on the driver's local disk.
+    staging = files.qualify(files.parent(cfg.output_model))
+    staging = files.join(staging, f"_train-{key}-{uuid.uuid4().hex[:8]}")
     workdir = Path(tempfile.mkdtemp(prefix="quadmix-train-"))
     try:
         # fastText reads the file in order with a decaying learning rate: shuffle by hash first.
@@ -92,13 +97,12 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
             .repartition(4, "_order")
             .sortWithinPartitions("_order")
             .select("value")
-            .write.text(str(workdir / "parts"))
+            .write.text(staging)
         )
-        train_file = workdir / "train.txt"
+        train_file = workdir / "train.txt"  # fastText trains on the driver, from a local file
         with train_file.open("wb") as out:
-            for part in sorted((workdir / "parts").glob("part-*")):
-                with part.open("rb") as fh:
-                    shutil.copyfileobj(fh, out)
+            for part in files.glob(files.join(staging, "part-*")):
+                out.write(files.read_bytes(part))
         train_docs = sum(1 for _ in train_file.open("rb"))
         if train_docs == 0:
             raise ConfigError(f"classifiers.{key}: no labelled training documents in {cfg.input.path}")
@@ -115,6 +119,7 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        files.delete(staging, recursive=True)
     if cfg.quantize:
         model.quantize(retrain=False)
 
@@ -130,11 +135,10 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
     labels = sorted(lab.removeprefix("__label__") for lab in model.get_labels())
     metrics = label_metrics(truth, predicted, labels)
 
-    out = Path(cfg.output_model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(out))
+    with files.local_file(cfg.output_model) as path:
+        model.save_model(str(path))
     report = ClassifierReport(
-        model_path=str(out),
+        model_path=cfg.output_model,
         labels=labels,
         train_docs=train_docs,
         eval_docs=len(held),
@@ -153,7 +157,7 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
         },
         "code_version": __version__,
     }
-    out.with_suffix(out.suffix + ".json").write_text(json.dumps(meta, indent=2))
+    files.write_text(f"{cfg.output_model}.json", json.dumps(meta, indent=2))
     return report
 
 

@@ -46,7 +46,7 @@ from quadmix_spark.mixing.entropy import (
     softmax_mixture,
     von_neumann_entropy,
 )
-from quadmix_spark.spark import tables
+from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.scoring import hash_uniform_column
 
 log = logging.getLogger(__name__)
@@ -294,8 +294,8 @@ def run_entropy(
             summary.vne_tokens[d] = int(tokens[nonzero].sum())
     summary.values = {m: values[m] for m in MEASURES if m in values}
 
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cfg.output_dir
+    files.makedirs(out)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     entropy_table = config.table_path(cfg.output_table)
     for m, per_domain in summary.values.items():
@@ -319,12 +319,14 @@ def run_entropy(
             code_version=__version__,
         )
         summary.shares[m] = dict(mixture.shares)
-        summary.mixtures[m] = str(mixture.to_file(out / f"mixture_entropy_{m}.yaml"))
+        summary.mixtures[m] = files.join(out, f"mixture_entropy_{m}.yaml")
+        with files.local_file(summary.mixtures[m]) as local:
+            mixture.to_file(local)
 
     summary.table = config.table_path(cfg.output_table)
     summary.table_version = _write_table(spark, summary, config)
     summary.seconds = round(time.time() - started, 1)
-    (out / SUMMARY_NAME).write_text(json.dumps(asdict(summary), indent=2))
+    files.write_text(files.join(out, SUMMARY_NAME), json.dumps(asdict(summary), indent=2))
     return summary
 
 
@@ -378,7 +380,7 @@ def format_summary(s: EntropySummary) -> str:
             + (f" ({zero} zero vectors left out)" if zero else "")
         )
     lines.append(
-        f"  wrote {len(s.mixtures)} mixture files to {Path(next(iter(s.mixtures.values()))).parent}, "
+        f"  wrote {len(s.mixtures)} mixture files to {files.parent(next(iter(s.mixtures.values())))}, "
         f"{s.table} version {s.table_version} in {s.seconds}s"
     )
     return "\n".join(lines)

@@ -30,7 +30,6 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -60,7 +59,7 @@ from quadmix_spark.pipeline.targets import (
 )
 from quadmix_spark.proxy.datasets import build_proxy_datasets
 from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, run_proxies, runs_long
-from quadmix_spark.spark import tables
+from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.stats_table import check_columns, load_stats
 
 log = logging.getLogger(__name__)
@@ -200,15 +199,15 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     if exp.decompose and exp.seeds < 1:
         raise ConfigError("experiment.seeds must be at least 1")
     for mixture in exp.mixtures:
-        if mixture not in MIXTURE_SOURCES and not Path(mixture).is_file():
+        if mixture not in MIXTURE_SOURCES and not files.is_file(mixture):
             raise ConfigError(
                 f"experiment.mixtures: neither {', '.join(MIXTURE_SOURCES)} nor a mixture file: {mixture}"
             )
     if exp.mixture_method is not None:
         MIXTURE_METHODS[exp.mixture_method][0](config)  # e.g. bimix's VNE model, before any job
     key = experiment_key(config, annotated_version)
-    out_dir = Path(exp.output_dir) / key
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = files.join(exp.output_dir, key)
+    files.makedirs(out_dir)
     log.info("experiment %s: %d proxy runs, budget %d tokens", key, exp.n_runs, proxy.token_budget)
 
     heldout, pool_path, stats_path = _prepare_pool(spark, config, annotated_version)
@@ -234,7 +233,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     mine = runs[runs["run_id"].isin(run_ids)]
     ids, X, y = run_targets(runs_long(mine), config.targets.weights)
     search_cfg = _derive(
-        config, search={"output_dir": str(out_dir), "output_params": str(out_dir / "theta_star.yaml")}
+        config, search={"output_dir": out_dir, "output_params": files.join(out_dir, "theta_star.yaml")}
     ).search
     fit, result = fit_and_search(ids, X, y, sampler, search_cfg)
     write_theta_star(result, search_cfg)
@@ -249,7 +248,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
         fit=fit,
         contenders=contenders,
         seconds=round(time.time() - started, 1),
-        output_dir=str(out_dir),
+        output_dir=out_dir,
         mixture_method=method_info,
     )
     _write(result_, out_dir)
@@ -289,7 +288,7 @@ def _evaluate(
     config: PipelineConfig,
     on_pool: PipelineConfig,
     key: str,
-    out_dir: Path,
+    out_dir: str,
     eval_sets: dict[str, np.ndarray],
     pool_path: str,
 ) -> tuple[list[Contender], dict | None]:
@@ -311,13 +310,13 @@ def _evaluate(
             on_pool,
             select={
                 "selector": selector,
-                "params": str(out_dir / "theta_star.yaml"),
+                "params": files.join(out_dir, "theta_star.yaml"),
                 "token_budget": int(round(proxy.token_budget * (1 + proxy.overshoot))),
                 "mixture": mixture,
                 "seed": seed,
                 "rank_sample_size": proxy.rank_sample_size,
                 "output_table": exp.selected_table,
-                "output_dir": str(out_dir / "selections"),
+                "output_dir": files.join(out_dir, "selections"),
                 "shard_formats": [],
                 "report": False,
                 "allow_unused_domains": True,
@@ -342,7 +341,9 @@ def _evaluate(
             theta_mixture = core.Mixture.natural(
                 shares, method="theta_star_realised", selection=sel.selection_id
             )
-            theta_mixture_file = str(theta_mixture.to_file(out_dir / "theta_star_mixture.yaml"))
+            theta_mixture_file = files.join(out_dir, "theta_star_mixture.yaml")
+            with files.local_file(theta_mixture_file) as path:
+                theta_mixture.to_file(path)
     if exp.decompose:
         for k in range(exp.seeds):
             seed = proxy.seed + 1 + k
@@ -353,7 +354,8 @@ def _evaluate(
         select(f"θ* ∘ {name}", "quadmix", source)
     method_info, trained_ids = None, set()
     if exp.mixture_method is not None:
-        domains = list(core.load_params(out_dir / "theta_star.yaml").domains)
+        with files.local_copy(files.join(out_dir, "theta_star.yaml")) as theta_star:
+            domains = list(core.load_params(theta_star).domains)
 
         def train(runs: list[MixtureRun]) -> list[Contender]:
             """Each mixture with uniform in-domain sampling (a domain short of its target is capped),
@@ -376,7 +378,7 @@ def _evaluate(
             spark=spark,
             config=on_pool,
             pool_table=pool_path,
-            out_dir=out_dir / exp.mixture_method,
+            out_dir=files.join(out_dir, exp.mixture_method),
             domains=domains,
             pool_domains=[d for d in domains if d in stats.docs],
             train=train,
@@ -439,14 +441,14 @@ def format_result(r: ExperimentResult) -> str:
     return "\n".join(lines)
 
 
-def _write(r: ExperimentResult, out_dir: Path) -> None:
+def _write(r: ExperimentResult, out_dir: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    (out_dir / "experiment.json").write_text(json.dumps(asdict(r), indent=2, default=str))
-    (out_dir / "experiment.txt").write_text(format_result(r) + "\n")
+    files.write_text(files.join(out_dir, "experiment.json"), json.dumps(asdict(r), indent=2, default=str))
+    files.write_text(files.join(out_dir, "experiment.txt"), format_result(r) + "\n")
     rows = [row for row in r.rows if np.isfinite(row.target)]
     if not rows:
         return
@@ -464,5 +466,6 @@ def _write(r: ExperimentResult, out_dir: Path) -> None:
     ax.set_xlabel("target loss (nats/token, lower is better)")
     ax.set_title(f"experiment {r.key}: proxies at {rows[0].n_train_tokens} tokens")
     fig.tight_layout()
-    fig.savefig(out_dir / "comparison.png", dpi=120)
+    with files.open(files.join(out_dir, "comparison.png"), "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
     plt.close(fig)

@@ -31,6 +31,7 @@ from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
 from quadmix_spark.proxy.runs import runs_long
 from quadmix_spark.search.candidates import DirichletSampler, RegMixSampler, SearchResult, search_theta
 from quadmix_spark.search.regression import LossRegressor, plot_predicted_vs_actual
+from quadmix_spark.spark import files
 from quadmix_spark.spark.stats_table import load_stats
 
 log = logging.getLogger(__name__)
@@ -210,10 +211,9 @@ def fit_and_search(
     model = LossRegressor(cfg.mode, feature_names=sampler.names, seed=cfg.seed, min_child_samples=leaf)
     model.fit(X[~test], y[~test])
     metrics = model.evaluate(X[test], y[test])
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_predicted_vs_actual(y[test], model.predict(X[test]), out / "predicted_vs_actual.png")
-    model.save(out / "regressor.txt")
+    with files.local_folder(cfg.output_dir) as out:  # LightGBM and matplotlib write to local paths
+        plot_predicted_vs_actual(y[test], model.predict(X[test]), out / "predicted_vs_actual.png")
+        model.save(out / "regressor.txt")
     result = search_theta(model, sampler, cfg.n_candidates, cfg.top_k, cfg.seed)
     summary = {
         "mode": cfg.mode,
@@ -226,7 +226,7 @@ def fit_and_search(
         "best_observed_run": ids[int(np.argmin(y))],
         "n_candidates": cfg.n_candidates,
         "top_k": cfg.top_k,
-        "regressor": str(out / "regressor.txt"),
+        "regressor": files.join(cfg.output_dir, "regressor.txt"),
     }
     if result.predicted_loss_of_mean > y.min():
         summary["warning"] = (
@@ -242,7 +242,8 @@ def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | No
     """θ* as a params file ``quadmix select`` reads, or in RegMix mode r* as a mixture file
     (with the fit in its provenance); returns the path written."""
     if cfg.mode == "quadmix":
-        core.save_params(result.to_params(), cfg.output_params)
+        with files.local_file(cfg.output_params) as path:
+            core.save_params(result.to_params(), path)
         return cfg.output_params
     provenance = {
         "method": "regmix",
@@ -254,7 +255,8 @@ def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | No
     }
     if summary:
         provenance["fit"] = {"runs": summary["runs"], "held_out": summary["held_out"], **summary["metrics"]}
-    core.Mixture.from_shares(result.to_mixture(), provenance).to_file(cfg.output_mixture)
+    with files.local_file(cfg.output_mixture) as path:
+        core.Mixture.from_shares(result.to_mixture(), provenance).to_file(path)
     return cfg.output_mixture
 
 
@@ -270,7 +272,7 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     if cfg.mode == "quadmix":
         summary["params_hash"] = core.params_hash(result.to_params())
     summary["seconds"] = round(time.time() - started, 1)
-    (Path(cfg.output_dir) / "search_summary.json").write_text(json.dumps(summary, indent=2))
+    files.write_text(files.join(cfg.output_dir, "search_summary.json"), json.dumps(summary, indent=2))
     return summary
 
 

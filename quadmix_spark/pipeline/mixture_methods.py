@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,6 +32,7 @@ from quadmix_spark.pipeline.bimix import run_bimix, runs_table_long
 from quadmix_spark.pipeline.entropy import check_config as check_entropy
 from quadmix_spark.pipeline.entropy import run_entropy
 from quadmix_spark.proxy.runs import load_runs
+from quadmix_spark.spark import files
 
 
 class Trained(Protocol):
@@ -56,7 +56,7 @@ class MethodContext:
     spark: SparkSession
     config: PipelineConfig  # the experiment's config with select/stats pointing at the pool
     pool_table: str
-    out_dir: Path
+    out_dir: str  # a path or URI (spark.files)
     domains: list[str]  # θ*'s domain order: the order of the runs' mixture vectors
     pool_domains: list[str]  # the domains the pool has (every mixture names exactly these)
     train: Callable[[Sequence[MixtureRun]], list[Trained]]
@@ -73,7 +73,7 @@ def bimix_method(ctx: MethodContext) -> dict[str, Any]:
     """Entropy mixtures + Dirichlet draws → proxies → BiMix fit → r* → a proxy on r*."""
     config, exp = ctx.config, ctx.config.experiment
     entropy_cfg = _derive(
-        config, "entropy", input_table=ctx.pool_table, output_dir=str(ctx.out_dir / "entropy")
+        config, "entropy", input_table=ctx.pool_table, output_dir=files.join(ctx.out_dir, "entropy")
     )
     entropy = run_entropy(ctx.spark, entropy_cfg, domains=ctx.pool_domains)
     runs = [MixtureRun(f"entropy:{m}", path) for m, path in entropy.mixtures.items()]
@@ -84,7 +84,9 @@ def bimix_method(ctx: MethodContext) -> dict[str, Any]:
             dict(zip(ctx.pool_domains, shares.tolist(), strict=True)),
             {"method": "dirichlet", "alpha": 1.0, "seed": exp.seed, "draw": k},
         )
-        path = mixture.to_file(ctx.out_dir / f"mixture_dirichlet_{k}.yaml")
+        path = files.join(ctx.out_dir, f"mixture_dirichlet_{k}.yaml")
+        with files.local_file(path) as local:
+            mixture.to_file(local)
         runs.append(MixtureRun(f"dirichlet {k + 1}", str(path), compare=False))
     fit_runs = ctx.train(runs)
 
@@ -92,14 +94,15 @@ def bimix_method(ctx: MethodContext) -> dict[str, Any]:
     mine = table[table["run_id"].isin([r.run_id for r in fit_runs])]
     long, _ = runs_table_long(mine, ctx.domains)
     long = long[long["domain"].isin(ctx.pool_domains)]
-    runs_path = ctx.out_dir / "runs.parquet"
-    long.to_parquet(runs_path)
+    runs_path = files.join(ctx.out_dir, "runs.parquet")
+    with files.local_file(runs_path) as local:
+        long.to_parquet(local)
     bimix_cfg = _derive(
         config,
         "bimix",
         runs_path=str(runs_path),
-        output_dir=str(ctx.out_dir),
-        output_mixture=str(ctx.out_dir / "mixture_bimix.yaml"),
+        output_dir=ctx.out_dir,
+        output_mixture=files.join(ctx.out_dir, "mixture_bimix.yaml"),
         budget=config.bimix.budget or config.proxy.token_budget,
     )
     summary = run_bimix(bimix_cfg, ctx.spark)
@@ -159,7 +162,7 @@ def format_method(info: dict[str, Any]) -> list[str]:
 
 
 # -- experiment.mixtures: mixtures θ* is composed with ---------------------------------------------
-MixtureSource = Callable[[SparkSession, PipelineConfig, Path], str]
+MixtureSource = Callable[[SparkSession, PipelineConfig, str], str]
 
 
 def _builtin(name: str) -> MixtureSource:
@@ -169,21 +172,21 @@ def _builtin(name: str) -> MixtureSource:
 def _reweight(method: str) -> MixtureSource:
     """The method's mixture from ``quadmix reweight`` on the experiment's pool and held-out sets."""
 
-    def make(spark: SparkSession, config: PipelineConfig, out_dir: Path) -> str:
+    def make(spark: SparkSession, config: PipelineConfig, out_dir: str) -> str:
         from quadmix_spark.pipeline.reweight import run_reweight
 
         cfg = copy.deepcopy(config)
         # The annotated table split with experiment.seed: the streams' training documents are the
         # pool, their validation streams the experiment's held-out sets.
         cfg.reweight.streams.input_table = config.select.input_table
-        cfg.reweight.output_dir = str(out_dir / "reweight")
+        cfg.reweight.output_dir = files.join(out_dir, "reweight")
         cfg.reweight.eval_tokens = 0  # the experiment evaluates through select
         result = run_reweight(spark, cfg, [method])
-        files = [m.mixture_file for m in result.methods if m.method == method and m.mixture_file]
-        if not files:
+        written = [m.mixture_file for m in result.methods if m.method == method and m.mixture_file]
+        if not written:
             errors = "; ".join(e.splitlines()[0] for e in {**result.failed, **result.skipped_failed}.values())
             raise RuntimeError(f"experiment.mixtures: {method} produced no mixture ({errors})")
-        return files[0]
+        return written[0]
 
     return make
 
@@ -198,8 +201,8 @@ MIXTURE_SOURCES: dict[str, MixtureSource] = {
 }
 
 
-def mixture_source(spark: SparkSession, config: PipelineConfig, name: str, out_dir: Path) -> tuple[str, str]:
+def mixture_source(spark: SparkSession, config: PipelineConfig, name: str, out_dir: str) -> tuple[str, str]:
     """(row label, select.mixture value) of one ``experiment.mixtures`` entry."""
     if name in MIXTURE_SOURCES:
         return name, MIXTURE_SOURCES[name](spark, config, out_dir)
-    return Path(name).stem, name
+    return files.basename(name).rsplit(".", 1)[0], name

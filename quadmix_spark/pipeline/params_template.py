@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.spark import files
 from quadmix_spark.spark.stats_table import ALL_DOMAINS, load_stats
 
 
@@ -21,8 +22,8 @@ def write_params_template(
     spark: SparkSession, config: PipelineConfig, output: str | Path, overwrite: bool = False
 ) -> core.QuadMixParams:
     """Write :func:`core.uniform` θ for the stats run's domains and the config's scorers to ``output``."""
-    output = Path(output)
-    if output.exists() and not overwrite:
+    output = str(output)
+    if files.exists(output) and not overwrite:
         raise ConfigError(f"params-template --output: {output} exists (--force replaces it)")
     if not config.scorers:
         raise ConfigError("scorers: at least one scorer is required for a θ file")
@@ -36,6 +37,6 @@ def write_params_template(
     if not stats.domains:
         raise ConfigError(f"select.stats_table: stats version {stats.stats_version} has no domains")
     params = core.uniform(stats.domains, list(config.scorers))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    core.save_params(params, output)
+    with files.local_file(output) as path:
+        core.save_params(params, path)
     return params

@@ -38,6 +38,7 @@ from quadmix_spark.pipeline.reweight_runs import ReweightSpec, load_runs, run_re
 from quadmix_spark.pipeline.streams import StreamsSummary, load_streams, run_streams
 from quadmix_spark.proxy.ngram import CL100K_N_VOCAB
 from quadmix_spark.proxy.vocab import ProxyVocab, check_comparable, parse_vocab_spec
+from quadmix_spark.spark import files
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _eval_specs(config: PipelineConfig, mixture: dict[str, float], streams_key: 
     ]
 
 
-def _write_mixture(out: Path, result: MethodResult, runs, provenance: dict[str, Any]) -> None:
+def _write_mixture(out: str, result: MethodResult, runs, provenance: dict[str, Any]) -> None:
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         return
@@ -134,8 +135,10 @@ def _write_mixture(out: Path, result: MethodResult, runs, provenance: dict[str, 
             **provenance,
         },
     )
-    path = mixture.to_file(out / f"mixture_{result.label}.yaml")
-    result.mixture, result.mixture_file = dict(mixture.shares), str(path)
+    path = files.join(out, f"mixture_{result.label}.yaml")
+    with files.local_file(path) as local:
+        mixture.to_file(local)
+    result.mixture, result.mixture_file = dict(mixture.shares), path
     epochs = [dict(e) for e in ok["epochs"]]
     result.epochs = {d: float(np.mean([e.get(d, 0.0) for e in epochs])) for d in domains}
 
@@ -201,12 +204,12 @@ def run_reweight(
     short = [d for d, s in train.items() if s.size < 2]
     if short:
         raise ConfigError(f"reweight.streams: domain(s) {short} have fewer than 2 tokens")
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cfg.output_dir
+    files.makedirs(out)
     vocab = build_vocab(config, train)
     vocab_key = vocab.key() if vocab is not None else f"full:{CL100K_N_VOCAB}"
     if vocab is not None:
-        (out / "vocab.json").write_text(json.dumps(vocab.to_dict()))
+        files.write_text(files.join(out, "vocab.json"), json.dumps(vocab.to_dict()))
         coverage = vocab.coverage(np.concatenate(list(train.values())))
         log.info(
             "reweight: proxy vocabulary %s covers %.1f%% of the training tokens", vocab_key, 100 * coverage
@@ -257,7 +260,10 @@ def run_reweight(
             )
         results.append(res)
         by_label[label] = runs
-    plot = plot_alpha(by_label, out / PLOT_NAME)
+    plot = files.join(out, PLOT_NAME)
+    with files.local_file(plot) as local:  # matplotlib writes to a local path
+        if plot_alpha(by_label, local) is None:
+            plot = None
     failed, trained = dict(summary.failed), len(summary.trained)
     if cfg.eval_tokens > 0:
         f, t = _evaluate(spark, config, results, train, val, runs_path, streams_key, vocab, vocab_key, common)
@@ -270,11 +276,11 @@ def run_reweight(
         trained,
         failed,
         summary.skipped_failed,
-        str(out),
-        str(plot) if plot else None,
+        out,
+        plot,
         round(time.time() - started, 1),
     )
-    (out / SUMMARY_NAME).write_text(json.dumps(asdict(result), indent=2, default=str))
+    files.write_text(files.join(out, SUMMARY_NAME), json.dumps(asdict(result), indent=2, default=str))
     return result
 
 
@@ -347,6 +353,6 @@ def format_result(r: ReweightResult) -> str:
                 f"{m.label} {m.target:.4f}" + (f" ± {m.spread:.4f}" if m.eval_ok > 1 else "") for m in ranked
             )
         )
-    files = [m.mixture_file for m in r.methods if m.mixture_file]
-    lines.append(f"  wrote {', '.join(files)}; plot {r.plot}; in {r.seconds}s")
+    written = [m.mixture_file for m in r.methods if m.mixture_file]
+    lines.append(f"  wrote {', '.join(written)}; plot {r.plot}; in {r.seconds}s")
     return "\n".join(lines)

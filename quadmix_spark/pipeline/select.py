@@ -4,8 +4,12 @@ Steps: load and check θ (and a mixture) against the stats (before any scan) →
 document in pandas UDFs over the core → optional budget calibration (one scale for the pool, or
 one per domain when a mixture gives each domain its share of the budget) → selected rows (one per
 kept document, with its ``copies``) replacing this selection's slice of the Delta table → shards →
-manifest → report. Baseline selectors (uniform, top-k by one scorer, union of top-k sets) share
-every step but the expected-copies rule, so a mixture composes with any of them.
+report → manifest. The manifest is written last and names the table version it describes; a rerun
+removes the old manifest before it replaces anything, so a run killed midway leaves no manifest
+pointing at outputs that are gone. Files go through :mod:`quadmix_spark.spark.files`, so
+``select.output_dir`` may be a path or a URI (``file://``, ``hdfs://``, ``s3a://``). Baseline
+selectors (uniform, top-k by one scorer, union of top-k sets) share every step but the
+expected-copies rule, so a mixture composes with any of them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pyspark import StorageLevel
@@ -24,8 +27,9 @@ from pyspark.sql import functions as F
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import ParamsError, QuadMixParams
-from quadmix_spark.report import ReportData, write_report
-from quadmix_spark.spark import tables
+from quadmix_spark.core.params import read_structured
+from quadmix_spark.report import ReportData, render_report
+from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.budget import Calibration, calibrate, realised_tokens, scale_column
 from quadmix_spark.spark.scoring import (
     ScoringModel,
@@ -66,10 +70,11 @@ class SelectSummary:
 def load_checked_params(config: PipelineConfig) -> QuadMixParams:
     """θ from ``select.params``, checked against the configured scorers (no Spark work)."""
     path = config.select.params
-    if not Path(path).is_file():
+    if not files.is_file(path):
         raise ConfigError(f"select.params: params file not found: {path}")
     try:
-        params = core.load_params(path)
+        with files.local_copy(path) as local:
+            params = core.QuadMixParams.from_dict(read_structured(local), source=path)
     except ParamsError as err:
         raise ConfigError(f"select.params ({path}): {err}") from err
     unknown = [s for s in params.scorers if s not in config.scorers]
@@ -93,10 +98,11 @@ def load_mixture(config: PipelineConfig, domains: list[str], stats: Stats) -> co
         return core.Mixture.natural({d: stats.tokens[d] for d in domains}, stats_version=stats.stats_version)
     if cfg.mixture == "uniform":
         return core.Mixture.uniform(domains)
-    if not Path(cfg.mixture).is_file():
+    if not files.is_file(cfg.mixture):
         raise ConfigError(f"select.mixture: neither natural, uniform nor a mixture file: {cfg.mixture}")
     try:
-        mixture = core.Mixture.from_file(cfg.mixture)
+        with files.local_copy(cfg.mixture) as local:
+            mixture = core.Mixture.from_file(local)
         mixture.as_vector(domains)
     except core.MixtureError as err:
         raise ConfigError(f"select.mixture: {err}") from err
@@ -196,7 +202,10 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
 
     scales_by_domain = {d: scales[i if group else 0] for i, d in enumerate(params.domains)}
     sel_id = selection_id(config, params, stats, mixture)
-    out_dir = Path(cfg.output_dir) / sel_id
+    out_dir = files.join(cfg.output_dir, sel_id)
+    manifest_file = files.join(out_dir, "manifest.json")
+    # Before anything is replaced: a manifest must never describe shards or a slice that are gone.
+    files.delete(manifest_file)
     # Per-domain totals are observed while the selected table is written: no extra pass.
     totals = Observation(f"select-{sel_id}")
     keep = [c for c in annotated.columns if c not in ("domain_idx",)]
@@ -268,7 +277,7 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     if cfg.shard_formats:
         columns = ["id", "text", dom, tok]
         shards = write_shards(
-            written, out_dir / "shards", cfg.seed, cfg.shard_target_mb, cfg.shard_formats, columns
+            written, files.join(out_dir, "shards"), cfg.seed, cfg.shard_target_mb, cfg.shard_formats, columns
         )
     summary = SelectSummary(
         selection_id=sel_id,
@@ -303,10 +312,9 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
             for d in stats.domains
         },
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     if cfg.report:
-        _report(scored, model, stats, summary, manifest, cfg, out_dir)
+        _report(scored, model, stats, summary, manifest, cfg, files.join(out_dir, "report"))
+    files.write_text(manifest_file, json.dumps(manifest, indent=2, default=str))  # last: the run is whole
     summary.seconds = round(time.time() - started, 1)
     return summary
 
@@ -385,7 +393,7 @@ def _calibrate(narrow, selector: Selector, expected, targets, cfg, tok: str, gro
     return result
 
 
-def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path) -> None:
+def _report(scored, model, stats, summary, manifest, cfg, report_dir: str) -> None:
     """Small samples for the histograms; everything else comes from the aggregates above."""
     rate = min(1.0, cfg.report_sample_size / max(sum(stats.docs.values()), 1))
     cols = [*model.params.scorers, "domain_idx"] + (["rank"] if "rank" in scored.columns else [])
@@ -410,7 +418,11 @@ def _report(scored, model, stats, summary, manifest, cfg, out_dir: Path) -> None
         low_confidence=dict(stats.low_confidence),
         low_confidence_below=stats.low_confidence_below,
     )
-    write_report(out_dir / "report", data)
+    for name, content in render_report(data).items():
+        if content is None:
+            files.delete(files.join(report_dir, name))  # a figure an earlier run drew
+        else:
+            files.write_bytes(files.join(report_dir, name), content)
 
 
 def format_summary(s: SelectSummary) -> str:

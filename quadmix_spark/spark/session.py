@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,16 +37,30 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def with_local_retries(master: str, max_failures: int) -> str:
+    """``local`` / ``local[N]`` / ``local[*]`` as ``local[N,max_failures]``; other masters unchanged.
+
+    Local mode ignores ``spark.task.maxFailures``: its attempts per task are the master string's
+    second number, and one by default, so a single crashed Python worker would fail the job.
+    """
+    found = re.fullmatch(r"local(?:\[(\d+|\*)\])?", master.strip())
+    if found is None:
+        return master
+    return f"local[{found.group(1) or 1},{max_failures}]"
+
+
 def build_session(
     app_name: str = "quadmix",
     master: str = "local[2]",
     warehouse: str | Path = "warehouse",
     conf: Mapping[str, str] | None = None,
+    local_max_failures: int = 4,
 ) -> SparkSession:
     """Return a SparkSession with Delta Lake enabled.
 
     In local mode (the default) the session runs ``master`` with the Delta jars resolved through
     Spark's Ivy cache (``scripts/setup.sh`` fills it) and a warehouse directory under ``warehouse``.
+    A ``local[N]`` master gets ``local_max_failures`` attempts per task (:func:`with_local_retries`).
     Under spark-submit the master, deploy mode and jars given there win; only the Delta SQL
     extension and catalog are added, and a missing Delta jar is a clear error.
     """
@@ -59,7 +74,7 @@ def build_session(
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         settings.update(_LOCAL_DEFAULTS)
-        settings["spark.master"] = master
+        settings["spark.master"] = with_local_retries(master, local_max_failures)
         settings["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={_LOG4J}"
         settings.update(_delta_jars_setting())
         settings["spark.sql.warehouse.dir"] = str(Path(warehouse).resolve())

@@ -13,6 +13,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from quadmix_spark.spark import files
+
 
 def expand_copies(selected: DataFrame) -> DataFrame:
     """One row per copy, with its 0-based ``copy`` index (``copies`` must be ≥ 1)."""
@@ -44,7 +46,7 @@ def write_shards(
     )
     paths = {}
     for fmt in formats:
-        path = str(Path(out_dir).resolve() / fmt)
+        path = files.join(files.qualify(out_dir), fmt)  # a URI stays a URI
         writer = laid_out.write.mode("overwrite").partitionBy("shard")
         if fmt == "parquet":
             writer.parquet(path)

@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/select.py --config conf/demo.yaml`."""
+"""spark-submit entry point: `spark-submit jobs/selection.py --config conf/demo.yaml`."""
 
 import sys
 

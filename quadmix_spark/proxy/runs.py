@@ -254,8 +254,7 @@ def record_runs(
         for spec, r in results
     ]
     source = spark.createDataFrame(rows, TABLE)
-    if not tables.exists(spark, path):
-        tables.write(source.limit(0), path, "append", {"job": "proxy-runs", "schema": "create"})
+    tables.ensure_table(spark, path, source.schema)  # race-free: two runs may create it at once
     (
         DeltaTable.forPath(spark, path)
         .alias("t")

@@ -120,8 +120,8 @@ def write(
 
     ``metadata`` goes, as JSON, into the commit's ``userMetadata`` so ``DESCRIBE HISTORY`` shows
     where each version came from (inputs and their versions, config hash, seed, code version).
-    A ``replaceWhere`` overwrite (one slice of a shared table) creates the table first, race-free,
-    so two writers of different slices of a table that does not exist yet both succeed.
+    An append, or a ``replaceWhere`` overwrite (one slice of a shared table), creates the table
+    first, race-free, so two such writers of a table that does not exist yet both succeed.
     """
     commit = write_commit(df, path, mode, metadata, options, partition_by)
     return commit.version if commit else None
@@ -138,7 +138,7 @@ def write_commit(
     """:func:`write`, returning the whole commit (version, operation metrics) or None."""
     spark = df.sparkSession
     options = dict(options or {})
-    if options.get("replaceWhere"):
+    if mode == "append" or options.get("replaceWhere"):
         ensure_table(spark, path, df.schema, partition_by)
     write_id, stamped = _stamped(metadata)
     writer = df.write.format("delta").mode(mode).option("userMetadata", stamped)

@@ -24,7 +24,17 @@ def model_file(tmp_path_factory):
         lines.append("__label__finance " + " ".join(rng.choice(FINANCE) for _ in range(8)))
     path = tmp_path_factory.mktemp("clf")
     (path / "train.txt").write_text("\n".join(lines) + "\n")
-    model = fasttext.train_supervised(str(path / "train.txt"), epoch=5, dim=16, verbose=0, thread=1, seed=0)
+    model = fasttext.train_supervised(
+        str(path / "train.txt"),
+        epoch=10,
+        lr=0.5,
+        dim=32,
+        wordNgrams=2,
+        minCount=2,
+        verbose=0,
+        thread=1,
+        seed=0,
+    )
     model.save_model(str(path / "topic.bin"))
     return str(path / "topic.bin")
 

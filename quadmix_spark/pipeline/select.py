@@ -37,7 +37,6 @@ from quadmix_spark.spark.scoring import (
     with_expected_copies,
     with_merged,
     with_oriented,
-    with_scores,
 )
 from quadmix_spark.spark.selectors import Selector, make_selector
 from quadmix_spark.spark.shards import write_shards
@@ -165,9 +164,9 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     if cfg.selector == "quadmix":  # the baselines need no rank, only oriented scores and σ
         if cfg.rank_mode == "exact":
             scored = with_exact_rank(with_merged(base, model), tok)
-            scored = with_expected_copies(scored, model, cfg.seed)
         else:
-            scored = with_scores(base, model, _fit_mapping(base, model, stats, cfg, tok), cfg.seed)
+            scored = with_merged(base, model, _fit_mapping(base, model, stats, cfg, tok))
+        scored = with_expected_copies(scored, model, cfg.seed)
     else:
         scored = with_oriented(base, model).withColumn("u", hash_uniform_column(cfg.seed, 0))
 

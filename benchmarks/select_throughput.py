@@ -317,7 +317,7 @@ class PhaseClock:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[PhaseClock]:
-        from quadmix_spark import select
+        from quadmix_spark.pipeline import select
 
         saved = {name: getattr(select, name) for name in self.STEPS}
         saved_write = select.tables.write

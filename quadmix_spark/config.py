@@ -46,6 +46,9 @@ class SparkConfig:
     local_max_failures: int = 4
     shuffle_partitions: int = 8
     arrow_batch_size: int = 2000  # rows per Arrow batch handed to the annotators
+    # Rows per data file of every table a job writes (spark.sql.files.maxRecordsPerFile): a larger
+    # input gives more files, so later scans get more tasks; 0 = unbounded.
+    max_records_per_file: int = 50_000
     conf: dict[str, str] = field(default_factory=dict)  # any other spark.* setting
 
 
@@ -127,7 +130,7 @@ class ClassifierConfig:
     label_column: str = "true_domain"
     output_model: str = "models/domain.bin"
     holdout_fraction: float = 0.1  # by hash of the id, so the split is stable across runs
-    max_eval_docs: int = 50_000  # held-out documents scored on the driver for the metrics
+    max_eval_docs: int = 50_000  # held-out documents scored (in Spark) for the metrics
     seed: int = 0
     epoch: int = 10
     lr: float = 0.5
@@ -518,6 +521,8 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError("spark.local_max_failures must be at least 1")
     if config.spark.arrow_batch_size <= 0:
         raise ConfigError("spark.arrow_batch_size must be positive")
+    if config.spark.max_records_per_file < 0:
+        raise ConfigError("spark.max_records_per_file must be 0 (unbounded) or positive")
     if not 0 < config.select.budget_tolerance < 0.05:
         raise ConfigError("select.budget_tolerance must be in (0, 0.05)")
     if config.select.token_budget is not None and config.select.token_budget <= 0:

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from quadmix_spark.config import ConfigError, TargetsConfig, from_dict
-from quadmix_spark.pipeline.targets import combine, final_losses, target_sets
+from quadmix_spark.pipeline.targets import combine, final_losses, first_tokens, target_sets
 from udfs.models import end_of_text, load_tokenizer
 
 
@@ -37,6 +38,33 @@ def test_target_set_from_jsonl_is_tokenized_in_a_stable_order_and_capped(spark, 
         target_sets(spark, targets(x={"path": str(tmp_path / "missing.jsonl")}))
     with pytest.raises(ConfigError, match=r"targets.target_sets.x.path is required"):
         target_sets(spark, targets(x={}))
+
+
+def test_a_target_set_is_cut_in_spark_so_the_driver_holds_the_same_whatever_its_size(spark):
+    enc, eot = load_tokenizer("cl100k_base"), end_of_text("cl100k_base")
+
+    def spec(texts: list[str], max_tokens: int) -> np.ndarray:
+        # Every text to the driver, in (xxhash64, text) order, then cut: what target_sets did before.
+        frame = spark.createDataFrame([(t,) for t in texts], "text string")
+        hashes = dict(frame.select("text", F.xxhash64("text")).collect())
+        ordered = sorted(texts, key=lambda t: (hashes[t], t))
+        ids = [tok for t in ordered for tok in [*enc.encode_ordinary(t), eot]]
+        return np.asarray(ids[:max_tokens], dtype=np.int64)
+
+    collected = []
+    for n in (60, 600):
+        texts = [f"document {i % (n // 2)} about spark and delta" for i in range(n)]  # each text twice
+        frame = spark.createDataFrame([(t,) for t in texts], "text string").repartition(3)
+        tokens, rows = first_tokens(frame, max_tokens=40, first_page=4)
+        assert np.array_equal(tokens, spec(texts, 40))
+        collected.append(rows)
+    # ~8 tokens a document, each text twice: the first page of 4 texts fills 40 tokens.
+    assert collected == [4, 4]
+    # A set smaller than the cap is taken whole, duplicates included.
+    small = ["one text", "one text", "another text"]
+    frame = spark.createDataFrame([(t,) for t in small], "text string")
+    tokens, _ = first_tokens(frame, 10_000, first_page=2)
+    assert np.array_equal(tokens, spec(small, 10_000))
 
 
 def test_combine_is_the_mean_or_the_weighted_mean():

@@ -1,19 +1,23 @@
 """The annotate job: raw corpus → annotated Delta table (+ quarantine), scored once.
 
-Steps: check config, models and the input's named columns (no Spark job over the data yet) → read
-and split the input, one record per id, dropping ids the annotated table already holds with the same
-text (reruns and nightly refreshes score only new documents; a changed text follows
-``annotate.on_changed_text``) → quarantine MERGE keyed by record, and a check of the quarantined
-share (``annotate.max_quarantine_fraction``) before the expensive pass → one ``mapInArrow`` pass
-running every annotator per Arrow batch → Delta append with provenance (a MERGE on id when changed
-texts replace their rows) → summary with reconciled counts.
+Steps: check config, models and the input's named columns (no Spark job over the data yet) → one
+read of the input: its records and their quarantine reasons, persisted on the executors and counted
+(records, duplicated ids) by the job that reads them → split, one record per id, dropping ids the
+annotated table already holds with the same text (reruns and nightly refreshes score only new
+documents; a changed text follows ``annotate.on_changed_text``) → quarantine MERGE keyed by record,
+committed before the documents it balances, and a check of the quarantined share
+(``annotate.max_quarantine_fraction``) before the expensive pass → one ``mapInArrow`` pass running
+every annotator per Arrow batch → an insert-only Delta MERGE on id with provenance (two runs at
+once leave each id once; a MERGE that updates too when changed texts replace their rows; a plain
+overwrite in ``overwrite`` mode) → summary with reconciled counts.
 
 Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
-it passes: input records as they are read (observed during the quarantine write), ids already in
-the table where they leave the clean documents (observed during the annotated write), annotated rows
-from the Delta commit, quarantined records as the quarantine write consumes them. A run whose terms do
-not add up raises
-:class:`CountsDoNotReconcile` after both writes, naming the versions it committed.
+it passes: input records by the job that reads them, ids already in the table where they leave the
+clean documents (observed during the annotated write), annotated rows from the Delta commit's
+metrics (rows another run inserted first count as already annotated: the rows reaching the MERGE,
+observed, less those it inserted), quarantined records as the quarantine write consumes them. A run
+whose terms do not add up raises :class:`CountsDoNotReconcile` after both writes, naming the
+versions it committed. The per-domain lines of the summary are observed on the rows written.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
@@ -40,10 +44,13 @@ from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import (
     REASONS,
     InputFiles,
+    StagedInput,
+    check_changed_text_policy,
     check_input_columns,
     check_input_files,
     check_input_path,
-    read_input,
+    split_input,
+    stage_input,
 )
 from udfs.annotate import UNKNOWN, annotate_batches, output_schema
 from udfs.files import OPENERS, check_files
@@ -51,6 +58,10 @@ from udfs.heuristics import SIGNALS
 from udfs.models import default_langid_model, fasttext_labels, load_tokenizer
 
 log = logging.getLogger(__name__)
+
+# Duplicated ids up to this many are shipped to every task to be matched with the clean records;
+# more, and both sides are shuffled by id.
+BROADCAST_DUPLICATED_IDS = 200_000
 
 
 @dataclass
@@ -279,6 +290,10 @@ def run_annotate(
     ``annotate_step`` adds the annotators' columns to the clean documents (default
     :func:`annotate_frame`); it must keep every row, and the counts catch one that does not:
     :class:`CountsDoNotReconcile` is raised when the counted terms do not add up.
+
+    The input is read once: its records, with their quarantine reasons, are persisted on the
+    executors (memory, spilling to disk) by the first job, which also counts them and the
+    duplicated ids; the quarantine and the documents are both written from that copy.
     """
     step = annotate_step or annotate_frame
     started = time.time()
@@ -289,7 +304,6 @@ def run_annotate(
     files = find_unreadable_files(spark, cfg.input, check_input_files(spark, cfg.input))
     check_input_columns(spark, cfg.input, files=files)
     out_path = config.table_path(cfg.output_table)
-    q_path = config.table_path(cfg.quarantine_table)
     ann_hash = annotator_hash(specs)
     existing_version = tables.version(spark, out_path) if mode == "incremental" else None
     existing = None
@@ -301,6 +315,7 @@ def run_annotate(
         if spec.get("model"):
             spark.sparkContext.addFile(resolve(spec["model"]))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_batch_size))
+    spark.conf.set("spark.sql.files.maxRecordsPerFile", str(config.spark.max_records_per_file))
 
     metadata = {
         "job": "annotate",
@@ -312,22 +327,60 @@ def run_annotate(
         "code_version": __version__,
         "skipped_hidden_files": len(files.hidden),
     }
-    split = read_input(
+    check_changed_text_policy(cfg.on_changed_text)
+    staged = stage_input(spark, cfg.input, cfg.max_text_bytes, files)
+    staged.rows.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _annotate_staged(spark, config, mode, step, specs, staged, existing, metadata, files, started)
+    finally:
+        staged.rows.unpersist()
+
+
+def _annotate_staged(
+    spark: SparkSession,
+    config: PipelineConfig,
+    mode: str,
+    step: Callable[[DataFrame, list[dict[str, Any]]], DataFrame],
+    specs: list[dict[str, Any]],
+    staged: StagedInput,
+    existing: DataFrame | None,
+    metadata: dict[str, Any],
+    files: InputFiles,
+    started: float,
+) -> AnnotateSummary:
+    cfg = config.annotate
+    out_path = config.table_path(cfg.output_table)
+    q_path = config.table_path(cfg.quarantine_table)
+    # The one read of the input: it fills the persisted records and counts them (and the ids
+    # that more than one record carries, to pick how they are matched) in one job.
+    clean_key = F.when(F.col("_reason").isNull(), F.col("id")).alias("_k")
+    counts = (
+        staged.rows.groupBy(clean_key)
+        .count()
+        .agg(
+            F.sum("count").alias("rows"),
+            F.count(F.when(F.col("_k").isNotNull() & (F.col("count") > 1), 1)).alias("dup_ids"),
+        )
+        .first()
+    )
+    read_rows, dup_ids = int(counts["rows"] or 0), int(counts["dup_ids"] or 0)
+    split = split_input(
         spark,
+        staged,
         cfg.input,
-        cfg.max_text_bytes,
-        files,
         existing=existing.select("id", "text") if existing is not None else None,
         on_changed_text=cfg.on_changed_text,
+        broadcast_duplicates=dup_ids <= BROADCAST_DUPLICATED_IDS,
     )
 
-    # The quarantine first: a pass without models, so a run that would quarantine too much of its
-    # input fails before the expensive one. It also fills the input count (observed at the read).
+    # The quarantine first: it holds the rejected records before the documents they balance
+    # are committed, and a run that would quarantine too much of its input fails before the
+    # expensive pass.
     q_counts = Observation()
     q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
     observed_q = q_counts.get
     # Records as read, and each unreadable file as one record (quarantined whole, never read).
-    input_rows = int(split.input_rows.get["rows"]) + split.unreadable_files
+    input_rows = read_rows + split.unreadable_files
     quarantined = int(observed_q["rows"])
     by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
     if input_rows and quarantined / input_rows > cfg.max_quarantine_fraction:
@@ -339,22 +392,32 @@ def run_annotate(
             f"(quarantine version {q_version} holds the records)"
         )
 
-    # Ids the table already holds left the clean documents in read_input (counted there, observed).
+    # Ids the table already holds left the clean documents in split_input (counted there, observed).
     annotated = step(split.clean, specs).withColumns(
-        {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(ann_hash)}
+        {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(metadata["annotator_hash"])}
     )
+    # What reaches the write, counted as it passes (the summary's per-domain lines come from here,
+    # not from a read of the table).
+    written = Observation()
+    annotated = annotated.observe(written, *_written_aggregates(specs))
     log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
     replaced = 0
-    if existing is not None and cfg.on_changed_text == "replace":
+    if mode != "incremental":
+        commit = tables.write_commit(annotated, out_path, "overwrite", metadata)
+        annotated_rows = commit.metric("numOutputRows") if commit else 0
+        raced = 0
+    elif existing is not None and cfg.on_changed_text == "replace":
         # Changed texts update their row, new ids are inserted: one MERGE on id, one commit.
-        ann_version = tables.merge_on(annotated, out_path, "id", metadata)
-        metrics = tables.commit_info(spark, out_path, ann_version)["metrics"] if ann_version else {}
-        replaced = int(metrics.get("numTargetRowsUpdated", 0))
-        annotated_rows = int(metrics.get("numTargetRowsInserted", 0)) + replaced
+        commit = tables.merge_commit(annotated, out_path, "id", metadata)
+        replaced = commit.metric("numTargetRowsUpdated") if commit else 0
+        annotated_rows = (commit.metric("numTargetRowsInserted") if commit else 0) + replaced
+        raced = 0
     else:
-        write_mode = "append" if mode == "incremental" else "overwrite"
-        ann_version = tables.write(annotated, out_path, write_mode, metadata)
-        annotated_rows = tables.rows_written(spark, out_path, ann_version)
+        # Insert-only MERGE on id: another run that inserted some of these ids meanwhile keeps
+        # its rows, and they count as already annotated.
+        commit = tables.insert_new(annotated, out_path, "id", metadata)
+        annotated_rows = commit.metric("numTargetRowsInserted") if commit else 0
+        raced = int(written.get["rows"]) - annotated_rows
 
     # Both writes ran, so every observation has its numbers; none of these is a pass of its own.
     same, changed = (int(split.existing_counts.get[k]) for k in ("same", "changed"))
@@ -362,69 +425,81 @@ def run_annotate(
     summary = AnnotateSummary(
         input_rows=input_rows,
         annotated=annotated_rows,
-        skipped_existing=same + kept,
+        skipped_existing=same + kept + raced,
         quarantined=quarantined,
         quarantined_by_reason=by_reason,
         skipped_hidden_files=len(files.hidden),
         changed_text_kept=kept,
         replaced=replaced,
-        annotated_version=ann_version,
+        annotated_version=commit.version if commit else None,
         quarantine_version=q_version,
     )
     if not summary.reconciles:
         summary.seconds = round(time.time() - started, 1)
         raise CountsDoNotReconcile(summary)
-    _domain_totals(spark, out_path, specs, summary)
+    _domain_totals(written.get, specs, summary)
     summary.seconds = round(time.time() - started, 1)
     return summary
+
+
+def _domain_labels(specs: list[dict[str, Any]]) -> list[str] | None:
+    """The values the domain column can take: the model's labels (and ``unknown``); None if unknown."""
+    spec = next((s for s in specs if s["kind"] == "fasttext_domain"), None)
+    if spec is None or "://" in spec["model"]:
+        return None
+    labels = fasttext_labels(spec["model"])
+    return sorted({*labels, UNKNOWN}) if spec.get("min_confidence") else sorted(labels)
+
+
+def _written_aggregates(specs: list[dict[str, Any]]) -> list[Column]:
+    """Rows reaching the write and, per domain label, documents, tokens and low-confidence ones."""
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    domain, tokens = _domain_column(specs), _token_column(specs)
+    labels = _domain_labels(specs) or []
+    min_confidence = next((s.get("min_confidence") for s in specs if s["kind"] == "fasttext_domain"), None)
+    for i, label in enumerate(labels):
+        here = F.col(domain) == label
+        aggs.append(F.count(F.when(here, 1)).alias(f"docs_{i}"))
+        if tokens:
+            aggs.append(F.sum(F.when(here, F.col(tokens))).alias(f"tokens_{i}"))
+        if min_confidence:
+            low = (F.col(f"{domain}_label") == label) & (F.col(f"{domain}_prob") < min_confidence)
+            aggs.append(F.count(F.when(low, 1)).alias(f"low_{i}"))
+    return aggs
 
 
 def _write_quarantine(
     spark: SparkSession, rows: DataFrame, path: str, metadata: dict, counts: Observation
 ) -> int | None:
-    """Append or MERGE the quarantined records; ``counts`` observes them (``rows``, one per reason)."""
+    """Insert the quarantined records not yet recorded (a MERGE on ``record_key``).
+
+    ``counts`` observes them (``rows``, one per reason), whether new or already recorded.
+    """
     per_reason = [F.count(F.when(F.col("reason") == r, 1)).alias(r) for r in REASONS]
     rows = rows.withColumn("quarantined_at", F.current_timestamp()).observe(
         counts, F.count(F.lit(1)).alias("rows"), *per_reason
     )
-    if not tables.exists(spark, path):
-        return tables.write(rows, path, "append", metadata)
-    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(metadata))
-    try:
-        (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(rows.alias("s"), "t.record_key = s.record_key")
-            .withSchemaEvolution()  # a table from before raw_bytes gains the column
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    finally:
-        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-    return tables.version(spark, path)
+    # A table from before raw_bytes gains the column.
+    commit = tables.insert_new(rows, path, "record_key", metadata, evolve_schema=True)
+    return commit.version if commit else tables.version(spark, path)
 
 
 def _input_version(spark: SparkSession, fmt: str, path: str) -> int | None:
     return tables.version(spark, path) if fmt == "delta" else None
 
 
-def _domain_totals(spark: SparkSession, path: str, specs: list[dict], summary: AnnotateSummary) -> None:
-    domain, tokens = _domain_column(specs), _token_column(specs)
-    if domain is None:
+def _domain_totals(observed: dict[str, Any], specs: list[dict], summary: AnnotateSummary) -> None:
+    labels = _domain_labels(specs)
+    if not labels:
         return
-    table = spark.read.format("delta").load(path)
-    min_confidence = next(s.get("min_confidence") for s in specs if s["kind"] == "fasttext_domain")
-    if min_confidence:
-        label = f"{domain}_label"
-        low = table.where(F.col(f"{domain}_prob") < min_confidence).groupBy(label).count().orderBy(label)
-        summary.low_confidence_by_domain = {r[label]: r["count"] for r in low.collect()}
-    aggs = [F.count(F.lit(1)).alias("docs")]
-    if tokens:
-        aggs.append(F.sum(tokens).alias("tokens"))
-    for row in table.groupBy(domain).agg(*aggs).orderBy(domain).collect():
-        summary.docs_by_domain[row[domain]] = row["docs"]
-        if tokens:
-            summary.tokens_by_domain[row[domain]] = int(row["tokens"] or 0)
+    for i, label in enumerate(labels):
+        docs = int(observed[f"docs_{i}"] or 0)
+        if docs:
+            summary.docs_by_domain[label] = docs
+            if f"tokens_{i}" in observed:
+                summary.tokens_by_domain[label] = int(observed[f"tokens_{i}"] or 0)
+        if int(observed.get(f"low_{i}") or 0):
+            summary.low_confidence_by_domain[label] = int(observed[f"low_{i}"])
 
 
 def format_summary(summary: AnnotateSummary) -> str:
@@ -449,7 +524,7 @@ def format_summary(summary: AnnotateSummary) -> str:
         )
     if summary.docs_by_domain:
         low = summary.low_confidence_by_domain
-        header = f"  {'domain (table total)':<24} {'docs':>8} {'tokens':>12}"
+        header = f"  {'domain (this run)':<24} {'docs':>8} {'tokens':>12}"
         lines.append(header + (f" {'low-confidence':>15}" if low else ""))
         for domain in sorted({*summary.docs_by_domain, *low}):
             docs, tokens = summary.docs_by_domain.get(domain, 0), summary.tokens_by_domain.get(domain, 0)

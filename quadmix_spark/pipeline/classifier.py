@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__
@@ -62,6 +62,67 @@ def label_metrics(truth: list[str], predicted: list[str], labels: list[str]) -> 
         "macro_f1": float(np.mean([m["f1"] for m in per_label.values()])) if labels else 0.0,
         "per_label": per_label,
     }
+
+
+def metrics_from_confusion(counts: dict[tuple[str, str], int], labels: list[str]) -> dict:
+    """:func:`label_metrics` from (truth, predicted) → documents, without one entry per document."""
+    total = sum(counts.values())
+    per_label = {}
+    for label in labels:
+        tp = counts.get((label, label), 0)
+        predicted = sum(n for (_, p), n in counts.items() if p == label)
+        support = sum(n for (t, _), n in counts.items() if t == label)
+        precision, recall = tp / max(predicted, 1), tp / max(support, 1)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[label] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": support,
+        }
+    correct = sum(n for (t, p), n in counts.items() if t == p)
+    return {
+        "accuracy": correct / total if total else 0.0,
+        "macro_f1": float(np.mean([m["f1"] for m in per_label.values()])) if labels else 0.0,
+        "per_label": per_label,
+    }
+
+
+def heldout_confusion(held: DataFrame, model_file: str, label_column: str) -> dict[tuple[str, str], int]:
+    """(truth, predicted) → documents: the held-out set scored by the model in Spark.
+
+    Only the confusion counts reach the driver (at most labels² rows), however many documents
+    are held out. The model file is shipped to the workers under a name unique to this call.
+    """
+    spark = held.sparkSession
+    shipped = Path(tempfile.mkdtemp(prefix="quadmix-eval-")) / f"model-{uuid.uuid4().hex}.bin"
+    shutil.copyfile(model_file, shipped)
+    spark.sparkContext.addFile(str(shipped))
+    name = shipped.name
+
+    def predict(batches):  # on the workers
+        import fasttext
+        import pandas as pd
+        from pyspark import SparkFiles
+
+        fasttext.FastText.eprint = lambda *args, **kwargs: None
+        model = fasttext.load_model(SparkFiles.get(name))
+        for batch in batches:
+            labels = model.predict(batch["text"].tolist(), k=1)[0]
+            predicted = [row[0].removeprefix("__label__") if row else "" for row in labels]
+            yield pd.DataFrame({"truth": batch["truth"], "predicted": predicted})
+
+    rows = (
+        held.select(
+            F.regexp_replace("text", r"[\r\n]+", " ").alias("text"),
+            F.regexp_replace(label_column, " ", "_").alias("truth"),
+        )
+        .mapInPandas(predict, "truth string, predicted string")
+        .groupBy("truth", "predicted")
+        .count()
+        .collect()
+    )
+    return {(r["truth"], r["predicted"]): int(r["count"]) for r in rows}
 
 
 def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> ClassifierReport:
@@ -123,25 +184,17 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
     if cfg.quantize:
         model.quantize(retrain=False)
 
-    held = (
-        docs.where(F.col("_heldout"))
-        .select(F.regexp_replace("text", r"[\r\n]+", " ").alias("text"), cfg.label_column)
-        .limit(cfg.max_eval_docs)
-        .collect()
-    )
-    texts = [r["text"] for r in held]
-    truth = [r[cfg.label_column].replace(" ", "_") for r in held]
-    predicted = [lab[0].removeprefix("__label__") for lab in model.predict(texts, k=1)[0]]
     labels = sorted(lab.removeprefix("__label__") for lab in model.get_labels())
-    metrics = label_metrics(truth, predicted, labels)
-
+    held = docs.where(F.col("_heldout")).limit(cfg.max_eval_docs)
     with files.local_file(cfg.output_model) as path:
         model.save_model(str(path))
+        counts = heldout_confusion(held, str(path), cfg.label_column)  # the saved file, shipped to workers
+    metrics = metrics_from_confusion(counts, labels)
     report = ClassifierReport(
         model_path=cfg.output_model,
         labels=labels,
         train_docs=train_docs,
-        eval_docs=len(held),
+        eval_docs=sum(counts.values()),
         accuracy=round(metrics["accuracy"], 4),
         macro_f1=round(metrics["macro_f1"], 4),
         per_label=metrics["per_label"],

@@ -30,7 +30,7 @@ from quadmix_spark.core import ParamsError, QuadMixParams
 from quadmix_spark.core.params import read_structured
 from quadmix_spark.report import ReportData, render_report
 from quadmix_spark.spark import files, tables
-from quadmix_spark.spark.budget import Calibration, calibrate, realised_tokens, scale_column
+from quadmix_spark.spark.budget import Calibration, calibrate, margin_column, realised_tokens, scale_column
 from quadmix_spark.spark.scoring import (
     ScoringModel,
     copies_column,
@@ -150,6 +150,7 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     if cfg.selector != "quadmix" and cfg.token_budget is None:
         raise ConfigError(f"select.token_budget is required for selector {cfg.selector}")
     stats = load_stats(spark, config.table_path(cfg.stats_table), cfg.stats_version)
+    spark.conf.set("spark.sql.files.maxRecordsPerFile", str(config.spark.max_records_per_file))
     try:
         core.check_against(
             params, stats.domains, list(config.scorers), allow_unused_domains=cfg.allow_unused_domains
@@ -180,7 +181,7 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     if mixture is not None:  # up-sampling capped at max_repeats copies per document
         expected = lambda c: F.least(selector.expected(c), F.lit(float(cfg.max_repeats)))  # noqa: E731
     group = "domain_idx" if mixture is not None else None
-    scales, budget, extra = [1.0], cfg.token_budget, ()
+    scales, budget, margins = [1.0], cfg.token_budget, ()
     targets, capped = None, None
     if budget is not None:
         # Calibration aggregates many times over the few columns it needs: cache those only.
@@ -196,7 +197,7 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
             capacity = _capacity(narrow, expected, len(params.domains), group, tok)
             targets, capped = _mixture_targets(mixture, params.domains, capacity, cfg)
             calibration = _calibrate(narrow, selector, expected, targets, cfg, tok, group, capacity)
-        scales, extra = calibration.scales, calibration.extra
+        scales, margins = calibration.scales, calibration.margins
         narrow.unpersist()
     scale = scale_column(scales, group)
 
@@ -209,9 +210,10 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     # Per-domain totals are observed while the selected table is written: no extra pass.
     totals = Observation(f"select-{sel_id}")
     keep = [c for c in annotated.columns if c not in ("domain_idx",)]
+    extra_copy = margin_column(margins, expected, selector.priority, group)
     selected = (
         scored.withColumn("expected", expected(scale))
-        .withColumn("copies", copies_column(F.col("expected"), F.col("u")) + _extra_copy(extra))
+        .withColumn("copies", copies_column(F.col("expected"), F.col("u")) + extra_copy)
         .observe(totals, *_domain_totals(len(params.domains), tok))
         .where(F.col("copies") > 0)
         .select(
@@ -230,7 +232,7 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
         "seed": cfg.seed,
         "token_budget": budget,
         "scales": scales_by_domain,
-        "margin_documents": len(extra),
+        "margin_documents": sum(m.documents for m in margins),
         "mixture": None
         if mixture is None
         else {
@@ -333,13 +335,6 @@ def _domain_totals(n_domains: int, tok: str) -> list[Column]:
     return out
 
 
-def _extra_copy(keys: tuple[int, ...]) -> Column:
-    """One more copy for the documents the budget's margin fill chose (few; see budget.py)."""
-    if not keys:
-        return F.lit(0).cast("long")
-    return F.when(F.col("doc_key").isin(list(keys)), 1).otherwise(0).cast("long")
-
-
 def _capacity(narrow: DataFrame, expected, n_groups: int, group: str | None, tok: str) -> list[float]:
     """The most tokens each group can give: realised tokens at an unbounded scale (one aggregate).
 
@@ -385,7 +380,7 @@ def _calibrate(narrow, selector: Selector, expected, targets, cfg, tok: str, gro
         "budget %d: scales %s (+%d margin documents) give %d tokens (%+.3f%%) after %d aggregates",
         result.budget,
         ", ".join(f"{c:.6g}" for c in result.scales),
-        len(result.extra),
+        result.margin_documents,
         result.achieved,
         100 * result.relative_error,
         result.rounds,

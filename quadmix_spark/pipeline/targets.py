@@ -26,6 +26,8 @@ from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig, TargetsConfig
 from quadmix_spark.spark.scoring import hash_uniform_column
 
+MAX_PAGE = 16_384  # target-set texts on the driver at once
+
 
 def heldout_column(seed: int, fraction: float):
     """True for the documents of the held-out slice."""
@@ -108,6 +110,41 @@ def heldout_sets(heldout: DataFrame, config: PipelineConfig, seed: int) -> dict[
     }
 
 
+def first_tokens(
+    texts: DataFrame, max_tokens: int, tokenizer: str = "cl100k_base", first_page: int = 256
+) -> tuple[np.ndarray, int]:
+    """Token ids of the documents of ``texts`` (a ``text`` column) in a hash-of-text order, up to
+    ``max_tokens``; and how many distinct texts reached the driver.
+
+    The documents come in pages ordered by (xxhash64(text), text), each page a top-k in Spark
+    (twice the size of the one before, at most ``MAX_PAGE`` texts), and stop as soon as the tokens
+    reach ``max_tokens``: the driver holds about what it keeps, whatever the size of the set.
+    Identical texts are one row with their count, so a page boundary never splits them.
+    """
+    from udfs.models import end_of_text, load_tokenizer
+
+    eot, encoder = end_of_text(tokenizer), load_tokenizer(tokenizer)
+    distinct = texts.groupBy(F.xxhash64("text").alias("_h"), "text").count()
+    out: list[int] = []
+    collected, last, page = 0, None, first_page
+    while len(out) < max_tokens:
+        rows = distinct
+        if last is not None:
+            h, t = last
+            rows = distinct.where((F.col("_h") > h) | ((F.col("_h") == h) & (F.col("text") > t)))
+        got = rows.orderBy("_h", "text").limit(page).collect()
+        collected += len(got)
+        docs = [r["text"] for r in got for _ in range(int(r["count"]))]
+        for ids in encoder.encode_ordinary_batch(docs, num_threads=1):
+            if len(out) >= max_tokens:
+                break
+            out += [*ids, eot]
+        if len(got) < page:
+            break
+        last, page = (got[-1]["_h"], got[-1]["text"]), min(2 * page, MAX_PAGE)
+    return np.asarray(out[:max_tokens], dtype=np.int64), collected
+
+
 def target_sets(spark: SparkSession, cfg: TargetsConfig) -> dict[str, np.ndarray]:
     """The user-provided target sets → token ids, documents in a hash-of-text order."""
     out = {}
@@ -122,13 +159,8 @@ def target_sets(spark: SparkSession, cfg: TargetsConfig) -> dict[str, np.ndarray
             raise ConfigError(f"{key}.path: cannot read {t.path}: {err}") from err
         if t.text_column not in df.columns:
             raise ConfigError(f"{key}.text_column: {t.text_column!r} is not a column of {t.path}")
-        texts = (
-            df.where(F.col(t.text_column).isNotNull())
-            .select(F.col(t.text_column).alias("text"))
-            .orderBy(F.xxhash64("text"), "text")
-            .toPandas()["text"]
-        )
-        out[name] = _encode(texts.tolist(), t.max_tokens)
+        texts = df.where(F.col(t.text_column).isNotNull()).select(F.col(t.text_column).alias("text"))
+        out[name], _ = first_tokens(texts, t.max_tokens)
         if out[name].size == 0:
             raise ConfigError(f"{key}: {t.path} has no text")
     return out

@@ -316,9 +316,8 @@ def record_runs(
         for spec, r in results
     ]
     source = spark.createDataFrame(rows, TABLE)
-    if not tables.exists(spark, path):
-        tables.write(source.limit(0), path, "append", {"job": "proxy-runs", "schema": "create"})
-    elif "vocab_key" not in spark.read.format("delta").load(path).columns:  # a table from before the column
+    tables.ensure_table(spark, path, source.schema)  # race-free: two runs may create it at once
+    if "vocab_key" not in spark.read.format("delta").load(path).columns:  # a table from before the column
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (vocab_key string)")
     (
         DeltaTable.forPath(spark, path)

@@ -3,7 +3,9 @@
 The search itself is the core's (:func:`quadmix_spark.core.calibration.calibrate_scales`); this
 module measures for it: one aggregate per round over a narrow, cached frame (key, tokens, score
 columns, u, and the group column), no sort, nothing collected but one number per group. Margin
-candidates (see the core) are the only rows collected, and they are few.
+candidates (see the core) are the only rows collected, a page of ``MARGIN_PAGE`` at a time in
+priority order, and the documents chosen among them reach the selection as a cut in that order
+(a predicate, whatever their number), not as a list of keys.
 """
 
 from __future__ import annotations
@@ -22,21 +24,44 @@ from quadmix_spark.spark.scoring import copies_column
 
 log = logging.getLogger(__name__)
 
-MAX_MARGIN_CANDIDATES = 100_000
+MARGIN_PAGE = 10_000  # margin candidates on the driver at once
+MAX_MARGIN_SKIPS = 1_000  # candidates passed over (too long to add) before the fill stops
 MARGIN_TRIES = 8
+
+
+@dataclass(frozen=True)
+class MarginCut:
+    """The marginal documents of one group that get one copy more than the group's scale gives.
+
+    They are the documents of ``group`` (None: the pool) that gain a copy between the scales
+    ``lo`` and ``wide``, up to the cut (``priority``, ``doc_key``) in that order, less
+    ``skipped`` (passed over as too long); ``documents`` of them in all.
+    """
+
+    group: int | None
+    lo: float
+    wide: float
+    priority: float
+    doc_key: int
+    skipped: tuple[int, ...]
+    documents: int
 
 
 @dataclass(frozen=True)
 class Calibration:
     """The chosen scale of every group and how close each came to its target.
 
-    ``extra`` holds the doc keys that get one copy more than their group's scale gives them
+    ``margins`` say which documents get one copy more than their group's scale gives them
     (the margin fill of groups whose target lies inside one document's jump).
     """
 
     fits: tuple[ScaleFit, ...]
-    extra: tuple[int, ...] = ()
+    margins: tuple[MarginCut, ...] = ()
     rounds: int = 0
+
+    @property
+    def margin_documents(self) -> int:
+        return sum(m.documents for m in self.margins)
 
     @property
     def scales(self) -> list[float]:
@@ -141,15 +166,22 @@ def calibrate(
             capacity=None if capacity is None else [capacity[g] for g in live],
         )
         fits.update(zip(live, found, strict=True))
-    extra: list[int] = []
+    margins: list[MarginCut] = []
     for g, fit in fits.items():
         if fit.margin is None:
             continue
         rows = narrow if group_col is None else narrow.where(F.col(group_col) == g)
-        keys, added = fill_margin(rows, expected, priority, fit, token_col, tolerance)
-        extra += keys
+        cut, added = fill_margin(rows, expected, priority, fit, token_col, tolerance)
+        if cut is not None:
+            margins.append(dataclasses.replace(cut, group=None if group_col is None else g))
         fits[g] = dataclasses.replace(fit, achieved=fit.achieved + added)
-    return Calibration(tuple(fits[g] for g in range(n)), tuple(extra), rounds)
+    return Calibration(tuple(fits[g] for g in range(n)), tuple(margins), rounds)
+
+
+def _gains(expected: Callable[[Column], Column], lo: float, wide: float) -> tuple[Column, Column]:
+    """(copies at ``lo``, whether a document gains a copy between ``lo`` and ``wide``)."""
+    copies_lo = copies_column(expected(F.lit(lo)), F.col("u"))
+    return copies_lo, copies_column(expected(F.lit(wide)), F.col("u")) > copies_lo
 
 
 def fill_margin(
@@ -159,29 +191,71 @@ def fill_margin(
     fit: ScaleFit,
     token_col: str,
     tolerance: float,
-) -> tuple[list[int], int]:
+) -> tuple[MarginCut | None, int]:
     """One more copy for marginal documents of one group, in priority order (the core's rule).
 
     Marginal documents gain a copy between the fit's ``lo`` (under the target) and ``wide``;
-    they are few (the bracket is narrow) and are collected with their tokens, ordered by
-    priority and then doc key. When they cannot fill the margin (other long documents among
-    them are skipped), the bracket is widened fourfold and the candidates collected again, up to
-    ``MARGIN_TRIES`` times. Returns the chosen doc keys and the tokens they add.
+    they are read in pages of ``MARGIN_PAGE``, ordered by priority and then doc key (a top-k in
+    Spark: the driver never holds more than a page), and fed to the core's rule until it is
+    satisfied. When they cannot fill the margin (other long documents among them are skipped),
+    the bracket is widened fourfold and the candidates read again, up to ``MARGIN_TRIES`` times.
+    Returns the cut (None when no document was chosen) and the tokens it adds.
     """
     lo, wide = fit.margin
     room, slack = fit.target - fit.achieved, tolerance * fit.target
-    copies_lo = copies_column(expected(F.lit(lo)), F.col("u"))
+    cut, added = None, 0
     for _ in range(MARGIN_TRIES):
-        gains = copies_column(expected(F.lit(wide)), F.col("u")) > copies_lo
-        candidates = (
-            rows.where(gains)
-            .select("doc_key", F.col(token_col).alias("tokens"), priority(copies_lo).alias("priority"))
-            .orderBy("priority", "doc_key")
-            .limit(MAX_MARGIN_CANDIDATES)
-            .collect()
+        copies_lo, gains = _gains(expected, lo, wide)
+        candidates = rows.where(gains).select(
+            "doc_key", F.col(token_col).alias("tokens"), priority(copies_lo).alias("priority")
         )
-        chosen, added = margin_fill([int(r["tokens"]) for r in candidates], room, slack)
-        if added >= room - slack or wide >= UNBOUNDED or len(candidates) == MAX_MARGIN_CANDIDATES:
+        added, chosen, skipped, last = 0, 0, [], None
+        full = False
+        while not full and len(skipped) < MAX_MARGIN_SKIPS:
+            page_rows = candidates
+            if last is not None:
+                after = (F.col("priority") > last[0]) | (
+                    (F.col("priority") == last[0]) & (F.col("doc_key") > last[1])
+                )
+                page_rows = candidates.where(after)
+            page = page_rows.orderBy("priority", "doc_key").limit(MARGIN_PAGE).collect()
+            for row in page:
+                if added >= room - slack:
+                    full = True
+                    break
+                # The core's rule (margin_fill), one candidate at a time.
+                picked, gained = margin_fill([int(row["tokens"])], room - added, slack)
+                if picked:
+                    added, chosen = added + gained, chosen + 1
+                else:
+                    skipped.append(int(row["doc_key"]))
+                last = (float(row["priority"]), int(row["doc_key"]))
+            if len(page) < MARGIN_PAGE:
+                break
+        cut = None
+        if chosen:
+            cut = MarginCut(None, lo, wide, last[0], last[1], tuple(skipped), chosen)
+        if added >= room - slack or wide >= UNBOUNDED:
             break
         wide = lo + 4 * (wide - lo)
-    return [int(candidates[i]["doc_key"]) for i in chosen], added
+    return cut, added
+
+
+def margin_column(
+    margins: Sequence[MarginCut],
+    expected: Callable[[Column], Column],
+    priority: Callable[[Column], Column],
+    group_col: str | None,
+) -> Column:
+    """1 for the documents the margin fill chose, else 0: a predicate per cut, no list of keys."""
+    chosen = F.lit(False)
+    for m in margins:
+        copies_lo, gains = _gains(expected, m.lo, m.wide)
+        p = priority(copies_lo)
+        here = gains & ((p < m.priority) | ((p == m.priority) & (F.col("doc_key") <= m.doc_key)))
+        if m.skipped:
+            here = here & ~F.col("doc_key").isin(list(m.skipped))
+        if m.group is not None:
+            here = here & (F.col(group_col) == m.group)
+        chosen = chosen | here
+    return F.when(chosen, 1).otherwise(0).cast("long")

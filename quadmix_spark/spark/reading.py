@@ -141,8 +141,13 @@ def _position(fmt: str) -> Column:
     return F.concat_ws(":", mtime, F.col("_metadata.row_index").cast("string")).alias("_position")
 
 
-def _read_table(spark: SparkSession, cfg: InputConfig, files: InputFiles | None) -> DataFrame:
-    """Parquet or Delta rows as (raw, source_file, id, text, text_type, kept columns...)."""
+def _read_table(
+    spark: SparkSession, cfg: InputConfig, files: InputFiles | None
+) -> tuple[DataFrame, list[str]]:
+    """Parquet or Delta rows as (_record, source_file, id, text, text_type, kept columns...).
+
+    Also returns the files' column names in order, from which :func:`record_json` makes ``raw``.
+    """
     reader = spark.read.format("delta" if cfg.format == "delta" else "parquet")
     if cfg.format == "parquet":
         # Files may hold different columns (one lacks the text column): merged, every record keeps
@@ -176,8 +181,11 @@ def _read_table(spark: SparkSession, cfg: InputConfig, files: InputFiles | None)
         raise ConfigError(
             f"annotate.input.text_column {cfg.text_column!r} has type {text_type}, expected string"
         )
+    # The record as JSON (``raw``) is made only for the few records that are quarantined
+    # (:func:`record_json`): the text stays one column, and the rest of the record rides along.
     columns = [
-        F.to_json(F.struct(*[F.col(c) for c in df.columns])).alias("raw"),
+        F.struct(*[F.col(c) for c in df.columns if c != cfg.text_column]).alias("_record"),
+        F.lit(None).cast("string").alias("raw"),
         F.col("_metadata.file_path").alias("source_file"),
         _position(cfg.format),
         F.lit(None).cast("string").alias("_parse"),
@@ -196,7 +204,15 @@ def _read_table(spark: SparkSession, cfg: InputConfig, files: InputFiles | None)
         columns.append(F.col(cfg.id_column).cast("string").alias("id"))
         columns.append(F.when(F.col(cfg.id_column).isNotNull(), F.lit("STRING")).alias("_id_type"))
     columns += [F.col(c) for c in cfg.keep_columns if c not in (cfg.id_column, cfg.text_column)]
-    return df.select(*columns)
+    return df.select(*columns), list(df.columns)
+
+
+def record_json(cfg: InputConfig, columns: list[str]) -> Column:
+    """A Parquet or Delta record as one JSON object, its columns in the file's order (``raw``)."""
+    fields = [
+        (F.col("text") if c == cfg.text_column else F.col("_record").getField(c)).alias(c) for c in columns
+    ]
+    return F.to_json(F.struct(*fields))
 
 
 def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
@@ -232,6 +248,63 @@ def _record_key() -> Column:
     )
 
 
+@dataclass(frozen=True)
+class StagedInput:
+    """Every input record, read once: its columns, ``_reason`` (null: clean) and ``_hash`` (of a clean text).
+
+    The one frame every output of a run is derived from: persist ``rows`` and the input is read
+    once however many outputs (quarantine, documents, counts) come from it.
+    """
+
+    rows: DataFrame
+    # Input records counted as they are read (``rows``), filled by the first action over them.
+    input_rows: Observation
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file URI, error), never read
+    raw: Column = field(default_factory=lambda: F.col("raw"))  # a record's ``raw``, from ``rows``
+
+
+def stage_input(
+    spark: SparkSession, cfg: InputConfig, max_text_bytes: int, files: InputFiles | None = None
+) -> StagedInput:
+    """Read ``cfg.path`` into one frame of records with their quarantine reason (lazy).
+
+    JSON lines are read from the folder and all its subfolders; Parquet too when a data file sits
+    in a subfolder that is not a ``key=value`` partition (``files``, from :func:`check_input_files`,
+    says; listed here when not given). A missing path or column raises :class:`ConfigError`
+    before any distributed work. Files in ``files.unreadable`` are never read.
+    """
+    if cfg.format == "jsonl":
+        rows = _read_jsonl(spark, cfg, files)
+        raw = F.col("raw")
+    else:
+        if files is None and cfg.format == "parquet":
+            files = list_input(spark, input_location(cfg.path))
+        rows, original = _read_table(spark, cfg, files)
+        raw = record_json(cfg, original)
+    input_rows = Observation()
+    rows = rows.observe(input_rows, F.count(F.lit(1)).alias("rows"))
+    rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
+    if not cfg.id_column:
+        rows = rows.withColumn("id", F.sha2(F.col("text"), 256))
+    rows = rows.withColumn("_hash", F.when(F.col("_reason").isNull(), F.xxhash64("text")))
+    unreadable = sorted((files.unreadable if files else {}).items())
+    return StagedInput(rows, input_rows, unreadable, raw)
+
+
+def duplicated_ids(staged: StagedInput) -> DataFrame:
+    """``id`` of every clean id that more than one record carries (one aggregate over id only)."""
+    good = staged.rows.where(F.col("_reason").isNull())
+    return good.groupBy("id").count().where("count > 1").select("id", F.lit(True).alias("_dup"))
+
+
+def check_changed_text_policy(policy: str) -> None:
+    """Fail, naming the key, on an ``annotate.on_changed_text`` that is not a policy."""
+    if policy not in CHANGED_TEXT_POLICIES:
+        raise ConfigError(
+            f"annotate.on_changed_text: {policy!r} is not one of {', '.join(CHANGED_TEXT_POLICIES)}"
+        )
+
+
 def read_input(
     spark: SparkSession,
     cfg: InputConfig,
@@ -242,13 +315,25 @@ def read_input(
 ) -> SplitInput:
     """Read ``cfg.path`` and split it into clean documents and quarantined records.
 
-    JSON lines are read from the folder and all its subfolders; Parquet too when a data file sits
-    in a subfolder that is not a ``key=value`` partition (``files``, from :func:`check_input_files`,
-    says; listed here when not given).
+    :func:`stage_input` then :func:`split_input`; see both.
+    """
+    check_changed_text_policy(on_changed_text)
+    staged = stage_input(spark, cfg, max_text_bytes, files)
+    return split_input(spark, staged, cfg, existing, on_changed_text)
 
-    A missing path or column raises :class:`ConfigError` before any distributed work. Files in
-    ``files.unreadable`` are never read: each is one quarantined record (``unreadable_file``, the
-    error in ``raw``), counted in ``unreadable_files``.
+
+def split_input(
+    spark: SparkSession,
+    staged: StagedInput,
+    cfg: InputConfig,
+    existing: DataFrame | None = None,
+    on_changed_text: str = "keep",
+    broadcast_duplicates: bool = False,
+) -> SplitInput:
+    """Split staged records into clean documents and quarantined records (lazy).
+
+    Each unreadable file is one quarantined record (``unreadable_file``, the error in ``raw``),
+    counted in ``unreadable_files``.
 
     Each id keeps one record, chosen by a rule that depends on neither file order nor
     partitioning: with ``existing`` (the annotated table's ``id`` and ``text``) and a policy other
@@ -259,29 +344,18 @@ def read_input(
     the id with another text), which ``on_changed_text`` settles: ``keep`` leaves the table's row
     (counted like ``same``), ``replace`` puts the record in ``clean`` so that it replaces the row,
     ``quarantine`` quarantines it as ``changed_text``. Texts are compared by a 64-bit hash.
-    """
-    if on_changed_text not in CHANGED_TEXT_POLICIES:
-        raise ConfigError(
-            f"annotate.on_changed_text: {on_changed_text!r} is not one of {', '.join(CHANGED_TEXT_POLICIES)}"
-        )
-    if cfg.format == "jsonl":
-        rows = _read_jsonl(spark, cfg, files)
-    else:
-        if files is None and cfg.format == "parquet":
-            files = list_input(spark, input_location(cfg.path))
-        rows = _read_table(spark, cfg, files)
-    input_rows = Observation()
-    rows = rows.observe(input_rows, F.count(F.lit(1)).alias("rows"))
-    rows = rows.withColumn("_reason", _reason(cfg, max_text_bytes))
-    if not cfg.id_column:
-        rows = rows.withColumn("id", F.sha2(F.col("text"), 256))
 
-    bad = rows.where(F.col("_reason").isNotNull())
-    good = rows.where(F.col("_reason").isNull()).withColumn("_hash", F.xxhash64("text"))
+    ``broadcast_duplicates`` ships the duplicated ids to every task (when the caller counted them
+    and they are few), so the clean records never move between tasks to be matched with them.
+    """
+    check_changed_text_policy(on_changed_text)
+    rows = staged.rows
+    bad = rows.where(F.col("_reason").isNotNull()).withColumn("raw", staged.raw)
+    good = rows.where(F.col("_reason").isNull())
 
     # Only ids seen twice take part in the window, so the common case costs one small aggregate.
-    dup_ids = good.groupBy("id").count().where("count > 1").select("id", F.lit(True).alias("_dup"))
-    flagged = good.join(dup_ids, "id", "left")
+    dup_ids = duplicated_ids(staged)
+    flagged = good.join(F.broadcast(dup_ids) if broadcast_duplicates else dup_ids, "id", "left")
     if existing is not None:
         known = existing.groupBy("id").agg(F.min(F.xxhash64("text")).alias("_t_hash"))
         flagged = flagged.join(known, "id", "left")
@@ -292,7 +366,8 @@ def read_input(
     # that stays annotated is never quarantined. replace: the input alone decides.
     prefer_table = [F.when(same_text, 0).otherwise(1)] if on_changed_text != "replace" else []
     rank = Window.partitionBy("id").orderBy(*prefer_table, "_hash", "text", "source_file", "raw")
-    dups = flagged.where(F.col("_dup")).withColumn("_rn", F.row_number().over(rank))
+    dups = flagged.where(F.col("_dup")).withColumn("raw", staged.raw)
+    dups = dups.withColumn("_rn", F.row_number().over(rank))
     chosen = flagged.where(F.col("_dup").isNull()).unionByName(dups.where(F.col("_rn") == 1).drop("_rn"))
     state = F.when(F.col("_t_hash").isNull(), F.lit("new")).when(same_text, F.lit("same"))
     state = state.otherwise(F.lit("changed"))
@@ -325,7 +400,7 @@ def read_input(
         )
 
     quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
-    unreadable = sorted((files.unreadable if files else {}).items())
+    unreadable = staged.unreadable
     if unreadable:
         # One record per file: its path and the error (in ``raw``); the key is the file alone.
         whole = spark.createDataFrame(unreadable, "source_file string, error string").select(
@@ -338,12 +413,14 @@ def read_input(
         )
         quarantined = quarantined.unionByName(whole)
     if on_changed_text == "quarantine" and existing is not None:
-        changed = chosen.where(F.col("_state") == "changed").withColumn("_reason", F.lit("changed_text"))
+        changed = chosen.where(F.col("_state") == "changed").withColumns(
+            {"_reason": F.lit("changed_text"), "raw": staged.raw}
+        )
         quarantined = quarantined.unionByName(to_quarantine(changed))
     return SplitInput(
         clean=clean,
         quarantined=quarantined,
-        input_rows=input_rows,
+        input_rows=staged.input_rows,
         existing_counts=existing_counts,
         unreadable_files=len(unreadable),
     )

@@ -124,3 +124,21 @@ def test_trainer_needs_the_mapping_the_config_names() -> None:
     with pytest.raises(ValueError, match="'full'"):
         TinyLMTrainer.from_config(ProxyConfig(), vocab)
     assert TinyLMTrainer.from_config(ProxyConfig()).model.vocab_key_ == "full:100277"
+
+
+def test_the_experiment_builds_one_pool_vocabulary_for_a_top_n_tinylm(spark) -> None:
+    from quadmix_spark.pipeline.experiment import _proxy_vocab
+    from udfs.models import load_tokenizer
+
+    texts = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "the cat sat on the mat"]
+    pool = spark.createDataFrame([(k, t) for k, t in enumerate(texts)], "doc_key long, text string")
+    tinylm = from_dict(PipelineConfig, {"proxy": {"trainer": "tinylm", "tinylm": {"vocab": "top:5"}}})
+    vocab = _proxy_vocab(tinylm, pool.repartition(3))
+    # The same mapping from counts taken directly: each document once, whatever the partitioning.
+    encoding = load_tokenizer("cl100k_base")
+    ids = np.concatenate([encoding.encode_ordinary(t) for t in texts])
+    assert vocab == ProxyVocab.from_counts(np.bincount(ids, minlength=encoding.n_vocab), 5)
+    assert vocab.kept.size == 5
+    full = from_dict(PipelineConfig, {"proxy": {"trainer": "tinylm", "tinylm": {"vocab": "full"}}})
+    ngram = from_dict(PipelineConfig, {"proxy": {"trainer": "ngram"}})
+    assert _proxy_vocab(full, pool) is None and _proxy_vocab(ngram, pool) is None

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from quadmix_spark.proxy.tinylm import build_model, make_optimizer, resolve_device, training_settings
+from quadmix_spark.proxy.tinylm import make_optimizer, resolve_device, training_settings
 
-from .proxy_training import DomainWindows, domain_losses, sgd_step
+from .proxy_training import DomainWindows, domain_losses, new_model, sgd_step
 from .reweighting import OnlineReweighter, _int, _positive, initial_alpha
 
 __all__ = ["DoReMi", "doremi_update"]
@@ -131,20 +131,9 @@ class DoReMi(OnlineReweighter):
             self._run(train, device)
         return self
 
-    def _model(self) -> torch.nn.Module:
-        return build_model(
-            self.model_vocab_size,
-            self.d_model,
-            self.n_layers,
-            self.n_heads,
-            self.d_ff,
-            self.context,
-            self.seed,
-        )
-
     def _run(self, train: dict, device: torch.device) -> None:
         m = len(train)
-        reference = self._model().to(device)
+        reference = new_model(self).to(device)
         self.reference_alpha_ = initial_alpha(self.reference_weights, self.domains_, train)
         a_ref = torch.tensor(self.reference_alpha_, dtype=torch.float32, device=device)
         ref_batches = DomainWindows(train, self.context, self.seqs_per_domain, self.seed, _REFERENCE, device)
@@ -162,7 +151,7 @@ class DoReMi(OnlineReweighter):
         reference.eval()
         reference.requires_grad_(False)
 
-        proxy = self._model().to(device)
+        proxy = new_model(self).to(device)
         opt = make_optimizer(proxy, self.lr)
         batches = DomainWindows(train, self.context, self.seqs_per_domain, self.seed, _PROXY, device)
         alpha = initial_alpha(self.init, self.domains_, train)

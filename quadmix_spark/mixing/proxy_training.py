@@ -9,11 +9,18 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from quadmix_spark.proxy.tinylm import lr_at, token_nll, windows
+from quadmix_spark.proxy.tinylm import build_model, lr_at, token_nll, windows
 
-__all__ = ["DomainWindows", "domain_losses", "param_distance", "sgd_step"]
+from .reweighting import OnlineReweighter
+
+__all__ = ["DomainWindows", "domain_losses", "new_model", "param_distance", "sgd_step"]
 
 _IGNORE = -100
+
+
+def new_model(r: OnlineReweighter) -> nn.Module:
+    """A fresh tinylm of a reweighter's shape (its ``model_vocab_size``, d_model, ... and seed)."""
+    return build_model(r.model_vocab_size, r.d_model, r.n_layers, r.n_heads, r.d_ff, r.context, r.seed)
 
 
 class DomainWindows:

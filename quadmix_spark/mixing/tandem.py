@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from quadmix_spark.proxy.tinylm import build_model, make_optimizer, resolve_device, training_settings
+from quadmix_spark.proxy.tinylm import make_optimizer, resolve_device, training_settings
 
-from .proxy_training import DomainWindows, domain_losses, param_distance, sgd_step
+from .proxy_training import DomainWindows, domain_losses, new_model, param_distance, sgd_step
 from .reweighting import OnlineReweighter, _int, _positive, initial_alpha
 from .simplex import project_simplex
 
@@ -119,25 +119,14 @@ class Tandem(OnlineReweighter):
             self._run(train, val, device)
         return self
 
-    def _model(self) -> torch.nn.Module:
-        return build_model(
-            self.model_vocab_size,
-            self.d_model,
-            self.n_layers,
-            self.n_heads,
-            self.d_ff,
-            self.context,
-            self.seed,
-        )
-
     def _run(self, train: dict, val: dict, device: torch.device) -> None:
         m, n_val = len(train), len(val)
         alpha = initial_alpha(self.init, self.domains_, train)
         batches = DomainWindows(train, self.context, self.seqs_per_domain, self.seed, _TRAIN, device)
         val_batches = DomainWindows(val, self.context, self.seqs_per_domain, self.seed, _VAL, device)
         probes = DomainWindows(train, self.context, self.seqs_per_domain, self.seed, _PROBE, device)
-        u = self._model().to(device)
-        w = self._model().to(device)
+        u = new_model(self).to(device)
+        w = new_model(self).to(device)
         opt_u, opt_w = make_optimizer(u, self.lr_u), make_optimizer(w, self.lr_w)
         n_steps = self.episodes * (self.probe_steps + self.free_steps)
         step = 0

@@ -58,7 +58,8 @@ from quadmix_spark.pipeline.targets import (
     target_sets,
 )
 from quadmix_spark.proxy.datasets import build_proxy_datasets
-from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, run_proxies, runs_long
+from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, pool_vocab, run_proxies, runs_long
+from quadmix_spark.proxy.vocab import ProxyVocab, parse_vocab_spec
 from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.stats_table import check_columns, load_stats
 
@@ -228,7 +229,8 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     ]
     run_ids = [f"{key}-p{k:04d}" for k in range(exp.n_runs)]
     runs_path = config.table_path(proxy.runs_table)
-    _train_proxies(spark, on_pool, pool, params, run_ids, eval_sets)
+    vocab = _proxy_vocab(config, pool)
+    _train_proxies(spark, on_pool, pool, params, run_ids, eval_sets, vocab)
     runs = load_runs(spark, runs_path)
     mine = runs[runs["run_id"].isin(run_ids)]
     ids, X, y = run_targets(runs_long(mine), config.targets.weights)
@@ -238,7 +240,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     fit, result = fit_and_search(ids, X, y, sampler, search_cfg)
     write_theta_star(result, search_cfg)
 
-    contenders, method_info = _evaluate(spark, config, on_pool, key, out_dir, eval_sets, pool_path)
+    contenders, method_info = _evaluate(spark, config, on_pool, key, out_dir, eval_sets, pool_path, vocab)
     result_ = ExperimentResult(
         key=key,
         pool_docs=sum(load_stats(spark, stats_path).docs.values()),  # the pool's stats: no scan
@@ -262,6 +264,7 @@ def _train_proxies(
     params: list[core.QuadMixParams],
     run_ids: list[str],
     eval_sets: dict[str, np.ndarray],
+    vocab: ProxyVocab | None,
 ) -> None:
     """K θ: datasets in one scan, one Spark task per run; nothing to do when all runs are ok."""
     proxy = on_pool.proxy
@@ -279,8 +282,18 @@ def _train_proxies(
         .where(F.col("run_id").isin(run_ids))
         .join(pool.select("doc_key", "text"), "doc_key")
     )
-    summary = run_proxies(spark, proxy, runs_path, specs, docs, eval_sets)
+    summary = run_proxies(spark, proxy, runs_path, specs, docs, eval_sets, vocab=vocab)
     log.info("proxy runs: %d ok, %d failed in %.1fs", summary.ok, len(summary.failed), summary.seconds)
+
+
+def _proxy_vocab(config: PipelineConfig, pool: DataFrame) -> ProxyVocab | None:
+    """The pool's ``top:N`` proxy vocabulary, built once, so that every proxy of the experiment (the
+    K runs, θ*, the baselines) measures its losses under one mapping; None for a full vocabulary."""
+    proxy = config.proxy
+    if proxy.trainer != "tinylm":
+        return None
+    n_top = parse_vocab_spec(proxy.tinylm.vocab, "proxy.tinylm.vocab")
+    return None if n_top is None else pool_vocab(pool, n_top)
 
 
 def _evaluate(
@@ -291,6 +304,7 @@ def _evaluate(
     out_dir: str,
     eval_sets: dict[str, np.ndarray],
     pool_path: str,
+    vocab: ProxyVocab | None,
 ) -> tuple[list[Contender], dict | None]:
     """θ*, the baselines, θ*'s two halves apart, θ* with each configured mixture and the mixture
     method's rows, selected by ``quadmix select`` at the proxies' budget, then trained."""
@@ -369,7 +383,7 @@ def _evaluate(
                 specs.append(RunSpec(c.run_id, "eval", mixture=shares))
                 trained.append(c)
                 trained_ids.add(c.run_id)
-            run_proxies(spark, proxy, runs_path, specs, documents(), eval_sets)
+            run_proxies(spark, proxy, runs_path, specs, documents(), eval_sets, vocab=vocab)
             _fill(spark, runs_path, trained, config.targets.weights)
             return trained
 
@@ -385,7 +399,7 @@ def _evaluate(
         )
         method_info = MIXTURE_METHODS[exp.mixture_method][1](context)
     specs = [RunSpec(c.run_id, "eval") for c in contenders if c.run_id not in trained_ids]
-    run_proxies(spark, proxy, runs_path, specs, documents(), eval_sets)
+    run_proxies(spark, proxy, runs_path, specs, documents(), eval_sets, vocab=vocab)
     _fill(spark, runs_path, [c for c in contenders if c.run_id not in trained_ids], config.targets.weights)
     return contenders, method_info
 

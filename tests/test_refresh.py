@@ -148,7 +148,8 @@ def test_a_date_runs_annotate_stats_select_and_records_its_versions(spark, world
     assert (summary.input_rows, summary.new_documents) == (203, 200)
     assert (summary.quarantined, summary.new_quarantined) == (3, 3)
     assert summary.quarantined_by_reason == {"malformed_json": 1, "missing_text": 1, "empty_text": 1}
-    assert (summary.base_annotated_version, summary.annotated_version) == (None, 0)
+    # Version 0 creates the empty table, version 1 inserts the night's documents.
+    assert (summary.base_annotated_version, summary.annotated_version) == (None, 1)
     assert summary.stats_reused is False
 
     # Tokens per domain from the corpus itself: whitespace words × copies of the selected ids.
@@ -162,7 +163,7 @@ def test_a_date_runs_annotate_stats_select_and_records_its_versions(spark, world
     assert summary.tokens_selected == expected and sum(expected.values()) > 0
     assert summary.selected_copies == sum(copies.values())
     assert f"refresh {DAY1} (attempt 1): completed; ran annotate, stats, select" in out
-    assert "200 new documents (annotated none → v0), 3 quarantined, 3 of them new" in out
+    assert "200 new documents (annotated none → v1), 3 quarantined, 3 of them new" in out
     for domain, tokens in expected.items():
         assert f"    {domain:<24} {tokens:>15}" in out
 
@@ -177,7 +178,7 @@ def test_a_date_runs_annotate_stats_select_and_records_its_versions(spark, world
     assert events == [("run", "started"), *steps, ("run", "done")]
     done = runs.where("step = 'run' and status = 'done'").first()
     assert (done["annotated_version"], done["stats_version"], done["selection_id"]) == (
-        0,
+        1,
         summary.stats_version,
         summary.selection_id,
     )
@@ -238,7 +239,7 @@ def test_a_killed_run_resumes_to_the_same_result(spark, world, uninterrupted, ca
 
     assert main(base) == 0
     out = capsys.readouterr().out
-    assert "stats: reusing version 0" in out and "done before: annotate" in out
+    assert "stats: reusing version 1" in out and "done before: annotate" in out
     assert tables.version(spark, config.table_path("stats")) == stats_versions  # no second stats run
     resumed = run_refresh(spark, config, DAY1)
     same = ("new_documents", "quarantined", "new_quarantined", "annotated_version", "stats_version")
@@ -266,11 +267,11 @@ def test_the_next_night_annotates_only_the_new_documents(spark, world, uninterru
         "empty_text": 1,
         "duplicate_id": 20,
     }
-    assert (day2.base_annotated_version, day2.annotated_version) == (day1.annotated_version, 1)
+    assert (day2.base_annotated_version, day2.annotated_version) == (day1.annotated_version, 2)
     assert day2.stats_version == day1.stats_version + 1 and day2.selection_id != day1.selection_id
     assert set(_selection(spark, config, day2.selection_id)) - set(world["texts"]) == set()
     assert any(i.startswith("b") for i in _selection(spark, config, day2.selection_id))
-    assert "(annotated v0 → v1)" in format_summary(day2)
+    assert "(annotated v1 → v2)" in format_summary(day2)
 
 
 def test_a_changed_theta_is_refused_for_a_started_date_unless_restarted(spark, uninterrupted, tmp_path):

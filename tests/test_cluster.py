@@ -124,7 +124,8 @@ def test_cluster_jobs_select_what_local_mode_selects(spark, inputs, cluster_sele
     n_input = N_DOCS + summary["malformed_total"]
     assert f"annotate: {n_input} input rows = {N_DOCS} annotated" in logs["annotate.py"]
     assert "(reconciled)" in logs["annotate.py"]
-    assert f"stats: version 0 of annotated v0: {N_DOCS} docs" in logs["stats.py"]
+    # Version 0 of each table is its creation (race-free), version 1 the first write.
+    assert f"stats: version 1 of annotated v1: {N_DOCS} docs" in logs["stats.py"]
 
     local_config = load_config(write_config(root / "local", corpus, str(root / "local" / "selections")))
     run_annotate(spark, local_config)
@@ -140,7 +141,7 @@ def test_cluster_jobs_select_what_local_mode_selects(spark, inputs, cluster_sele
     out_dir = files.join(cluster_config.select.output_dir, local.selection_id)
     manifest = json.loads(files.read_text(files.join(out_dir, "manifest.json")))
     assert manifest["selected_copies"] == local.selected_copies
-    assert manifest["selected_version"] == 0
+    assert manifest["selected_version"] == 1
     assert files.is_file(files.join(out_dir, "report", "report.html"))
     shards = spark.read.parquet(manifest["shards"]["paths"]["parquet"])
     assert shards.count() == local.selected_copies

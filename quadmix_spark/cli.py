@@ -109,13 +109,13 @@ def cmd_params_template(config: PipelineConfig, args: argparse.Namespace) -> Non
 
 def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import format_summary, run_fit_search
-
-    cfg = config.search
     from quadmix_spark.spark import files
 
-    outputs = (cfg.output_dir, cfg.output_params if cfg.mode == "quadmix" else cfg.output_mixture)
+    cfg = config.search
+    paths = [cfg.output_dir, cfg.output_params if cfg.mode == "quadmix" else cfg.output_mixture]
+    paths += [cfg.runs_path, cfg.template_params, cfg.prior, cfg.holdout_runs or ""]
     needs_spark = cfg.runs_format == "delta" or (cfg.mode == "regmix" and cfg.prior == "natural")
-    needs_spark = needs_spark or not all(map(files.is_local_path, outputs))  # URIs go through Hadoop
+    needs_spark = needs_spark or not all(map(files.is_local_path, paths))  # URIs go through Hadoop
     print(format_summary(run_fit_search(config, _session(config) if needs_spark else None)))
 
 
@@ -135,7 +135,10 @@ def cmd_entropy(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 def cmd_predict_mixture(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import predict_mixtures
+    from quadmix_spark.spark import files
 
+    if not all(map(files.is_local_path, [config.search.output_dir, *args.mixture])):
+        _session(config)  # URIs are read through Spark's Hadoop FileSystem
     for path, loss in predict_mixtures(config, args.mixture):
         print(f"{loss:.5f}  {path}")
 

@@ -171,3 +171,28 @@ def test_config_errors_name_the_key(tmp_path, capsys):
     config.targets.weights = {"heldout:web": 1.0}
     with pytest.raises(ConfigError, match=r"targets.weights: heldout sets of \['web'\]"):
         run_bimix(config)
+
+
+def test_long_format_runs_at_a_file_uri_give_the_local_optimum(spark, tmp_path):
+    runs = law_runs(n_mixtures=3, seed=1)
+    (tmp_path / "in dir").mkdir()
+    runs.to_parquet(tmp_path / "in dir" / "runs.parquet")
+    local = from_dict(
+        PipelineConfig, config_dict(tmp_path / "local", runs_path=str(tmp_path / "in dir" / "runs.parquet"))
+    )
+    run_bimix(local)
+    remote = from_dict(
+        PipelineConfig,
+        config_dict(
+            tmp_path / "remote",
+            runs_path=f"file://{tmp_path}/in dir/runs.parquet",
+            output_dir=f"file://{tmp_path}/out dir",
+            output_mixture=f"file://{tmp_path}/out dir/r_star.yaml",
+        ),
+    )
+    run_bimix(remote, spark)
+    expected = core.Mixture.from_file(tmp_path / "local" / "bimix" / "r_star.yaml").shares
+    assert core.Mixture.from_file(tmp_path / "out dir" / "r_star.yaml").shares == expected
+    remote.bimix.runs_path = f"file://{tmp_path}/in dir/none.parquet"
+    with pytest.raises(ConfigError, match="bimix.runs_path: file not found: file://"):
+        run_bimix(remote, spark)

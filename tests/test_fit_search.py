@@ -267,3 +267,52 @@ def test_regmix_runs_import_then_fit_from_the_runs_table(spark, tmp_path):
     config.search.runs_path, config.search.runs_format = config.table_path("proxy_runs"), "delta"
     summary = run_fit_search(config, spark)
     assert summary["runs"] == 60 and summary["renormalised_runs"] > 0
+
+
+def test_regmix_inputs_and_outputs_at_file_uris_give_the_local_result(spark, tmp_path, capsys):
+    """Runs, prior, held-out list and template read from URIs (a folder with spaces) through Spark's
+    Hadoop FileSystem, outputs written there: the same r* and fit as from local paths."""
+    local_dir, uri_dir = tmp_path / "local", tmp_path / "uri dir"
+    for folder in (local_dir, uri_dir):
+        folder.mkdir()
+        write_mixture_runs(folder / "runs.parquet", n_runs=60)
+        (folder / "holdout.txt").write_text("m0001\nm0002\nm0003\n")
+    local = run_fit_search(regmix_config(local_dir, holdout_runs=str(local_dir / "holdout.txt")))
+
+    def uri(name: str) -> str:
+        return f"file://{uri_dir}/{name}"
+
+    config = regmix_config(uri_dir)
+    for key, name in [
+        ("runs_path", "runs.parquet"),
+        ("prior", "prior.yaml"),
+        ("holdout_runs", "holdout.txt"),
+        ("output_mixture", "out/r_star.yaml"),
+        ("output_dir", "out/search"),
+    ]:
+        setattr(config.search, key, uri(name))
+    remote = run_fit_search(config, spark)
+    assert remote["held_out"] == local["held_out"] == 3
+    assert remote["metrics"] == local["metrics"]
+    r_star = core.Mixture.from_file(uri_dir / "out" / "r_star.yaml")
+    assert r_star.shares == core.Mixture.from_file(local_dir / "r_star.yaml").shares
+    assert (uri_dir / "out" / "search" / "regressor.txt").is_file()
+    # predict-mixture reads the regressor and the mixture file through the same URIs
+    assert (
+        main(
+            [
+                "predict-mixture",
+                "--set",
+                f"search.output_dir={uri('out/search')}",
+                "--mixture",
+                uri("out/r_star.yaml"),
+            ]
+        )
+        == 0
+    )
+    assert float(capsys.readouterr().out.split()[0]) == pytest.approx(
+        remote["theta_star_predicted_loss"], abs=1e-4
+    )
+    config.search.holdout_runs = uri("missing.txt")
+    with pytest.raises(ConfigError, match="search.holdout_runs: file not found: file://"):
+        run_fit_search(config, spark)

@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from quadmix_spark.mixing.bimix_diagnostics import (
     unseen_mixture_error,
 )
 from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
+from quadmix_spark.pipeline import inputs
 from quadmix_spark.spark import files
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def mixture_domains(config: PipelineConfig) -> list[str]:
     """The order of the runs' mixture vectors: ``search.domains``, else the template's domains."""
     if config.search.domains:
         return list(config.search.domains)
-    if Path(config.search.template_params).is_file():
-        return list(core.load_params(config.search.template_params).domains)
+    if files.is_file(config.search.template_params):
+        return list(inputs.read_params(config.search.template_params, "search.template_params").domains)
     raise ConfigError(
         "search.domains: the bimix job needs the order of the runs' mixture vectors: set "
         "search.domains or search.template_params"
@@ -109,9 +109,10 @@ def runs_table_long(runs: pd.DataFrame, domains: list[str]) -> tuple[pd.DataFram
 def check_config(config: PipelineConfig) -> None:
     """What can be checked before a SparkSession starts: the runs file, or the vector order."""
     path = config.bimix.runs_path
-    if path is not None and not Path(path).exists():
-        raise ConfigError(f"bimix.runs_path: {path} does not exist")
-    if path is None:
+    if path is not None:
+        if files.is_local_path(path):  # a URI is checked once Spark (its Hadoop client) is up
+            inputs.require_file(path, "bimix.runs_path")
+    elif files.is_local_path(config.search.template_params) or config.search.domains:
         mixture_domains(config)
 
 
@@ -119,9 +120,8 @@ def load_long_runs(config: PipelineConfig, spark=None) -> tuple[pd.DataFrame, di
     """The long table from ``bimix.runs_path`` or else the ``proxy_runs`` table; and its counts."""
     path = config.bimix.runs_path
     if path is not None:
-        if not Path(path).exists():
-            raise ConfigError(f"bimix.runs_path: {path} does not exist")
-        table = pd.read_csv(path) if path.lower().endswith(".csv") else pd.read_parquet(path)
+        fmt = "csv" if path.lower().endswith(".csv") else "parquet"
+        table = inputs.read_table(path, "bimix.runs_path", fmt)
         missing = [c for c in RUN_COLUMNS if c not in table.columns]
         if missing:
             raise ConfigError(f"bimix.runs_path: column(s) {missing} missing from {path}")

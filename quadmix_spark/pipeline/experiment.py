@@ -38,6 +38,7 @@ from pyspark.sql import functions as F
 
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.pipeline import inputs
 from quadmix_spark.pipeline.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
 from quadmix_spark.pipeline.mixture_methods import (
     MIXTURE_METHODS,
@@ -154,7 +155,7 @@ def experiment_key(config: PipelineConfig, annotated_version: int) -> str:
         proxy.n_checkpoints,
         config.search.template_params,
         config.search.ranges,
-        core.params_hash(core.load_params(config.search.template_params)),
+        core.params_hash(inputs.read_params(config.search.template_params, "search.template_params")),
     ]
     return core.content_key(shape, 10)
 
@@ -368,8 +369,8 @@ def _evaluate(
         select(f"θ* ∘ {name}", "quadmix", source)
     method_info, trained_ids = None, set()
     if exp.mixture_method is not None:
-        with files.local_copy(files.join(out_dir, "theta_star.yaml")) as theta_star:
-            domains = list(core.load_params(theta_star).domains)
+        theta_star = files.join(out_dir, "theta_star.yaml")
+        domains = list(inputs.read_params(theta_star, "the experiment's θ*").domains)
 
         def train(runs: list[MixtureRun]) -> list[Contender]:
             """Each mixture with uniform in-domain sampling (a domain short of its target is capped),

@@ -21,13 +21,13 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
+from quadmix_spark.pipeline import inputs
 from quadmix_spark.proxy.runs import runs_long
 from quadmix_spark.search.candidates import DirichletSampler, RegMixSampler, SearchResult, search_theta
 from quadmix_spark.search.regression import LossRegressor, plot_predicted_vs_actual
@@ -41,21 +41,17 @@ RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")
 
 
 def load_runs(cfg: SearchConfig, spark=None) -> pd.DataFrame:
-    """Read proxy-run metrics (CSV with ``theta`` as a JSON list, Parquet, or Delta)."""
-    path = Path(cfg.runs_path)
+    """Read proxy-run metrics (CSV with ``theta`` as a JSON list, Parquet, or Delta; path or URI)."""
     if cfg.runs_format == "delta":
         if spark is None:
             raise ValueError("reading a Delta runs table needs a SparkSession")
         runs = spark.read.format("delta").load(cfg.runs_path).toPandas()
         if "losses" in runs.columns:  # a proxy_runs table: one row per run
             runs = runs_long(runs, "theta" if cfg.mode == "quadmix" else "mixture")
-    elif not path.exists():
-        raise ConfigError(f"search.runs_path: {cfg.runs_path} does not exist")
-    elif cfg.runs_format == "csv":
-        runs = pd.read_csv(path)
-        runs["theta"] = runs["theta"].map(json.loads)
     else:
-        runs = pd.read_parquet(path)
+        runs = inputs.read_table(cfg.runs_path, "search.runs_path", cfg.runs_format)
+        if cfg.runs_format == "csv":
+            runs["theta"] = runs["theta"].map(json.loads)
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
         raise ConfigError(f"search.runs_path: column(s) {missing} missing from {cfg.runs_path}")
@@ -100,10 +96,7 @@ def _held_out(run_ids: list[str], cfg: SearchConfig) -> np.ndarray:
     if cfg.holdout_runs is None:
         u = core.hash_uniform(core.text_keys(run_ids), cfg.seed, core.RUN_HOLDOUT_STREAM)
         return u < cfg.holdout_fraction
-    path = Path(cfg.holdout_runs)
-    if not path.is_file():
-        raise ConfigError(f"search.holdout_runs: file not found: {path}")
-    named = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    named = set(inputs.read_lines(cfg.holdout_runs, "search.holdout_runs"))
     unknown = sorted(named - set(run_ids))
     if unknown:
         raise ConfigError(f"search.holdout_runs: {len(unknown)} ids are not runs, e.g. {unknown[:3]}")
@@ -118,18 +111,15 @@ def regmix_prior(config: PipelineConfig, spark=None) -> tuple[list[str], core.Mi
     """
     cfg = config.search
     prior_file = cfg.prior not in ("natural", "uniform")
-    if prior_file and not Path(cfg.prior).is_file():
+    if prior_file and not files.is_file(cfg.prior):
         raise ConfigError(f"search.prior: neither natural, uniform nor a mixture file: {cfg.prior}")
-    try:
-        from_file = core.Mixture.from_file(cfg.prior) if prior_file else None
-    except core.MixtureError as err:
-        raise ConfigError(f"search.prior: {err}") from err
+    from_file = inputs.read_mixture(cfg.prior, "search.prior") if prior_file else None
     if cfg.domains:
         domains = list(cfg.domains)
     elif from_file is not None:
         domains = from_file.domains
-    elif Path(cfg.template_params).is_file():
-        domains = list(core.load_params(cfg.template_params).domains)
+    elif files.is_file(cfg.template_params):
+        domains = list(inputs.read_params(cfg.template_params, "search.template_params").domains)
     else:
         raise ConfigError(
             "search.domains: RegMix mode needs the order of the runs' mixture vectors: set "
@@ -167,7 +157,7 @@ def make_sampler(
             zero = [d for d, s in zip(domains, shares, strict=True) if s <= 0]
             raise ConfigError(f"search.prior: every domain needs a share > 0 to draw around, not {zero}")
         return RegMixSampler(domains, shares, temperature=cfg.temperature, max_usage=cfg.max_usage)
-    template = core.load_params(cfg.template_params)
+    template = inputs.read_params(cfg.template_params, "search.template_params")
     for key, bounds in cfg.ranges.items():
         if len(bounds) != 2:
             raise ConfigError(f"search.ranges.{key}: expected [low, high], got {bounds}")
@@ -278,19 +268,19 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
 
 def predict_mixtures(config: PipelineConfig, paths: list[str]) -> list[tuple[str, float]]:
     """Predicted target loss of each mixture file by the RegMix regressor fit-search saved."""
-    saved = Path(config.search.output_dir) / "regressor.txt"
-    try:
-        model = LossRegressor.load(saved)
-    except FileNotFoundError as err:
-        raise ConfigError(f"search.output_dir: {err} (run quadmix fit-search in regmix mode first)") from err
+    saved = files.join(config.search.output_dir, "regressor.txt")
+    if not files.is_file(saved):
+        raise ConfigError(f"search.output_dir: no {saved} (run quadmix fit-search in regmix mode first)")
+    with files.local_copies(saved, f"{saved}.json") as (local, _):
+        model = LossRegressor.load(local)
     if model.mode != "regmix":
         raise ConfigError(f"search.output_dir: the regressor at {saved} is a {model.mode}-mode one")
     rows = []
     for path in paths:
         try:
-            rows.append(core.Mixture.from_file(path).as_vector(model.feature_names))
+            rows.append(inputs.read_mixture(path, "--mixture").as_vector(model.feature_names))
         except core.MixtureError as err:
-            raise ConfigError(f"--mixture: {err}") from err
+            raise ConfigError(f"--mixture ({path}): {err}") from err
     return list(zip(paths, model.predict(np.vstack(rows)).tolist(), strict=True))
 
 

@@ -29,7 +29,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from delta.exceptions import ProtocolChangedException
@@ -59,7 +58,7 @@ from quadmix_spark.pipeline.annotate import format_summary as format_annotate
 from quadmix_spark.pipeline.select import format_summary as format_select
 from quadmix_spark.pipeline.select import load_checked_params, run_select
 from quadmix_spark.pipeline.stats import run_stats
-from quadmix_spark.spark import tables
+from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.stats_table import ALL_DOMAINS, load_stats
 
 log = logging.getLogger(__name__)
@@ -138,8 +137,8 @@ def config_hash(config: PipelineConfig) -> str:
     select = to_dict(config.select)
     select["params"] = core.params_hash(load_checked_params(config))
     mixture = config.select.mixture
-    if mixture not in (None, "natural", "uniform") and Path(mixture).is_file():
-        select["mixture"] = core.content_key(Path(mixture).read_text(), 16)
+    if mixture not in (None, "natural", "uniform") and files.is_file(mixture):
+        select["mixture"] = core.content_key(files.read_text(mixture), 16)
     return core.content_key(
         {
             "annotate": to_dict(config.annotate),

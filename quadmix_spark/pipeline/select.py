@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import ParamsError, QuadMixParams
-from quadmix_spark.core.params import read_structured
+from quadmix_spark.pipeline import inputs
 from quadmix_spark.report import ReportData, render_report
 from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.budget import Calibration, calibrate, margin_column, realised_tokens, scale_column
@@ -70,13 +70,7 @@ class SelectSummary:
 def load_checked_params(config: PipelineConfig) -> QuadMixParams:
     """θ from ``select.params``, checked against the configured scorers (no Spark work)."""
     path = config.select.params
-    if not files.is_file(path):
-        raise ConfigError(f"select.params: params file not found: {path}")
-    try:
-        with files.local_copy(path) as local:
-            params = core.QuadMixParams.from_dict(read_structured(local), source=path)
-    except ParamsError as err:
-        raise ConfigError(f"select.params ({path}): {err}") from err
+    params = inputs.read_params(path, "select.params")
     unknown = [s for s in params.scorers if s not in config.scorers]
     if unknown:
         raise ConfigError(f"select.params ({path}): scorer {unknown[0]!r} is not in scorers")
@@ -100,9 +94,8 @@ def load_mixture(config: PipelineConfig, domains: list[str], stats: Stats) -> co
         return core.Mixture.uniform(domains)
     if not files.is_file(cfg.mixture):
         raise ConfigError(f"select.mixture: neither natural, uniform nor a mixture file: {cfg.mixture}")
+    mixture = inputs.read_mixture(cfg.mixture, "select.mixture")
     try:
-        with files.local_copy(cfg.mixture) as local:
-            mixture = core.Mixture.from_file(local)
         mixture.as_vector(domains)
     except core.MixtureError as err:
         raise ConfigError(f"select.mixture: {err}") from err

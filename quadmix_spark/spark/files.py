@@ -9,6 +9,7 @@ One small API for every driver-side file a job writes or reads, whatever the sto
     with files.local_file(uri) as path: booster.save_model(str(path))    # libraries that want a path
     with files.local_folder(uri) as folder: ...                         # a folder of such files
     with files.local_copy(uri) as path: fasttext.load_model(str(path))  # and to read one
+    with files.local_copies(model, meta) as (m, _): Booster.load(m)       # files read together
 
 A plain path (``data/selections``, ``/mnt/x``, ``out dir/with spaces``) is the driver's local disk
 and is written with Python's own I/O, relative to the working directory; no JVM is needed. A URI
@@ -237,6 +238,20 @@ def local_copy(uri: str | Path) -> Iterator[Path]:
         path = Path(tmp) / basename(uri)
         path.write_bytes(read_bytes(uri))
         yield path
+
+
+@contextlib.contextmanager
+def local_copies(*uris: str | Path) -> Iterator[list[Path]]:
+    """:func:`local_copy` of files that must sit side by side (a model and its ``.json``): local
+    paths as they are, else copies of the same names in one temporary folder."""
+    if all(map(is_local_path, uris)):
+        yield [Path(u) for u in uris]
+        return
+    with tempfile.TemporaryDirectory(prefix="quadmix-") as tmp:
+        paths = [Path(tmp) / basename(u) for u in uris]
+        for uri, path in zip(uris, paths, strict=True):
+            path.write_bytes(read_bytes(uri))
+        yield paths
 
 
 def _hadoop(uri: str | Path):

@@ -1,4 +1,5 @@
-"""annotate → stats → select through spark-submit on a standalone cluster equal a local-mode run.
+"""annotate → stats → select → reweight through spark-submit on a standalone cluster equal a
+local-mode run.
 
 The cluster is scripts/standalone_cluster.py's master and worker on 127.0.0.1 (the
 ``standalone_cluster`` fixture); the jobs are the jobs/ entry points submitted with
@@ -7,6 +8,8 @@ wheel shipped to executors with ``--py-files`` (so executors import the package 
 Deploy mode is client: a standalone master runs Python drivers only in client mode. The
 selection's files go to a ``file://`` URI with a space in it. The same inputs and θ run in local
 mode in this process, with other partition counts: the selected (id, copies) must be identical.
+The proxy step is ``reweight`` (domain streams, then a DoReMi run of a tiny tinylm as a Spark task
+on the cluster's executor, importing torch there): its α trajectory must equal the local run's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from quadmix_spark import core
 from quadmix_spark.config import load_config
 from quadmix_spark.demo.corpus import write_corpus
 from quadmix_spark.pipeline.annotate import run_annotate
+from quadmix_spark.pipeline.reweight import run_reweight
+from quadmix_spark.pipeline.reweight_runs import load_runs
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.spark import files
@@ -33,6 +38,8 @@ from quadmix_spark.spark.session import DELTA_PACKAGE, _jar_list_file
 
 ROOT = Path(__file__).resolve().parents[1]
 N_DOCS = 300
+TINYLM = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "context": 16, "batch_size": 4}
+TINYLM |= {"vocab": "top:64", "eval_tokens": 200}
 SCORERS = {"frac_lines_end_punct": "higher_is_better", "dup_5gram_char_frac": "lower_is_better"}
 
 
@@ -62,6 +69,15 @@ def write_config(root: Path, corpus: Path, output_dir: str) -> Path:
             "output_dir": output_dir,
             "shard_formats": ["parquet"],
             "report": True,
+        },
+        # The proxy step: a DoReMi run small enough for a test (tinylm as in test_reweight_job.py).
+        "targets": {"heldout_fraction": 0.15, "heldout_max_tokens": 300},
+        "proxy": {"tinylm": TINYLM},
+        "reweight": {
+            "streams": {"tokens_per_domain": 1500},
+            "methods": ["doremi"],
+            "params": {"doremi": [{"steps": 4, "reference_steps": 3, "seqs_per_domain": 2}]},
+            "output_dir": output_dir.replace("selection files", "reweight files"),
         },
     }
     path = root / "config.yaml"
@@ -107,10 +123,12 @@ def cluster_selection(standalone_cluster, built_wheel, inputs):
     out = root / "cluster"
     config = write_config(out, corpus, f"file://{out}/selection files")
     logs = {job: spark_submit(standalone_cluster, job, config, py_files, out) for job in JOBS}
+    for job, text in logs.items():  # kept beside the run, to read after a failure
+        (out / f"{job}.log").write_text(text)
     return load_config(config), logs
 
 
-JOBS = ("annotate.py", "stats.py", "selection.py")
+JOBS = ("annotate.py", "stats.py", "selection.py", "reweight.py")
 
 
 def selected(spark, table: str) -> dict[str, int]:
@@ -148,6 +166,22 @@ def test_cluster_jobs_select_what_local_mode_selects(spark, inputs, cluster_sele
     assert shards.groupBy("id").count().where(F.col("count") > 1).count() == sum(
         1 for c in on_cluster.values() if c > 1
     )
+
+    # The proxy step: DoReMi trained in a Python worker on the cluster's executor gives the α
+    # trajectory of the same run in local mode (the streams are the same hash sample).
+    local_reweight = run_reweight(spark, local_config)
+    assert local_reweight.trained == 1 and not local_reweight.failed
+    trajectories = []
+    for config in (cluster_config, local_config):
+        runs = load_runs(spark, config.table_path(config.reweight.runs_table))
+        assert list(runs["status"]) == ["ok"] and list(runs["method"]) == ["doremi"]
+        trajectories.append([list(a) for a in runs["alpha"].iloc[0]])
+    assert len(trajectories[0]) == 4 and trajectories[0] == trajectories[1]
+    mixture_file = files.join(cluster_config.reweight.output_dir, "mixture_doremi.yaml")
+    assert core.Mixture.from_dict(yaml.safe_load(files.read_text(mixture_file))).shares == pytest.approx(
+        local_reweight.methods[0].mixture, abs=1e-12
+    )
+    assert "doremi" in logs["reweight.py"]
 
 
 def test_the_delta_package_is_named_alike_everywhere():

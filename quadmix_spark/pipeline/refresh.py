@@ -31,9 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from delta.exceptions import ProtocolChangedException
 from delta.tables import DeltaTable
-from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -153,27 +151,9 @@ def config_hash(config: PipelineConfig) -> str:
     )
 
 
-def ensure_runs_table(spark: SparkSession, path: str, tries: int = 20) -> None:
-    """Create the ``refresh_runs`` table unless it exists, safe against creators racing.
-
-    Two runs creating one table at once both try to commit its version 0: the loser sees
-    ``ProtocolChangedException`` (or a location that is not empty yet holds no commit) and
-    then finds the winner's table.
-    """
-    for attempt in range(tries):
-        if tables.exists(spark, path):
-            return
-        try:
-            DeltaTable.createIfNotExists(spark).location(path).addColumns(RUNS_SCHEMA).execute()
-            return
-        except ProtocolChangedException:
-            continue
-        except AnalysisException as err:
-            if "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION" not in str(err):
-                raise
-            time.sleep(0.1 * (attempt + 1))  # the winner's first commit is being written
-    if not tables.exists(spark, path):
-        raise RuntimeError(f"refresh.runs_table: {path} is not empty but holds no Delta table")
+def ensure_runs_table(spark: SparkSession, path: str) -> None:
+    """Create the ``refresh_runs`` table unless it exists (race-free: two runs may create it at once)."""
+    tables.ensure_table(spark, path, RUNS_SCHEMA)
 
 
 @dataclass

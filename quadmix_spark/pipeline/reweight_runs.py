@@ -83,7 +83,6 @@ CLASSES = {
     "uniform": ("quadmix_spark.mixing.reweighting", "Uniform"),
 }
 _MERGE_TRIES = 5
-_CREATE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -252,22 +251,9 @@ def _train_group(payload, streams_key: str, shape: Mapping[str, Any], proxy: Map
 
 
 def ensure_table(spark: SparkSession, path: str) -> None:
-    """Create the runs table unless it exists; a concurrent creator winning the race is fine.
-
-    Between our existence check and our commit another job may commit version 0 (then our create
-    or our first read of its log raises); we look again, a few times, before giving up.
-    """
-    for attempt in range(1, _CREATE_TRIES + 1):
-        try:
-            if not tables.exists(spark, path):
-                DeltaTable.createIfNotExists(spark).location(path).addColumns(TABLE).execute()
-            fields = {f.name for f in spark.read.format("delta").load(path).schema.fields}
-            break
-        except Exception as err:  # the other creator's commit, half seen
-            if attempt == _CREATE_TRIES:
-                raise
-            log.info("reweight runs: %s is being created concurrently (%s), looking again", path, err)
-            time.sleep(0.2 * attempt)
+    """Create the runs table unless it exists (race-free), and check an existing one is a runs table."""
+    tables.ensure_table(spark, path, TABLE)
+    fields = {f.name for f in spark.read.format("delta").load(path).schema.fields}
     missing = [f.name for f in TABLE.fields if f.name not in fields]
     if missing:
         raise RuntimeError(f"{path} is not a reweight_runs table: it lacks {missing}")

@@ -7,15 +7,20 @@
 #
 #   scripts/airflow_task_test.sh [TASK (annotate)] [RUN_DATE (2026-11-27)]
 #
-# Needs .venv (scripts/setup.sh) and .venv-airflow (scripts/setup_airflow.sh). Takes a few minutes.
+# Needs .venv (scripts/setup.sh) and .venv-airflow (scripts/setup_airflow.sh); QUADMIX_PYTHON,
+# QUADMIX_AIRFLOW_VENV and QUADMIX_WORK (an empty folder) override where they are. About 2 minutes;
+# tests/test_dag.py runs it. Exits non-zero unless refresh_runs records the step as done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERE="$PWD"
 TASK="${1:-annotate}"
 RUN_DATE="${2:-2026-11-27}"
-PY="$HERE/.venv/bin/python"
-AIRFLOW="$HERE/${QUADMIX_AIRFLOW_VENV:-.venv-airflow}/bin/airflow"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/quadmix-airflow-XXXXXX")"
+PY="${QUADMIX_PYTHON:-$HERE/.venv/bin/python}"  # the project's Python (pyspark's spark-submit beside it)
+AIRFLOW_VENV="${QUADMIX_AIRFLOW_VENV:-.venv-airflow}"
+[[ "$AIRFLOW_VENV" = /* ]] || AIRFLOW_VENV="$HERE/$AIRFLOW_VENV"
+AIRFLOW="$AIRFLOW_VENV/bin/airflow"
+WORK="${QUADMIX_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/quadmix-airflow-XXXXXX")}"
+mkdir -p "$WORK"
 echo "airflow-task-test: $TASK of $RUN_DATE in $WORK"
 
 # Inputs: 300 documents of the demo generator, a uniform θ, a refresh config (as tests/test_cluster.py).
@@ -36,7 +41,8 @@ config = {
     "warehouse": str(work / "warehouse"),
     "spark": {"app_name": "quadmix-airflow-task-test", "shuffle_partitions": 4},
     "annotate": {
-        "input": {"path": str(work / "corpus"), "format": "jsonl", "keep_columns": ["true_domain"]},
+        "input": {"path": str(work / "corpus"), "format": "jsonl", "keep_columns": ["true_domain"],
+                  "skip_hidden_files": True},
         "annotators": [
             {"kind": "language_id", "name": "language", "column": "language"},
             {"kind": "heuristics", "name": "heuristics"},
@@ -58,11 +64,12 @@ export AIRFLOW_HOME="$WORK/airflow" AIRFLOW__CORE__DAGS_FOLDER="$HERE/dags" AIRF
 export QUADMIX_HOME="$HERE" QUADMIX_CONFIG="$WORK/config.yaml" QUADMIX_PYTHON="$PY"
 HOST="${MASTER%:*}" PORT="${MASTER##*:}"
 export AIRFLOW_CONN_SPARK_DEFAULT="{\"conn_type\": \"spark\", \"host\": \"$HOST\", \"port\": $PORT, \"extra\": {\"deploy-mode\": \"client\"}}"
-export PATH="$HERE/.venv/bin:$PATH"  # the spark-submit the operator runs: pyspark's
+export PATH="$(dirname "$PY"):$PATH"  # the spark-submit the operator runs: pyspark's
+export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"  # the driver imports this checkout
 "$AIRFLOW" db migrate > "$WORK/db-migrate.log" 2>&1
 (cd "$WORK" && "$AIRFLOW" tasks test quadmix_nightly "$TASK" "$RUN_DATE")
 
-"$PY" - "$WORK" <<'EOF'
+"$PY" - "$WORK" "$TASK" <<'EOF'
 import sys
 
 from quadmix_spark.config import load_config
@@ -73,5 +80,10 @@ spark = build_session(master="local[1]", warehouse=config.warehouse)
 spark.sparkContext.setLogLevel("ERROR")
 runs = spark.read.format("delta").load(config.table_path("refresh_runs"))
 columns = ["run_date", "attempt", "step", "status", "annotated_version", "quarantine_version", "details"]
-runs.orderBy("recorded_at").select(*columns).show(truncate=False)
+rows = runs.orderBy("recorded_at").select(*columns)
+rows.show(truncate=70)
+step = rows.where(f"step = '{sys.argv[2]}'").collect()
+if not step or step[-1]["status"] != "done":  # airflow tasks test exits 0 on a failed task
+    sys.exit(f"airflow-task-test: the {sys.argv[2]} step is not recorded as done")
+print(f"airflow-task-test: {sys.argv[2]} done")
 EOF

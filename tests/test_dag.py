@@ -119,3 +119,22 @@ def test_a_broken_dag_is_reported_as_an_import_error(airflow_python, tmp_path):
     assert bag["dag_ids"] == []
     (error,) = bag["import_errors"].values()
     assert "SparkSubmitOperatr" in error
+
+
+def test_airflow_tasks_test_runs_the_annotate_task_on_a_standalone_cluster(airflow_python, tmp_path):
+    """`airflow tasks test` of the first task, for real: the operator's spark-submit of
+    jobs/refresh.py to a master and worker on 127.0.0.1 annotates a small corpus and records it."""
+    env = {**os.environ, "QUADMIX_PYTHON": sys.executable, "QUADMIX_WORK": str(tmp_path / "work")}
+    env["QUADMIX_AIRFLOW_VENV"] = str(VENV)
+    script = ROOT / "scripts" / "airflow_task_test.sh"
+    done = subprocess.run(
+        ["bash", str(script), "annotate", "2026-11-27"], env=env, capture_output=True, text=True, timeout=1200
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert (
+        "annotate: 304 input rows = 300 annotated + 0 already annotated + 4 quarantined (reconciled)" in out
+    )
+    assert "300 new documents (annotated none → v1)" in out
+    assert "airflow-task-test: annotate done" in out
+    assert "Cannot execute: spark-submit" not in out

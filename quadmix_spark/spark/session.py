@@ -49,6 +49,15 @@ def with_local_retries(master: str, max_failures: int) -> str:
     return f"local[{found.group(1) or 1},{max_failures}]"
 
 
+def local_cores(master: str) -> int | None:
+    """Threads of a ``local`` / ``local[N]`` / ``local[*]`` / ``local[N,F]`` master; None for a cluster."""
+    found = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\d+)?\])?", master.strip())
+    if found is None:
+        return None
+    threads = found.group(1) or "1"
+    return os.cpu_count() or 1 if threads == "*" else int(threads)
+
+
 def build_session(
     app_name: str = "quadmix",
     master: str = "local[2]",
@@ -75,6 +84,9 @@ def build_session(
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         settings.update(_LOCAL_DEFAULTS)
         settings["spark.master"] = with_local_retries(master, local_max_failures)
+        # Delta rebuilds a table's state in 50 tasks by default, after every commit: sized for
+        # clusters and long logs, it costs seconds per write on a few local cores.
+        settings["spark.databricks.delta.snapshotPartitions"] = str(local_cores(master) or 1)
         settings["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile={_LOG4J}"
         settings.update(_delta_jars_setting())
         settings["spark.sql.warehouse.dir"] = str(Path(warehouse).resolve())

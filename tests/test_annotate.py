@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 import yaml
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from quadmix_spark.cli import main
@@ -676,3 +677,41 @@ def test_parquet_record_without_the_text_column_is_quarantined_whole(spark, tmp_
     assert rows["unreadable_file"]["raw"] == "column 'lang' is int64 here, string in most files"
     annotated = spark.read.format("delta").load(config.table_path("annotated"))
     assert sorted(r["id"] for r in annotated.collect()) == ["d1", "t1", "t2"]
+
+
+def test_a_parquet_input_is_split_and_quarantined_without_a_cached_copy(spark, tmp_path):
+    # Parquet is read again by each query instead of cached: duplicated ids and rejected records
+    # are still found by the census and quarantined, and a clean input leaves the quarantine
+    # table created and never written.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dirty = tmp_path / "dirty"
+    dirty.mkdir()
+    pq.write_table(
+        pa.table({"id": ["a", "b", "c"], "text": ["first text", "second text", "  "]}), dirty / "1.parquet"
+    )
+    pq.write_table(pa.table({"id": ["a", "d"], "text": ["another text", "fourth text"]}), dirty / "2.parquet")
+    config = make_config(tmp_path / "1", dirty, TOKENS, "parquet")
+    summary = run_annotate(spark, config)
+    assert (summary.input_rows, summary.annotated, summary.quarantined) == (5, 3, 2)
+    assert summary.quarantined_by_reason == {"empty_text": 1, "duplicate_id": 1}
+    assert not spark.sparkContext._jsc.getPersistentRDDs()  # nothing left cached
+    quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
+    assert sorted((r["id"], r["reason"]) for r in quarantine.collect()) == [
+        ("a", "duplicate_id"),
+        ("c", "empty_text"),
+    ]
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    pq.write_table(
+        pa.table({"id": ["x", "y"], "text": ["one clean text", "two clean texts"]}), clean / "1.parquet"
+    )
+    config = make_config(tmp_path / "2", clean, TOKENS, "parquet")
+    summary = run_annotate(spark, config)
+    assert (summary.input_rows, summary.annotated, summary.quarantined) == (2, 2, 0)
+    assert summary.quarantine_version == 0  # created (version 0), no write after it
+    q_path = config.table_path("quarantine")
+    assert spark.read.format("delta").load(q_path).count() == 0
+    assert [r[0] for r in DeltaTable.forPath(spark, q_path).history().select("version").collect()] == [0]

@@ -1,21 +1,25 @@
 """The annotate job: raw corpus → annotated Delta table (+ quarantine), scored once.
 
-Steps: check config, models and the input's named columns (no Spark job over the data yet) → one
-read of the input: its records and their quarantine reasons, persisted on the executors and counted
-(records, duplicated ids) by the job that reads them → split, one record per id, dropping ids the
+Steps: check config, models and the input's named columns (no Spark job over the data yet) → a
+census of the input on the columns the quarantine reasons need: records, records with a reason,
+ids that more than one record carries (JSON lines are parsed once, by this job, and persisted; a
+Parquet or Delta input is read again by each later query, only the columns it needs) → split, one
+record per id (matched by id only when the census found a duplicated one), dropping ids the
 annotated table already holds with the same text (reruns and nightly refreshes score only new
 documents; a changed text follows ``annotate.on_changed_text``) → quarantine MERGE keyed by record,
-committed before the documents it balances, and a check of the quarantined share
-(``annotate.max_quarantine_fraction``) before the expensive pass → one ``mapInArrow`` pass running
-every annotator per Arrow batch → an insert-only Delta MERGE on id with provenance (two runs at
-once leave each id once; a MERGE that updates too when changed texts replace their rows; a plain
-overwrite in ``overwrite`` mode) → summary with reconciled counts.
+committed before the documents it balances (skipped when the census found nothing to quarantine),
+and a check of the quarantined share (``annotate.max_quarantine_fraction``) before the expensive
+pass → one ``mapInArrow`` pass running every annotator per Arrow batch → an insert-only Delta
+MERGE on id with provenance (two runs at once leave each id once; a MERGE that updates too when
+changed texts replace their rows; a plain overwrite in ``overwrite`` mode) → summary with
+reconciled counts.
 
 Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
 it passes: input records by the job that reads them, ids already in the table where they leave the
 clean documents (observed during the annotated write), annotated rows from the Delta commit's
 metrics (rows another run inserted first count as already annotated: the rows reaching the MERGE,
-observed, less those it inserted), quarantined records as the quarantine write consumes them. A run
+observed, less those it inserted), quarantined records as the quarantine write consumes them (or
+none, when the census found no record to quarantine and no duplicated id). A run
 whose terms do not add up raises :class:`CountsDoNotReconcile` after both writes, naming the
 versions it committed. The per-domain lines of the summary are observed on the rows written.
 """
@@ -291,9 +295,11 @@ def run_annotate(
     :func:`annotate_frame`); it must keep every row, and the counts catch one that does not:
     :class:`CountsDoNotReconcile` is raised when the counted terms do not add up.
 
-    The input is read once: its records, with their quarantine reasons, are persisted on the
-    executors (memory, spilling to disk) by the first job, which also counts them and the
-    duplicated ids; the quarantine and the documents are both written from that copy.
+    JSON lines are parsed once: the records, with their quarantine reasons, are persisted on the
+    executors (memory, spilling to disk) by the census, and the quarantine and the documents are
+    written from that copy. A Parquet or Delta input costs less to read again than to cache: the
+    census reads the columns the reasons need, the documents' write the whole records, and the
+    quarantine's write happens only when the census found records to quarantine.
     """
     step = annotate_step or annotate_frame
     started = time.time()
@@ -329,7 +335,10 @@ def run_annotate(
     }
     check_changed_text_policy(cfg.on_changed_text)
     staged = stage_input(spark, cfg.input, cfg.max_text_bytes, files)
-    staged.rows.persist(StorageLevel.MEMORY_AND_DISK)
+    # Parsing JSON lines costs more than keeping the parsed records; a columnar file is cheaper
+    # to read again (only the columns each query needs) than to cache.
+    if cfg.input.format == "jsonl":
+        staged.rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         return _annotate_staged(spark, config, mode, step, specs, staged, existing, metadata, files, started)
     finally:
@@ -351,38 +360,45 @@ def _annotate_staged(
     cfg = config.annotate
     out_path = config.table_path(cfg.output_table)
     q_path = config.table_path(cfg.quarantine_table)
-    # The one read of the input: it fills the persisted records and counts them (and the ids
-    # that more than one record carries, to pick how they are matched) in one job.
+    # A census of the input, on the columns the quarantine reasons need: records, records with a
+    # reason, and the ids that more than one clean record carries (none: they are not matched).
     clean_key = F.when(F.col("_reason").isNull(), F.col("id")).alias("_k")
     counts = (
         staged.rows.groupBy(clean_key)
         .count()
         .agg(
             F.sum("count").alias("rows"),
+            F.sum(F.when(F.col("_k").isNull(), F.col("count"))).alias("rejected"),
             F.count(F.when(F.col("_k").isNotNull() & (F.col("count") > 1), 1)).alias("dup_ids"),
         )
         .first()
     )
-    read_rows, dup_ids = int(counts["rows"] or 0), int(counts["dup_ids"] or 0)
+    read_rows, rejected, dup_ids = (int(counts[k] or 0) for k in ("rows", "rejected", "dup_ids"))
     split = split_input(
         spark,
         staged,
         cfg.input,
         existing=existing.select("id", "text") if existing is not None else None,
         on_changed_text=cfg.on_changed_text,
-        broadcast_duplicates=dup_ids <= BROADCAST_DUPLICATED_IDS,
+        duplicated=dup_ids,
+        broadcast_limit=BROADCAST_DUPLICATED_IDS,
     )
+    # Records as read, and each unreadable file as one record (quarantined whole, never read).
+    input_rows = read_rows + split.unreadable_files
 
     # The quarantine first: it holds the rejected records before the documents they balance
     # are committed, and a run that would quarantine too much of its input fails before the
-    # expensive pass.
-    q_counts = Observation()
-    q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
-    observed_q = q_counts.get
-    # Records as read, and each unreadable file as one record (quarantined whole, never read).
-    input_rows = read_rows + split.unreadable_files
-    quarantined = int(observed_q["rows"])
-    by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
+    # expensive pass. An input with nothing to quarantine is not read for it.
+    changed_to_quarantine = existing is not None and cfg.on_changed_text == "quarantine"
+    if rejected or dup_ids or split.unreadable_files or changed_to_quarantine:
+        q_counts = Observation()
+        q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
+        observed_q = q_counts.get
+        quarantined = int(observed_q["rows"])
+        by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
+    else:  # the table is there all the same, for whoever reads it
+        tables.ensure_table(spark, q_path, _stamped_quarantine(split.quarantined).schema)
+        q_version, quarantined, by_reason = tables.version(spark, q_path), 0, {}
     if input_rows and quarantined / input_rows > cfg.max_quarantine_fraction:
         reasons = ", ".join(f"{r}: {n}" for r, n in by_reason.items())
         raise QuarantineShareExceeded(
@@ -476,12 +492,14 @@ def _write_quarantine(
     ``counts`` observes them (``rows``, one per reason), whether new or already recorded.
     """
     per_reason = [F.count(F.when(F.col("reason") == r, 1)).alias(r) for r in REASONS]
-    rows = rows.withColumn("quarantined_at", F.current_timestamp()).observe(
-        counts, F.count(F.lit(1)).alias("rows"), *per_reason
-    )
+    rows = _stamped_quarantine(rows).observe(counts, F.count(F.lit(1)).alias("rows"), *per_reason)
     # A table from before raw_bytes gains the column.
     commit = tables.insert_new(rows, path, "record_key", metadata, evolve_schema=True)
     return commit.version if commit else tables.version(spark, path)
+
+
+def _stamped_quarantine(rows: DataFrame) -> DataFrame:
+    return rows.withColumn("quarantined_at", F.current_timestamp())
 
 
 def _input_version(spark: SparkSession, fmt: str, path: str) -> int | None:

@@ -328,7 +328,8 @@ def split_input(
     cfg: InputConfig,
     existing: DataFrame | None = None,
     on_changed_text: str = "keep",
-    broadcast_duplicates: bool = False,
+    duplicated: int | None = None,
+    broadcast_limit: int = 0,
 ) -> SplitInput:
     """Split staged records into clean documents and quarantined records (lazy).
 
@@ -345,17 +346,24 @@ def split_input(
     (counted like ``same``), ``replace`` puts the record in ``clean`` so that it replaces the row,
     ``quarantine`` quarantines it as ``changed_text``. Texts are compared by a 64-bit hash.
 
-    ``broadcast_duplicates`` ships the duplicated ids to every task (when the caller counted them
-    and they are few), so the clean records never move between tasks to be matched with them.
+    ``duplicated``, when the caller counted them, is the number of clean ids that more than one
+    record carries: with none, the records are not matched by id at all (the input is not read
+    again to look for them); with at most ``broadcast_limit``, they are shipped to every task, so
+    the clean records never move between tasks to be matched with them.
     """
     check_changed_text_policy(on_changed_text)
     rows = staged.rows
     bad = rows.where(F.col("_reason").isNotNull()).withColumn("raw", staged.raw)
     good = rows.where(F.col("_reason").isNull())
 
-    # Only ids seen twice take part in the window, so the common case costs one small aggregate.
-    dup_ids = duplicated_ids(staged)
-    flagged = good.join(F.broadcast(dup_ids) if broadcast_duplicates else dup_ids, "id", "left")
+    # Only ids seen twice take part in the window, so the common case costs one small aggregate,
+    # and none when the caller counted no duplicated id.
+    if duplicated == 0:
+        flagged = good.withColumn("_dup", F.lit(None).cast("boolean"))
+    else:
+        dup_ids = duplicated_ids(staged)
+        broadcast = duplicated is not None and duplicated <= broadcast_limit
+        flagged = good.join(F.broadcast(dup_ids) if broadcast else dup_ids, "id", "left")
     if existing is not None:
         known = existing.groupBy("id").agg(F.min(F.xxhash64("text")).alias("_t_hash"))
         flagged = flagged.join(known, "id", "left")
@@ -368,7 +376,9 @@ def split_input(
     rank = Window.partitionBy("id").orderBy(*prefer_table, "_hash", "text", "source_file", "raw")
     dups = flagged.where(F.col("_dup")).withColumn("raw", staged.raw)
     dups = dups.withColumn("_rn", F.row_number().over(rank))
-    chosen = flagged.where(F.col("_dup").isNull()).unionByName(dups.where(F.col("_rn") == 1).drop("_rn"))
+    chosen = flagged.where(F.col("_dup").isNull())
+    if duplicated != 0:  # each branch of a union reads the input again
+        chosen = chosen.unionByName(dups.where(F.col("_rn") == 1).drop("_rn"))
     state = F.when(F.col("_t_hash").isNull(), F.lit("new")).when(same_text, F.lit("same"))
     state = state.otherwise(F.lit("changed"))
     chosen = chosen.withColumn("_state", state)
@@ -399,7 +409,9 @@ def split_input(
             F.when(~F.is_valid_utf8("raw"), F.col("raw").cast("binary")).alias("raw_bytes"),
         )
 
-    quarantined = to_quarantine(bad).unionByName(to_quarantine(duplicates))
+    quarantined = to_quarantine(bad)
+    if duplicated != 0:
+        quarantined = quarantined.unionByName(to_quarantine(duplicates))
     unreadable = staged.unreadable
     if unreadable:
         # One record per file: its path and the error (in ``raw``); the key is the file alone.

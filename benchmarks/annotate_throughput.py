@@ -23,9 +23,10 @@ it prints docs/s and MB/s (UTF-8 text bytes) of these rows:
     annotation pass as Spark runs it (Parquet decode, Arrow round trip through the Python
     workers), without input validation or output I/O.
   * ``spark: run_annotate (Delta)`` -- the job users run: ``quadmix_spark.pipeline.annotate.run_annotate``
-    with a config like ``conf/demo.yaml`` (one read of the input, persisted and counted with its
-    duplicated ids, quarantine write, annotate, Delta write, reconciliation counts from
-    observations and commit metrics), whole-job wall time. The line below it gives the time of
+    with a config like ``conf/demo.yaml`` (a census of the input's records, rejected records
+    and duplicated ids on the columns the reasons need, the quarantine write when there is
+    anything to quarantine, annotate, Delta write, reconciliation counts from observations and
+    commit metrics), whole-job wall time. The line below it gives the time of
     the annotated-table write (the query that runs the annotators).
   * ``spark: Parquet scan only`` -- for scale: the JVM reading the same columns into ``noop``.
 

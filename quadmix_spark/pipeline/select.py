@@ -41,6 +41,7 @@ from quadmix_spark.spark.scoring import (
     with_expected_copies,
     with_merged,
     with_oriented,
+    with_sampling_inputs,
 )
 from quadmix_spark.spark.selectors import Selector, make_selector
 from quadmix_spark.spark.shards import write_shards
@@ -162,10 +163,10 @@ def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     base = annotated.withColumn("domain_idx", domain_index_column(params.domains, dom))
     if cfg.selector == "quadmix":  # the baselines need no rank, only oriented scores and σ
         if cfg.rank_mode == "exact":
-            scored = with_exact_rank(with_merged(base, model), tok)
+            scored = with_expected_copies(with_exact_rank(with_merged(base, model), tok), model, cfg.seed)
         else:
-            scored = with_merged(base, model, _fit_mapping(base, model, stats, cfg, tok))
-        scored = with_expected_copies(scored, model, cfg.seed)
+            mapping = _fit_mapping(base, model, stats, cfg, tok)
+            scored = with_sampling_inputs(base, model, mapping, cfg.seed)
     else:
         scored = with_oriented(base, model).withColumn("u", hash_uniform_column(cfg.seed, 0))
 

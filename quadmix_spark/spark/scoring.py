@@ -140,6 +140,33 @@ def with_expected_copies(df: DataFrame, model: ScoringModel, seed: int) -> DataF
     return df.withColumn("_s", s_udf("rank", "domain_idx", "doc_key")).select("*", "_s.*").drop("_s")
 
 
+def with_sampling_inputs(df: DataFrame, model: ScoringModel, mapping: RankMapping, seed: int) -> DataFrame:
+    """:func:`with_merged` with a ``mapping``, then :func:`with_expected_copies`, in one Python pass.
+
+    Adds ``merged``, ``rank``, ``S`` and ``u`` with the same values. A scalar pandas UDF queues
+    every row it sees, text included, on the JVM until its batch returns from Python: one pass
+    instead of two halves that cost on a wide table.
+    """
+    scorers = list(model.params.scorers)
+
+    @F.pandas_udf("merged double, rank double, S double, u double")
+    def sampled_udf(domain_idx: pd.Series, doc_key: pd.Series, *scores: pd.Series) -> pd.DataFrame:
+        d = domain_idx.to_numpy(np.int64)
+        merged = model.merged(np.column_stack([s.to_numpy(np.float64) for s in scores]), d)
+        rank = core.apply_rank_mapping(mapping, merged, d)
+        return pd.DataFrame(
+            {
+                "merged": merged,
+                "rank": rank,
+                "S": model.expected_copies(rank, d),
+                "u": core.hash_uniform(doc_key.to_numpy(np.int64), seed, 0),
+            }
+        )
+
+    out = df.withColumn("_q", sampled_udf("domain_idx", "doc_key", *scorers))
+    return out.select("*", "_q.*").drop("_q")
+
+
 def copies_column(expected: Column, u: Column) -> Column:
     """floor(e) + 1[u < frac(e)]: the same IEEE operations as ``core.expected_copies_to_copies``."""
     base = F.floor(expected)

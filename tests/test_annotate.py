@@ -679,35 +679,47 @@ def test_parquet_record_without_the_text_column_is_quarantined_whole(spark, tmp_
     assert sorted(r["id"] for r in annotated.collect()) == ["d1", "t1", "t2"]
 
 
+def _plans_seen(plans: list[str]):
+    """An annotate step that records the optimized plan of the documents it is given."""
+
+    def step(df, specs):
+        plans.append(df._jdf.queryExecution().optimizedPlan().toString())
+        return annotate_job.annotate_frame(df, specs)
+
+    return step
+
+
 def test_a_parquet_input_is_split_and_quarantined_without_a_cached_copy(spark, tmp_path):
-    # Parquet is read again by each query instead of cached: duplicated ids and rejected records
-    # are still found by the census and quarantined, and a clean input leaves the quarantine
-    # table created and never written.
+    # Parquet is read again by each query instead of cached (JSON lines are cached): duplicated
+    # ids and rejected records are still found by the census and quarantined, and a clean input
+    # leaves the quarantine table created and never written.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     dirty = tmp_path / "dirty"
     dirty.mkdir()
-    pq.write_table(
-        pa.table({"id": ["a", "b", "c"], "text": ["first text", "second text", "  "]}), dirty / "1.parquet"
-    )
+    rows = {"a": "first text", "b": "second text", "c": "  "}
+    pq.write_table(pa.table({"id": list(rows), "text": list(rows.values())}), dirty / "1.parquet")
     pq.write_table(pa.table({"id": ["a", "d"], "text": ["another text", "fourth text"]}), dirty / "2.parquet")
     config = make_config(tmp_path / "1", dirty, TOKENS, "parquet")
-    summary = run_annotate(spark, config)
+    plans: list[str] = []
+    summary = run_annotate(spark, config, annotate_step=_plans_seen(plans))
     assert (summary.input_rows, summary.annotated, summary.quarantined) == (5, 3, 2)
     assert summary.quarantined_by_reason == {"empty_text": 1, "duplicate_id": 1}
-    assert not spark.sparkContext._jsc.getPersistentRDDs()  # nothing left cached
-    quarantine = spark.read.format("delta").load(config.table_path("quarantine"))
-    assert sorted((r["id"], r["reason"]) for r in quarantine.collect()) == [
-        ("a", "duplicate_id"),
-        ("c", "empty_text"),
-    ]
+    assert "InMemoryRelation" not in plans[0] and "Relation" in plans[0]
+    quarantine = spark.read.format("delta").load(config.table_path("quarantine")).collect()
+    assert sorted((r["id"], r["reason"]) for r in quarantine) == [("a", "duplicate_id"), ("c", "empty_text")]
+
+    _jsonl(tmp_path / "jsonl" / "1.jsonl", [("a", "first text"), ("a", "another text"), ("d", "x y")])
+    plans.clear()
+    config = make_config(tmp_path / "3", tmp_path / "jsonl", TOKENS)
+    summary = run_annotate(spark, config, annotate_step=_plans_seen(plans))
+    assert (summary.annotated, summary.quarantined_by_reason) == (2, {"duplicate_id": 1})
+    assert "InMemoryRelation" in plans[0]
 
     clean = tmp_path / "clean"
     clean.mkdir()
-    pq.write_table(
-        pa.table({"id": ["x", "y"], "text": ["one clean text", "two clean texts"]}), clean / "1.parquet"
-    )
+    pq.write_table(pa.table({"id": ["x", "y"], "text": ["one clean text", "two texts"]}), clean / "1.parquet")
     config = make_config(tmp_path / "2", clean, TOKENS, "parquet")
     summary = run_annotate(spark, config)
     assert (summary.input_rows, summary.annotated, summary.quarantined) == (2, 2, 0)

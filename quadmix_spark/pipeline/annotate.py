@@ -415,7 +415,8 @@ def _annotate_staged(
     # What reaches the write, counted as it passes (the summary's per-domain lines come from here,
     # not from a read of the table).
     written = Observation()
-    annotated = annotated.observe(written, *_written_aggregates(specs))
+    labels = _domain_labels(specs)  # loads the domain model once more: once per run, not per use
+    annotated = annotated.observe(written, *_written_aggregates(specs, labels))
     log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
     replaced = 0
     if mode != "incremental":
@@ -453,7 +454,7 @@ def _annotate_staged(
     if not summary.reconciles:
         summary.seconds = round(time.time() - started, 1)
         raise CountsDoNotReconcile(summary)
-    _domain_totals(written.get, specs, summary)
+    _domain_totals(written.get, labels, summary)
     summary.seconds = round(time.time() - started, 1)
     return summary
 
@@ -467,11 +468,11 @@ def _domain_labels(specs: list[dict[str, Any]]) -> list[str] | None:
     return sorted({*labels, UNKNOWN}) if spec.get("min_confidence") else sorted(labels)
 
 
-def _written_aggregates(specs: list[dict[str, Any]]) -> list[Column]:
+def _written_aggregates(specs: list[dict[str, Any]], labels: list[str] | None) -> list[Column]:
     """Rows reaching the write and, per domain label, documents, tokens and low-confidence ones."""
     aggs = [F.count(F.lit(1)).alias("rows")]
     domain, tokens = _domain_column(specs), _token_column(specs)
-    labels = _domain_labels(specs) or []
+    labels = labels or []
     min_confidence = next((s.get("min_confidence") for s in specs if s["kind"] == "fasttext_domain"), None)
     for i, label in enumerate(labels):
         here = F.col(domain) == label
@@ -506,8 +507,7 @@ def _input_version(spark: SparkSession, fmt: str, path: str) -> int | None:
     return tables.version(spark, path) if fmt == "delta" else None
 
 
-def _domain_totals(observed: dict[str, Any], specs: list[dict], summary: AnnotateSummary) -> None:
-    labels = _domain_labels(specs)
+def _domain_totals(observed: dict[str, Any], labels: list[str] | None, summary: AnnotateSummary) -> None:
     if not labels:
         return
     for i, label in enumerate(labels):

@@ -6,7 +6,7 @@ For the annotated table, stats and θ of a pipeline config (default ``conf/demo.
 select job's own Spark machinery:
 
   * exact r̄: ``scoring.with_merged`` then ``scoring.with_exact_rank`` (a window per domain);
-  * scalable r̄: ``scoring.with_merged`` with the ``RankMapping`` that ``select._fit_mapping`` fits
+  * scalable r̄: ``scoring.with_sampling_inputs`` with the ``RankMapping`` that ``select._fit_mapping`` fits
     on its hash-chosen sample of ``rank_sample_size`` documents per domain (same seed, same
     sampling stream as ``quadmix select``),
 
@@ -71,6 +71,7 @@ from quadmix_spark.spark.scoring import (  # noqa: E402
     with_exact_rank,
     with_expected_copies,
     with_merged,
+    with_sampling_inputs,
 )
 from quadmix_spark.spark.stats_table import Stats, load_stats  # noqa: E402
 
@@ -146,7 +147,7 @@ def rank_error(
     cfg = dataclasses.replace(config.select, rank_sample_size=size)
     mapping = _fit_mapping(exact, model, stats, cfg, config.token_column)
     sample = sample_sizes(exact, model, stats, cfg.seed, size, config.token_column)
-    scored = with_expected_copies(with_merged(exact, model, mapping), model, cfg.seed)
+    scored = with_sampling_inputs(exact, model, mapping, cfg.seed)
     err = F.abs(F.col("rank") - F.col("rank_exact"))
     per_domain = (
         scored.groupBy("domain_idx")

@@ -85,29 +85,19 @@ def domain_index_column(domains: Sequence[str], domain_col: str) -> Column:
     return mapping[F.col(domain_col)]
 
 
-def with_merged(df: DataFrame, model: ScoringModel, mapping: RankMapping | None = None) -> DataFrame:
-    """Add ``merged`` (q̄) and, with a rank ``mapping``, ``rank`` (r̄), ``S`` and ``u``.
+def with_merged(df: DataFrame, model: ScoringModel) -> DataFrame:
+    """Add ``merged`` (q̄); ``df`` needs ``domain_idx`` (int) and the scorer columns.
 
-    ``df`` needs ``domain_idx`` (int) and the scorer columns. Without a mapping only ``merged``
-    is added: the exact rank needs all documents of a domain (:func:`with_exact_rank`).
+    The rank comes after: exactly from all documents of a domain (:func:`with_exact_rank`), or
+    from a fitted mapping together with ``S`` and ``u`` (:func:`with_sampling_inputs`).
     """
-    scorers = list(model.params.scorers)
-    if mapping is None:
 
-        @F.pandas_udf("double")
-        def merged_udf(domain_idx: pd.Series, *scores: pd.Series) -> pd.Series:
-            values = np.column_stack([s.to_numpy(np.float64) for s in scores])
-            return pd.Series(model.merged(values, domain_idx.to_numpy(np.int64)))
+    @F.pandas_udf("double")
+    def merged_udf(domain_idx: pd.Series, *scores: pd.Series) -> pd.Series:
+        values = np.column_stack([s.to_numpy(np.float64) for s in scores])
+        return pd.Series(model.merged(values, domain_idx.to_numpy(np.int64)))
 
-        return df.withColumn("merged", merged_udf("domain_idx", *scorers))
-
-    @F.pandas_udf("merged double, rank double")
-    def ranked_udf(domain_idx: pd.Series, *scores: pd.Series) -> pd.DataFrame:
-        d = domain_idx.to_numpy(np.int64)
-        merged = model.merged(np.column_stack([s.to_numpy(np.float64) for s in scores]), d)
-        return pd.DataFrame({"merged": merged, "rank": core.apply_rank_mapping(mapping, merged, d)})
-
-    return df.withColumn("_r", ranked_udf("domain_idx", *scorers)).select("*", "_r.*").drop("_r")
+    return df.withColumn("merged", merged_udf("domain_idx", *model.params.scorers))
 
 
 def with_exact_rank(df: DataFrame, token_col: str) -> DataFrame:
@@ -141,9 +131,9 @@ def with_expected_copies(df: DataFrame, model: ScoringModel, seed: int) -> DataF
 
 
 def with_sampling_inputs(df: DataFrame, model: ScoringModel, mapping: RankMapping, seed: int) -> DataFrame:
-    """:func:`with_merged` with a ``mapping``, then :func:`with_expected_copies`, in one Python pass.
+    """Add ``merged`` (q̄), ``rank`` (r̄ from the fitted ``mapping``), ``S`` and ``u`` in one Python pass.
 
-    Adds ``merged``, ``rank``, ``S`` and ``u`` with the same values. A scalar pandas UDF queues
+    The values of :func:`with_merged` and :func:`with_expected_copies`. A scalar pandas UDF queues
     every row it sees, text included, on the JVM until its batch returns from Python: one pass
     instead of two halves that cost on a wide table.
     """

@@ -22,6 +22,7 @@ from quadmix_spark.pipeline.annotate import (
     run_annotate,
 )
 from quadmix_spark.spark import tables
+from udfs.models import fasttext_labels
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
@@ -505,7 +506,7 @@ def test_an_incremental_run_refuses_a_table_scored_by_other_annotators(spark, tm
     assert {r["annotator_hash"] for r in table.collect()} == {new_hash}
 
 
-def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_path):
+def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_path, monkeypatch):
     docs = [
         ("s1", "the team scored a late goal"),
         ("s2", "the coach praised the player after the match"),
@@ -518,7 +519,15 @@ def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_pat
     annotators = [*TOKENS, {"kind": "fasttext_domain", "column": "domain", "model": model}]
     config = make_config(tmp_path, tmp_path / "in", annotators)
     config.annotate.min_domain_confidence = 0.8
+    loads = Counter()
+
+    def counted(path):  # the real loader, counted: a domain model can be hundreds of MB
+        loads[path] += 1
+        return fasttext_labels(path)
+
+    monkeypatch.setattr(annotate_job, "fasttext_labels", counted)
     summary = run_annotate(spark, config)
+    assert loads == {model: 1}  # the driver loads it once: the check, the summary's labels
 
     rows = {r["id"]: r for r in spark.read.format("delta").load(config.table_path("annotated")).collect()}
     assert {i: r["domain"] for i, r in rows.items()} == {

@@ -143,16 +143,18 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, Any]]) -> None:
+def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Fail before Spark starts when a model, tokenizer, label or signal is wrong.
 
     Every local fastText model is loaded here, on the driver, once: a file that is not a model, or
     a ``label`` the quality model does not have, fails in seconds, naming the key, instead of in a
-    Python worker after the job started.
+    Python worker after the job started. Returns each local model's labels, by its path, so that
+    no model is loaded twice for them.
     """
     if not annotators:
         raise ConfigError("annotate.annotators: at least one annotator is required")
-    models = {}
+    models: dict[str, str] = {}
+    labels: dict[str, list[str]] = {}
     for i, spec in enumerate(specs):
         key = f"annotate.annotators[{i}]"
         model = spec.get("model")
@@ -163,7 +165,7 @@ def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, An
             if models.setdefault(name, model) != model:
                 raise ConfigError(f"{key}.model: two different models share the file name {name}")
             if "://" not in model:
-                _check_model(key, spec, model)
+                labels[model] = _check_model(key, spec, model)
         if spec["kind"] == "tokens" and spec["tokenizer"] != "whitespace":
             try:
                 load_tokenizer(spec["tokenizer"])
@@ -172,9 +174,10 @@ def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, An
         unknown = set(spec.get("signals") or ()) - set(SIGNALS)
         if unknown:
             raise ConfigError(f"{key}.signals: unknown signal(s) {sorted(unknown)}")
+    return labels
 
 
-def _check_model(key: str, spec: dict[str, Any], model: str) -> None:
+def _check_model(key: str, spec: dict[str, Any], model: str) -> list[str]:
     try:
         labels = fasttext_labels(model)
     except Exception as err:
@@ -186,6 +189,7 @@ def _check_model(key: str, spec: dict[str, Any], model: str) -> None:
             f"annotate.min_domain_confidence: the domain model {model} has a label {UNKNOWN!r}, the "
             "domain given to low-confidence documents"
         )
+    return labels
 
 
 def annotator_hash(specs: list[dict[str, Any]]) -> str:
@@ -305,7 +309,7 @@ def run_annotate(
     started = time.time()
     cfg = config.annotate
     specs = annotator_specs(config)
-    check_annotators(cfg.annotators, specs)
+    labels = _domain_labels(specs, check_annotators(cfg.annotators, specs))
     check_input_path(spark, cfg.input)
     files = find_unreadable_files(spark, cfg.input, check_input_files(spark, cfg.input))
     check_input_columns(spark, cfg.input, files=files)
@@ -340,7 +344,9 @@ def run_annotate(
     if cfg.input.format == "jsonl":
         staged.rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        return _annotate_staged(spark, config, mode, step, specs, staged, existing, metadata, files, started)
+        return _annotate_staged(
+            spark, config, mode, step, specs, labels, staged, existing, metadata, files, started
+        )
     finally:
         staged.rows.unpersist()
 
@@ -351,6 +357,7 @@ def _annotate_staged(
     mode: str,
     step: Callable[[DataFrame, list[dict[str, Any]]], DataFrame],
     specs: list[dict[str, Any]],
+    labels: list[str] | None,
     staged: StagedInput,
     existing: DataFrame | None,
     metadata: dict[str, Any],
@@ -415,7 +422,6 @@ def _annotate_staged(
     # What reaches the write, counted as it passes (the summary's per-domain lines come from here,
     # not from a read of the table).
     written = Observation()
-    labels = _domain_labels(specs)  # loads the domain model once more: once per run, not per use
     annotated = annotated.observe(written, *_written_aggregates(specs, labels))
     log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
     replaced = 0
@@ -459,12 +465,15 @@ def _annotate_staged(
     return summary
 
 
-def _domain_labels(specs: list[dict[str, Any]]) -> list[str] | None:
-    """The values the domain column can take: the model's labels (and ``unknown``); None if unknown."""
+def _domain_labels(specs: list[dict[str, Any]], model_labels: dict[str, list[str]]) -> list[str] | None:
+    """The values the domain column can take: the model's labels (and ``unknown``); None if unknown.
+
+    ``model_labels``: each local model's labels by path, as :func:`check_annotators` read them.
+    """
     spec = next((s for s in specs if s["kind"] == "fasttext_domain"), None)
-    if spec is None or "://" in spec["model"]:
+    if spec is None or spec["model"] not in model_labels:
         return None
-    labels = fasttext_labels(spec["model"])
+    labels = model_labels[spec["model"]]
     return sorted({*labels, UNKNOWN}) if spec.get("min_confidence") else sorted(labels)
 
 

@@ -312,9 +312,13 @@ def test_unicode_blank_text_is_empty(spark, tmp_path):
         "nbsp_ideographic": "\u00a0\u3000\u2028\u2009",
         "zero_width": "\u200b\u200c\u200d\u2060\ufeff\u00ad",
         "mixed": " \u00a0\t\u200b\n\u3000",
+        "long_blank": " \u200b" * 200,  # longer than the prefix searched first
     }
     kept = {
         "padded": "\u00a0word\u3000",
+        "late_word": " \u3000" * 100 + "word",  # blank beyond the prefix: the whole text decides
+        "64th": " " * 63 + "x",
+        "65th": " " * 64 + "x",
         "emoji": "\U0001f642",
         "plain": "ok text",
         "cjk": "\u3000\u6f22\u5b57",

@@ -45,9 +45,11 @@ _MARKERS = re.compile(r"_SUCCESS|_committed_.*|_started_.*|_metadata|_common_met
 
 # A character that makes a text non-empty: anything but separators (spaces, NBSP, ideographic
 # space, line/paragraph separators: Z), controls (tabs, newlines: Cc) and format characters
-# (zero-width space/joiners, word joiner, BOM, soft hyphen: Cf). Finding the first one is O(1) on
-# ordinary text; only a blank text is scanned to its end.
+# (zero-width space/joiners, word joiner, BOM, soft hyphen: Cf).
 VISIBLE_CHAR = r"[^\p{Z}\p{Cc}\p{Cf}]"
+# Characters searched first: Spark's rlike decodes its whole input to a Java string, so the
+# text itself is searched only when its first characters are all blank.
+VISIBLE_PREFIX_CHARS = 64
 
 # JSON lines whose keys are read on the driver to check the configured column names.
 SAMPLE_RECORDS = 1000
@@ -233,9 +235,15 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
     return (
         reason.when(F.col("_text_type").isNull() | (F.col("_text_type") == "VOID"), F.lit("missing_text"))
         .when(F.col("_text_type") != "STRING", F.lit("non_string_text"))
-        .when(~text.rlike(VISIBLE_CHAR), F.lit("empty_text"))
+        .when(~_has_visible_char(text), F.lit("empty_text"))
         .when(F.octet_length(text) > max_text_bytes, F.lit("too_large"))
     )
+
+
+def _has_visible_char(text: Column) -> Column:
+    """True when ``text`` holds a character that is not blank (:data:`VISIBLE_CHAR`)."""
+    prefix = F.substring(text, 1, VISIBLE_PREFIX_CHARS)
+    return prefix.rlike(VISIBLE_CHAR) | text.rlike(VISIBLE_CHAR)
 
 
 def _record_key() -> Column:

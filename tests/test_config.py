@@ -56,9 +56,7 @@ def test_demo_config_loads_with_overrides():
             r"missing required config key annotate.annotators\[0\].kind",
         ),  # noqa: E501
         ("annotate: {annotators: [{kind: fasttext_quality, column: q, model: m.bin}]}", "label is required"),
-        ("select: {selector: topk:nope}", "select.selector: 'nope' is not one of the scorers"),
         ("select: {token_budget: -5}", "select.token_budget must be positive"),
-        ("select: {selector: uniform}", "select.token_budget is required for selector uniform"),
         ("select: {mixture: natural}", "select.token_budget is required with select.mixture"),
         ("annotate: {max_quarantine_fraction: 1.5}", r"annotate.max_quarantine_fraction must be in \[0, 1\]"),
         ("annotate: {max_quarantine_fraction: -1}", r"annotate.max_quarantine_fraction must be in \[0, 1\]"),

@@ -64,6 +64,7 @@ from quadmix_spark.spark.reading import (
     split_input,
     stage_input,
 )
+from quadmix_spark.spark.shipping import ship
 from udfs import annotators as registry
 from udfs.annotate import annotate_batches, output_schema
 from udfs.annotators import Annotator, DomainAnnotator, OptionError, TokenCounter
@@ -223,6 +224,8 @@ def annotate_frame(df: DataFrame, annotators: list[Annotator], text_column: str 
     """Add every annotator's columns to ``df`` in one Arrow pass (lazy; nothing runs yet)."""
     in_schema = to_arrow_schema(df.schema)
     out_schema = from_arrow_schema(output_schema(in_schema, annotators))
+
+    ship(*{type(a) for a in annotators})  # a kind registered outside our packages goes by value
 
     def run(batches):  # on the workers; the closure holds the configured annotators, no models
         return annotate_batches(batches, annotators, text_column)

@@ -183,6 +183,27 @@ def _read_table(
         df = reader.load(files.readable())
     else:
         df = reader.load(root)
+    _check_table_columns(df, cfg)
+    # The record as JSON (``raw``) is made only for the few records that are quarantined
+    # (:func:`record_json`): the text stays one column, and the rest of the record rides along.
+    columns = [
+        F.struct(*[F.col(c) for c in df.columns if c != cfg.text_column]).alias("_record"),
+        F.lit(None).cast("string").alias("raw"),
+        F.col("_metadata.file_path").alias("source_file"),
+        _position(cfg.format),
+        F.lit(None).cast("string").alias("_parse"),
+        F.col(cfg.text_column).alias("text"),
+        F.when(F.col(cfg.text_column).isNull(), F.lit("VOID")).otherwise(F.lit("STRING")).alias("_text_type"),
+    ]
+    if cfg.id_column:
+        columns.append(F.col(cfg.id_column).cast("string").alias("id"))
+        columns.append(F.when(F.col(cfg.id_column).isNotNull(), F.lit("STRING")).alias("_id_type"))
+    columns += [F.col(c) for c in cfg.keep_columns if c not in (cfg.id_column, cfg.text_column)]
+    return df.select(*columns), list(df.columns)
+
+
+def _check_table_columns(df: DataFrame, cfg: InputConfig) -> None:
+    """Fail, naming the key, when a column the config names is missing or of the wrong type."""
     names = set(df.columns)
     for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
         if column and column not in names:
@@ -198,17 +219,6 @@ def _read_table(
         raise ConfigError(
             f"annotate.input.text_column {cfg.text_column!r} has type {text_type}, expected string"
         )
-    # The record as JSON (``raw``) is made only for the few records that are quarantined
-    # (:func:`record_json`): the text stays one column, and the rest of the record rides along.
-    columns = [
-        F.struct(*[F.col(c) for c in df.columns if c != cfg.text_column]).alias("_record"),
-        F.lit(None).cast("string").alias("raw"),
-        F.col("_metadata.file_path").alias("source_file"),
-        _position(cfg.format),
-        F.lit(None).cast("string").alias("_parse"),
-        F.col(cfg.text_column).alias("text"),
-        F.when(F.col(cfg.text_column).isNull(), F.lit("VOID")).otherwise(F.lit("STRING")).alias("_text_type"),
-    ]
     if cfg.id_column:
         id_type = df.schema[cfg.id_column].dataType.simpleString()
         if id_type not in ("string", "tinyint", "smallint", "int", "bigint") and not re.fullmatch(
@@ -218,10 +228,6 @@ def _read_table(
                 f"annotate.input.id_column {cfg.id_column!r} has type {id_type}; ids must be strings or "
                 "integers (a floating-point id is not exact)"
             )
-        columns.append(F.col(cfg.id_column).cast("string").alias("id"))
-        columns.append(F.when(F.col(cfg.id_column).isNotNull(), F.lit("STRING")).alias("_id_type"))
-    columns += [F.col(c) for c in cfg.keep_columns if c not in (cfg.id_column, cfg.text_column)]
-    return df.select(*columns), list(df.columns)
 
 
 def record_json(cfg: InputConfig, columns: list[str]) -> Column:

@@ -54,6 +54,7 @@ from quadmix_spark.config import AnnotateConfig, ConfigError, InputConfig, Pipel
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import (
     REASONS,
+    IdMatching,
     InputFiles,
     SplitInput,
     StagedInput,
@@ -61,7 +62,7 @@ from quadmix_spark.spark.reading import (
     check_input_columns,
     check_input_files,
     check_input_path,
-    split_input,
+    split_records,
     stage_input,
 )
 from quadmix_spark.spark.shipping import ship
@@ -414,15 +415,9 @@ def _annotate_staged(spark: SparkSession, plan: AnnotatePlan, staged: StagedInpu
     """census → split → quarantine (committed first) → annotated documents → summary."""
     cfg = plan.cfg
     census = _census(staged)
-    split = split_input(
-        spark,
-        staged,
-        cfg.input,
-        existing=plan.existing.select("id", "text") if plan.existing is not None else None,
-        on_changed_text=cfg.on_changed_text,
-        duplicated=census.dup_ids,
-        broadcast_limit=BROADCAST_DUPLICATED_IDS,
-    )
+    existing = plan.existing.select("id", "text") if plan.existing is not None else None
+    matching = IdMatching(existing, cfg.on_changed_text, census.dup_ids, BROADCAST_DUPLICATED_IDS)
+    split = split_records(spark, staged, cfg.input, matching)
     # Records as read, and each unreadable file as one record (quarantined whole, never read).
     input_rows = census.rows + split.unreadable_files
     # The quarantine first: it holds the rejected records before the documents they balance
@@ -481,7 +476,7 @@ def _check_quarantine_share(cfg: AnnotateConfig, input_rows: int, quarantine: Qu
 def _write_annotated(plan: AnnotatePlan, split: SplitInput) -> AnnotatedWrite:
     """The one pass of every annotator over the clean documents, written to the annotated table."""
     cfg = plan.cfg
-    # Ids the table already holds left the clean documents in split_input (counted there, observed).
+    # Ids the table already holds left the clean documents in split_records (counted there, observed).
     annotated = plan.step(split.clean, plan.annotators).withColumns(
         {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(plan.metadata["annotator_hash"])}
     )

@@ -369,20 +369,6 @@ class IdMatching:
     broadcast_limit: int = 0
 
 
-def split_input(
-    spark: SparkSession,
-    staged: StagedInput,
-    cfg: InputConfig,
-    existing: DataFrame | None = None,
-    on_changed_text: str = "keep",
-    duplicated: int | None = None,
-    broadcast_limit: int = 0,
-) -> SplitInput:
-    """:func:`split_records` with the fields of :class:`IdMatching` as keywords."""
-    matching = IdMatching(existing, on_changed_text, duplicated, broadcast_limit)
-    return split_records(spark, staged, cfg, matching)
-
-
 def split_records(
     spark: SparkSession, staged: StagedInput, cfg: InputConfig, matching: IdMatching = IdMatching()
 ) -> SplitInput:

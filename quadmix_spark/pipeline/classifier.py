@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__
-from quadmix_spark.config import ClassifierConfig, ConfigError, resolve
+from quadmix_spark.config import ClassifierConfig, ConfigError, resolve, validate
 from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.reading import check_input_path, read_input
 
@@ -150,8 +150,7 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
 
 def labelled_documents(spark: SparkSession, cfg: ClassifierConfig, key: str) -> DataFrame:
     """The clean documents with a label, each marked ``_heldout`` by a hash of its id."""
-    if not 0 < cfg.holdout_fraction < 1:
-        raise ConfigError(f"classifiers.{key}.holdout_fraction must be in (0, 1)")
+    validate(cfg, f"classifiers.{key}")  # holdout_fraction, ... when the config was built in code
     check_input_path(spark, cfg.input)
     input_cfg = cfg.input
     if cfg.label_column not in input_cfg.keep_columns:

@@ -37,7 +37,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import core
-from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.config import ConfigError, PipelineConfig, validate
 from quadmix_spark.pipeline import inputs
 from quadmix_spark.pipeline.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
 from quadmix_spark.pipeline.mixture_methods import (
@@ -197,10 +197,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     annotated = spark.read.format("delta").option("versionAsOf", annotated_version).load(source)
     check_columns(annotated, config, source)
     check_heldout_filter(annotated, config.targets, source)
-    if exp.n_runs < 24:
-        raise ConfigError("experiment.n_runs must be at least 24 (the fit holds some runs out)")
-    if exp.decompose and exp.seeds < 1:
-        raise ConfigError("experiment.seeds must be at least 1")
+    validate(exp, "experiment")  # n_runs, seeds, ... when the config was built in code
     check_mixtures(config)
     _selectors(config)  # experiment.baselines, before any job
     if exp.mixture_method is not None:

@@ -27,7 +27,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.config import ConfigError, PipelineConfig, validate
 from quadmix_spark.core import ParamsError, QuadMixParams
 from quadmix_spark.mixing import sources
 from quadmix_spark.pipeline import inputs
@@ -81,17 +81,17 @@ class SelectSummary:
 
 
 def check_config(config: PipelineConfig) -> Selector:
-    """The select settings that need no file and no Spark: the selector (its registry), the
-    budget a baseline or a mixture needs, the mixture source's name. Returns the selector."""
+    """The select settings that need no file and no Spark: the section's declared values and rules
+    (the config's validator), the selector (its registry), the budget a baseline needs, the
+    mixture source's name. Returns the selector."""
     cfg = config.select
+    validate(cfg, "select")
     selector = check_selector(cfg.selector, list(config.scorers))
     if not selector.uses_theta and cfg.token_budget is None:
         raise ConfigError(
             f"select.token_budget is required for selector {cfg.selector} (a baseline fills a budget)"
         )
     if cfg.mixture is not None:
-        if cfg.token_budget is None:
-            raise ConfigError("select.token_budget is required with select.mixture")
         sources.parse(cfg.mixture, "select.mixture")
     return selector
 

@@ -1,8 +1,10 @@
-"""Config loading: errors name the key, overrides apply, every key is documented."""
+"""Config loading: errors name the key, overrides apply, the doc's key tables come from the declarations."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.util
 import typing
 from pathlib import Path
 
@@ -10,13 +12,18 @@ import pytest
 
 from quadmix_spark.cli import main
 from quadmix_spark.config import (
+    DOC,
     AnnotatorConfig,
+    Check,
     ClassifierConfig,
     ConfigError,
     InputConfig,
     PipelineConfig,
+    SelectConfig,
     TargetSetConfig,
+    declared_keys,
     load_config,
+    validate,
 )
 from udfs import annotators
 
@@ -161,35 +168,131 @@ def test_cli_reports_config_errors_without_starting_spark(tmp_path, capsys):
     assert "configuration error: unknown config key select.seedd" in capsys.readouterr().err
 
 
-def _keys(cls: type, prefix: str) -> list[str]:
-    keys = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        key = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        # Input sections are documented once, under annotate.input.
-        nested = dataclasses.is_dataclass(tp) and (tp is not InputConfig or prefix == "annotate.")
-        if nested:
-            keys += _keys(tp, f"{key}.")
-        else:
-            keys.append(key)
-    return keys
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_every_key_is_documented():
-    doc = (ROOT / "docs/config.md").read_text()
-    keys = _keys(PipelineConfig, "")
-    keys += _keys(ClassifierConfig, "classifiers.<name>.")
-    keys += _keys(TargetSetConfig, "targets.target_sets.<name>.")
-    keys += [f.name for f in dataclasses.fields(AnnotatorConfig) if f.name != "options"]
-    missing = [k for k in keys if f"`{k}`" not in doc and k not in ("classifiers", "annotate.annotators")]
-    # Every key of every built-in annotator kind, as a row of the kinds' table.
-    builtin = [k for k in annotators.kinds() if annotators.annotator_class(k).__module__ == "udfs.annotators"]
-    missing += [
-        f"{kind}.{key}"
-        for kind in builtin
-        for key in annotators.config_keys(kind)
-        if f"| `{kind}` | `{key}` |" not in doc
+def test_the_doc_tables_are_generated_from_the_declarations():
+    config_docs = _load_script("config_docs")
+    committed = (ROOT / "docs/config.md").read_text()
+    generated = config_docs.render(committed)
+    diff = "".join(
+        difflib.unified_diff(
+            committed.splitlines(keepends=True),
+            generated.splitlines(keepends=True),
+            "docs/config.md (committed)",
+            "docs/config.md (from the declarations)",
+            n=0,
+        )
+    )
+    assert not diff, f"docs/config.md's key tables are stale: run {config_docs.COMMAND}\n{diff[:3000]}"
+    tables = config_docs.tables()
+    rows = {row[0] for rows in tables.values() for row in rows}
+    assert {"`select.seed`", "`annotate.input.id_column`", "`reweight.streams.max_tokens`"} <= rows
+    assert "`classifiers.<name>.holdout_fraction`" in rows and "`targets.target_sets.<name>.path`" in rows
+    assert "| `spark.local_max_failures` | int, ≥ 1 | `4` |" in committed
+    assert "| `entropy.measures` | list[`se` \\| `je` \\| `ce` \\| `vne`], non-empty, distinct |" in committed
+    kinds = [(row[0], row[1]) for row in tables["annotate.annotators.kinds"]]
+    assert kinds == [
+        ("`fasttext_domain`", "`model`"),
+        ("`fasttext_quality`", "`model`"),
+        ("`fasttext_quality`", "`label`"),
+        ("`language_id`", "`model`"),
+        ("`heuristics`", "`signals`"),
+        ("`tokens`", "`tokenizer`"),
     ]
-    assert missing == []
-    assert builtin == ["fasttext_domain", "fasttext_quality", "language_id", "heuristics", "tokens"]
+    # the check fails on a stale table and names the command that fixes it
+    stale = committed.replace("| `select.seed` | int | `0` |", "| `select.seed` | int | `1` |")
+    assert stale != committed and config_docs.render(stale) == committed
+    with pytest.raises(ValueError, match=r"tables without markers \['select'\]"):
+        config_docs.render(committed.replace("<!-- keys:select -->", ""))
+
+
+def _sections(cls: type) -> list[type]:
+    """``cls`` and every section class below it."""
+    found = [cls]
+    for tp in typing.get_type_hints(cls).values():
+        inner = [tp, *typing.get_args(tp)]
+        found += [s for t in inner if dataclasses.is_dataclass(t) for s in _sections(t)]
+    return list(dict.fromkeys(found))
+
+
+def test_every_key_declares_its_meaning():
+    classes = _sections(PipelineConfig)
+    assert {AnnotatorConfig, ClassifierConfig, InputConfig, TargetSetConfig} <= set(classes)
+    undeclared, bad_docs = [], []
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            is_section = dataclasses.is_dataclass(tp) or (
+                typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[1])
+            )
+            if DOC not in f.metadata and not is_section and (cls, f.name) != (AnnotatorConfig, "options"):
+                undeclared.append(f"{cls.__name__}.{f.name}")
+            doc = f.metadata.get(DOC)
+            if doc is not None and not (0 < len(doc) <= 400 and "\n" not in doc):  # one line, in a table
+                bad_docs.append(f"{cls.__name__}.{f.name}")
+    builtin = [k for k in annotators.kinds() if annotators.annotator_class(k).__module__ == "udfs.annotators"]
+    bad_docs += [f"{k}.{n}" for k in builtin for n, key in annotators.config_keys(k).items() if not key.doc]
+    assert undeclared == [] and bad_docs == []
+    # the keys every annotator has are its declared fields
+    assert list(declared_keys(AnnotatorConfig)) == ["kind", "name", "column", "direction"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("spark: {local_max_failures: 0}", r"spark.local_max_failures must be at least 1, got 0"),
+        ("spark: {max_records_per_file: -1}", r"spark.max_records_per_file must be >= 0, got -1"),
+        ("classifiers: {d: {holdout_fraction: 1}}", r"classifiers.d.holdout_fraction must be in \(0, 1\)"),
+        ("select: {budget_tolerance: 0.05}", r"select.budget_tolerance must be in \(0, 0.05\), got 0.05"),
+        ("bimix: {s_target: .inf}", r"bimix.s_target must be a number of tokens > 0, got inf"),
+        ("bimix: {output_mixture: r.txt}", r"bimix.output_mixture must end in .yaml, .yml or .json"),
+        (
+            "entropy: {measures: [se, ce, se]}",
+            r"entropy.measures: a value is given twice: \['se', 'ce', 'se'\]",
+        ),
+        ("entropy: {measures: []}", r"entropy.measures: at least one value is required"),
+        (
+            "reweight: {streams: {max_tokens: {a: 5, b: 0}}}",
+            r"reweight.streams.max_tokens.b must be positive",
+        ),
+        ("reweight: {seeds: []}", r"reweight.seeds: at least one value is required"),
+        ("experiment: {n_runs: 10}", r"experiment.n_runs must be at least 24, got 10"),
+        ("experiment: {seeds: 0}", r"experiment.seeds must be at least 1 with experiment.decompose"),
+        ("proxy: {tinylm: {vocab: 'top:0'}}", r"proxy.tinylm.vocab must be 'full' or 'top:N'"),
+        ("{experiment: {mixture_method: bimix}, proxy: {n_checkpoints: 2}}", r"proxy.n_checkpoints must be"),
+    ],
+)
+def test_declared_constraints_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_a_constraint_binds_only_where_declared(tmp_path):
+    config = load_config(
+        write(tmp_path, "experiment: {seeds: 0, decompose: false}\nbimix: {output_mixture: R.YML}")
+    )
+    assert config.experiment.seeds == 0 and config.bimix.output_mixture == "R.YML"
+    assert load_config(write(tmp_path, "select: {token_budget: null}")).select.token_budget is None
+    # one section alone, as a job given a config built in code checks it
+    select = SelectConfig(mixture="natural")
+    with pytest.raises(ConfigError, match="select.token_budget is required with select.mixture"):
+        validate(select, "select")
+    validate(SelectConfig(mixture="natural", token_budget=10), "select")
+
+
+def test_check_words_and_docs():
+    assert (Check(ge=1).doc(), Check(gt=0).doc(), Check(ge=0, lt=1).doc()) == ("≥ 1", "> 0", "in [0, 1)")
+    assert Check(nonempty=True, distinct=True).doc() == "non-empty, distinct"
+    with pytest.raises(ConfigError, match=r"^k must be in \[0, 1\], got 1.5$"):
+        Check(ge=0, le=1).validate(1.5, "k")
+    with pytest.raises(ConfigError, match=r"^k\[1\] must be at most 3, got 4$"):
+        Check(le=3).validate([1, 4], "k")
+    with pytest.raises(ConfigError, match=r"^k must be positive, got nan$"):
+        Check(gt=0).validate(float("nan"), "k")
+    Check(gt=0).validate(None, "k")  # null: not checked

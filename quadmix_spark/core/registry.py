@@ -57,6 +57,11 @@ class Registry:
         self._entries[name] = target
         return target
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a test's or a plugin's entry that must not outlive it)."""
+        self.check(name)
+        del self._entries[name]
+
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
@@ -68,6 +73,10 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __delitem__(self, name: str) -> None:
+        """``del registry[name]``: :meth:`unregister`, as a dict registry is emptied."""
+        self.unregister(name)
 
     def check(self, name: str, key: str | None = None) -> str:
         """``name`` when registered, else a ValueError naming the config ``key`` and the known names."""

@@ -64,16 +64,13 @@ class Interval:
         kinds = (int, np.integer) if self.kind is int else (int, float, np.number)
         if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite {self.kind.__name__}, got {value!r}")
-        low_ok = self.low is None or (
-            value >= self.low if self.closed in ("both", "left") else value > self.low
-        )
-        high_ok = self.high is None or (
-            value <= self.high if self.closed in ("both", "right") else value < self.high
-        )
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        low_ok = self.low is None or (value >= self.low if left else value > self.low)
+        high_ok = self.high is None or (value <= self.high if right else value < self.high)
         if not (low_ok and high_ok):
-            lo = "[" if self.closed in ("both", "left") else "("
-            hi = "]" if self.closed in ("both", "right") else ")"
-            bounds = f"{lo}{'-inf' if self.low is None else self.low}, {'inf' if self.high is None else self.high}{hi}"
+            low = "-inf" if self.low is None else self.low
+            high = "inf" if self.high is None else self.high
+            bounds = f"{'[' if left else '('}{low}, {high}{']' if right else ')'}"
             raise ValueError(f"{name} must be in {bounds}, got {value!r}")
 
 
@@ -155,7 +152,8 @@ class Regressor(BaseEstimator):
             bad = np.flatnonzero((arr < 0).any(axis=1) | (np.abs(sums - 1.0) > SIMPLEX_TOL))
             if bad.size:
                 raise ValueError(
-                    f"{what}: regmix rows must be mixtures (>= 0, sum 1); row {bad[0]} sums to {sums[bad[0]]:.6g}"
+                    f"{what}: regmix rows must be mixtures (>= 0, sum 1); "
+                    f"row {bad[0]} sums to {sums[bad[0]]:.6g}"
                 )
         return arr
 

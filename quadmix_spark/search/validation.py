@@ -207,7 +207,8 @@ def choose_regressor(
 ) -> Choice:
     """Cross-validate ``families`` (registered names) on the runs and fit the best on all of them.
 
-    ``X`` (n_runs, D) and ``y`` (n_runs,) in the order of ``run_ids``; ``params`` holds extra
+    ``X`` (n_runs, D) and ``y`` (n_runs,) in the order of ``run_ids`` (the result does not depend
+    on that order); ``params`` holds extra
     constructor arguments per family. With ``ensembles`` and two or more families that fit, the
     means of the best two and three are scored on the same out-of-fold predictions.
     """
@@ -218,9 +219,12 @@ def choose_regressor(
         raise ValueError(
             f"unknown regressor families {unknown} (registered: {', '.join(sorted(REGRESSORS))})"
         )
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    folds = cv_folds(run_ids, min(k, len(run_ids)), repeats, seed)
+    # Runs in the order of their ids: the fits see the same rows in the same order, whatever
+    # the order they came in, so the table is identical to the last bit.
+    order = np.argsort(np.asarray(run_ids, dtype=object), kind="stable")
+    X = np.asarray(X, dtype=np.float64)[order]
+    y = np.asarray(y, dtype=np.float64)[order]
+    folds = cv_folds([run_ids[i] for i in order], min(k, len(run_ids)), repeats, seed)
     params = params or {}
 
     def build(family: str) -> Regressor:
@@ -257,5 +261,6 @@ def choose_regressor(
         model = fitted[chosen.family]
     else:
         model = MeanEnsemble.of_fitted([fitted[f] for f in chosen.family[5:-1].split("+")])
-    rows = sorted(table + ensembles_tried, key=_rank_key)
+    back = np.argsort(order)  # out-of-fold predictions in the order the runs came in
+    rows = sorted((replace(row, oof=row.oof[:, back]) for row in table + ensembles_tried), key=_rank_key)
     return Choice(rows, chosen.family, model, int(folds.max()) + 1, repeats)

@@ -198,12 +198,21 @@ class SearchConfig:
     prior: str = "natural"  # RegMix candidates' centre: natural (stats table) | uniform | a mixture file
     temperature: float = 0.5  # the prior is raised to this power (RegMix: 0.5)
     max_usage: float = 15.0  # RegMix's MAXIMUM_USAGE: reject candidates with a share > max_usage × prior
-    holdout_runs: str | None = None  # a file of run ids (one per line) to hold out instead of a hash
+    holdout_runs: str | None = None  # a file of run ids (one per line) kept out of the fit, scored after it
     output_mixture: str = "data/search/mixture_star.yaml"  # RegMix mode: r* as a mixture file
     # Algorithm 1's β ranges: {lambda|omega|eta|epsilon: [low, high]}; unset = the paper's scales
     # (λ ≤ 1000, ω ≤ 0.1, η ≤ 1, ε ≤ 0.001). ω's range should cover the budget's share of the pool.
     ranges: dict[str, list[float]] = field(default_factory=dict)
-    holdout_fraction: float = 0.1
+    holdout_fraction: float = 0.0  # runs kept out of the fit by a hash of run_id, scored after it
+    # The surrogate: auto (cross-validate every registered family, fit the best), a family, or a
+    # list of families to choose among (docs/config.md)
+    regressor: str | list[str] = "auto"
+    regressor_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # family → its arguments
+    cv_folds: int = 5
+    cv_repeats: int = 3
+    # Write the searched θ*/r* even when it is not predicted better than the best run by more than
+    # the cross-validated error (otherwise the best run's θ/mixture is written, with a warning)
+    keep_candidate: bool = False
     min_child_samples: int | None = None  # LightGBM min_data_in_leaf; None: min(20, max(5, fit runs / 10))
     n_candidates: int = 100_000
     top_k: int = 10
@@ -474,8 +483,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key)
+        inner = [a for a in args if a is not type(None)]
+        for tp_ in inner[:-1]:  # e.g. str | list[str]: the first type the value fits
+            try:
+                return _coerce(tp_, value, key)
+            except ConfigError:
+                pass
+        return _coerce(inner[-1], value, key)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -557,6 +571,7 @@ def _check_semantics(config: PipelineConfig) -> None:
     share = config.annotate.max_quarantine_fraction
     if not 0 <= share <= 1:
         raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")
+    _check_search(config.search)
     vocab = config.proxy.tinylm.vocab
     if vocab != "full" and not re.fullmatch(r"top:[1-9][0-9]*", vocab):
         raise ConfigError(
@@ -566,6 +581,17 @@ def _check_semantics(config: PipelineConfig) -> None:
     _check_entropy(config)
     _check_mixture_method(config)
     _check_reweight(config.reweight)
+
+
+def _check_search(cfg: SearchConfig) -> None:
+    if cfg.cv_folds < 2:
+        raise ConfigError(f"search.cv_folds must be at least 2, got {cfg.cv_folds}")
+    if cfg.cv_repeats < 1:
+        raise ConfigError(f"search.cv_repeats must be at least 1, got {cfg.cv_repeats}")
+    if not 0 <= cfg.holdout_fraction < 0.5:
+        raise ConfigError(f"search.holdout_fraction must be in [0, 0.5), got {cfg.holdout_fraction}")
+    if isinstance(cfg.regressor, list) and not cfg.regressor:
+        raise ConfigError("search.regressor: an empty list names no family (auto: all of them)")
 
 
 def _check_bimix(cfg: BimixConfig) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -174,9 +174,15 @@ class LossRegressor(Regressor):
 
 
 def plot_predicted_vs_actual(
-    y_true: ArrayLike, y_pred: ArrayLike, path: str | Path, *, title: str = "Predicted vs actual loss"
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    path: str | Path,
+    *,
+    title: str = "Predicted vs actual loss",
+    table: Sequence[Mapping[str, object]] = (),
 ) -> Path:
-    """Scatter of predicted against actual loss with the y = x line (quadmix paper Fig. 3) as PNG."""
+    """Scatter of predicted against actual loss with the y = x line (quadmix paper Fig. 3) as PNG;
+    ``table`` rows (family, spearman, spearman_sd, mae, seconds) are printed below the plot."""
     # Figure + Agg canvas directly: no pyplot, so no global figure registry or GUI backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -184,7 +190,8 @@ def plot_predicted_vs_actual(
     t = np.asarray(y_true, dtype=np.float64).ravel()
     p = np.asarray(y_pred, dtype=np.float64).ravel()
     metrics = evaluate_predictions(t, p)
-    fig = Figure(figsize=(5, 5), dpi=100)
+    rows = [r for r in table if "error" not in r]
+    fig = Figure(figsize=(6, 6 + 0.22 * len(rows)), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.scatter(t, p, s=10, alpha=0.6, edgecolors="none")
@@ -202,6 +209,13 @@ def plot_predicted_vs_actual(
         va="top",
     )
     ax.legend(loc="lower right")
+    if rows:
+        text = ["family                      Spearman  ± sd     MAE   seconds"]
+        for r in rows:
+            scores = f"{r['spearman']:>7.3f} {r['spearman_sd']:>6.3f} {r['mae']:>8.4f} {r['seconds']:>7.2f}"
+            text.append(f"{r['family']:<27} {scores}")
+        fig.text(0.02, 0.01, "\n".join(text), family="monospace", fontsize=8, va="bottom")
+        fig.subplots_adjust(bottom=0.12 + 0.03 * len(rows))
     path = Path(path)
     fig.savefig(path, format="png")
     return path

@@ -246,10 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "streams":
             p.add_argument("--force", action="store_true", help="rewrite the table even if up to date")
         if name == "reweight":
+            from quadmix_spark.mixing.reweighters import REWEIGHTERS
+
             p.add_argument(
                 "--method",
                 action="append",
-                choices=("tandem", "doremi", "uniform"),
+                choices=REWEIGHTERS.names(),
                 help="method to run (repeatable; default: reweight.methods)",
             )
             p.add_argument("--retry-failed", action="store_true", help="train runs recorded as failed again")

@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 
 from quadmix_spark.core.params import load_yaml
+from quadmix_spark.mixing.reweighters import BUILT_IN, REWEIGHTERS
+from quadmix_spark.proxy.trainers import TRAINERS
 
 
 class ConfigError(ValueError):
@@ -280,7 +282,7 @@ class ProxyConfig:
     overshoot: float = 0.05  # datasets aim at budget·(1 + overshoot) tokens, the trainer cuts to budget
     rank_sample_size: int = 10_000  # documents per domain behind each θ's rank mapping
     seed: int = 0
-    trainer: Literal["ngram", "tinylm"] = "ngram"
+    trainer: str = "ngram"  # a name of the trainer registry (proxy/trainers.py)
     ngram_order: int = 2
     n_checkpoints: int = 4  # losses at T/2^(n-1), …, T/2, T training tokens
     tasks: int | None = None  # Spark tasks for the runs; None: one per run
@@ -366,7 +368,7 @@ class ReweightConfig:
 
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     runs_table: str = "reweight_runs"
-    methods: list[str] = field(default_factory=lambda: ["tandem", "doremi", "uniform"])
+    methods: list[str] = field(default_factory=lambda: list(BUILT_IN))  # names in mixing/reweighters.py
     seeds: list[int] = field(default_factory=lambda: [0])
     # method → hyperparameter sets (keyword arguments of the method's class); one run per set × seed
     params: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -572,6 +574,10 @@ def _check_semantics(config: PipelineConfig) -> None:
     if not 0 <= share <= 1:
         raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")
     _check_search(config.search)
+    try:
+        TRAINERS.check(config.proxy.trainer, "proxy.trainer")
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     vocab = config.proxy.tinylm.vocab
     if vocab != "full" and not re.fullmatch(r"top:[1-9][0-9]*", vocab):
         raise ConfigError(
@@ -637,9 +643,6 @@ def _check_mixture_method(config: PipelineConfig) -> None:
         )
 
 
-REWEIGHT_METHODS = ("tandem", "doremi", "uniform")
-
-
 def _check_reweight(cfg: ReweightConfig) -> None:
     st = cfg.streams
     if st.tokens_per_domain < 1:
@@ -649,12 +652,12 @@ def _check_reweight(cfg: ReweightConfig) -> None:
             raise ConfigError(f"reweight.streams.max_tokens.{domain} must be positive, got {cap}")
     if st.chunk_tokens < 1:
         raise ConfigError(f"reweight.streams.chunk_tokens must be positive, got {st.chunk_tokens}")
-    unknown = [m for m in cfg.methods if m not in REWEIGHT_METHODS]
+    unknown = [m for m in cfg.methods if m not in REWEIGHTERS]
     if unknown or not cfg.methods:
-        raise ConfigError(f"reweight.methods: {unknown or '[]'} not among {', '.join(REWEIGHT_METHODS)}")
-    extra = sorted(set(cfg.params) - set(REWEIGHT_METHODS))
+        raise ConfigError(f"reweight.methods: {unknown or '[]'} not among {', '.join(REWEIGHTERS)}")
+    extra = sorted(set(cfg.params) - set(REWEIGHTERS))
     if extra:
-        raise ConfigError(f"reweight.params.{extra[0]}: not a method ({', '.join(REWEIGHT_METHODS)})")
+        raise ConfigError(f"reweight.params.{extra[0]}: not a method ({', '.join(REWEIGHTERS)})")
     for method, sets in cfg.params.items():
         if not sets:
             raise ConfigError(f"reweight.params.{method}: an empty list runs nothing (leave the key out)")

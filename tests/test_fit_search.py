@@ -362,7 +362,7 @@ def test_a_family_registered_in_a_test_module_is_used_by_fit_search(tmp_path):
         final = runs[(runs.step_tokens == 2_000_000) & (runs.eval_set == "target")]
         assert true_loss(theta_star.to_vector()[None, :])[0] < final["loss"].min()
     finally:
-        REGRESSORS.pop("test-fit-quadratic")
+        REGRESSORS.unregister("test-fit-quadratic")
 
 
 def test_regressor_names_are_checked(tmp_path):

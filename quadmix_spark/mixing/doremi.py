@@ -81,6 +81,8 @@ class DoReMi(OnlineReweighter):
     """
 
     method = "doremi"
+    signal = "excess"
+    record_unit = "step"
 
     def __init__(
         self,
@@ -125,7 +127,7 @@ class DoReMi(OnlineReweighter):
         """
         if not isinstance(train_streams, Mapping) or len(train_streams) < 2:
             raise ValueError("train_streams must hold at least 2 domains to reweight")
-        train, _ = self._prepare(train_streams, val_streams, need_val=False)
+        train, _ = self._prepare(train_streams, val_streams)
         device = resolve_device(self.device)
         with training_settings(device, self.threads):
             self._run(train, device)

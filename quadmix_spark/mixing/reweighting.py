@@ -10,6 +10,10 @@ trivial baseline with the same interface. Every method is a small estimator::
     method.history_          # one dict per episode (TANDEM) / step (DoReMi): α, signal, losses
     method.result()          # JSON-able summary for a runs table
 
+Every method is registered by name in :data:`quadmix_spark.mixing.reweighters.REWEIGHTERS`
+(``reweight.methods``), built from keyword arguments and called the same way by the reweight
+job: ``cls(**shape, **params, seed=s, vocab=v).fit(train, val)``, then ``result()``.
+
 Streams (the input contract)
 ----------------------------
 ``train_streams``: mapping domain name → 1-D int array of **tokenizer** ids (cl100k by default,
@@ -142,6 +146,14 @@ class OnlineReweighter:
     """
 
     method = ""
+    #: True when ``fit`` trains on ``val_streams`` (TANDEM): the job then requires them. The
+    #: others accept and ignore them (unchecked).
+    uses_val = False
+    #: the ``history_`` key of the per-domain signal that moves α (TANDEM's Δ ``"delta"``,
+    #: DoReMi's excess loss ``"excess"``); None: no such signal.
+    signal: str | None = None
+    #: what one ``history_`` record is (an α plot's x axis): ``"episode"``, ``"step"``.
+    record_unit = "record"
 
     def __init__(
         self,
@@ -210,15 +222,11 @@ class OnlineReweighter:
         self,
         train_streams: Mapping[str, ArrayLike],
         val_streams: Mapping[str, ArrayLike] | None,
-        need_val: bool,
     ) -> tuple[dict[str, NDArray[np.int64]], dict[str, NDArray[np.int64]]]:
         """Checked streams mapped through the proxy vocabulary; sets ``domains_``, ``vocab_``."""
         train = check_streams(train_streams, self.source_vocab_size, "train_streams")
-        val = (
-            check_streams(val_streams, self.source_vocab_size, "val_streams")
-            if (val_streams is not None or need_val)
-            else {}
-        )
+        # a method that ignores the validation streams neither checks nor maps them
+        val = check_streams(val_streams, self.source_vocab_size, "val_streams") if self.uses_val else {}
         self.domains_ = list(train)
         if isinstance(self.vocab, ProxyVocab):
             vocab: ProxyVocab | None = self.vocab
@@ -278,7 +286,7 @@ class Uniform(OnlineReweighter):
     def fit(
         self, train_streams: Mapping[str, ArrayLike], val_streams: Mapping[str, ArrayLike] | None = None
     ) -> Uniform:
-        self._prepare(train_streams, val_streams, need_val=False)
+        self._prepare(train_streams, val_streams)
         m = len(self.domains_)
         self.alpha_trajectory_ = np.full((1, m), 1.0 / m)
         self.history_: list[dict[str, Any]] = []

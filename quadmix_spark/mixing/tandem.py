@@ -82,6 +82,9 @@ class Tandem(OnlineReweighter):
     """
 
     method = "tandem"
+    uses_val = True
+    signal = "delta"
+    record_unit = "episode"
 
     def __init__(
         self,
@@ -103,17 +106,20 @@ class Tandem(OnlineReweighter):
         self.lr_w = _positive(lr_w, "lr_w")
         self.lr_alpha = _positive(lr_alpha, "lr_alpha")
 
-    def fit(self, train_streams: Mapping[str, ArrayLike], val_streams: Mapping[str, ArrayLike]) -> Tandem:
+    def fit(
+        self, train_streams: Mapping[str, ArrayLike], val_streams: Mapping[str, ArrayLike] | None = None
+    ) -> Tandem:
         """Run T episodes on ``train_streams`` (domain → ids) and ``val_streams`` (set → ids).
 
         Streams follow the contract of :mod:`quadmix_spark.mixing.reweighting`; needs ≥ 2 domains
-        and ≥ 1 validation set. Returns ``self``.
+        and ≥ 1 validation set (``None`` is refused like ``{}``: the signature is every method's).
+        Returns ``self``.
         """
         if not isinstance(val_streams, Mapping) or not val_streams:
             raise ValueError("val_streams must map at least one set name to token ids (TANDEM's extra data)")
         if not isinstance(train_streams, Mapping) or len(train_streams) < 2:
             raise ValueError("train_streams must hold at least 2 domains to reweight")
-        train, val = self._prepare(train_streams, val_streams, need_val=True)
+        train, val = self._prepare(train_streams, val_streams)
         device = resolve_device(self.device)
         with training_settings(device, self.threads):
             self._run(train, val, device)

@@ -368,6 +368,7 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     """Fit, evaluate, search and write θ* (or r*); return the summary (also written as JSON)."""
     started = time.time()
     cfg = config.search
+    regressor_families(cfg)  # a wrong name fails before any input is read
     regmix = regmix_prior(config, spark) if cfg.mode == "regmix" else None
     runs = load_runs(cfg, spark)
     ids, X, y = run_targets(runs, config.targets.weights)

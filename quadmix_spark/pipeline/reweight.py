@@ -1,5 +1,11 @@
 """The reweight job: domain streams → TANDEM / DoReMi / Uniform runs → mixture files → α plot.
 
+The methods are the registered ones (:data:`quadmix_spark.mixing.reweighters.REWEIGHTERS`,
+``reweight.methods``), resolved on the driver before any Spark work. The job reads as plan
+(:func:`plan_reweight`: streams, checks, vocabulary, run specs) → compute
+(:func:`~quadmix_spark.pipeline.reweight_runs.run_reweight_runs`) → write (mixture files, plot)
+→ publish (``reweight_summary.json``):
+
 1. streams: the ``domain_streams`` table (:mod:`.streams`), written unless it already holds the
    configured streams;
 2. one proxy vocabulary (``proxy.tinylm.vocab``: ``top:N`` over the training streams), built once
@@ -23,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +40,8 @@ from pyspark.sql import SparkSession
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
-from quadmix_spark.pipeline.reweight_runs import ReweightSpec, load_runs, run_reweight_runs
+from quadmix_spark.mixing.reweighters import REWEIGHTERS
+from quadmix_spark.pipeline.reweight_runs import ReweightSpec, RunSettings, load_runs, run_reweight_runs
 from quadmix_spark.pipeline.streams import StreamsSummary, load_streams, run_streams
 from quadmix_spark.proxy.ngram import CL100K_N_VOCAB
 from quadmix_spark.proxy.vocab import ProxyVocab, check_comparable, parse_vocab_spec
@@ -75,6 +82,33 @@ class ReweightResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class MethodGroup:
+    """One (method, hyperparameter set) and its runs, one per seed."""
+
+    method: str
+    label: str  # method, or method_<k> for the k-th hyperparameter set (k ≥ 1)
+    params: dict[str, Any]
+    specs: list[ReweightSpec]
+
+
+@dataclass(frozen=True)
+class ReweightPlan:
+    """Everything the runs are, fixed on the driver before any training."""
+
+    streams: StreamsSummary
+    train: dict[str, np.ndarray]  # domain → token ids
+    val: dict[str, np.ndarray]  # validation set → token ids
+    vocab_key: str
+    runs_path: str
+    out: str
+    groups: list[MethodGroup]
+    settings: RunSettings  # streams key, tinylm shape, method classes, vocabulary, tasks
+
+    def specs(self) -> list[ReweightSpec]:
+        return [s for g in self.groups for s in g.specs]
+
+
 def build_vocab(config: PipelineConfig, train: dict[str, np.ndarray]) -> ProxyVocab | None:
     """The proxy vocabulary of ``proxy.tinylm.vocab`` over the training streams (None for full)."""
     try:
@@ -84,10 +118,32 @@ def build_vocab(config: PipelineConfig, train: dict[str, np.ndarray]) -> ProxyVo
     return None if n is None else ProxyVocab.from_streams(train.values(), n, CL100K_N_VOCAB)
 
 
+def method_classes(config: PipelineConfig, methods: Sequence[str] | None = None) -> dict[str, type]:
+    """name → registered class of ``methods`` (default ``reweight.methods``); ConfigError if unknown."""
+    try:
+        return {m: REWEIGHTERS.get(m, "reweight.methods") for m in (methods or config.reweight.methods)}
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _check_streams(train: Mapping[str, np.ndarray], val: Mapping, classes: Mapping[str, type]) -> None:
+    if len(train) < 2:
+        raise ConfigError(f"reweight.streams: {len(train)} domain(s) in the streams; reweighting needs 2")
+    need_val = [m for m, cls in classes.items() if cls.uses_val]
+    if need_val and not val:
+        raise ConfigError(
+            f"targets: {', '.join(need_val)} need(s) validation streams: set targets.heldout_fraction > 0 "
+            "or targets.target_sets"
+        )
+    short = [d for d, s in train.items() if s.size < 2]
+    if short:
+        raise ConfigError(f"reweight.streams: domain(s) {short} have fewer than 2 tokens")
+
+
 def _specs(config: PipelineConfig, methods: Sequence[str], streams_key: str, vocab_key: str):
     cfg, tiny = config.reweight, config.proxy.tinylm
     shape = {k: getattr(tiny, k) for k in SHAPE_KEYS}
-    groups: list[tuple[str, str, dict, list[ReweightSpec]]] = []
+    groups: list[MethodGroup] = []
     for method in methods:
         sets = cfg.params.get(method) or [{}]
         for k, params in enumerate(sets):
@@ -96,7 +152,7 @@ def _specs(config: PipelineConfig, methods: Sequence[str], streams_key: str, voc
             for seed in cfg.seeds:
                 key = core.content_key([method, seed, params, streams_key, shape, vocab_key], 12)
                 specs.append(ReweightSpec(f"{method}-{key}", "reweight", method, int(seed), dict(params)))
-            groups.append((method, label, dict(params), specs))
+            groups.append(MethodGroup(method, label, dict(params), specs))
     return groups
 
 
@@ -114,6 +170,40 @@ def _eval_specs(config: PipelineConfig, mixture: dict[str, float], streams_key: 
         )
         for seed in (config.reweight.eval_seeds or config.reweight.seeds)
     ]
+
+
+def plan_reweight(
+    spark: SparkSession, config: PipelineConfig, methods: Sequence[str] | None = None
+) -> ReweightPlan:
+    """Plan: the methods' classes, the streams (written unless current), checks, the vocabulary
+    (written beside the results) and every run's spec."""
+    cfg = config.reweight
+    classes = method_classes(config, methods)
+    streams = run_streams(spark, config)
+    train, val, _, streams_key = load_streams(spark, config.table_path(cfg.streams.output_table))
+    _check_streams(train, val, classes)
+    files.makedirs(cfg.output_dir)
+    vocab = build_vocab(config, train)
+    vocab_key = vocab.key() if vocab is not None else f"full:{CL100K_N_VOCAB}"
+    if vocab is not None:
+        files.write_text(files.join(cfg.output_dir, "vocab.json"), json.dumps(vocab.to_dict()))
+        coverage = vocab.coverage(np.concatenate(list(train.values())))
+        log.info(
+            "reweight: proxy vocabulary %s covers %.1f%% of the training tokens", vocab_key, 100 * coverage
+        )
+    tiny = config.proxy.tinylm
+    settings = RunSettings(
+        streams_key,
+        shape={k: getattr(tiny, k) for k in SHAPE_KEYS},
+        proxy={k: v for k, v in asdict(tiny).items() if k not in ("vocab", "seed")},
+        methods=classes,
+        vocab=vocab,
+        retry_failed=cfg.retry_failed,
+        tasks=cfg.tasks,
+    )
+    groups = _specs(config, list(classes), streams_key, vocab_key)
+    runs_path = config.table_path(cfg.runs_table)
+    return ReweightPlan(streams, train, val, vocab_key, runs_path, cfg.output_dir, groups, settings)
 
 
 def _write_mixture(out: str, result: MethodResult, runs, provenance: dict[str, Any]) -> None:
@@ -143,8 +233,56 @@ def _write_mixture(out: str, result: MethodResult, runs, provenance: dict[str, A
     result.epochs = {d: float(np.mean([e.get(d, 0.0) for e in epochs])) for d in domains}
 
 
-def plot_alpha(runs_by_label: dict[str, Any], path: Path) -> Path | None:
-    """α per domain over episodes / steps, one panel per method (first seed bold, others faint)."""
+def _log_runs(label: str, runs) -> None:
+    for _, run in runs[runs["status"] == "ok"].iterrows():
+        log.info(
+            "reweight: %s seed %d (%s): epochs per domain %s; mixture %s",
+            label,
+            int(run["seed"]),
+            run["run_id"],
+            ", ".join(f"{d} {e:.2f}" for d, e in sorted(dict(run["epochs"]).items())),
+            ", ".join(f"{d} {m:.3f}" for d, m in zip(run["domains"], run["mixture"], strict=True)),
+        )
+
+
+def write_mixtures(spark: SparkSession, plan: ReweightPlan) -> tuple[list[MethodResult], dict[str, Any]]:
+    """Write: one mixture file per (method, hyperparameter set), the mean over its ok seeds.
+
+    Returns the results and each label's runs (pandas) for the plot.
+    """
+    provenance = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": __version__,
+        "vocab_key": plan.vocab_key,
+        "inputs": {
+            "streams": plan.streams.table,
+            "streams_version": plan.streams.version,
+            "streams_key": plan.settings.streams_key,
+            "runs": plan.runs_path,
+            "tinylm": dict(plan.settings.shape),
+        },
+    }
+    results, by_label = [], {}
+    all_runs = load_runs(spark, plan.runs_path, [s.run_id for s in plan.specs()])
+    for g in plan.groups:
+        runs = all_runs[all_runs["run_id"].isin([s.run_id for s in g.specs])]
+        res = MethodResult(
+            g.method, g.label, g.params, [s.run_id for s in g.specs], int((runs["status"] == "ok").sum())
+        )
+        _write_mixture(plan.out, res, runs, provenance)
+        _log_runs(g.label, runs)
+        results.append(res)
+        by_label[g.label] = runs
+    return results, by_label
+
+
+def plot_alpha(
+    runs_by_label: dict[str, Any], path: Path, units: Mapping[str, str] | None = None
+) -> Path | None:
+    """α per domain over episodes / steps, one panel per method (first seed bold, others faint).
+
+    ``units``: method → what one of its α records is (the classes' ``record_unit``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,8 +309,7 @@ def plot_alpha(runs_by_label: dict[str, Any], path: Path) -> Path | None:
                     label=d if i == 0 else None,
                     marker="o" if len(alpha) == 1 else None,
                 )
-        unit = {"tandem": "episode", "doremi": "step"}.get(str(runs["method"].iloc[0]), "record")
-        ax.set_xlabel(unit)
+        ax.set_xlabel((units or {}).get(str(runs["method"].iloc[0]), "record"))
         ax.set_ylabel("α (domain weight)")
         ax.set_title(label)
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -182,115 +319,43 @@ def plot_alpha(runs_by_label: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def write_plot(plan: ReweightPlan, runs_by_label: dict[str, Any]) -> str | None:
+    """Write: ``alpha.png`` beside the mixture files (None when no run is ok)."""
+    plot = files.join(plan.out, PLOT_NAME)
+    units = {m: cls.record_unit for m, cls in plan.settings.methods.items()}
+    with files.local_file(plot) as local:  # matplotlib writes to a local path
+        return plot if plot_alpha(runs_by_label, local, units) is not None else None
+
+
 def run_reweight(
     spark: SparkSession, config: PipelineConfig, methods: Sequence[str] | None = None
 ) -> ReweightResult:
     """Streams → runs → mixture files → α plot (→ fresh-proxy evaluation); see the module docstring."""
     started = time.time()
-    cfg = config.reweight
-    methods = list(methods or cfg.methods)
-    unknown = [m for m in methods if m not in ("tandem", "doremi", "uniform")]
-    if unknown:
-        raise ConfigError(f"reweight.methods: {unknown} not among tandem, doremi, uniform")
-    streams = run_streams(spark, config)
-    train, val, _, streams_key = load_streams(spark, config.table_path(cfg.streams.output_table))
-    if len(train) < 2:
-        raise ConfigError(f"reweight.streams: {len(train)} domain(s) in the streams; reweighting needs 2")
-    if "tandem" in methods and not val:
-        raise ConfigError(
-            "targets: TANDEM needs validation streams: set targets.heldout_fraction > 0 or "
-            "targets.target_sets"
-        )
-    short = [d for d, s in train.items() if s.size < 2]
-    if short:
-        raise ConfigError(f"reweight.streams: domain(s) {short} have fewer than 2 tokens")
-    out = cfg.output_dir
-    files.makedirs(out)
-    vocab = build_vocab(config, train)
-    vocab_key = vocab.key() if vocab is not None else f"full:{CL100K_N_VOCAB}"
-    if vocab is not None:
-        files.write_text(files.join(out, "vocab.json"), json.dumps(vocab.to_dict()))
-        coverage = vocab.coverage(np.concatenate(list(train.values())))
-        log.info(
-            "reweight: proxy vocabulary %s covers %.1f%% of the training tokens", vocab_key, 100 * coverage
-        )
-
-    tiny = config.proxy.tinylm
-    shape = {k: getattr(tiny, k) for k in SHAPE_KEYS}
-    proxy = {k: v for k, v in asdict(tiny).items() if k not in ("vocab", "seed")}
-    runs_path = config.table_path(cfg.runs_table)
-    groups = _specs(config, methods, streams_key, vocab_key)
-    common = {
-        "streams_key": streams_key,
-        "shape": shape,
-        "proxy": proxy,
-        "vocab": vocab,
-        "retry_failed": cfg.retry_failed,
-        "tasks": cfg.tasks,
-    }
-    summary = run_reweight_runs(spark, runs_path, [s for g in groups for s in g[3]], train, val, **common)
-    provenance = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": __version__,
-        "vocab_key": vocab_key,
-        "inputs": {
-            "streams": streams.table,
-            "streams_version": streams.version,
-            "streams_key": streams_key,
-            "runs": runs_path,
-            "tinylm": shape,
-        },
-    }
-    results, by_label = [], {}
-    all_runs = load_runs(spark, runs_path, [s.run_id for g in groups for s in g[3]])
-    for method, label, params, specs in groups:
-        runs = all_runs[all_runs["run_id"].isin([s.run_id for s in specs])]
-        res = MethodResult(
-            method, label, params, [s.run_id for s in specs], int((runs["status"] == "ok").sum())
-        )
-        _write_mixture(out, res, runs, provenance)
-        for _, run in runs[runs["status"] == "ok"].iterrows():
-            log.info(
-                "reweight: %s seed %d (%s): epochs per domain %s; mixture %s",
-                label,
-                int(run["seed"]),
-                run["run_id"],
-                ", ".join(f"{d} {e:.2f}" for d, e in sorted(dict(run["epochs"]).items())),
-                ", ".join(f"{d} {m:.3f}" for d, m in zip(run["domains"], run["mixture"], strict=True)),
-            )
-        results.append(res)
-        by_label[label] = runs
-    plot = files.join(out, PLOT_NAME)
-    with files.local_file(plot) as local:  # matplotlib writes to a local path
-        if plot_alpha(by_label, local) is None:
-            plot = None
+    plan = plan_reweight(spark, config, methods)
+    summary = run_reweight_runs(spark, plan.runs_path, plan.specs(), plan.train, plan.val, plan.settings)
+    results, by_label = write_mixtures(spark, plan)
+    plot = write_plot(plan, by_label)
     failed, trained = dict(summary.failed), len(summary.trained)
-    if cfg.eval_tokens > 0:
-        f, t = _evaluate(spark, config, results, train, val, runs_path, streams_key, vocab, vocab_key, common)
-        failed |= f
-        trained += t
+    if config.reweight.eval_tokens > 0:
+        evaluated = _evaluate(spark, config, plan, results)
+        failed |= evaluated.failed
+        trained += len(evaluated.trained)
+    seconds, skipped = round(time.time() - started, 1), summary.skipped_failed
     result = ReweightResult(
-        streams,
-        vocab_key,
-        results,
-        trained,
-        failed,
-        summary.skipped_failed,
-        out,
-        plot,
-        round(time.time() - started, 1),
+        plan.streams, plan.vocab_key, results, trained, failed, skipped, plan.out, plot, seconds
     )
-    files.write_text(files.join(out, SUMMARY_NAME), json.dumps(asdict(result), indent=2, default=str))
+    files.write_text(files.join(plan.out, SUMMARY_NAME), json.dumps(asdict(result), indent=2, default=str))
     return result
 
 
-def _evaluate(spark, config, results, train, val, runs_path, streams_key, vocab, vocab_key, common):
+def _evaluate(spark: SparkSession, config: PipelineConfig, plan: ReweightPlan, results: list[MethodResult]):
     """Fresh proxies on each method's mixture; fills ``target``/``spread`` of ``results``."""
-    specs = {r.label: _eval_specs(config, r.mixture, streams_key, vocab_key) for r in results if r.mixture}
-    summary = run_reweight_runs(
-        spark, runs_path, [s for v in specs.values() for s in v], train, val, **common
-    )
-    runs = load_runs(spark, runs_path, [s.run_id for v in specs.values() for s in v]).set_index("run_id")
+    key, vocab_key = plan.settings.streams_key, plan.vocab_key
+    specs = {r.label: _eval_specs(config, r.mixture, key, vocab_key) for r in results if r.mixture}
+    flat = [s for v in specs.values() for s in v]
+    summary = run_reweight_runs(spark, plan.runs_path, flat, plan.train, plan.val, plan.settings)
+    runs = load_runs(spark, plan.runs_path, [s.run_id for s in flat]).set_index("run_id")
     ok = runs[runs["status"] == "ok"]
     if not ok.empty:
         check_comparable(dict(zip(ok.index, ok["vocab_key"], strict=True)))
@@ -312,7 +377,7 @@ def _evaluate(spark, config, results, train, val, runs_path, streams_key, vocab,
                     float(ok.loc[s.run_id, "target_loss"]),
                     ", ".join(f"{d} {e:.2f}" for d, e in sorted(epochs.items())),
                 )
-    return dict(summary.failed), len(summary.trained)
+    return summary
 
 
 def format_result(r: ReweightResult) -> str:

@@ -6,12 +6,18 @@ tinylm on a mixture's training stream drawn from the same streams (``core.mixtur
 data-restricted domains repeat) and scores it on the validation streams. The streams and the proxy
 vocabulary reach the tasks as one broadcast; the runs are ``groupBy(run_id).applyInPandas`` groups.
 
+A ``reweight`` run builds the method's registered class
+(:data:`quadmix_spark.mixing.reweighters.REWEIGHTERS`), resolved on the driver and shipped with
+the task, so a method registered outside the package runs like a built-in one; every method is
+called the same way: ``cls(**shape, **params, seed=s, vocab=v).fit(train, val)``.
+
 Failures are recorded, never retried silently: an exception inside a run becomes a row with status
 ``failed`` and the error, and the next call leaves it alone unless ``reweight.retry_failed`` is
 true (the summary lists them). A run already ok is never trained again, so a rerun trains only
 what is missing. A lost executor makes Spark retry the task (training is deterministic on the CPU;
 the attempt number is kept). The table is created once, race-free (a concurrent creator's commit is
-accepted), and results are MERGEd by ``run_id``, retried on a concurrent writer's conflict.
+accepted), and results are MERGEd by ``run_id``, retried on a concurrent writer's conflict: the
+runs-table machinery every runs table shares (:mod:`quadmix_spark.spark.runs_table`).
 
 On a cluster with GPUs, set ``spark.task.resource.gpu.amount`` (e.g. 1, with
 ``spark.executor.resource.gpu.amount`` and a discovery script) and ``proxy.tinylm.device: cuda``:
@@ -33,56 +39,53 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from delta.tables import DeltaTable
+from pyspark import Broadcast
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from quadmix_spark import core
-from quadmix_spark.spark import tables
+from quadmix_spark.spark import runs_table
+from quadmix_spark.spark.runs_table import RunsTable
 
 log = logging.getLogger(__name__)
 
 _D = T.DoubleType()
-RESULT = T.StructType(
-    [
-        T.StructField("run_id", T.StringType()),
-        T.StructField("kind", T.StringType()),
-        T.StructField("method", T.StringType()),
-        T.StructField("seed", T.IntegerType()),
-        T.StructField("params", T.StringType()),
-        T.StructField("streams_key", T.StringType()),
-        T.StructField("status", T.StringType()),
-        T.StructField("error", T.StringType()),
-        T.StructField("domains", T.ArrayType(T.StringType())),
-        T.StructField("alpha", T.ArrayType(T.ArrayType(_D))),
-        T.StructField("delta", T.ArrayType(T.ArrayType(_D))),
-        T.StructField("train_loss", T.ArrayType(_D)),
-        T.StructField("mixture", T.ArrayType(_D)),
-        T.StructField("final", T.StringType()),
-        T.StructField("epochs", T.MapType(T.StringType(), _D)),
-        T.StructField("vocab_key", T.StringType()),
-        T.StructField("n_train_tokens", T.LongType()),
-        T.StructField("eval_losses", T.MapType(T.StringType(), _D)),
-        T.StructField("target_loss", _D),
-        T.StructField("history", T.StringType()),
-        T.StructField("attempt", T.IntegerType()),
-        T.StructField("seconds", _D),
-    ]
+#: the ``reweight_runs`` table: the common runs-table columns (named) and its own, in table order.
+RUNS = RunsTable.declare(
+    "reweight_runs",
+    "run_id",
+    "kind",
+    T.StructField("method", T.StringType()),
+    T.StructField("seed", T.IntegerType()),
+    T.StructField("params", T.StringType()),
+    T.StructField("streams_key", T.StringType()),
+    "status",
+    "error",
+    T.StructField("domains", T.ArrayType(T.StringType())),
+    T.StructField("alpha", T.ArrayType(T.ArrayType(_D))),
+    T.StructField("delta", T.ArrayType(T.ArrayType(_D))),
+    T.StructField("train_loss", T.ArrayType(_D)),
+    T.StructField("mixture", T.ArrayType(_D)),
+    T.StructField("final", T.StringType()),
+    T.StructField("epochs", T.MapType(T.StringType(), _D)),
+    T.StructField("vocab_key", T.StringType()),
+    T.StructField("n_train_tokens", T.LongType()),
+    T.StructField("eval_losses", T.MapType(T.StringType(), _D)),
+    T.StructField("target_loss", _D),
+    T.StructField("history", T.StringType()),
+    "attempt",
+    "seconds",
+    "written_at",
 )
-TABLE = T.StructType([*RESULT.fields, T.StructField("written_at", T.TimestampType())])
-CLASSES = {
-    "tandem": ("quadmix_spark.mixing.tandem", "Tandem"),
-    "doremi": ("quadmix_spark.mixing.doremi", "DoReMi"),
-    "uniform": ("quadmix_spark.mixing.reweighting", "Uniform"),
-}
-_MERGE_TRIES = 5
+TABLE = RUNS.schema
+RESULT = RUNS.result()
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,11 @@ class ReweightSpec:
             sort_keys=True,
         )
 
+    @classmethod
+    def from_json(cls, text: str) -> ReweightSpec:
+        raw = json.loads(text)
+        return cls(raw["run_id"], raw["kind"], raw["method"], raw["seed"], raw["params"])
+
 
 @dataclass
 class RunsSummary:
@@ -121,6 +129,24 @@ class RunsSummary:
     failed: dict[str, str]  # failed in this call: run id → error
     seconds: float
     trained: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run of one call shares besides the streams.
+
+    ``shape``: the tinylm shape of the methods (``proxy.tinylm``: d_model … device, threads);
+    ``proxy``: the fresh proxies' TinyLMProxy arguments; ``methods``: method name → its registered
+    class, for the ``reweight`` runs of the call.
+    """
+
+    streams_key: str
+    shape: Mapping[str, Any]
+    proxy: Mapping[str, Any]
+    methods: Mapping[str, type] = field(default_factory=dict)
+    vocab: Any = None  # the job's one ProxyVocab, or None (``full``)
+    retry_failed: bool = False
+    tasks: int | None = None  # Spark tasks; None: one per run
 
 
 def _device(configured: str) -> str:
@@ -164,6 +190,7 @@ def _row(spec: ReweightSpec, streams_key: str) -> dict[str, Any]:
 
 
 def fit_method(
+    cls: type,
     spec: ReweightSpec,
     train: Mapping[str, np.ndarray],
     val: Mapping[str, np.ndarray],
@@ -171,17 +198,12 @@ def fit_method(
     vocab: Any,
 ) -> dict[str, Any]:
     """A ``reweight`` run: the method's estimator fitted on the streams; its result() as columns."""
-    import importlib
-
-    module, name = CLASSES[spec.method]
-    cls = getattr(importlib.import_module(module), name)
     kwargs = {**shape, **dict(spec.params), "seed": int(spec.seed)}
     if "vocab" not in spec.params:  # the job's one mapping (proxy.tinylm.vocab), "full" included
         kwargs["vocab"] = vocab if vocab is not None else "full"
-    method = cls(**kwargs)
-    method.fit(train, val) if spec.method == "tandem" else method.fit(train)
+    method = cls(**kwargs).fit(train, val or None)
     res = method.result()
-    signal = {"tandem": "delta", "doremi": "excess"}.get(spec.method)
+    signal = getattr(method, "signal", None)
     return {
         "domains": res["domains"],
         "alpha": res["alpha"],
@@ -224,72 +246,42 @@ def fit_eval(
     }
 
 
-def _train_group(payload, streams_key: str, shape: Mapping[str, Any], proxy: Mapping[str, Any]):
-    """The function each task applies to one run's row (run_id, spec JSON)."""
+@dataclass(frozen=True)
+class ReweightStep:
+    """What each task does with one run's row (``run_id``, ``spec`` JSON): fit the method or the
+    fresh proxy on the broadcast streams (``{"train", "val", "vocab"}``)."""
 
-    def train(pdf: pd.DataFrame) -> pd.DataFrame:
-        from pyspark import TaskContext
+    payload: Broadcast
+    settings: RunSettings
 
-        started = time.time()
-        raw = json.loads(pdf["spec"].iloc[0])
-        spec = ReweightSpec(raw["run_id"], raw["kind"], raw["method"], raw["seed"], raw["params"])
-        row = _row(spec, streams_key)
-        ctx = TaskContext.get()
-        row["attempt"] = ctx.attemptNumber() if ctx else 0
-        data = payload.value
-        try:
-            device = _device(str(shape.get("device", "cpu")))
-            fit, kwargs = (fit_eval, proxy) if spec.kind == "eval" else (fit_method, shape)
-            row |= fit(spec, data["train"], data["val"], {**kwargs, "device": device}, data["vocab"])
-        except Exception as err:  # recorded in the table; the other runs go on
-            row["status"] = "failed"
-            row["error"] = f"{type(err).__name__}: {err}\n" + "".join(traceback.format_exc(limit=-3))
-        row["seconds"] = round(time.time() - started, 3)
-        return pd.DataFrame([row])
+    def start(self, rows: pd.DataFrame) -> dict[str, Any]:
+        return _row(ReweightSpec.from_json(rows["spec"].iloc[0]), self.settings.streams_key)
 
-    return train
+    def fit(self, rows: pd.DataFrame) -> dict[str, Any]:
+        spec, run = ReweightSpec.from_json(rows["spec"].iloc[0]), self.settings
+        data = self.payload.value
+        device = _device(str(run.shape.get("device", "cpu")))
+        if spec.kind == "eval":
+            return fit_eval(spec, data["train"], data["val"], {**run.proxy, "device": device}, data["vocab"])
+        cls = run.methods[spec.method]
+        return fit_method(
+            cls, spec, data["train"], data["val"], {**run.shape, "device": device}, data["vocab"]
+        )
 
 
 def ensure_table(spark: SparkSession, path: str) -> None:
     """Create the runs table unless it exists (race-free), and check an existing one is a runs table."""
-    tables.ensure_table(spark, path, TABLE)
-    fields = {f.name for f in spark.read.format("delta").load(path).schema.fields}
-    missing = [f.name for f in TABLE.fields if f.name not in fields]
-    if missing:
-        raise RuntimeError(f"{path} is not a reweight_runs table: it lacks {missing}")
+    runs_table.ensure(spark, path, RUNS)
 
 
 def statuses(spark: SparkSession, path: str) -> dict[str, tuple[str, str | None]]:
     """run id → (status, error) of every recorded run."""
-    if not tables.exists(spark, path):
-        return {}
-    rows = spark.read.format("delta").load(path).select("run_id", "status", "error").collect()
-    return {r[0]: (r[1], r[2]) for r in rows}
+    return runs_table.statuses(spark, path)
 
 
 def record(spark: SparkSession, path: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """MERGE rows into the runs table by run id (an ok row is never replaced), retried on conflicts."""
-    ensure_table(spark, path)
-    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-    source = spark.createDataFrame([{**r, "written_at": now} for r in rows], TABLE)
-    for attempt in range(1, _MERGE_TRIES + 1):
-        try:
-            (
-                DeltaTable.forPath(spark, path)
-                .alias("t")
-                .merge(source.alias("s"), "t.run_id = s.run_id")
-                .whenMatchedUpdateAll(condition="t.status <> 'ok'")
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
-            return
-        except Exception as err:  # ConcurrentAppendException & co.: another job merged first
-            if "Concurrent" not in type(err).__name__ and "Concurrent" not in str(err)[:200]:
-                raise
-            if attempt == _MERGE_TRIES:
-                raise
-            log.info("reweight runs: concurrent write to %s, merging again (%d)", path, attempt)
-            time.sleep(0.5 * attempt)
+    runs_table.record(spark, path, RUNS, rows)
 
 
 def run_reweight_runs(
@@ -298,56 +290,43 @@ def run_reweight_runs(
     specs: Sequence[ReweightSpec],
     train: Mapping[str, np.ndarray],
     val: Mapping[str, np.ndarray],
-    *,
-    streams_key: str,
-    shape: Mapping[str, Any],
-    proxy: Mapping[str, Any],
-    vocab: Any = None,
-    retry_failed: bool = False,
-    tasks: int | None = None,
+    settings: RunSettings,
 ) -> RunsSummary:
-    """Train every run of ``specs`` that is not recorded (or failed, with ``retry_failed``)."""
+    """Train every run of ``specs`` that is not recorded (or failed, with ``settings.retry_failed``)."""
     started = time.time()
     ensure_table(spark, path)
-    known = statuses(spark, path)
-    ok = [s for s in specs if known.get(s.run_id, ("",))[0] == "ok"]
-    failed_before = {
-        s.run_id: known[s.run_id][1] or "" for s in specs if known.get(s.run_id, ("ok",))[0] != "ok"
-    }
-    todo = [s for s in specs if s.run_id not in known or (retry_failed and s.run_id in failed_before)]
-    skipped_failed = {} if retry_failed else failed_before
-    for run_id, error in skipped_failed.items():
+    runs = runs_table.plan(specs, statuses(spark, path), settings.retry_failed)
+    for run_id, error in runs.failed_before.items():
         log.warning(
             "reweight runs: %s failed earlier and is not retried (reweight.retry_failed): %s",
             run_id,
-            (error or "").splitlines()[0] if error else "",
+            error.splitlines()[0] if error else "",
         )
-    summary = RunsSummary(len(specs), len(ok), skipped_failed, 0, {}, 0.0)
-    if not todo:
-        summary.seconds = round(time.time() - started, 1)
-        return summary
-    log.info("reweight runs: training %d of %d runs (%d ok already)", len(todo), len(specs), len(ok))
-    payload = spark.sparkContext.broadcast({"train": dict(train), "val": dict(val), "vocab": vocab})
-    frame = spark.createDataFrame([(s.run_id, s.to_json()) for s in todo], "run_id string, spec string")
-    results = (
-        frame.repartition(tasks or len(todo), "run_id")
-        .groupBy("run_id")
-        .applyInPandas(_train_group(payload, streams_key, shape, proxy), RESULT)
-        .collect()
-    )
-    rows = [r.asDict(recursive=True) for r in results]
-    record(spark, path, rows)
-    payload.unpersist()
-    summary.trained = [r["run_id"] for r in rows]
-    summary.failed = {r["run_id"]: r["error"] for r in rows if r["status"] != "ok"}
-    summary.ok = len(rows) - len(summary.failed)
+    summary = RunsSummary(len(specs), len(runs.ok), runs.failed_before, 0, {}, 0.0)
+    if runs.todo:
+        log.info(
+            "reweight runs: training %d of %d runs (%d ok already)", len(runs.todo), len(specs), len(runs.ok)
+        )
+        rows = _train(spark, path, runs.todo, train, val, settings)
+        summary.trained = [r["run_id"] for r in rows]
+        summary.failed = {r["run_id"]: r["error"] for r in rows if r["status"] != "ok"}
+        summary.ok = len(rows) - len(summary.failed)
     summary.seconds = round(time.time() - started, 1)
     return summary
 
 
+def _train(spark, path, specs, train, val, settings: RunSettings) -> list[dict[str, Any]]:
+    """The runs of ``specs`` as Spark tasks, their rows MERGEd into the table at ``path``."""
+    payload = spark.sparkContext.broadcast({"train": dict(train), "val": dict(val), "vocab": settings.vocab})
+    frame = spark.createDataFrame([(s.run_id, s.to_json()) for s in specs], "run_id string, spec string")
+    step = ReweightStep(payload, settings)
+    tasks = settings.tasks or len(specs)
+    rows = runs_table.train_in_tasks(frame, step, RESULT, tasks, settings.methods.values())
+    record(spark, path, rows)
+    payload.unpersist()
+    return rows
+
+
 def load_runs(spark: SparkSession, path: str, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
     """The runs table (optionally only ``run_ids``) as pandas, one row per run."""
-    df = spark.read.format("delta").load(path)
-    if run_ids is not None:
-        df = df.where(df["run_id"].isin(list(run_ids)))
-    return df.toPandas()
+    return runs_table.load(spark, path, None if run_ids is None else F.col("run_id").isin(list(run_ids)))

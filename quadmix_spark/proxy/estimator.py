@@ -21,6 +21,9 @@ __all__ = ["EstimatorTrainer", "ProxyTrainer"]
 
 class ProxyTrainer(Protocol):
     name: str
+    #: the ProxyConfig key of the trainer's proxy vocabulary (``full`` | ``top:N``), e.g.
+    #: ``"tinylm.vocab"``; None: it reads the tokenizer's ids. Runs check it before any training.
+    vocab_setting: str | None
 
     def train(
         self,
@@ -34,6 +37,7 @@ class EstimatorTrainer:
     """A trainer around an estimator whose ``fit(stream, eval_sets, checkpoints)`` sets ``losses_``."""
 
     name = ""
+    vocab_setting: str | None = None
     model: Any
 
     def train(

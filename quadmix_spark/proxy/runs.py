@@ -9,7 +9,10 @@ Failures are recorded, never lost: an exception inside a run becomes a row with 
 ``failed`` and the error; a run with no documents is recorded as failed by the driver; a lost
 executor makes Spark retry the task (training is deterministic, so a retry gives the same
 result; the attempt number is kept). Results are MERGEd by ``run_id``: a run that succeeded is
-never trained or written again, a failed one is retried by the next call.
+never trained or written again, a failed one is retried by the next call. The table, the tasks
+and the MERGE are the runs-table machinery every runs table shares
+(:mod:`quadmix_spark.spark.runs_table`); the trainer is the registered class of ``proxy.trainer``
+(:data:`quadmix_spark.proxy.trainers.TRAINERS`).
 
 Table schema (one row per run)::
 
@@ -30,21 +33,23 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from delta.tables import DeltaTable
+from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from quadmix_spark import core
 from quadmix_spark.config import ProxyConfig
-from quadmix_spark.spark import tables
+from quadmix_spark.spark.runs_table import RunsTable, load, plan, record, statuses, train_in_tasks
 
+from .trainers import TRAINERS, checkpoints_for
 from .vocab import ProxyVocab, check_comparable, parse_vocab_spec
 
 log = logging.getLogger(__name__)
@@ -56,32 +61,29 @@ LOSS = T.StructType(
         T.StructField("loss", T.DoubleType()),
     ]
 )
-TABLE = T.StructType(
-    [
-        T.StructField("run_id", T.StringType()),
-        T.StructField("kind", T.StringType()),
-        T.StructField("trainer", T.StringType()),
-        T.StructField("status", T.StringType()),
-        T.StructField("error", T.StringType()),
-        T.StructField("theta", T.ArrayType(T.DoubleType())),
-        T.StructField("mixture", T.ArrayType(T.DoubleType())),
-        T.StructField("n_train_tokens", T.LongType()),
-        T.StructField("n_docs", T.LongType()),
-        T.StructField("losses", T.ArrayType(LOSS)),
-        T.StructField("attempt", T.IntegerType()),
-        T.StructField("seconds", T.DoubleType()),
-        T.StructField("written_at", T.TimestampType()),
-        T.StructField("vocab_key", T.StringType()),
-    ]
+#: the ``proxy_runs`` table: the common runs-table columns (named) and its own, in table order.
+RUNS = RunsTable.declare(
+    "proxy_runs",
+    "run_id",
+    "kind",
+    T.StructField("trainer", T.StringType()),
+    "status",
+    "error",
+    T.StructField("theta", T.ArrayType(T.DoubleType())),
+    T.StructField("mixture", T.ArrayType(T.DoubleType())),
+    T.StructField("n_train_tokens", T.LongType()),
+    T.StructField("n_docs", T.LongType()),
+    T.StructField("losses", T.ArrayType(LOSS)),
+    "attempt",
+    "seconds",
+    "written_at",
+    T.StructField("vocab_key", T.StringType()),
+    added=("vocab_key",),
 )
-
-
+TABLE = RUNS.schema
 # What a task returns for its run: the table's columns the driver does not already know.
-RESULT = T.StructType(
-    [
-        TABLE[name]
-        for name in ("run_id", "status", "error", "n_train_tokens", "n_docs", "losses", "attempt", "seconds")
-    ]
+RESULT = RUNS.result(
+    ("run_id", "status", "error", "n_train_tokens", "n_docs", "losses", "attempt", "seconds")
 )
 
 
@@ -161,59 +163,63 @@ def pool_vocab(documents: DataFrame, n: int, tokenizer: str = "cl100k_base") -> 
     return ProxyVocab.from_counts(np.sum([np.asarray(r["counts"], dtype=np.int64) for r in rows], axis=0), n)
 
 
-def _train_group(cfg: ProxyConfig, eval_sets, tokenizer: str, vocab: ProxyVocab | None = None):
-    """The function each task applies to one run's rows (run_id, doc_key, copies, text)."""
+@dataclass(frozen=True)
+class ProxyStep:
+    """What each task does with one run's rows (``run_id``, ``doc_key``, ``copies``, ``text``):
+    tokenize, order the copies, cut the stream to the budget, train ``trainer`` on it."""
 
-    def train(pdf: pd.DataFrame) -> pd.DataFrame:
-        from pyspark import TaskContext
+    cfg: ProxyConfig
+    eval_sets: Broadcast  # name → int64 token ids, broadcast once to every task
+    tokenizer: str
+    trainer: type  # the registered class of cfg.trainer
+    vocab: ProxyVocab | None = None
 
-        from quadmix_spark.proxy.trainers import checkpoints_for, make_trainer
+    def start(self, rows: pd.DataFrame) -> dict[str, Any]:
+        return {"run_id": str(rows["run_id"].iloc[0]), "n_train_tokens": 0, "n_docs": len(rows), "losses": []}
+
+    def fit(self, rows: pd.DataFrame) -> dict[str, Any]:
         from udfs.models import end_of_text, load_tokenizer
 
-        started = time.time()
-        ctx = TaskContext.get()
-        row = {
-            "run_id": str(pdf["run_id"].iloc[0]),
-            "status": "ok",
-            "error": None,
-            "n_train_tokens": 0,
-            "n_docs": int(len(pdf)),
-            "losses": [],
-            "attempt": ctx.attemptNumber() if ctx else 0,
-        }
-        try:
-            ids = load_tokenizer(tokenizer).encode_ordinary_batch(pdf["text"].tolist(), num_threads=1)
-            stream = token_stream(
-                ids,
-                pdf["doc_key"].to_numpy(np.int64),
-                pdf["copies"].to_numpy(np.int64),
-                cfg.seed,
-                cfg.token_budget,
-                eot=end_of_text(tokenizer),
-            )
-            sets = {name: np.asarray(arr, dtype=np.int64) for name, arr in eval_sets.value.items()}
-            trainer = make_trainer(cfg, vocab=vocab) if vocab is not None else make_trainer(cfg)
-            records = trainer.train(stream, sets, checkpoints_for(len(stream), cfg.n_checkpoints))
-            row["n_train_tokens"] = int(len(stream))
-            row["losses"] = [
-                {"eval_set": r["eval_set"], "step_tokens": int(r["step_tokens"]), "loss": float(r["loss"])}
-                for r in records
-            ]
-        except Exception as err:  # recorded in the table; the other runs go on
-            row["status"] = "failed"
-            row["error"] = f"{type(err).__name__}: {err}\n" + "".join(traceback.format_exc(limit=-3))
-        row["seconds"] = round(time.time() - started, 3)
-        return pd.DataFrame([row])
+        cfg, eot = self.cfg, end_of_text(self.tokenizer)
+        ids = load_tokenizer(self.tokenizer).encode_ordinary_batch(rows["text"].tolist(), num_threads=1)
+        keys, copies = rows["doc_key"].to_numpy(np.int64), rows["copies"].to_numpy(np.int64)
+        stream = token_stream(ids, keys, copies, cfg.seed, cfg.token_budget, eot=eot)
+        sets = {name: np.asarray(arr, dtype=np.int64) for name, arr in self.eval_sets.value.items()}
+        trainer = self.trainer.from_config(cfg, **({"vocab": self.vocab} if self.vocab is not None else {}))
+        records = trainer.train(stream, sets, checkpoints_for(len(stream), cfg.n_checkpoints))
+        losses = [
+            {"eval_set": r["eval_set"], "step_tokens": int(r["step_tokens"]), "loss": float(r["loss"])}
+            for r in records
+        ]
+        return {"n_train_tokens": int(len(stream)), "losses": losses}
 
-    return train
+
+def check_vocab(cfg: ProxyConfig, trainer: type, vocab: ProxyVocab | None) -> None:
+    """The proxy vocabulary against the trainer's setting (e.g. ``proxy.tinylm.vocab``), on the driver."""
+    setting = getattr(trainer, "vocab_setting", None)
+    key = f"proxy.{setting}" if setting else f"proxy.trainer {cfg.trainer}"
+    n_top = parse_vocab_spec(attrgetter(setting)(cfg), key) if setting else None
+    if n_top is not None and vocab is None:
+        raise ValueError(
+            f"{key} is top:{n_top}: pass the pool's mapping to run_proxies "
+            "(vocab=proxy.runs.pool_vocab(pool, N)), built once so that every run shares it"
+        )
+    if n_top is None and vocab is not None:
+        raise ValueError(f"a proxy vocabulary was given but {key} takes the tokenizer's full ids")
+    if vocab is not None and vocab.n_kept > n_top:
+        raise ValueError(f"{key} is top:{n_top} but the mapping keeps {vocab.n_kept} ids")
 
 
 def done_run_ids(spark: SparkSession, path: str) -> set[str]:
     """Run ids already recorded with status ok."""
-    if not tables.exists(spark, path):
-        return set()
-    rows = spark.read.format("delta").load(path).where("status = 'ok'").select("run_id").collect()
-    return {r[0] for r in rows}
+    return {run_id for run_id, (status, _) in statuses(spark, path).items() if status == "ok"}
+
+
+def _no_documents(run_id: str) -> dict[str, Any]:
+    """The row of a run with no rows: it never reaches a task, so the driver records it."""
+    error = "no training documents: the dataset of this run is empty"
+    row = {"run_id": run_id, "status": "failed", "error": error, "n_train_tokens": 0, "n_docs": 0}
+    return row | {"losses": [], "attempt": 0, "seconds": 0.0}
 
 
 def run_proxies(
@@ -233,55 +239,24 @@ def run_proxies(
     once with :func:`pool_vocab`); its key is recorded with every run.
     """
     started = time.time()
-    n_top = parse_vocab_spec(cfg.tinylm.vocab, "proxy.tinylm.vocab") if cfg.trainer == "tinylm" else None
-    if n_top is not None and vocab is None:
-        raise ValueError(
-            f"proxy.tinylm.vocab is top:{n_top}: pass the pool's mapping to run_proxies "
-            "(vocab=proxy.runs.pool_vocab(pool, N)), built once so that every run shares it"
-        )
-    if n_top is None and vocab is not None:
-        raise ValueError(
-            "a proxy vocabulary was given but proxy.tinylm.vocab is 'full' (or the trainer is not tinylm)"
-        )
-    if vocab is not None and vocab.n_kept > n_top:
-        raise ValueError(f"proxy.tinylm.vocab is top:{n_top} but the mapping keeps {vocab.n_kept} ids")
-    done = done_run_ids(spark, runs_table)
-    todo = [s for s in specs if s.run_id not in done]
+    trainer = TRAINERS.get(cfg.trainer, "proxy.trainer")
+    check_vocab(cfg, trainer, vocab)
+    todo = plan(specs, statuses(spark, runs_table), retry_failed=True).todo
     if not todo:
         return RunsSummary(len(specs), len(specs), 0, {}, 0.0)
-    wanted = [s.run_id for s in todo]
-    rows = documents.where(F.col("run_id").isin(wanted)).select("run_id", "doc_key", "copies", "text")
-    tasks = cfg.tasks or len(todo)
-    # One shuffle partition per run: each run is a group, and groups spread over the tasks.
-    results = (
-        rows.repartition(tasks, "run_id")
-        .groupBy("run_id")
-        .applyInPandas(
-            _train_group(cfg, spark.sparkContext.broadcast(dict(eval_sets)), tokenizer, vocab), RESULT
-        )
-        .collect()
+    rows = documents.where(F.col("run_id").isin([s.run_id for s in todo]))
+    step = ProxyStep(cfg, spark.sparkContext.broadcast(dict(eval_sets)), tokenizer, trainer, vocab)
+    results = train_in_tasks(
+        rows.select("run_id", "doc_key", "copies", "text"), step, RESULT, cfg.tasks or len(todo), [trainer]
     )
-    by_id = {r["run_id"]: r.asDict(recursive=True) for r in results}
-    for s in todo:  # a run with no rows never reaches a task: record it here
-        by_id.setdefault(
-            s.run_id,
-            {
-                "run_id": s.run_id,
-                "status": "failed",
-                "error": "no training documents: the dataset of this run is empty",
-                "n_train_tokens": 0,
-                "n_docs": 0,
-                "losses": [],
-                "attempt": 0,
-                "seconds": 0.0,
-            },
-        )
+    by_id = {r["run_id"]: r for r in results}
+    for s in todo:
+        by_id.setdefault(s.run_id, _no_documents(s.run_id))
     vocab_key = vocab.key() if vocab is not None else None
     record_runs(spark, runs_table, [(s, by_id[s.run_id]) for s in todo], cfg.trainer, vocab_key)
     failed = {r: v["error"] for r, v in by_id.items() if v["status"] != "ok"}
-    return RunsSummary(
-        len(specs), len(specs) - len(todo), len(todo) - len(failed), failed, round(time.time() - started, 1)
-    )
+    seconds = round(time.time() - started, 1)
+    return RunsSummary(len(specs), len(specs) - len(todo), len(todo) - len(failed), failed, seconds)
 
 
 def record_runs(
@@ -295,46 +270,30 @@ def record_runs(
 
     ``vocab_key``: the proxy vocabulary of these runs (None: the tokenizer's full ids).
     """
-    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
     rows = [
-        (
-            spec.run_id,
-            spec.kind,
-            trainer,
-            r["status"],
-            r["error"],
-            [float(x) for x in spec.theta] or None,
-            [float(x) for x in spec.mixture] or None,
-            r["n_train_tokens"],
-            r["n_docs"],
-            [(x["eval_set"], x["step_tokens"], x["loss"]) for x in r["losses"]],
-            r["attempt"],
-            r["seconds"],
-            now,
-            vocab_key,
-        )
+        {
+            "run_id": spec.run_id,
+            "kind": spec.kind,
+            "trainer": trainer,
+            "status": r["status"],
+            "error": r["error"],
+            "theta": [float(x) for x in spec.theta] or None,
+            "mixture": [float(x) for x in spec.mixture] or None,
+            "n_train_tokens": r["n_train_tokens"],
+            "n_docs": r["n_docs"],
+            "losses": [(x["eval_set"], x["step_tokens"], x["loss"]) for x in r["losses"]],
+            "attempt": r["attempt"],
+            "seconds": r["seconds"],
+            "vocab_key": vocab_key,
+        }
         for spec, r in results
     ]
-    source = spark.createDataFrame(rows, TABLE)
-    tables.ensure_table(spark, path, source.schema)  # race-free: two runs may create it at once
-    if "vocab_key" not in spark.read.format("delta").load(path).columns:  # a table from before the column
-        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (vocab_key string)")
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(source.alias("s"), "t.run_id = s.run_id")
-        .whenMatchedUpdateAll(condition="t.status <> 'ok'")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    record(spark, path, RUNS, rows)
 
 
 def load_runs(spark: SparkSession, path: str, kind: str | None = None) -> pd.DataFrame:
     """The runs table (optionally one ``kind``) as pandas, one row per run."""
-    df = spark.read.format("delta").load(path)
-    if kind is not None:
-        df = df.where(F.col("kind") == kind)
-    return df.toPandas()
+    return load(spark, path, None if kind is None else F.col("kind") == kind)
 
 
 def runs_long(runs: pd.DataFrame, features: str = "theta") -> pd.DataFrame:

@@ -495,6 +495,7 @@ class TinyLMTrainer(EstimatorTrainer):
     """The ``tinylm`` trainer: :class:`TinyLMProxy` built from the ``TinyLMConfig`` fields."""
 
     name = "tinylm"
+    vocab_setting = "tinylm.vocab"
 
     def __init__(self, **params: Any) -> None:
         self.model = TinyLMProxy(**params)

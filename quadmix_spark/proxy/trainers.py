@@ -6,25 +6,31 @@ A trainer is built from its config and trains one proxy run::
     records = trainer.train(stream, eval_sets, checkpoints)
     # [{"step_tokens": 1000, "eval_set": "heldout:news", "loss": 5.81}, ...]
 
-(the interface: :mod:`quadmix_spark.proxy.estimator`). The registry names each trainer's module
+(the interface: :mod:`quadmix_spark.proxy.estimator`). :data:`TRAINERS` is the one registry of
+trainers; config validation and the proxy runs ask it. The built-in entries name their module
 and class, so a trainer's module is imported only when it is used: ``tinylm`` needs PyTorch, an
 optional extra. Runs trained elsewhere come in through ``quadmix import-runs`` (``external``).
+
+Adding a trainer: a class with ``name``, ``train`` and ``from_config(proxy_config)`` (an
+:class:`~quadmix_spark.proxy.estimator.EstimatorTrainer` is the short way), and one registration:
+``TRAINERS.register("mine", "my.module:MyTrainer")`` here, or ``TRAINERS.register("mine", MyTrainer)``
+from anywhere.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from quadmix_spark.core.registry import Registry
 
 from .estimator import ProxyTrainer
 
 __all__ = ["TRAINERS", "checkpoints_for", "make_trainer"]
 
-#: trainer name → (module, class); the class has ``from_config(proxy_config)``.
-TRAINERS = {
-    "ngram": ("quadmix_spark.proxy.ngram", "NgramTrainer"),
-    "tinylm": ("quadmix_spark.proxy.tinylm", "TinyLMTrainer"),
-}
+#: trainer name → class (``from_config(proxy_config, **extra)``), imported on first use.
+TRAINERS = Registry("trainer")
+TRAINERS.register("ngram", "quadmix_spark.proxy.ngram:NgramTrainer")
+TRAINERS.register("tinylm", "quadmix_spark.proxy.tinylm:TinyLMTrainer")
 
 
 def checkpoints_for(n_tokens: int, n_checkpoints: int) -> list[int]:
@@ -40,7 +46,4 @@ def make_trainer(cfg: Any, **extra: Any) -> ProxyTrainer:
 
     ``extra`` goes to the trainer's ``from_config`` (tinylm: ``vocab``, a proxy vocabulary).
     """
-    if cfg.trainer not in TRAINERS:
-        raise ValueError(f"proxy.trainer: unknown trainer {cfg.trainer!r} ({', '.join(TRAINERS)})")
-    module, cls = TRAINERS[cfg.trainer]
-    return getattr(importlib.import_module(module), cls).from_config(cfg, **extra)
+    return TRAINERS.get(cfg.trainer, "proxy.trainer").from_config(cfg, **extra)

@@ -33,6 +33,8 @@ from scipy import stats
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
+from quadmix_spark.core.registry import Registry
+
 __all__ = [
     "REGRESSORS",
     "Interval",
@@ -223,7 +225,7 @@ def regressor_from_bytes(data: bytes) -> Regressor:
 
 
 #: family name → class; filled by :func:`register` as the family modules are imported.
-REGRESSORS: dict[str, type[Regressor]] = {}
+REGRESSORS = Registry("regressor family")
 
 R = TypeVar("R", bound=type[Regressor])
 
@@ -232,17 +234,12 @@ def register(cls: R) -> R:
     """Class decorator: make a :class:`Regressor` family available under ``cls.name``."""
     if not (isinstance(cls, type) and issubclass(cls, Regressor)) or not cls.name:
         raise TypeError(f"{cls!r} is not a Regressor subclass with a name")
-    if REGRESSORS.get(cls.name, cls) is not cls:
-        raise ValueError(f"a regressor family named {cls.name!r} is already registered")
-    REGRESSORS[cls.name] = cls
-    return cls
+    return REGRESSORS.register(cls.name, cls)
 
 
 def make_regressor(name: str, **params: Any) -> Regressor:
     """A new, unfitted regressor of the family ``name`` with ``params``."""
-    if name not in REGRESSORS:
-        raise ValueError(f"unknown regressor family {name!r} (registered: {', '.join(sorted(REGRESSORS))})")
-    cls = REGRESSORS[name]
+    cls = REGRESSORS.get(name)
     known = set(cls().get_params())
     unknown = sorted(set(params) - known)
     if unknown:

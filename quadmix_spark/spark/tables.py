@@ -206,14 +206,21 @@ def merge_on(df: DataFrame, path: str, key: str, metadata: Mapping[str, Any]) ->
     return commit.version if commit else None
 
 
-def merge_commit(df: DataFrame, path: str, key: str, metadata: Mapping[str, Any]) -> Commit | None:
-    """:func:`merge_on`, returning the whole commit (version, operation metrics) or None."""
+def merge_commit(
+    df: DataFrame, path: str, key: str, metadata: Mapping[str, Any], replace_when: str | None = None
+) -> Commit | None:
+    """:func:`merge_on`, returning the whole commit (version, operation metrics) or None.
+
+    ``replace_when``: a SQL condition on the table's row ``t`` and the new row ``s``; a matched row
+    is replaced only where it holds (``"t.status <> 'ok'"``: a run recorded ok stays). None: always.
+    """
     spark = df.sparkSession
     write_id, stamped = _stamped(metadata)
     condition = f"t.`{key}` = s.`{key}`"
 
     def build(t: DeltaTable):
-        return t.alias("t").merge(df.alias("s"), condition).whenMatchedUpdateAll().whenNotMatchedInsertAll()
+        merge = t.alias("t").merge(df.alias("s"), condition)
+        return merge.whenMatchedUpdateAll(condition=replace_when).whenNotMatchedInsertAll()
 
     _merge(spark, path, stamped, build)
     return find_commit(spark, path, write_id)

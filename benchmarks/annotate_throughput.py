@@ -244,11 +244,11 @@ def run_baseline(job: dict) -> dict:
     from quadmix_spark.pipeline.annotate import annotator_specs
 
     specs = annotator_specs(pipeline_config(job["annotators"], Path(job["corpus"]), Path("/nonexistent"), 1))
-    from udfs.annotate import annotate_batches, build_annotator
+    from udfs.annotate import annotate_batches
 
     t0 = time.perf_counter()
-    for spec in specs:  # load every model into the per-process caches, as a warm Spark worker has
-        build_annotator(spec)
+    for annotator in specs:  # load every model into the per-process caches, as a warm Spark worker has
+        annotator.batch_function()
     load_s = time.perf_counter() - t0
     models_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the sample
 
@@ -272,7 +272,7 @@ def run_baseline(job: dict) -> dict:
     if job["raw_predict"]:
         from udfs.models import load_fasttext
 
-        model = load_fasttext(specs[0]["model"])
+        model = load_fasttext(specs[0].files()["model"])
         lines = [[t.replace("\n", " ") for t in b.column("text").to_pylist()] for b in batches]
         cpu0, t0 = time.process_time(), time.perf_counter()
         for chunk in lines:

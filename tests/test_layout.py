@@ -19,7 +19,9 @@ ALLOWED = {
     "quadmix_spark": set(),
     "core": set(),
     "udfs": set(),
-    "config": {"core"},  # core's YAML loader: one reader for params and config files
+    # core's YAML loader (one reader for params and config files); udfs' annotator registry, which
+    # declares each annotator kind's keys
+    "config": {"core", "udfs"},
     "report": {"core"},
     "demo": set(),
     "spark": {"quadmix_spark", "core", "config"},

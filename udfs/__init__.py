@@ -1,1 +1,1 @@
-"""Pandas UDFs and the per-batch functions they call."""
+"""What runs on Spark's Python workers: the annotators, their one pass per Arrow batch, models."""

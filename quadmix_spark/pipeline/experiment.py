@@ -41,8 +41,9 @@ from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.pipeline import inputs
 from quadmix_spark.pipeline.fit_search import (
     fit_and_search,
-    format_cv_table,
+    format_cv_tables,
     make_sampler,
+    pool_features,
     run_targets,
     write_theta_star,
 )
@@ -244,7 +245,8 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     search_cfg = _derive(
         config, search={"output_dir": out_dir, "output_params": files.join(out_dir, "theta_star.yaml")}
     ).search
-    fit, result = fit_and_search(ids, X, y, sampler, search_cfg)
+    pool_at = pool_features(on_pool, spark) if config.search.features != "theta" else None
+    fit, result = fit_and_search(ids, X, y, sampler, search_cfg, pool_at)
     write_theta_star(result, search_cfg)
     if fit["output_source"] == "searched candidate":  # θ* is new: the best run's θ gets a row of its own
         best = core.QuadMixParams.from_vector(
@@ -449,8 +451,9 @@ def format_result(r: ExperimentResult) -> str:
         f"experiment {r.key}: pool {r.pool_docs} documents; {r.proxy_ok} proxy runs ok, "
         f"{r.proxy_failed} failed; eval sets: {len(r.eval_sets)} ({sum(r.eval_sets.values())} tokens)",
         f"  surrogate {f['regressor']} on {f['runs']} runs ({f['cv']['k']}-fold CV ×{f['cv']['repeats']}): "
-        f"Spearman {m['spearman']:.3f} ± {m['spearman_sd']:.3f}, MAE {m['mae']:.4f}",
-        *format_cv_table(f["cv"]),
+        f"Spearman {m['spearman']:.3f} ± {m['spearman_sd']:.3f}, MAE {m['mae']:.4f}; "
+        f"features: {f['features']}",
+        *format_cv_tables(f),
         f"  θ* predicted target {f['theta_star_predicted_loss']:.4f}; best proxy run "
         f"{f['best_observed_run']}: {f['best_observed_loss']:.4f}; θ*: {f['output_source']}",
         f"  {'selection':<32} {'target loss':>12} {'± sd':>7} {'seeds':>5} {'tokens':>9}  status",

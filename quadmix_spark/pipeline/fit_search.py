@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -28,6 +28,7 @@ import pandas as pd
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
+from quadmix_spark.core.realised import DomainSample
 from quadmix_spark.pipeline import inputs
 from quadmix_spark.proxy.runs import runs_long
 from quadmix_spark.search import REGRESSORS
@@ -38,6 +39,7 @@ from quadmix_spark.search.candidates import (
     SearchResult,
     search_theta,
 )
+from quadmix_spark.search.features import FEATURE_MODES, feature_map
 from quadmix_spark.search.regression import plot_predicted_vs_actual
 from quadmix_spark.search.regressors import regressor_from_bytes
 from quadmix_spark.search.validation import Choice, choose_regressor
@@ -45,6 +47,15 @@ from quadmix_spark.spark import files
 from quadmix_spark.spark.stats_table import load_stats
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """What realised features are estimated from: a pool sample and the proxies' aim in tokens."""
+
+    sample: DomainSample
+    aim_tokens: float
+
 
 MIN_FIT_RUNS = 20  # 5-fold CV then fits on 16; LightGBM keeps 10% of those for early stopping (≥ 2)
 RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")
@@ -219,28 +230,36 @@ def fit_surrogate(
         raise ConfigError(f"search.regressor: {err}") from err
 
 
+def feature_modes(cfg: SearchConfig, sample: DomainSample | None) -> list[str]:
+    """The feature modes to cross-validate: RegMix reads mixtures; QuaDMix ``auto`` tries all
+    three where a pool sample is at hand, else θ alone."""
+    if cfg.mode == "regmix":
+        return ["theta"]
+    if cfg.features != "auto":
+        if cfg.features != "theta" and sample is None:
+            raise ConfigError(
+                f"search.features: {cfg.features} needs the pool (select.input_table, its stats)"
+            )
+        return [cfg.features]
+    return list(FEATURE_MODES) if sample is not None else ["theta"]
+
+
 def fit_and_search(
     ids: list[str],
     X: np.ndarray,
     y: np.ndarray,
     sampler: core.ParamSampler | DirichletSampler,
     cfg: SearchConfig,
+    pool: PoolSample | None = None,
 ) -> tuple[dict, SearchResult]:
     """Choose and fit the surrogate, search, and keep the candidate only where the evidence allows.
 
-    ``X`` (n_runs, D) in ``sampler``'s layout, ``y`` (n_runs,) target losses. Returns the summary
-    (the CV table, held-out metrics, the candidate's predicted loss next to the best observed run,
-    which of the two is the output) and the search result (θ* or r*, or the best run's).
+    ``X`` (n_runs, D) in ``sampler``'s layout, ``y`` (n_runs,) target losses; ``pool`` (QuaDMix
+    mode) the sample and budget realised features are estimated at. Returns the summary (the CV
+    tables, held-out metrics, the candidate's predicted loss next to the best observed run, which
+    of the two is the output) and the search result (θ* or r*, or the best run's).
     """
-    if X.shape[1] != sampler.n_params:
-        layout = cfg.template_params if cfg.mode == "quadmix" else f"the domains {sampler.names}"
-        raise ConfigError(
-            f"search: θ vectors have {X.shape[1]} entries, the layout of {layout} has "
-            f"{sampler.n_params} ({cfg.mode} mode)"
-        )
-    renormalised = 0
-    if cfg.mode == "regmix":
-        X, renormalised = renormalise_mixtures(ids, X)
+    X, renormalised = _check_layout(ids, X, sampler, cfg)
     test = _held_out(ids, cfg)
     fit_ids = [r for r, t in zip(ids, test, strict=True) if not t]
     if len(fit_ids) < MIN_FIT_RUNS or (test.any() and test.sum() < 2):
@@ -248,27 +267,65 @@ def fit_and_search(
             f"search: {len(ids)} runs ({int(test.sum())} held out) are too few: need ≥ {MIN_FIT_RUNS} to "
             "fit and cross-validate, and ≥ 2 held out when runs are held out"
         )
-    choice = fit_surrogate(fit_ids, X[~test], y[~test], sampler.names, cfg)
+    sample, aim = (pool.sample, pool.aim_tokens) if pool else (None, None)
+    fits = {}
+    for mode in feature_modes(cfg, sample):
+        features = feature_map(mode, sampler.names, sample, aim)
+        fits[mode] = (
+            fit_surrogate(fit_ids, features.transform(X[~test]), y[~test], features.names, cfg),
+            features,
+        )
+    mode = min(fits, key=lambda m: _choice_rank(fits[m][0]))
+    choice, features = fits[mode]
+    F = features.transform(X)
+    searched = None if mode == "theta" else features
     result = search_theta(
-        choice.model, sampler, cfg.n_candidates, cfg.top_k, cfg.seed, region=RunRegion(X[~test])
+        choice.model,
+        sampler,
+        cfg.n_candidates,
+        cfg.top_k,
+        cfg.seed,
+        features=searched,
+        region=RunRegion(F[~test]),
     )
     summary = {
         "mode": cfg.mode,
         "runs": len(ids),
         "held_out": int(test.sum()),
         "renormalised_runs": renormalised,
+        "features": mode,
         "regressor": choice.chosen,
         "cv": choice.as_dict(),
+        "cv_by_features": {m: fits[m][0].as_dict() for m in fits},
         "metrics": _cv_metrics(choice),
         "n_candidates": cfg.n_candidates,
         "top_k": cfg.top_k,
         "candidates_inside_region": result.candidate_stats["inside_region"],
     }
     if test.any():
-        summary["held_out_metrics"] = _rounded(choice.model.evaluate(X[test], y[test]))
-    _save_surrogate(choice, y[~test], cfg)
-    decision, result = _against_the_evidence(result, choice, ids, X, y, cfg)
+        summary["held_out_metrics"] = _rounded(choice.model.evaluate(F[test], y[test]))
+    _save_surrogate(choice, y[~test], cfg, mode)
+    decision, result = _against_the_evidence(result, choice, ids, X, F, y, cfg)
     return {**summary, **decision}, result
+
+
+def _check_layout(ids: list[str], X: np.ndarray, sampler, cfg: SearchConfig) -> tuple[np.ndarray, int]:
+    """X in the sampler's layout; RegMix rows renormalised (and how many changed)."""
+    if X.shape[1] != sampler.n_params:
+        layout = cfg.template_params if cfg.mode == "quadmix" else f"the domains {sampler.names}"
+        raise ConfigError(
+            f"search: θ vectors have {X.shape[1]} entries, the layout of {layout} has "
+            f"{sampler.n_params} ({cfg.mode} mode)"
+        )
+    if cfg.mode == "regmix":
+        return renormalise_mixtures(ids, X)
+    return X, 0
+
+
+def _choice_rank(choice: Choice) -> tuple[float, float]:
+    """The order feature modes are chosen in: CV Spearman (to three decimals), then MAE."""
+    row = choice.score
+    return (-round(row.spearman, 3), row.mae)
 
 
 def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -286,12 +343,13 @@ def _cv_metrics(choice: Choice) -> dict[str, float]:
     }
 
 
-def _save_surrogate(choice: Choice, y: np.ndarray, cfg: SearchConfig) -> None:
+def _save_surrogate(choice: Choice, y: np.ndarray, cfg: SearchConfig, features: str) -> None:
     """The chosen model (``regressor.pkl`` + ``regressor.json``) and its out-of-fold plot."""
     row = choice.score
     meta = {
         "family": choice.chosen,
         "mode": cfg.mode,
+        "features": features,
         "feature_names": list(choice.model.feature_names),
         "cv": choice.as_dict(),
     }
@@ -305,10 +363,17 @@ def _save_surrogate(choice: Choice, y: np.ndarray, cfg: SearchConfig) -> None:
 
 
 def _against_the_evidence(
-    result: SearchResult, choice: Choice, ids: list[str], X: np.ndarray, y: np.ndarray, cfg: SearchConfig
+    result: SearchResult,
+    choice: Choice,
+    ids: list[str],
+    X: np.ndarray,
+    F: np.ndarray,
+    y: np.ndarray,
+    cfg: SearchConfig,
 ) -> tuple[dict, SearchResult]:
     """The candidate, when it is predicted better than the best observed run by more than the
-    surrogate's cross-validated error; else the best run itself (unless ``search.keep_candidate``)."""
+    surrogate's cross-validated error; else the best run itself (unless ``search.keep_candidate``).
+    ``X`` holds the runs' θ (or mixtures), ``F`` what the surrogate reads of them."""
     best = int(np.argmin(y))
     what = "θ*" if cfg.mode == "quadmix" else "r*"
     margin = choice.score.mae
@@ -317,7 +382,7 @@ def _against_the_evidence(
         "theta_star_predicted_loss": round(result.predicted_loss_of_mean, 5),
         "best_observed_loss": round(float(y[best]), 5),
         "best_observed_run": ids[best],
-        "best_run_predicted_loss": round(float(choice.model.predict(X[best : best + 1])[0]), 5),
+        "best_run_predicted_loss": round(float(choice.model.predict(F[best : best + 1])[0]), 5),
         "cv_error": round(margin, 5),
         "output_source": "searched candidate",
     }
@@ -372,13 +437,37 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     regmix = regmix_prior(config, spark) if cfg.mode == "regmix" else None
     runs = load_runs(cfg, spark)
     ids, X, y = run_targets(runs, config.targets.weights)
-    summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg)
+    pool = pool_features(config, spark) if cfg.mode == "quadmix" and cfg.features != "theta" else None
+    summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg, pool)
     summary["output"] = write_theta_star(result, cfg, summary)
     if cfg.mode == "quadmix":
         summary["params_hash"] = core.params_hash(result.to_params())
     summary["seconds"] = round(time.time() - started, 1)
     files.write_text(files.join(cfg.output_dir, "search_summary.json"), json.dumps(summary, indent=2))
     return summary
+
+
+def pool_features(config: PipelineConfig, spark=None) -> PoolSample | None:
+    """The pool sample realised features are estimated from (``search.feature_sample`` documents
+    per domain of ``select.input_table``, σ under ``select.stats_table``) at the proxies' aim,
+    ``proxy.token_budget · (1 + proxy.overshoot)``; None for ``features: auto`` without a pool."""
+    from quadmix_spark.proxy.datasets import pool_sample
+    from quadmix_spark.spark import tables
+
+    cfg = config.search
+    stats = config.table_path(config.select.stats_table)
+    if spark is None or not tables.exists(spark, stats):
+        if cfg.features == "auto":
+            log.info("search.features: no stats table at %s: the surrogate reads θ alone", stats)
+            return None
+        raise ConfigError(
+            f"search.features: {cfg.features} needs the pool the runs selected from: no stats table at "
+            f"{stats} (select.stats_table; run quadmix stats first, or search.features=theta)"
+        )
+    template = inputs.read_params(cfg.template_params, "search.template_params")
+    proxy = config.proxy
+    sample = pool_sample(spark, config, template, cfg.feature_sample)
+    return PoolSample(sample, proxy.token_budget * (1.0 + proxy.overshoot))
 
 
 def load_surrogate(config: PipelineConfig):
@@ -408,9 +497,9 @@ def predict_mixtures(config: PipelineConfig, paths: list[str]) -> list[tuple[str
     return list(zip(paths, model.predict(np.vstack(rows)).tolist(), strict=True))
 
 
-def format_cv_table(cv: dict) -> list[str]:
-    """The cross-validation table, one family (or ensemble) per line, best first."""
-    lines = [f"  {'surrogate':<34} {'Spearman':>8} {'± sd':>7} {'MAE':>9} {'seconds':>8}"]
+def format_cv_table(cv: dict, label: str = "surrogate") -> list[str]:
+    """The cross-validation table, one family (or ensemble) per line, best first; * = chosen."""
+    lines = [f"  {label:<34} {'Spearman':>8} {'± sd':>7} {'MAE':>9} {'seconds':>8}"]
     for row in cv["table"]:
         mark = "*" if row["family"] == cv["chosen"] else " "
         if "error" in row:
@@ -423,6 +512,16 @@ def format_cv_table(cv: dict) -> list[str]:
     return lines
 
 
+def format_cv_tables(s: dict) -> list[str]:
+    """One CV table per feature mode tried (QuaDMix ``features: auto`` tries three)."""
+    by_features = s.get("cv_by_features") or {s.get("features", "theta"): s["cv"]}
+    lines = []
+    for mode, cv in by_features.items():
+        chosen = " (chosen)" if mode == s.get("features") and len(by_features) > 1 else ""
+        lines += format_cv_table(cv, f"features: {mode}{chosen}" if s["mode"] == "quadmix" else "surrogate")
+    return lines
+
+
 def format_summary(s: dict) -> str:
     m, cv = s["metrics"], s["cv"]
     what = "θ*" if s["mode"] == "quadmix" else "r*"
@@ -430,8 +529,8 @@ def format_summary(s: dict) -> str:
     lines = [
         f"fit-search: {s['runs']} runs{held}, {s['mode']} mode; surrogate {s['regressor']} by "
         f"{cv['k']}-fold CV ×{cv['repeats']}: Spearman {m['spearman']:.3f} ± {m['spearman_sd']:.3f}, "
-        f"MAE {m['mae']:.4f}",
-        *format_cv_table(cv),
+        f"MAE {m['mae']:.4f}" + (f"; features: {s['features']}" if s["mode"] == "quadmix" else ""),
+        *format_cv_tables(s),
     ]
     if "held_out_metrics" in s:
         h = s["held_out_metrics"]

@@ -131,8 +131,8 @@ class DomainSample:
         Only documents ranked within ω get more than ε copies (S = ε past the cutoff), so the
         documents are partitioned first and only the best ``k`` are sorted, with ``k`` large
         enough that any ``k`` documents hold ω's share of the domain's tokens; the rest count as
-        ε each. A row whose k-th and (k+1)-th merged scores tie is sorted whole (the tie group
-        would straddle the cut)."""
+        ε each. Where some row's k-th and (k+1)-th merged scores tie, the rows are sorted whole (a
+        tie group straddling the cut is ranked at its end)."""
         n = len(self.scorers)
         rows = self.domain_idx == i
         sigma, t = self.sigma[rows], self.tokens[rows].astype(np.float64)
@@ -165,8 +165,8 @@ class DomainSample:
 
 
 def _best_first(q: NDArray[np.float64], k: int) -> NDArray[np.intp]:
-    """Per row, the indices of the k smallest values in ascending order (all of them, sorted,
-    where k covers the row or the k-th and (k+1)-th values tie)."""
+    """Per row, the indices of the k smallest values in ascending order; every index, sorted,
+    where k covers the row or, in some row, the k-th and (k+1)-th values tie."""
     n = q.shape[1]
     if k >= n:
         return np.argsort(q, axis=1)
@@ -174,9 +174,8 @@ def _best_first(q: NDArray[np.float64], k: int) -> NDArray[np.intp]:
     inside, boundary = part[:, :k], np.take_along_axis(q, part[:, k : k + 1], axis=1)
     q_in = np.take_along_axis(q, inside, axis=1)
     order = np.take_along_axis(inside, np.argsort(q_in, axis=1), axis=1)
-    tied = q_in.max(axis=1) >= boundary[:, 0]
-    if tied.any():  # rare: sort those rows whole, keep their first k
-        order[tied] = np.argsort(q[tied], axis=1)[:, :k]
+    if np.any(q_in.max(axis=1) >= boundary[:, 0]):  # a tie group across the cut: rank it whole
+        return np.argsort(q, axis=1)
     return order
 
 

@@ -90,9 +90,10 @@ def cmd_stats(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 
 def cmd_select(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.select import format_summary, load_checked_params, run_select
+    from quadmix_spark.pipeline.select import check_config, format_summary, load_checked_params, run_select
     from quadmix_spark.spark import files
 
+    check_config(config)  # the selector and the mixture's name, before the SparkSession starts
     if files.is_local_path(config.select.params):  # a URI is read through the session
         load_checked_params(config)  # a bad params file fails before the SparkSession starts
     print(format_summary(run_select(_session(config), config)))
@@ -110,12 +111,16 @@ def cmd_params_template(config: PipelineConfig, args: argparse.Namespace) -> Non
 
 def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import format_summary, run_fit_search
+    from quadmix_spark.pipeline.inputs import mixture_needs
     from quadmix_spark.spark import files
 
     cfg = config.search
     paths = [cfg.output_dir, cfg.output_params if cfg.mode == "quadmix" else cfg.output_mixture]
-    paths += [cfg.runs_path, cfg.template_params, cfg.prior, cfg.holdout_runs or ""]
-    needs_spark = cfg.runs_format == "delta" or (cfg.mode == "regmix" and cfg.prior == "natural")
+    paths += [cfg.runs_path, cfg.template_params, cfg.holdout_runs or ""]
+    needs_spark = cfg.runs_format == "delta"
+    if cfg.mode == "regmix":  # the prior's stats table or file
+        prior_file, prior_stats = mixture_needs(config, [cfg.prior], "search.prior")
+        needs_spark, paths = needs_spark or prior_stats, paths + prior_file
     # realised features read a sample of the pool (its stats table) when there is one
     stats = Path(config.table_path(config.select.stats_table)) / "_delta_log"
     needs_spark = needs_spark or (cfg.mode == "quadmix" and cfg.features != "theta" and stats.is_dir())
@@ -139,12 +144,15 @@ def cmd_entropy(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 def cmd_predict_mixture(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.fit_search import predict_mixtures
+    from quadmix_spark.pipeline.inputs import mixture_needs
     from quadmix_spark.spark import files
 
-    if not all(map(files.is_local_path, [config.search.output_dir, *args.mixture])):
-        _session(config)  # URIs are read through Spark's Hadoop FileSystem
-    for path, loss in predict_mixtures(config, args.mixture):
-        print(f"{loss:.5f}  {path}")
+    read, needs_stats = mixture_needs(config, args.mixture, "--mixture")
+    spark = None
+    if needs_stats or not all(map(files.is_local_path, [config.search.output_dir, *read])):
+        spark = _session(config)  # the stats table, and URIs through Spark's Hadoop FileSystem
+    for name, loss in predict_mixtures(config, args.mixture, spark):
+        print(f"{loss:.5f}  {name}")
 
 
 def cmd_import_runs(config: PipelineConfig, args: argparse.Namespace) -> None:
@@ -178,6 +186,9 @@ def cmd_reweight(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
     """The whole demo pipeline end to end."""
+    from quadmix_spark.pipeline.select import check_config
+
+    check_config(config)  # a bad select setting fails before the corpus is written
     args.name = None
     cmd_demo_corpus(config, args)
     cmd_train_classifier(config, args)
@@ -243,7 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("demo", "demo-corpus"):
             p.add_argument("--docs", type=int, help="number of demo documents (default: demo.n_docs)")
         if name == "predict-mixture":
-            p.add_argument("--mixture", action="append", required=True, help="a mixture file (repeatable)")
+            p.add_argument(
+                "--mixture",
+                action="append",
+                required=True,
+                help="a mixture source: a file, natural, uniform, entropy:<measure>, ... (repeatable)",
+            )
         if name == "params-template":
             p.add_argument("--output", default="params.yaml", help="θ file to write (default: %(default)s)")
             p.add_argument("--force", action="store_true", help="replace an existing --output file")

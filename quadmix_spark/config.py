@@ -206,10 +206,10 @@ class SelectConfig:
     output_dir: str = "data/selections"  # <output_dir>/<selection_id>/{shards,manifest.json,report}
     params: str = "conf/params/demo.yaml"
     allow_unused_domains: bool = False  # θ may name domains the data does not have (small pools)
-    selector: str = "quadmix"  # quadmix | uniform | topk:<scorer> | union_topk
+    selector: str = "quadmix"  # quadmix | uniform | topk:<scorer> | union_topk (spark/selectors)
     seed: int = 0
     token_budget: int | None = None  # None: the size follows from θ
-    mixture: str | None = None  # natural | uniform | a mixture file: each domain gets budget × share
+    mixture: str | None = None  # a mixture source (mixing/sources): each domain gets budget × share
     max_repeats: int = 4  # with a mixture: at most this many copies of a document
     mixture_shortfall: Literal["error", "redistribute"] = "error"  # a domain short of its target
     budget_tolerance: float = 0.002  # relative; calibration stops inside ±tolerance
@@ -231,7 +231,7 @@ class SearchConfig:
     template_params: str = "conf/params/demo.yaml"  # names the domains and scorers of the layout
     # RegMix mode: the order of the runs' mixture vectors ([] = the prior file's, else the template's)
     domains: list[str] = field(default_factory=list)
-    prior: str = "natural"  # RegMix candidates' centre: natural (stats table) | uniform | a mixture file
+    prior: str = "natural"  # RegMix candidates' centre: a mixture source (mixing/sources)
     temperature: float = 0.5  # the prior is raised to this power (RegMix: 0.5)
     max_usage: float = 15.0  # RegMix's MAXIMUM_USAGE: reject candidates with a share > max_usage × prior
     holdout_runs: str | None = None  # a file of run ids (one per line) kept out of the fit, scored after it
@@ -342,7 +342,7 @@ class ExperimentConfig:
     # mixture with θ*'s in-domain sampling, each over `seeds` select seeds
     decompose: bool = True
     seeds: int = 3
-    mixtures: list[str] = field(default_factory=list)  # θ* composed with each (natural, uniform, files)
+    mixtures: list[str] = field(default_factory=list)  # θ* composed with each mixture source
     # A mixture-level method whose rows join the comparison (None: none): bimix trains proxies on
     # the entropy mixtures and `mixture_draws` Dirichlet mixtures, fits BiMix on them, adds r*
     mixture_method: Literal["bimix"] | None = None
@@ -570,13 +570,8 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError("select.token_budget must be positive")
     if config.select.max_repeats < 1:
         raise ConfigError("select.max_repeats must be at least 1")
-    sel = config.select.selector
-    if sel not in ("quadmix", "uniform", "union_topk") and not sel.startswith("topk:"):
-        raise ConfigError(f"select.selector: {sel!r} is not quadmix, uniform, topk:<scorer> or union_topk")
-    if sel.startswith("topk:") and sel[5:] not in config.scorers:
-        raise ConfigError(f"select.selector: {sel[5:]!r} is not one of the scorers {sorted(config.scorers)}")
-    if sel != "quadmix" and config.select.token_budget is None:
-        raise ConfigError(f"select.token_budget is required for selector {sel} (a baseline fills a budget)")
+    # select.selector and the mixture sources are checked by their registries, which live beside
+    # what they describe (spark/selectors, mixing/sources): pipeline.select.check_config.
     if config.select.mixture is not None and config.select.token_budget is None:
         raise ConfigError("select.token_budget is required with select.mixture")
     if config.annotate.max_text_bytes <= 0:

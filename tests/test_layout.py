@@ -60,11 +60,31 @@ def sources(root: Path) -> dict[str, Path]:
     return {module_name(p, root): p for p in files}
 
 
-def imports(path: Path, module: str, is_package: bool) -> list[str]:
-    """Every module name ``path`` imports (absolute; relative imports resolved)."""
+OPTIONAL_GUARDS = {"ImportError", "ModuleNotFoundError", "Exception"}
+
+
+def _guarded(tree: ast.AST) -> set[int]:
+    """Import nodes inside a ``try`` whose handler catches their failure: optional dependencies
+    (e.g. ``udfs.models`` asks Spark for a shipped model's path only where Spark is there)."""
+    nodes = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try):
+            caught = {ast.unparse(h.type) if h.type else "Exception" for h in node.handlers}
+            if caught & OPTIONAL_GUARDS:
+                nodes |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return nodes
+
+
+def imports(path: Path, module: str, is_package: bool, optional: bool = True) -> list[str]:
+    """Every module name ``path`` imports (absolute; relative imports resolved); without
+    ``optional``, leave out imports inside a ``try`` that catches their failure."""
     package = module if is_package else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    skip = set() if optional else _guarded(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -84,14 +104,14 @@ def import_graph(root: Path) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     third: dict[str, set[str]] = {}
     for name, path in mods.items():
         ours[name], third[name] = set(), set()
-        for target in imports(path, name, path.name == "__init__.py"):
-            top = target.split(".")[0]
-            if top in ("quadmix_spark", "udfs", "jobs"):
-                # ``from pkg import x``: an edge to pkg.x when it is a module, else to pkg
-                if target in mods and target != name:
-                    ours[name].add(target)
-            else:
-                third[name].add(top)
+        is_package = path.name == "__init__.py"
+        for target in imports(path, name, is_package):
+            # ``from pkg import x``: an edge to pkg.x when it is a module, else to pkg
+            if target in mods and target != name:  # all our modules, none of theirs
+                ours[name].add(target)
+        # third-party packages a module needs: an optional import (caught when missing) is not one
+        third[name] = {t.split(".")[0] for t in imports(path, name, is_package, optional=False)}
+        third[name] -= {"quadmix_spark", "udfs", "jobs"}
     return ours, third
 
 
@@ -278,3 +298,21 @@ def test_the_write_rule_catches_a_local_write(tmp_path: Path):
 )
 def test_each_folder_is_documented(folder: str):
     assert f"## `{folder}/`" in (ROOT / "docs" / "layout.md").read_text()
+
+
+def test_an_import_caught_when_missing_is_optional(tmp_path: Path):
+    files = {
+        "quadmix_spark/__init__.py": "",
+        "quadmix_spark/core/__init__.py": "",
+        "quadmix_spark/core/paths.py": "try:\n    import pyspark\nexcept ImportError:\n    pyspark = None\n",
+        "quadmix_spark/core/plain.py": "def f():\n    import pyspark\n",
+        "quadmix_spark/core/other.py": "try:\n    import pyspark\nexcept KeyError:\n    pass\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    ours, third = import_graph(tmp_path)
+    assert violations(ours, third) == [
+        "quadmix_spark.core.other needs Spark through quadmix_spark.core.other",
+        "quadmix_spark.core.plain needs Spark through quadmix_spark.core.plain",
+    ]

@@ -8,17 +8,20 @@ import pandas as pd
 
 from quadmix_spark import core
 from quadmix_spark.config import PipelineConfig
-from quadmix_spark.pipeline.mixture_methods import MIXTURE_SOURCES, mixture_source
+from quadmix_spark.mixing.sources import SOURCES
+from quadmix_spark.pipeline.mixture_methods import POOL_MIXTURES, mixture_source
 from quadmix_spark.pipeline.streams import choose_documents
 
 
 def test_mixture_registry_names_and_files(tmp_path):
-    assert {"natural", "uniform", "tandem", "doremi"} <= set(MIXTURE_SOURCES)
+    assert {"natural", "uniform", "tandem", "doremi"} <= set(SOURCES)
+    assert set(POOL_MIXTURES) == {"tandem", "doremi"}  # made on the experiment's pool
     config = PipelineConfig()
     assert mixture_source(None, config, "uniform", tmp_path) == ("uniform", "uniform")
     assert mixture_source(None, config, "natural", tmp_path) == ("natural", "natural")
     path = str(core.Mixture.uniform(["a", "b"]).to_file(tmp_path / "mine.yaml"))
     assert mixture_source(None, config, path, tmp_path) == ("mine", path)
+    assert mixture_source(None, config, "entropy:se", tmp_path) == ("entropy:se", "entropy:se")
 
 
 def test_choose_documents_takes_the_stream_order_prefix_and_asks_for_more():

@@ -38,21 +38,17 @@ No other file names the kind. The batch function gets whole batches: per-row Pyt
 on every document of the corpus. The configured annotators travel to the workers inside the
 ``mapInArrow`` closure, so keep their fields small (paths, not models). A class defined outside
 ``udfs`` and outside any installed package (a script, a notebook, a test module) is pickled by
-value, since the workers cannot import its module; a class in an installed package is pickled by
-reference and must be installed on the workers too, as ``udfs`` is.
+value, since the workers cannot import its module (the job ships it:
+``quadmix_spark.spark.shipping``); a class in an installed package is pickled by reference and
+must be installed on the workers too, as ``udfs`` is.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import site
-import sys
-import sysconfig
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
 from typing import Any, ClassVar, NamedTuple, Self, TypeVar
 
 import numpy as np
@@ -190,7 +186,6 @@ def register(cls: A) -> A:
     if known is not None and _where(known) != _where(cls):  # the same class again: a module reloaded
         raise ValueError(f"annotator kind {kind!r} is registered twice: {_where(known)} and {_where(cls)}")
     _KINDS[kind] = cls
-    _pickle_by_value_if_not_importable(cls)
     return cls
 
 
@@ -232,30 +227,6 @@ def settings(kind: str) -> dict[str, str]:
 
 def _where(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _pickle_by_value_if_not_importable(cls: type) -> None:
-    """Let Spark's workers rebuild a class whose module they cannot import (see the docstring)."""
-    module = sys.modules.get(cls.__module__)
-    if module is None or module.__name__ == "__main__" or module.__name__.split(".")[0] == "udfs":
-        return  # __main__ is pickled by value anyway; udfs is on every worker
-    if _installed(module):
-        return
-    try:
-        from pyspark import cloudpickle  # what Spark pickles Python functions with
-    except ImportError:  # plain Python use: nothing is shipped
-        return
-    cloudpickle.register_pickle_by_value(module)
-
-
-def _installed(module: ModuleType) -> bool:
-    """Whether ``module`` comes from an installed package (under a site-packages folder)."""
-    file = getattr(module, "__file__", None)
-    if not file:
-        return False
-    roots = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} | set(site.getsitepackages())
-    path = Path(file).resolve()
-    return any(path.is_relative_to(Path(root).resolve()) for root in roots)
 
 
 # -- the built-in kinds --------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from quadmix_spark.config import AnnotateConfig, ConfigError, InputConfig, Pipel
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import (
     REASONS,
+    IdMatching,
     InputFiles,
     SplitInput,
     StagedInput,
@@ -61,9 +62,10 @@ from quadmix_spark.spark.reading import (
     check_input_columns,
     check_input_files,
     check_input_path,
-    split_input,
+    split_records,
     stage_input,
 )
+from quadmix_spark.spark.shipping import ship
 from udfs import annotators as registry
 from udfs.annotate import annotate_batches, output_schema
 from udfs.annotators import Annotator, DomainAnnotator, OptionError, TokenCounter
@@ -223,6 +225,8 @@ def annotate_frame(df: DataFrame, annotators: list[Annotator], text_column: str 
     """Add every annotator's columns to ``df`` in one Arrow pass (lazy; nothing runs yet)."""
     in_schema = to_arrow_schema(df.schema)
     out_schema = from_arrow_schema(output_schema(in_schema, annotators))
+
+    ship(*{type(a) for a in annotators})  # a kind registered outside our packages goes by value
 
     def run(batches):  # on the workers; the closure holds the configured annotators, no models
         return annotate_batches(batches, annotators, text_column)
@@ -411,15 +415,9 @@ def _annotate_staged(spark: SparkSession, plan: AnnotatePlan, staged: StagedInpu
     """census → split → quarantine (committed first) → annotated documents → summary."""
     cfg = plan.cfg
     census = _census(staged)
-    split = split_input(
-        spark,
-        staged,
-        cfg.input,
-        existing=plan.existing.select("id", "text") if plan.existing is not None else None,
-        on_changed_text=cfg.on_changed_text,
-        duplicated=census.dup_ids,
-        broadcast_limit=BROADCAST_DUPLICATED_IDS,
-    )
+    existing = plan.existing.select("id", "text") if plan.existing is not None else None
+    matching = IdMatching(existing, cfg.on_changed_text, census.dup_ids, BROADCAST_DUPLICATED_IDS)
+    split = split_records(spark, staged, cfg.input, matching)
     # Records as read, and each unreadable file as one record (quarantined whole, never read).
     input_rows = census.rows + split.unreadable_files
     # The quarantine first: it holds the rejected records before the documents they balance
@@ -478,7 +476,7 @@ def _check_quarantine_share(cfg: AnnotateConfig, input_rows: int, quarantine: Qu
 def _write_annotated(plan: AnnotatePlan, split: SplitInput) -> AnnotatedWrite:
     """The one pass of every annotator over the clean documents, written to the annotated table."""
     cfg = plan.cfg
-    # Ids the table already holds left the clean documents in split_input (counted there, observed).
+    # Ids the table already holds left the clean documents in split_records (counted there, observed).
     annotated = plan.step(split.clean, plan.annotators).withColumns(
         {"doc_key": F.xxhash64("id"), "annotator_hash": F.lit(plan.metadata["annotator_hash"])}
     )

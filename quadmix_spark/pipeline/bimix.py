@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from quadmix_spark.mixing.bimix_diagnostics import (
     plot_fit,
     unseen_mixture_error,
 )
-from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
+from quadmix_spark.mixing.bimix_optimum import BiMixOptimum, optimal_mixture, share_caps
 from quadmix_spark.pipeline import inputs
 from quadmix_spark.spark import files
 
@@ -202,12 +203,61 @@ def _diagnose(table: pd.DataFrame, law: BiMixLaw, k: int) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class FittedRuns:
+    """The runs' long table, where it came from, and the law fitted to it with its diagnostics."""
+
+    table: pd.DataFrame
+    info: dict[str, Any]  # source and run counts (:func:`load_long_runs`)
+    law: BiMixLaw
+    weights: dict[str, float]  # domain → w_i
+    ignored_weights: list[str]
+    unfitted: list[str]  # domains of the mixture vectors without a held-out loss
+    diagnostics: dict[str, Any]  # :func:`_diagnose`
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.law.domains_)
+
+
+@dataclass(frozen=True)
+class ShareCaps:
+    """What bounds r*: the token budget and, from the latest stats run, each domain's cap."""
+
+    budget: int
+    tokens: dict[str, int] | None  # per domain; None without a stats table
+    note: str  # where the tokens came from, or why there are none
+    caps: dict[str, float] | None  # max_repeats × tokens_i / budget
+
+    @property
+    def natural(self) -> dict[str, float] | None:
+        """The domains' shares of the available tokens (None without tokens)."""
+        if self.tokens is None or sum(self.tokens.values()) <= 0:
+            return None
+        total = sum(self.tokens.values())
+        return {d: n / total for d, n in self.tokens.items()}
+
+
 def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
     """Fit, diagnose, plot and write r*; return the summary (also written as JSON beside the plot)."""
     started = time.time()
     cfg = config.bimix
     check_config(config)
     table, info = load_long_runs(config, spark)
+    fitted = fit_runs(config, table, info)
+    plot = write_plot(fitted, cfg.output_dir)
+    caps = load_caps(config, spark, fitted.domains)
+    s_target = cfg.s_target or float(table["step_tokens"].max())
+    optimum = solve_optimum(fitted, caps, s_target)
+    fit = fit_record(fitted)
+    write_r_star(config, optimum, fit, caps, info["source"])
+    summary = _summary(fitted, caps, optimum, fit, s_target)
+    summary.update(output=str(cfg.output_mixture), plot=plot)
+    return publish_summary(_plain(summary), cfg.output_dir, started)
+
+
+def fit_runs(config: PipelineConfig, table: pd.DataFrame, info: dict[str, Any]) -> FittedRuns:
+    """The law fitted to ``table`` with the objective's weights and the diagnostics."""
     weights, ignored = domain_weights(config.targets.weights, sorted(table["domain"].unique()))
     law = BiMixLaw()
     try:
@@ -215,94 +265,118 @@ def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
     except ValueError as err:
         raise ConfigError(f"{info['source']}: {err}") from err
     domains = list(law.domains_)
-    expected = mixture_domains(config) if cfg.runs_path is None else domains
+    expected = mixture_domains(config) if config.bimix.runs_path is None else domains
     unfitted = [d for d in expected if d not in domains]
-    diag = _diagnose(table, law, cfg.unseen_k)
-    with files.local_folder(cfg.output_dir) as out:  # matplotlib writes to a local path
-        plot_fit(law, table, out / PLOT_NAME)
-    plot = files.join(cfg.output_dir, PLOT_NAME)
+    diagnostics = _diagnose(table, law, config.bimix.unseen_k)
+    return FittedRuns(table, info, law, weights, ignored, unfitted, diagnostics)
 
-    tokens, caps_note = available_tokens(config, spark, domains)
-    budget = cfg.budget or config.proxy.token_budget
+
+def write_plot(fitted: FittedRuns, output_dir: str) -> str:
+    """The fitted curves over the runs' losses as ``PLOT_NAME`` in ``output_dir``; its path."""
+    with files.local_folder(output_dir) as out:  # matplotlib writes to a local path
+        plot_fit(fitted.law, fitted.table, out / PLOT_NAME)
+    return str(files.join(output_dir, PLOT_NAME))
+
+
+def load_caps(config: PipelineConfig, spark, domains: list[str]) -> ShareCaps:
+    """The budget r* spends and each domain's cap from the latest stats run, if there is one."""
+    tokens, note = available_tokens(config, spark, domains)
+    budget = config.bimix.budget or config.proxy.token_budget
     caps = None
     if tokens is not None:
         vector = share_caps([tokens[d] for d in domains], budget, config.select.max_repeats)
         caps = dict(zip(domains, map(float, vector), strict=True))
-    s_target = cfg.s_target or float(table["step_tokens"].max())
+    return ShareCaps(budget, tokens, note, caps)
+
+
+def solve_optimum(fitted: FittedRuns, caps: ShareCaps, s_target: float) -> BiMixOptimum:
+    """r* = argmin Σ_i w_i L_i(r_i, s_target) within the caps; a ConfigError when none fits."""
     try:
-        optimum = optimal_mixture(law, s_target, weights=weights, upper=caps)
+        return optimal_mixture(fitted.law, s_target, weights=fitted.weights, upper=caps.caps)
     except ValueError as err:
         raise ConfigError(
-            f"bimix.budget: no mixture of {domains} fits the caps {caps} (select.max_repeats × tokens / "
-            f"budget {budget}): {err}"
+            f"bimix.budget: no mixture of {fitted.domains} fits the caps {caps.caps} (select.max_repeats × "
+            f"tokens / budget {caps.budget}): {err}"
         ) from err
 
+
+def fit_record(fitted: FittedRuns) -> dict[str, Any]:
+    """The fit's quality in a few numbers: in-sample, extrapolation and unseen-mixture errors."""
+    diag = fitted.diagnostics
     extrapolation, unseen = diag["extrapolation"], diag["unseen"]
-    fit = fit_summary(law) | {"runs": info["runs_used"], "mixtures": diag["mixtures"]}
+    fit = fit_summary(fitted.law) | {"runs": fitted.info["runs_used"], "mixtures": diag["mixtures"]}
     if extrapolation is not None:
         fit["extrapolation_mean_rel_error"] = extrapolation.mean["mean_rel_error"]
         fit["extrapolation_max_rel_error"] = extrapolation.mean["max_rel_error"]
     if unseen is not None:
         fit["unseen_r2_log"] = unseen.mean["r2_log"]
         fit["unseen_mean_rel_error"] = unseen.mean["mean_rel_error"]
-    fit = _plain(fit)
+    return _plain(fit)
+
+
+def write_r_star(
+    config: PipelineConfig, optimum: BiMixOptimum, fit: dict[str, Any], caps: ShareCaps, source: str
+) -> None:
+    """r* as a mixture file at ``bimix.output_mixture``, the fit and its inputs in its provenance."""
     provenance = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
         "inputs": {
-            "runs": info["source"],
-            "caps": caps_note,
-            "budget": budget,
+            "runs": source,
+            "caps": caps.note,
+            "budget": caps.budget,
             "max_repeats": config.select.max_repeats,
         },
     }
-    if caps is not None:
-        provenance["caps"] = caps
+    if caps.caps is not None:
+        provenance["caps"] = caps.caps
     mixture = optimum.to_mixture(fit=fit, **provenance)
     mixture = core.Mixture.from_shares(mixture.shares, _plain(dict(mixture.provenance)))
-    with files.local_file(cfg.output_mixture) as path:
+    with files.local_file(config.bimix.output_mixture) as path:
         mixture.to_file(path)
-    written = cfg.output_mixture
 
-    natural = None
-    if tokens is not None and sum(tokens.values()) > 0:
-        total = sum(tokens.values())
-        natural = {d: tokens[d] / total for d in domains}
-    zero = law.diagnostics_["n_zero_share"]
-    summary = _plain(
-        {
-            **info,
-            "domains": domains,
-            "unfitted_domains": unfitted,
-            "rows": int(len(table)),
-            "excluded_zero_share": int(zero.sum()),
-            "excluded_zero_share_per_domain": {d: int(n) for d, n in zero.items() if n},
-            "mixtures": diag["mixtures"],
-            "fit": fit,
-            "coefficients": optimum.coefficients,
-            "extrapolation": extrapolation.to_dict() if extrapolation is not None else None,
-            "extrapolation_skipped": diag.get("extrapolation_skipped"),
-            "unseen": unseen.to_dict() if unseen is not None else None,
-            "unseen_skipped": diag.get("unseen_skipped"),
-            "diagnostics_table": format_errors(extrapolation, unseen, law),
-            "s_target": s_target,
-            "weights": weights,
-            "ignored_weights": ignored,
-            "budget": budget,
-            "caps": caps,
-            "caps_note": caps_note,
-            "r_star": optimum.shares,
-            "natural": natural,
-            "predicted_loss": dict(zip(domains, map(float, optimum.losses), strict=True)),
-            "objective": optimum.objective,
-            "at_upper": optimum.at_upper,
-            "at_lower": optimum.at_lower,
-            "output": str(written),
-            "plot": str(plot),
-        }
-    )
+
+def _summary(
+    fitted: FittedRuns, caps: ShareCaps, optimum: BiMixOptimum, fit: dict[str, Any], s_target: float
+) -> dict[str, Any]:
+    """Everything the job found, as :func:`format_summary` and the summary JSON read it."""
+    domains, diag = fitted.domains, fitted.diagnostics
+    extrapolation, unseen = diag["extrapolation"], diag["unseen"]
+    zero = fitted.law.diagnostics_["n_zero_share"]
+    return {
+        **fitted.info,
+        "domains": domains,
+        "unfitted_domains": fitted.unfitted,
+        "rows": int(len(fitted.table)),
+        "excluded_zero_share": int(zero.sum()),
+        "excluded_zero_share_per_domain": {d: int(n) for d, n in zero.items() if n},
+        "mixtures": diag["mixtures"],
+        "fit": fit,
+        "coefficients": optimum.coefficients,
+        "extrapolation": extrapolation.to_dict() if extrapolation is not None else None,
+        "extrapolation_skipped": diag.get("extrapolation_skipped"),
+        "unseen": unseen.to_dict() if unseen is not None else None,
+        "unseen_skipped": diag.get("unseen_skipped"),
+        "diagnostics_table": format_errors(extrapolation, unseen, fitted.law),
+        "s_target": s_target,
+        "weights": fitted.weights,
+        "ignored_weights": fitted.ignored_weights,
+        "budget": caps.budget,
+        "caps": caps.caps,
+        "caps_note": caps.note,
+        "r_star": optimum.shares,
+        "natural": caps.natural,
+        "predicted_loss": dict(zip(domains, map(float, optimum.losses), strict=True)),
+        "objective": optimum.objective,
+        "at_upper": optimum.at_upper,
+        "at_lower": optimum.at_lower,
+    }
+
+
+def publish_summary(summary: dict[str, Any], output_dir: str, started: float) -> dict[str, Any]:
+    """``summary`` with its time and path, written as ``SUMMARY_NAME`` in ``output_dir``."""
     summary["seconds"] = round(time.time() - started, 1)
-    summary["summary"] = files.join(cfg.output_dir, SUMMARY_NAME)
+    summary["summary"] = files.join(output_dir, SUMMARY_NAME)
     files.write_text(summary["summary"], json.dumps(summary, indent=2))
     return summary
 

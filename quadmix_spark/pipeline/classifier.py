@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -48,19 +49,23 @@ def label_metrics(truth: list[str], predicted: list[str], labels: list[str]) -> 
     per_label = {}
     for label in labels:
         tp = int(np.sum((p == label) & (t == label)))
-        precision = tp / max(int(np.sum(p == label)), 1)
-        recall = tp / max(int(np.sum(t == label)), 1)
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_label[label] = {
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
-            "f1": round(f1, 4),
-            "support": int(np.sum(t == label)),
-        }
+        per_label[label] = _label_scores(tp, int(np.sum(p == label)), int(np.sum(t == label)))
     return {
         "accuracy": float(np.mean(t == p)) if len(t) else 0.0,
         "macro_f1": float(np.mean([m["f1"] for m in per_label.values()])) if labels else 0.0,
         "per_label": per_label,
+    }
+
+
+def _label_scores(tp: int, predicted: int, support: int) -> dict[str, float]:
+    """Precision, recall and F1 of one label (rounded to 4 places) and its support."""
+    precision, recall = tp / max(predicted, 1), tp / max(support, 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "support": support,
     }
 
 
@@ -72,14 +77,7 @@ def metrics_from_confusion(counts: dict[tuple[str, str], int], labels: list[str]
         tp = counts.get((label, label), 0)
         predicted = sum(n for (_, p), n in counts.items() if p == label)
         support = sum(n for (t, _), n in counts.items() if t == label)
-        precision, recall = tp / max(predicted, 1), tp / max(support, 1)
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_label[label] = {
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
-            "f1": round(f1, 4),
-            "support": support,
-        }
+        per_label[label] = _label_scores(tp, predicted, support)
     correct = sum(n for (t, p), n in counts.items() if t == p)
     return {
         "accuracy": correct / total if total else 0.0,
@@ -127,68 +125,14 @@ def heldout_confusion(held: DataFrame, model_file: str, label_column: str) -> di
 
 def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> ClassifierReport:
     """Train, evaluate and save one classifier; ``key`` names its config section in errors."""
-    import fasttext
+    import fasttext  # noqa: F401  (a missing fastText fails here, before any Spark work)
 
     started = time.time()
-    if not 0 < cfg.holdout_fraction < 1:
-        raise ConfigError(f"classifiers.{key}.holdout_fraction must be in (0, 1)")
-    check_input_path(spark, cfg.input)
-    input_cfg = cfg.input
-    if cfg.label_column not in input_cfg.keep_columns:
-        input_cfg.keep_columns = [*input_cfg.keep_columns, cfg.label_column]
-    docs = read_input(spark, input_cfg, max_text_bytes=10**9).clean.where(F.col(cfg.label_column).isNotNull())
-    bucket = F.pmod(F.xxhash64("id", F.lit(cfg.seed)), F.lit(10_000))
-    docs = docs.withColumn("_heldout", bucket < int(cfg.holdout_fraction * 10_000))
-    line = F.concat(
-        F.lit("__label__"),
-        F.regexp_replace(cfg.label_column, r"\s+", "_"),
-        F.lit(" "),
-        F.regexp_replace("text", r"[\r\n]+", " "),
-    )
-    # Executors write the training file where the driver can read it back: beside the model
-    # (a URI on a cluster), not on the driver's local disk.
-    staging = files.qualify(files.parent(cfg.output_model))
-    staging = files.join(staging, f"_train-{key}-{uuid.uuid4().hex[:8]}")
-    workdir = Path(tempfile.mkdtemp(prefix="quadmix-train-"))
-    try:
-        # fastText reads the file in order with a decaying learning rate: shuffle by hash first.
-        (
-            docs.where(~F.col("_heldout"))
-            .select(line.alias("value"), F.xxhash64("id", F.lit(cfg.seed + 1)).alias("_order"))
-            .repartition(4, "_order")
-            .sortWithinPartitions("_order")
-            .select("value")
-            .write.text(staging)
-        )
-        train_file = workdir / "train.txt"  # fastText trains on the driver, from a local file
-        with train_file.open("wb") as out:
-            for part in files.glob(files.join(staging, "part-*")):
-                out.write(files.read_bytes(part))
-        train_docs = sum(1 for _ in train_file.open("rb"))
-        if train_docs == 0:
-            raise ConfigError(f"classifiers.{key}: no labelled training documents in {cfg.input.path}")
-        log.info("training fastText on %d documents", train_docs)
-        model = fasttext.train_supervised(
-            input=str(train_file),
-            epoch=cfg.epoch,
-            lr=cfg.lr,
-            wordNgrams=cfg.word_ngrams,
-            dim=cfg.dim,
-            minCount=cfg.min_count,
-            thread=cfg.threads,
-            verbose=0,
-        )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        files.delete(staging, recursive=True)
-    if cfg.quantize:
-        model.quantize(retrain=False)
-
-    labels = sorted(lab.removeprefix("__label__") for lab in model.get_labels())
+    docs = labelled_documents(spark, cfg, key)
+    model, train_docs = train_model(docs.where(~F.col("_heldout")), cfg, key)
     held = docs.where(F.col("_heldout")).limit(cfg.max_eval_docs)
-    with files.local_file(cfg.output_model) as path:
-        model.save_model(str(path))
-        counts = heldout_confusion(held, str(path), cfg.label_column)  # the saved file, shipped to workers
+    counts = save_and_evaluate(model, held, cfg)
+    labels = sorted(lab.removeprefix("__label__") for lab in model.get_labels())
     metrics = metrics_from_confusion(counts, labels)
     report = ClassifierReport(
         model_path=cfg.output_model,
@@ -200,6 +144,93 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
         per_label=metrics["per_label"],
         seconds=round(time.time() - started, 1),
     )
+    write_metadata(spark, cfg, report)
+    return report
+
+
+def labelled_documents(spark: SparkSession, cfg: ClassifierConfig, key: str) -> DataFrame:
+    """The clean documents with a label, each marked ``_heldout`` by a hash of its id."""
+    if not 0 < cfg.holdout_fraction < 1:
+        raise ConfigError(f"classifiers.{key}.holdout_fraction must be in (0, 1)")
+    check_input_path(spark, cfg.input)
+    input_cfg = cfg.input
+    if cfg.label_column not in input_cfg.keep_columns:
+        input_cfg.keep_columns = [*input_cfg.keep_columns, cfg.label_column]
+    docs = read_input(spark, input_cfg, max_text_bytes=10**9).clean.where(F.col(cfg.label_column).isNotNull())
+    bucket = F.pmod(F.xxhash64("id", F.lit(cfg.seed)), F.lit(10_000))
+    return docs.withColumn("_heldout", bucket < int(cfg.holdout_fraction * 10_000))
+
+
+def train_model(train: DataFrame, cfg: ClassifierConfig, key: str) -> tuple[Any, int]:
+    """fastText trained on the driver from ``train``'s lines; (model, training documents).
+
+    Executors write the training file where the driver can read it back: beside the model (a URI
+    on a cluster), not on the driver's local disk; the driver copies it to a local file.
+    """
+    staging = files.qualify(files.parent(cfg.output_model))
+    staging = files.join(staging, f"_train-{key}-{uuid.uuid4().hex[:8]}")
+    workdir = Path(tempfile.mkdtemp(prefix="quadmix-train-"))
+    try:
+        _write_training_lines(train, cfg, staging)
+        train_file = workdir / "train.txt"  # fastText trains on the driver, from a local file
+        with train_file.open("wb") as out:
+            for part in files.glob(files.join(staging, "part-*")):
+                out.write(files.read_bytes(part))
+        train_docs = sum(1 for _ in train_file.open("rb"))
+        if train_docs == 0:
+            raise ConfigError(f"classifiers.{key}: no labelled training documents in {cfg.input.path}")
+        log.info("training fastText on %d documents", train_docs)
+        model = _fit_fasttext(train_file, cfg)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        files.delete(staging, recursive=True)
+    if cfg.quantize:
+        model.quantize(retrain=False)
+    return model, train_docs
+
+
+def _write_training_lines(train: DataFrame, cfg: ClassifierConfig, staging: str) -> None:
+    """``__label__<label> <text on one line>`` text files under ``staging``, in hash order."""
+    line = F.concat(
+        F.lit("__label__"),
+        F.regexp_replace(cfg.label_column, r"\s+", "_"),
+        F.lit(" "),
+        F.regexp_replace("text", r"[\r\n]+", " "),
+    )
+    # fastText reads the file in order with a decaying learning rate: shuffle by hash first.
+    (
+        train.select(line.alias("value"), F.xxhash64("id", F.lit(cfg.seed + 1)).alias("_order"))
+        .repartition(4, "_order")
+        .sortWithinPartitions("_order")
+        .select("value")
+        .write.text(staging)
+    )
+
+
+def _fit_fasttext(train_file: Path, cfg: ClassifierConfig) -> Any:
+    import fasttext
+
+    return fasttext.train_supervised(
+        input=str(train_file),
+        epoch=cfg.epoch,
+        lr=cfg.lr,
+        wordNgrams=cfg.word_ngrams,
+        dim=cfg.dim,
+        minCount=cfg.min_count,
+        thread=cfg.threads,
+        verbose=0,
+    )
+
+
+def save_and_evaluate(model: Any, held: DataFrame, cfg: ClassifierConfig) -> dict[tuple[str, str], int]:
+    """Save the model at ``cfg.output_model``; the held-out confusion counts of that saved file."""
+    with files.local_file(cfg.output_model) as path:
+        model.save_model(str(path))
+        return heldout_confusion(held, str(path), cfg.label_column)  # the saved file, shipped to workers
+
+
+def write_metadata(spark: SparkSession, cfg: ClassifierConfig, report: ClassifierReport) -> None:
+    """The report, the input and the training parameters as JSON beside the model."""
     meta = {
         **asdict(report),
         "label_column": cfg.label_column,
@@ -211,7 +242,6 @@ def train_classifier(spark: SparkSession, cfg: ClassifierConfig, key: str) -> Cl
         "code_version": __version__,
     }
     files.write_text(f"{cfg.output_model}.json", json.dumps(meta, indent=2))
-    return report
 
 
 def _input_version(spark: SparkSession, cfg: ClassifierConfig) -> int | None:

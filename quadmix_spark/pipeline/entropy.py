@@ -37,7 +37,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import ConfigError, PipelineConfig, resolve, vne_model
+from quadmix_spark.config import ConfigError, EntropyConfig, PipelineConfig, resolve, vne_model
 from quadmix_spark.mixing.entropy import (
     COUNT_KINDS,
     MEASURES,
@@ -47,6 +47,7 @@ from quadmix_spark.mixing.entropy import (
     von_neumann_entropy,
 )
 from quadmix_spark.spark import files, tables
+from quadmix_spark.spark.reading import read_latest
 from quadmix_spark.spark.scoring import hash_uniform_column
 
 log = logging.getLogger(__name__)
@@ -207,10 +208,7 @@ def vne_vectors(
 def _read_input(
     spark: SparkSession, config: PipelineConfig, source: str, domains: Sequence[str] | None
 ) -> tuple[DataFrame, int]:
-    version = tables.version(spark, source)
-    if version is None:
-        raise ConfigError(f"entropy.input_table: no Delta table at {source} (run quadmix annotate first)")
-    df = spark.read.format("delta").option("versionAsOf", version).load(source)
+    df, version = read_latest(spark, source, "entropy.input_table", "run quadmix annotate first")
     needed = [
         ("domain_column", config.domain_column),
         ("token_column", config.token_column),
@@ -242,6 +240,24 @@ def run_entropy(
     check_config(config)
     source = config.table_path(cfg.input_table)
     base, version = _read_input(spark, config, source, domains)
+    summary = plan_run(config, base, source, version, domains)
+    if any(m != "vne" for m in cfg.measures):
+        count_entropies(base, cfg, summary)
+    if "vne" in cfg.measures:
+        vne_entropies(spark, config, base, summary)
+    summary.values = {m: summary.values[m] for m in MEASURES if m in summary.values}  # MEASURES order
+    write_mixtures(config, summary)
+    summary.table = config.table_path(cfg.output_table)
+    summary.table_version = _write_table(spark, summary, config)
+    summary.seconds = round(time.time() - started, 1)
+    files.write_text(files.join(cfg.output_dir, SUMMARY_NAME), json.dumps(asdict(summary), indent=2))
+    return summary
+
+
+def plan_run(
+    config: PipelineConfig, base: DataFrame, source: str, version: int, domains: Sequence[str] | None
+) -> EntropySummary:
+    """The run's domains with their sizes (one aggregation) and identity, as an empty summary."""
     sizes = base.groupBy("domain").agg(F.count(F.lit(1)).alias("docs"), F.sum("n_tokens").alias("tokens"))
     size_rows = sizes.collect()
     domain_docs = {r["domain"]: int(r["docs"]) for r in size_rows}
@@ -254,80 +270,89 @@ def run_entropy(
         raise ConfigError(f"entropy.input_table: {source} has no document with a domain")
     key = entropy_id(config, source, version, domains)
     log.info("entropy %s: %d domains of %s version %d", key, len(names), source, version)
+    measures = list(config.entropy.measures)
+    return EntropySummary(key, source, version, names, measures, {}, {}, {}, {}, domain_tokens, domain_docs)
 
-    values: dict[str, dict[str, float]] = {}
-    summary = EntropySummary(
-        key, source, version, names, list(cfg.measures), values, {}, {}, {}, domain_tokens, domain_docs
-    )
-    counted = [m for m in cfg.measures if m != "vne"]
-    if counted:
-        rates = {d: min(1.0, cfg.tokens_per_domain / max(domain_tokens[d], 1)) for d in names}
-        hist = token_histograms(base, rates, cfg.seed, cfg.tokenizer)
-        summary.histogram_rows = int(sum(len(c) for c, _ in hist.values()))
-        by_domain: dict[str, dict[str, float]] = {}
-        for d in names:
-            kinds = {k: hist[(d, k)] for k in COUNT_KINDS if (d, k) in hist}
-            if "pair" not in kinds:
-                raise ConfigError(
-                    f"entropy.tokens_per_domain: the sample of domain {d!r} has no pair of adjacent tokens "
-                    f"(documents sampled: {int(hist[(d, DOCS)][0][0]) if (d, DOCS) in hist else 0})"
-                )
-            by_domain[d] = entropies_from_histograms(kinds)
-            c, n = kinds["unigram"]
-            summary.tokens[d] = int(np.sum(c * n))
-            summary.docs[d] = int(hist[(d, DOCS)][0][0])
-        for m in counted:
-            values[m] = {d: by_domain[d][m] for d in names}
-    if "vne" in cfg.measures:
-        model = vne_model(config)
-        spark.sparkContext.addFile(resolve(model))
-        vectors = vne_vectors(base, domain_docs, cfg.vne_docs, cfg.seed, model)
-        values["vne"] = {}
-        for d in names:
-            v, tokens = vectors.get(d, (np.zeros((0, 1)), np.zeros(0, np.int64)))
-            nonzero = np.linalg.norm(v, axis=1) > 0
-            summary.vne_zero_vectors[d] = int((~nonzero).sum())
-            if not nonzero.any():
-                raise ConfigError(f"entropy.vne_docs: domain {d!r} has no document with a non-zero vector")
-            values["vne"][d] = von_neumann_entropy(v[nonzero])
-            summary.vne_docs[d] = int(nonzero.sum())
-            summary.vne_tokens[d] = int(tokens[nonzero].sum())
-    summary.values = {m: values[m] for m in MEASURES if m in values}
 
-    out = cfg.output_dir
-    files.makedirs(out)
+def count_entropies(base: DataFrame, cfg: EntropyConfig, summary: EntropySummary) -> None:
+    """SE, JE and CE of each domain's hash sample from its count histograms, into ``summary``."""
+    names = summary.domains
+    rates = {d: min(1.0, cfg.tokens_per_domain / max(summary.domain_tokens[d], 1)) for d in names}
+    hist = token_histograms(base, rates, cfg.seed, cfg.tokenizer)
+    summary.histogram_rows = int(sum(len(c) for c, _ in hist.values()))
+    by_domain: dict[str, dict[str, float]] = {}
+    for d in names:
+        kinds = {k: hist[(d, k)] for k in COUNT_KINDS if (d, k) in hist}
+        if "pair" not in kinds:
+            raise ConfigError(
+                f"entropy.tokens_per_domain: the sample of domain {d!r} has no pair of adjacent tokens "
+                f"(documents sampled: {int(hist[(d, DOCS)][0][0]) if (d, DOCS) in hist else 0})"
+            )
+        by_domain[d] = entropies_from_histograms(kinds)
+        c, n = kinds["unigram"]
+        summary.tokens[d] = int(np.sum(c * n))
+        summary.docs[d] = int(hist[(d, DOCS)][0][0])
+    for m in cfg.measures:
+        if m != "vne":
+            summary.values[m] = {d: by_domain[d][m] for d in names}
+
+
+def vne_entropies(
+    spark: SparkSession, config: PipelineConfig, base: DataFrame, summary: EntropySummary
+) -> None:
+    """VNE of each domain's sentence vectors (zero vectors left out), into ``summary``."""
+    cfg = config.entropy
+    model = vne_model(config)
+    spark.sparkContext.addFile(resolve(model))
+    vectors = vne_vectors(base, summary.domain_docs, cfg.vne_docs, cfg.seed, model)
+    summary.values["vne"] = {}
+    for d in summary.domains:
+        v, tokens = vectors.get(d, (np.zeros((0, 1)), np.zeros(0, np.int64)))
+        nonzero = np.linalg.norm(v, axis=1) > 0
+        summary.vne_zero_vectors[d] = int((~nonzero).sum())
+        if not nonzero.any():
+            raise ConfigError(f"entropy.vne_docs: domain {d!r} has no document with a non-zero vector")
+        summary.values["vne"][d] = von_neumann_entropy(v[nonzero])
+        summary.vne_docs[d] = int(nonzero.sum())
+        summary.vne_tokens[d] = int(tokens[nonzero].sum())
+
+
+def write_mixtures(config: PipelineConfig, summary: EntropySummary) -> None:
+    """One mixture file r = softmax(H) per measure in ``entropy.output_dir``; shares and paths into
+    ``summary``."""
+    cfg = config.entropy
+    files.makedirs(cfg.output_dir)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     entropy_table = config.table_path(cfg.output_table)
     for m, per_domain in summary.values.items():
+        vne = m == "vne"
         mixture = softmax_mixture(
             per_domain,
             method=f"entropy:{m}",
             measure=m,
             entropy_nats=per_domain,
-            entropy_id=key,
-            inputs={"table": source, "version": version, "entropy_table": entropy_table},
-            tokens=summary.vne_tokens if m == "vne" else summary.tokens,
-            docs=summary.vne_docs if m == "vne" else summary.docs,
+            entropy_id=summary.entropy_id,
+            inputs={
+                "table": summary.input_table,
+                "version": summary.annotated_version,
+                "entropy_table": entropy_table,
+            },
+            tokens=summary.vne_tokens if vne else summary.tokens,
+            docs=summary.vne_docs if vne else summary.docs,
             sample={
                 "tokens_per_domain": cfg.tokens_per_domain,
                 "tokenizer": cfg.tokenizer,
                 "vne_docs": cfg.vne_docs,
-                "vne_model": vne_model(config) if m == "vne" else None,
+                "vne_model": vne_model(config) if vne else None,
                 "seed": cfg.seed,
             },
             created_at=created,
             code_version=__version__,
         )
         summary.shares[m] = dict(mixture.shares)
-        summary.mixtures[m] = files.join(out, f"mixture_entropy_{m}.yaml")
+        summary.mixtures[m] = files.join(cfg.output_dir, f"mixture_entropy_{m}.yaml")
         with files.local_file(summary.mixtures[m]) as local:
             mixture.to_file(local)
-
-    summary.table = config.table_path(cfg.output_table)
-    summary.table_version = _write_table(spark, summary, config)
-    summary.seconds = round(time.time() - started, 1)
-    files.write_text(files.join(out, SUMMARY_NAME), json.dumps(asdict(summary), indent=2))
-    return summary
 
 
 def _write_table(spark: SparkSession, s: EntropySummary, config: PipelineConfig) -> int | None:

@@ -49,9 +49,9 @@ from quadmix_spark.pipeline.fit_search import (
 )
 from quadmix_spark.pipeline.mixture_methods import (
     MIXTURE_METHODS,
-    MIXTURE_SOURCES,
     MethodContext,
     MixtureRun,
+    check_mixtures,
     format_method,
     mixture_source,
 )
@@ -69,6 +69,7 @@ from quadmix_spark.proxy.datasets import build_proxy_datasets
 from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, pool_vocab, run_proxies, runs_long
 from quadmix_spark.proxy.vocab import ProxyVocab, parse_vocab_spec
 from quadmix_spark.spark import files, tables
+from quadmix_spark.spark.selectors import baselines
 from quadmix_spark.spark.stats_table import check_columns, load_stats
 
 log = logging.getLogger(__name__)
@@ -207,11 +208,8 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
         raise ConfigError("experiment.n_runs must be at least 24 (the fit holds some runs out)")
     if exp.decompose and exp.seeds < 1:
         raise ConfigError("experiment.seeds must be at least 1")
-    for mixture in exp.mixtures:
-        if mixture not in MIXTURE_SOURCES and not files.is_file(mixture):
-            raise ConfigError(
-                f"experiment.mixtures: neither {', '.join(MIXTURE_SOURCES)} nor a mixture file: {mixture}"
-            )
+    check_mixtures(config)
+    _selectors(config)  # experiment.baselines, before any job
     if exp.mixture_method is not None:
         MIXTURE_METHODS[exp.mixture_method][0](config)  # e.g. bimix's VNE model, before any job
     key = experiment_key(config, annotated_version)
@@ -434,15 +432,10 @@ def _fill(spark: SparkSession, runs_path: str, contenders: list[Contender], weig
 
 
 def _selectors(config: PipelineConfig) -> list[tuple[str, str]]:
-    out = [("θ*", "quadmix")]
-    for name in config.experiment.baselines:
-        if name == "topk":
-            out += [(f"top-k {s}", f"topk:{s}") for s in config.scorers]
-        elif name in ("uniform", "union_topk"):
-            out.append((name.replace("_", "-"), name))
-        else:
-            raise ConfigError(f"experiment.baselines: {name!r} is not uniform, topk or union_topk")
-    return out
+    """(row label, select.selector) of θ* and each baseline; the selectors' registry expands and
+    checks ``experiment.baselines`` (``topk``: one per scorer)."""
+    found = baselines(config.experiment.baselines, list(config.scorers))
+    return [("θ*", "quadmix")] + [(s.label, s.spelled) for s in found]
 
 
 def format_result(r: ExperimentResult) -> str:

@@ -16,6 +16,7 @@ Algorithm-1 (or Dirichlet) candidates and is written as a params file ``quadmix 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ import pandas as pd
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
 from quadmix_spark.core.realised import DomainSample
+from quadmix_spark.mixing import sources
 from quadmix_spark.pipeline import inputs
 from quadmix_spark.proxy.runs import runs_long
 from quadmix_spark.search import REGRESSORS
@@ -128,18 +130,19 @@ def _held_out(run_ids: list[str], cfg: SearchConfig) -> np.ndarray:
 def regmix_prior(config: PipelineConfig, spark=None) -> tuple[list[str], core.Mixture]:
     """RegMix mode's domains (the runs' vector order) and the candidates' centre (a mixture).
 
-    The order is ``search.domains``, else the prior file's domains, else the template's; the
-    prior is ``natural`` (token shares from the stats table), ``uniform`` or a mixture file.
+    The order is ``search.domains``, else the prior's own domains (a source read from a file),
+    else the template's; the prior is any mixture source (``natural``: the stats table's token
+    shares, read through ``spark``).
     """
     cfg = config.search
-    prior_file = cfg.prior not in ("natural", "uniform")
-    if prior_file and not files.is_file(cfg.prior):
-        raise ConfigError(f"search.prior: neither natural, uniform nor a mixture file: {cfg.prior}")
-    from_file = inputs.read_mixture(cfg.prior, "search.prior") if prior_file else None
+    stats_path = config.table_path(config.select.stats_table)
+    tokens = None if spark is None else (lambda: load_stats(spark, stats_path).tokens)
+    ctx = inputs.mixture_context(config, "search.prior", None, tokens, stats_table=stats_path)
     if cfg.domains:
         domains = list(cfg.domains)
-    elif from_file is not None:
-        domains = from_file.domains
+    elif sources.parse(cfg.prior, "search.prior").file(ctx) is not None:  # a file names its domains
+        prior = sources.resolve(cfg.prior, ctx)
+        return prior.domains, prior
     elif files.is_file(cfg.template_params):
         domains = list(inputs.read_params(cfg.template_params, "search.template_params").domains)
     else:
@@ -147,22 +150,7 @@ def regmix_prior(config: PipelineConfig, spark=None) -> tuple[list[str], core.Mi
             "search.domains: RegMix mode needs the order of the runs' mixture vectors: set "
             "search.domains, or search.prior to a mixture file, or search.template_params"
         )
-    if cfg.prior == "uniform":
-        return domains, core.Mixture.uniform(domains)
-    if from_file is None:  # natural: the pool's token shares
-        path = config.table_path(config.select.stats_table)
-        if spark is None:
-            raise ConfigError("search.prior: natural needs the stats table (a Spark session)")
-        stats = load_stats(spark, path)
-        missing = [d for d in domains if d not in stats.tokens]
-        if missing:
-            raise ConfigError(f"search.prior: natural, but the stats at {path} lack domains {missing}")
-        return domains, core.Mixture.natural({d: stats.tokens[d] for d in domains}, stats_table=path)
-    try:
-        from_file.as_vector(domains)
-    except core.MixtureError as err:
-        raise ConfigError(f"search.prior ({cfg.prior}): {err}") from err
-    return domains, from_file
+    return domains, sources.resolve(cfg.prior, dataclasses.replace(ctx, domains=tuple(domains)))
 
 
 def make_sampler(
@@ -481,20 +469,19 @@ def load_surrogate(config: PipelineConfig):
     return regressor_from_bytes(files.read_bytes(saved))
 
 
-def predict_mixtures(config: PipelineConfig, paths: list[str]) -> list[tuple[str, float]]:
-    """Predicted target loss of each mixture file by the RegMix surrogate fit-search saved."""
+def predict_mixtures(config: PipelineConfig, names: list[str], spark=None) -> list[tuple[str, float]]:
+    """Predicted target loss of each mixture source (a file, ``uniform``, ``entropy:se``, ...) by
+    the RegMix surrogate fit-search saved; ``natural`` reads the stats table through ``spark``."""
     model = load_surrogate(config)
     if model.mode != "regmix":
         raise ConfigError(
             f"search.output_dir: the surrogate in {config.search.output_dir} is a {model.mode}-mode one"
         )
-    rows = []
-    for path in paths:
-        try:
-            rows.append(inputs.read_mixture(path, "--mixture").as_vector(model.feature_names))
-        except core.MixtureError as err:
-            raise ConfigError(f"--mixture ({path}): {err}") from err
-    return list(zip(paths, model.predict(np.vstack(rows)).tolist(), strict=True))
+    stats_path = config.table_path(config.select.stats_table)
+    tokens = None if spark is None else (lambda: load_stats(spark, stats_path).tokens)
+    ctx = inputs.mixture_context(config, "--mixture", model.feature_names, tokens, stats_table=stats_path)
+    rows = [sources.resolve(name, ctx).as_vector(model.feature_names) for name in names]
+    return list(zip(names, model.predict(np.vstack(rows)).tolist(), strict=True))
 
 
 def format_cv_table(cv: dict, label: str = "surrogate") -> list[str]:

@@ -1,9 +1,10 @@
-"""Mixture-level methods the experiment compares, found by name: two registries.
+"""Mixture-level methods the experiment compares, found by name.
 
-:data:`MIXTURE_SOURCES` (``experiment.mixtures``): each entry names a mixture θ* is composed
-with, a built-in (``natural``, ``uniform``), a method that makes its mixture on the experiment's
-own data (``tandem``, ``doremi``: ``quadmix reweight``), or a mixture file. A source is
-``fn(spark, config, out_dir) → the select.mixture value`` (a built-in name or a file it wrote).
+``experiment.mixtures``: each entry names a mixture θ* is composed with: any mixture source
+(:mod:`quadmix_spark.mixing.sources`: ``natural``, ``uniform``, ``entropy:<measure>``, a file,
+...), which select resolves on the experiment's pool, except the methods of :data:`POOL_MIXTURES`
+(``tandem``, ``doremi``), which make their mixture on the experiment's own data (``quadmix
+reweight`` on the pool) instead of reading the reweight job's file.
 
 :data:`MIXTURE_METHODS` (``experiment.mixture_method``): a method gets a :class:`MethodContext`
 (the pool, its domains, and ``train``: select mixtures with uniform in-domain sampling at the
@@ -28,6 +29,8 @@ from pyspark.sql import SparkSession
 
 from quadmix_spark import core
 from quadmix_spark.config import PipelineConfig
+from quadmix_spark.mixing import sources
+from quadmix_spark.pipeline import inputs
 from quadmix_spark.pipeline.bimix import run_bimix, runs_table_long
 from quadmix_spark.pipeline.entropy import check_config as check_entropy
 from quadmix_spark.pipeline.entropy import run_entropy
@@ -162,14 +165,11 @@ def format_method(info: dict[str, Any]) -> list[str]:
 
 
 # -- experiment.mixtures: mixtures θ* is composed with ---------------------------------------------
-MixtureSource = Callable[[SparkSession, PipelineConfig, str], str]
+#: ``fn(spark, config, out_dir) → a mixture file`` made on the experiment's own data.
+PoolMixture = Callable[[SparkSession, PipelineConfig, str], str]
 
 
-def _builtin(name: str) -> MixtureSource:
-    return lambda spark, config, out_dir: name
-
-
-def _reweight(method: str) -> MixtureSource:
+def _reweight(method: str) -> PoolMixture:
     """The method's mixture from ``quadmix reweight`` on the experiment's pool and held-out sets."""
 
     def make(spark: SparkSession, config: PipelineConfig, out_dir: str) -> str:
@@ -182,7 +182,7 @@ def _reweight(method: str) -> MixtureSource:
         cfg.reweight.output_dir = files.join(out_dir, "reweight")
         cfg.reweight.eval_tokens = 0  # the experiment evaluates through select
         result = run_reweight(spark, cfg, [method])
-        written = [m.mixture_file for m in result.methods if m.method == method and m.mixture_file]
+        written = [m.mixture_file for m in result.methods if m.mixture_file]
         if not written:
             errors = "; ".join(e.splitlines()[0] for e in {**result.failed, **result.skipped_failed}.values())
             raise RuntimeError(f"experiment.mixtures: {method} produced no mixture ({errors})")
@@ -191,18 +191,25 @@ def _reweight(method: str) -> MixtureSource:
     return make
 
 
-#: ``experiment.mixtures`` name → source; other mixture-making methods register here.
-MIXTURE_SOURCES: dict[str, MixtureSource] = {
-    "natural": _builtin("natural"),
-    # Equal shares: also what the Uniform reweighting baseline gives (α = 1/M, nothing trained).
-    "uniform": _builtin("uniform"),
+#: ``experiment.mixtures`` entries the experiment makes on its own pool rather than reading the
+#: reweight job's file (the ``tandem`` / ``doremi`` sources of select.mixture). Every other
+#: entry is a mixture source (:mod:`quadmix_spark.mixing.sources`) that select resolves on the pool.
+POOL_MIXTURES: dict[str, PoolMixture] = {
     "tandem": _reweight("tandem"),
     "doremi": _reweight("doremi"),
 }
 
 
+def check_mixtures(config: PipelineConfig) -> None:
+    """Every ``experiment.mixtures`` entry names a source whose file is there (no Spark work)."""
+    ctx = inputs.mixture_context(config, "experiment.mixtures")
+    for name in config.experiment.mixtures:
+        if name not in POOL_MIXTURES:
+            sources.check(name, ctx)
+
+
 def mixture_source(spark: SparkSession, config: PipelineConfig, name: str, out_dir: str) -> tuple[str, str]:
     """(row label, select.mixture value) of one ``experiment.mixtures`` entry."""
-    if name in MIXTURE_SOURCES:
-        return name, MIXTURE_SOURCES[name](spark, config, out_dir)
-    return files.basename(name).rsplit(".", 1)[0], name
+    if name in POOL_MIXTURES:
+        return name, POOL_MIXTURES[name](spark, config, out_dir)
+    return sources.parse(name, "experiment.mixtures").label, name

@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ from pyspark.sql.types import (
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, to_dict
+from quadmix_spark.mixing import sources
+from quadmix_spark.pipeline import inputs
 from quadmix_spark.pipeline.annotate import (
     AnnotateFailed,
     annotator_hash,
@@ -53,6 +56,7 @@ from quadmix_spark.pipeline.annotate import (
     run_annotate,
 )
 from quadmix_spark.pipeline.annotate import format_summary as format_annotate
+from quadmix_spark.pipeline.select import check_config as check_select
 from quadmix_spark.pipeline.select import format_summary as format_select
 from quadmix_spark.pipeline.select import load_checked_params, run_select
 from quadmix_spark.pipeline.stats import run_stats
@@ -134,8 +138,8 @@ def config_hash(config: PipelineConfig) -> str:
     started in local mode may be resumed on a cluster."""
     select = to_dict(config.select)
     select["params"] = core.params_hash(load_checked_params(config))
-    mixture = config.select.mixture
-    if mixture not in (None, "natural", "uniform") and files.is_file(mixture):
+    mixture = inputs.mixture_file(config, config.select.mixture, "select.mixture")
+    if mixture is not None and files.is_file(mixture):
         select["mixture"] = core.content_key(files.read_text(mixture), 16)
     return core.content_key(
         {
@@ -178,26 +182,46 @@ def _load_state(spark: SparkSession, path: str, run_date: dt.date) -> _State | N
     return _State(attempt, started, done)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One attempt of one date: where its event rows go and what they are keyed by."""
+
+    path: str  # the refresh_runs table
+    run_date: dt.date
+    attempt: int
+    cfg_hash: str
+
+
 def _record(
-    spark: SparkSession, path: str, run_date: dt.date, attempt: int, step: str, status: str, cfg_hash: str,
-    details: dict[str, Any] | None = None, **versions: Any,
-) -> dict[str, Any]:  # fmt: skip
+    spark: SparkSession,
+    run: _Run,
+    step: str,
+    status: str,
+    details: dict[str, Any] | None = None,
+    **versions: Any,
+) -> dict[str, Any]:
     """Append one event row (a blind append: concurrent runs of other dates never conflict)."""
     row = {name: None for name in RUNS_SCHEMA.names}
     row.update(
-        run_date=run_date,
-        attempt=attempt,
+        run_date=run.run_date,
+        attempt=run.attempt,
         step=step,
         status=status,
-        config_hash=cfg_hash,
+        config_hash=run.cfg_hash,
         details=json.dumps(details or {}, sort_keys=True, default=str),
         recorded_at=dt.datetime.now(dt.UTC),  # an instant; read back in the local time zone
         code_version=__version__,
         **versions,
     )
     frame = spark.createDataFrame([tuple(row[n] for n in RUNS_SCHEMA.names)], RUNS_SCHEMA)
-    meta = {"job": "refresh", "run_date": str(run_date), "attempt": attempt, "step": step, "status": status}
-    frame.write.format("delta").mode("append").option("userMetadata", json.dumps(meta)).save(path)
+    meta = {
+        "job": "refresh",
+        "run_date": str(run.run_date),
+        "attempt": run.attempt,
+        "step": step,
+        "status": status,
+    }
+    frame.write.format("delta").mode("append").option("userMetadata", json.dumps(meta)).save(run.path)
     return row
 
 
@@ -251,7 +275,8 @@ def find_stats(spark: SparkSession, config: PipelineConfig, annotated_version: i
     return None
 
 
-def _annotate_step(spark: SparkSession, config: PipelineConfig, started: dict[str, Any]) -> tuple[dict, dict]:
+def _annotate_step(spark: SparkSession, config: PipelineConfig, state: _State) -> tuple[dict, dict]:
+    started = state.started
     out_path = config.table_path(config.annotate.output_table)
     q_path = config.table_path(config.annotate.quarantine_table)
     summary = run_annotate(spark, config, mode="incremental")
@@ -271,7 +296,7 @@ def _annotate_step(spark: SparkSession, config: PipelineConfig, started: dict[st
     return details, {"annotated_version": ann_version, "quarantine_version": q_version}
 
 
-def _stats_step(spark: SparkSession, config: PipelineConfig) -> tuple[dict, dict]:
+def _stats_step(spark: SparkSession, config: PipelineConfig, state: _State) -> tuple[dict, dict]:
     source = config.table_path(config.stats.input_table)
     annotated_version = tables.version(spark, source)
     if annotated_version is None:
@@ -287,7 +312,8 @@ def _stats_step(spark: SparkSession, config: PipelineConfig) -> tuple[dict, dict
     return details, versions
 
 
-def _select_step(spark: SparkSession, config: PipelineConfig, stats_version: int) -> tuple[dict, dict]:
+def _select_step(spark: SparkSession, config: PipelineConfig, state: _State) -> tuple[dict, dict]:
+    stats_version = state.done["stats"]["stats_version"]
     select = dataclasses.replace(config.select, stats_version=stats_version)
     pinned = dataclasses.replace(config, select=select)
     summary = run_select(spark, pinned)
@@ -312,6 +338,25 @@ def _version_or(value: int | None) -> int:
     return -1 if value is None else int(value)
 
 
+#: step → what it does: (details, versions) for its ``done`` row, in the order they run.
+_STEP_FUNCTIONS: dict[str, Callable[[SparkSession, PipelineConfig, _State], tuple[dict, dict]]] = {
+    "annotate": _annotate_step,
+    "stats": _stats_step,
+    "select": _select_step,
+}
+
+
+def check_config(config: PipelineConfig, step: str) -> str:
+    """What a refresh checks before any Spark work (the step, the select settings, θ, the mixture's
+    file); returns the config hash."""
+    if step != "all" and step not in STEPS:
+        raise ConfigError(f"--step: {step!r} is not all, {', '.join(STEPS)}")
+    check_select(config)
+    if config.select.mixture is not None:
+        sources.check(config.select.mixture, inputs.mixture_context(config, "select.mixture"))
+    return config_hash(config)  # also checks θ
+
+
 def run_refresh(
     spark: SparkSession,
     config: PipelineConfig,
@@ -322,55 +367,72 @@ def run_refresh(
     """Run (or resume) the refresh of ``run_date``; ``step`` runs one step only (``all``: the rest).
 
     ``restart`` begins a new attempt for a date that is done or was started with another config.
+    Plan (checks, the date's recorded state) → the steps still to run → the run's ``done`` row.
     """
     started_at = time.time()
-    if step != "all" and step not in STEPS:
-        raise ConfigError(f"--step: {step!r} is not all, {', '.join(STEPS)}")
-    cfg_hash = config_hash(config)  # also checks θ before any Spark work
+    cfg_hash = check_config(config, step)
     path = config.table_path(config.refresh.runs_table)
     ensure_runs_table(spark, path)
     state = _load_state(spark, path, run_date)
-
     if state is not None and not restart:
-        if state.started["config_hash"] != cfg_hash:
-            raise ConfigError(
-                f"refresh {run_date}: attempt {state.attempt} was started with config hash "
-                f"{state.started['config_hash']}, this config hashes to {cfg_hash} (θ, the mixture, or an "
-                "annotate/stats/select setting changed); rerun with the same config, or pass --restart "
-                "to begin a new attempt"
-            )
+        _check_same_config(state, run_date, cfg_hash)
         if "run" in state.done:
-            summary = _summary(state, [], "already done")
-            summary.seconds = round(time.time() - started_at, 1)
-            return summary
+            return _timed(_summary(state, [], "already done"), started_at)
     if state is None or restart:
         attempt = 1 if state is None else state.attempt + 1
-        ann_path = config.table_path(config.annotate.output_table)
-        q_path = config.table_path(config.annotate.quarantine_table)
-        inputs = {
-            "input_path": config.annotate.input.path,
-            "input_format": config.annotate.input.format,
-            "input_version": tables.version(spark, config.annotate.input.path)
-            if config.annotate.input.format == "delta"
-            else None,
-            "params_file": config.select.params,
-            "params_hash": core.params_hash(load_checked_params(config)),
-            "mixture": config.select.mixture,
-            "selector": config.select.selector,
-            "seed": config.select.seed,
-            "token_budget": config.select.token_budget,
-            "annotated_table": ann_path,
-            "quarantine_table": q_path,
-        }
-        _record(
-            spark, path, run_date, attempt, "run", "started", cfg_hash, inputs,
-            annotated_version=tables.version(spark, ann_path),
-            quarantine_version=tables.version(spark, q_path),
-        )  # fmt: skip
-        state = _load_state(spark, path, run_date)
-    assert state is not None
+        state = _start_attempt(spark, config, _Run(path, run_date, attempt, cfg_hash))
+    run = _Run(path, run_date, state.attempt, cfg_hash)
+    ran = _run_steps(spark, config, run, state, STEPS if step == "all" else (step,))
+    return _timed(_finish(spark, run, state, ran), started_at)
 
-    wanted = STEPS if step == "all" else (step,)
+
+def _timed(summary: RefreshSummary, started_at: float) -> RefreshSummary:
+    summary.seconds = round(time.time() - started_at, 1)
+    return summary
+
+
+def _check_same_config(state: _State, run_date: dt.date, cfg_hash: str) -> None:
+    if state.started["config_hash"] != cfg_hash:
+        raise ConfigError(
+            f"refresh {run_date}: attempt {state.attempt} was started with config hash "
+            f"{state.started['config_hash']}, this config hashes to {cfg_hash} (θ, the mixture, or an "
+            "annotate/stats/select setting changed); rerun with the same config, or pass --restart "
+            "to begin a new attempt"
+        )
+
+
+def _start_attempt(spark: SparkSession, config: PipelineConfig, run: _Run) -> _State:
+    """Record the attempt's ``run/started`` row: its inputs and the versions it starts from."""
+    ann_path = config.table_path(config.annotate.output_table)
+    q_path = config.table_path(config.annotate.quarantine_table)
+    source = config.annotate.input
+    started = {
+        "input_path": source.path,
+        "input_format": source.format,
+        "input_version": tables.version(spark, source.path) if source.format == "delta" else None,
+        "params_file": config.select.params,
+        "params_hash": core.params_hash(load_checked_params(config)),
+        "mixture": config.select.mixture,
+        "selector": config.select.selector,
+        "seed": config.select.seed,
+        "token_budget": config.select.token_budget,
+        "annotated_table": ann_path,
+        "quarantine_table": q_path,
+    }
+    _record(
+        spark, run, "run", "started", started,
+        annotated_version=tables.version(spark, ann_path),
+        quarantine_version=tables.version(spark, q_path),
+    )  # fmt: skip
+    state = _load_state(spark, run.path, run.run_date)
+    assert state is not None
+    return state
+
+
+def _run_steps(
+    spark: SparkSession, config: PipelineConfig, run: _Run, state: _State, wanted: tuple[str, ...]
+) -> list[str]:
+    """The wanted steps not done yet, in order, each recorded ``done`` or ``failed``; returns those run."""
     ran: list[str] = []
     for name in STEPS:
         if name in state.done:
@@ -378,40 +440,36 @@ def run_refresh(
         if name not in wanted:
             if STEPS.index(name) < STEPS.index(wanted[0]):
                 raise ConfigError(
-                    f"refresh {run_date} --step {step}: the {name} step has not run for this date "
+                    f"refresh {run.run_date} --step {wanted[0]}: the {name} step has not run for this date "
                     f"(attempt {state.attempt}); run --step {name} first, or --step all"
                 )
             break
-        log.info("refresh %s (attempt %d): %s", run_date, state.attempt, name)
+        log.info("refresh %s (attempt %d): %s", run.run_date, state.attempt, name)
         try:
-            if name == "annotate":
-                details, versions = _annotate_step(spark, config, state.started)
-            elif name == "stats":
-                details, versions = _stats_step(spark, config)
-            else:
-                details, versions = _select_step(spark, config, state.done["stats"]["stats_version"])
+            details, versions = _STEP_FUNCTIONS[name](spark, config, state)
         except Exception as err:
             error = {"error": f"{type(err).__name__}: {err}"[:4000]}
             if isinstance(err, AnnotateFailed) and err.summary is not None:
                 error["summary"] = dataclasses.asdict(err.summary)
-            _record(spark, path, run_date, state.attempt, name, "failed", cfg_hash, error)
+            _record(spark, run, name, "failed", error)
             raise
-        done = _record(spark, path, run_date, state.attempt, name, "done", cfg_hash, details, **versions)
-        state.done[name] = done
+        state.done[name] = _record(spark, run, name, "done", details, **versions)
         ran.append(name)
+    return ran
 
-    if all(s in state.done for s in STEPS):
-        summary = _summary(state, ran, "completed")
-        row = _record(
-            spark, path, run_date, state.attempt, "run", "done", cfg_hash, dataclasses.asdict(summary),
-            annotated_version=summary.annotated_version, quarantine_version=summary.quarantine_version,
-            stats_version=summary.stats_version, selection_id=summary.selection_id,
-            selected_version=summary.selected_version,
-        )  # fmt: skip
-        summary.completed_at = str(row["recorded_at"])[:19]
-    else:
-        summary = _summary(state, ran, "partial")
-    summary.seconds = round(time.time() - started_at, 1)
+
+def _finish(spark: SparkSession, run: _Run, state: _State, ran: list[str]) -> RefreshSummary:
+    """The run's ``run/done`` row once every step is done; its summary either way."""
+    if not all(s in state.done for s in STEPS):
+        return _summary(state, ran, "partial")
+    summary = _summary(state, ran, "completed")
+    row = _record(
+        spark, run, "run", "done", dataclasses.asdict(summary),
+        annotated_version=summary.annotated_version, quarantine_version=summary.quarantine_version,
+        stats_version=summary.stats_version, selection_id=summary.selection_id,
+        selected_version=summary.selected_version,
+    )  # fmt: skip
+    summary.completed_at = str(row["recorded_at"])[:19]
     return summary
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import numpy as np
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.config import PipelineConfig
 from quadmix_spark.spark import tables
+from quadmix_spark.spark.reading import read_latest
 from quadmix_spark.spark.scoring import hash_uniform_column
 from quadmix_spark.spark.stats_table import ALL_DOMAINS, STATS_SCHEMA, Stats, check_columns, load_stats
 
@@ -31,14 +33,31 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
     of every scorer (``collect_list``), whose exact quantiles the driver computes.
     """
     started = time.time()
-    cfg = config.stats
-    source = config.table_path(cfg.input_table)
-    annotated_version = tables.version(spark, source)
-    if annotated_version is None:
-        raise ConfigError(f"stats.input_table: no Delta table at {source} (run quadmix annotate first)")
-    df = spark.read.format("delta").option("versionAsOf", annotated_version).load(source)
-    check_columns(df, config, source)
+    df, source, annotated_version = read_annotated(spark, config)
+    rows = df.rollup(F.col(config.domain_column).alias("domain")).agg(*aggregations(df, config)).collect()
+    metadata = run_metadata(config, source, annotated_version, rows, df)
+    out = config.table_path(config.stats.output_table)
+    version = write_run(spark, stats_records(rows, config), out, metadata)
+    stats = load_stats(spark, out, version)
+    print(format_stats(stats, time.time() - started))
+    return stats
 
+
+def read_annotated(spark: SparkSession, config: PipelineConfig) -> tuple[DataFrame, str, int]:
+    """The annotated table at its latest version, its path and that version; columns checked."""
+    source = config.table_path(config.stats.input_table)
+    df, annotated_version = read_latest(spark, source, "stats.input_table", "run quadmix annotate first")
+    check_columns(df, config, source)
+    return df, source, annotated_version
+
+
+def aggregations(df: DataFrame, config: PipelineConfig) -> list[Column]:
+    """Per group: documents, tokens, low-confidence documents and, per scorer, its mean, non-null
+    count and (value, tokens) samples for the domain (``d__``) and global (``g__``) sketches.
+
+    Counts the documents of each domain first (one scan): they fix its sampling rate.
+    """
+    cfg = config.stats
     domain = F.col(config.domain_column)
     counts = {r[0]: r[1] for r in df.groupBy(domain).count().collect()}
     total = sum(counts.values())
@@ -51,9 +70,8 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
         1.0, cfg.sample_size / max(total, 1)
     )
     aggs = [F.count(F.lit(1)).alias("docs"), F.sum(config.token_column).alias("tokens")]
-    probability = f"{config.domain_column}_prob"
-    if probability in df.columns:
-        low = F.col(probability) < cfg.low_confidence_below
+    if _probability(config) in df.columns:
+        low = F.col(_probability(config)) < cfg.low_confidence_below
         aggs.append(F.count(F.when(low, 1)).alias("low_confidence"))
     tokens = F.col(config.token_column).cast("double")
     for scorer in config.scorers:
@@ -68,9 +86,17 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
                 f"g__{scorer}"
             ),
         ]
-    rows = df.rollup(domain.alias("domain")).agg(*aggs).collect()
+    return aggs
 
-    probs = np.linspace(0.0, 1.0, cfg.n_quantiles + 1)
+
+def _probability(config: PipelineConfig) -> str:
+    """The domain classifier's probability column, when the annotated table has one."""
+    return f"{config.domain_column}_prob"
+
+
+def stats_records(rows: list[Row], config: PipelineConfig) -> list[tuple]:
+    """``STATS_SCHEMA`` rows: per group and scorer, its counts and sketches (quantiles on the driver)."""
+    probs = np.linspace(0.0, 1.0, config.stats.n_quantiles + 1)
     records = []
     for row in rows:
         name = ALL_DOMAINS if row["domain"] is None else row["domain"]
@@ -85,32 +111,39 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
                  int(row[f"n__{scorer}"]), row[f"mean__{scorer}"], len(values), cuts,
                  token_weighted_quantiles(values, weights, probs).tolist())
             )  # fmt: skip
-    stats_id = uuid.uuid4().hex[:12]
-    long = spark.createDataFrame(records, STATS_SCHEMA).select(
-        F.lit(stats_id).alias("stats_id"),
-        F.lit(annotated_version).cast("long").alias("annotated_version"),
-        "*",
-    )
-    metadata = {
+    return records
+
+
+def run_metadata(
+    config: PipelineConfig, source: str, annotated_version: int, rows: list[Row], df: DataFrame
+) -> dict[str, Any]:
+    """The Delta commit metadata of a new stats run, under a new ``stats_id``."""
+    cfg = config.stats
+    return {
         "job": "stats",
         "input_table": source,
         "annotated_version": annotated_version,
-        "stats_id": stats_id,
+        "stats_id": uuid.uuid4().hex[:12],
         "n_quantiles": cfg.n_quantiles,
         "sample_size": cfg.sample_size,
         "domain_sample_size": cfg.domain_sample_size,
         "low_confidence_below": cfg.low_confidence_below,
         # Per domain (small): in the commit, so the stats table's schema stays as it was.
         "low_confidence": {r["domain"]: int(r["low_confidence"]) for r in rows if r["domain"] is not None}
-        if probability in df.columns
+        if _probability(config) in df.columns
         else None,
         "code_version": __version__,
     }
-    out = config.table_path(cfg.output_table)
-    version = tables.write(long, out, "append", metadata)
-    stats = load_stats(spark, out, version)
-    print(format_stats(stats, time.time() - started))
-    return stats
+
+
+def write_run(spark: SparkSession, records: list[tuple], out: str, metadata: dict[str, Any]) -> int | None:
+    """Append ``records`` as one run, each row keyed by the run's ``stats_id`` and input version."""
+    long = spark.createDataFrame(records, STATS_SCHEMA).select(
+        F.lit(metadata["stats_id"]).alias("stats_id"),
+        F.lit(metadata["annotated_version"]).cast("long").alias("annotated_version"),
+        "*",
+    )
+    return tables.write(long, out, "append", metadata)
 
 
 def token_weighted_quantiles(values: np.ndarray, weights: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,9 +40,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.config import ConfigError, PipelineConfig, StreamsConfig
 from quadmix_spark.pipeline.targets import check_heldout_filter, heldout_sets, split_pool, target_sets
 from quadmix_spark.spark import tables
+from quadmix_spark.spark.reading import read_latest
 from quadmix_spark.spark.scoring import hash_uniform_column
 
 log = logging.getLogger(__name__)
@@ -107,10 +109,7 @@ def streams_key(config: PipelineConfig, input_version: int) -> str:
 def _input(spark: SparkSession, config: PipelineConfig) -> tuple[DataFrame, str, int]:
     st = config.reweight.streams
     source = config.table_path(st.input_table)
-    version = tables.version(spark, source)
-    if version is None:
-        raise ConfigError(f"reweight.streams.input_table: no Delta table at {source} (run quadmix annotate)")
-    df = spark.read.format("delta").option("versionAsOf", version).load(source)
+    df, version = read_latest(spark, source, "reweight.streams.input_table", "run quadmix annotate")
     needed = [config.domain_column, config.token_column, "doc_key", "text"]
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -194,42 +193,88 @@ def _assemble(plan: dict[str, DomainStream], seed: int, chunk: int, tokenizer: s
     return assemble
 
 
+@dataclass(frozen=True)
+class StreamsInput:
+    """The input table at one version, split into the pool and the held-out slice."""
+
+    pool: DataFrame
+    heldout: DataFrame
+    source: str
+    version: int
+    key: str  # :func:`streams_key`
+
+
 def run_streams(spark: SparkSession, config: PipelineConfig, *, force: bool = False) -> StreamsSummary:
     """Write the ``domain_streams`` table (unless it already holds these streams); a summary."""
     started = time.time()
-    st, dom, tok = config.reweight.streams, config.domain_column, config.token_column
-    df, source, input_version = _input(spark, config)
-    key = streams_key(config, input_version)
+    st = config.reweight.streams
+    inputs = read_pool(spark, config)
+    plan = _plan(config, domain_sizes(inputs.pool, config))
     out = config.table_path(st.output_table)
-    pool, heldout = split_pool(df, config.targets, config.experiment.seed)
-    counts = pool.groupBy(dom).agg(F.sum(tok).alias("t"), F.count(F.lit(1)).alias("n")).collect()
-    plan = _plan(config, {r[dom]: (int(r["t"] or 0), int(r["n"])) for r in counts if r[dom] is not None})
-    summary = StreamsSummary(out, key, None, source, input_version, st.tokens_per_domain, plan, {})
-
-    latest = tables.version(spark, out)
-    meta = tables.commit_info(spark, out, latest)["user_metadata"] if latest is not None else None
-    if not force and meta and meta.get("streams_key") == key:
-        summary.version, summary.reused = latest, True
+    summary = StreamsSummary(
+        out, inputs.key, None, inputs.source, inputs.version, st.tokens_per_domain, plan, {}
+    )
+    current = _version_with_key(spark, out, inputs.key)
+    if not force and current is not None:
+        summary.version, summary.reused = current, True
         _fill_from_table(spark, summary)
-        summary.seconds = round(time.time() - started, 1)
-        _log_domains(summary)
-        return summary
+    else:
+        chosen, summary.rounds = sample_documents(inputs.pool, plan, config)
+        train = train_rows(spark, inputs, chosen, plan, config)
+        rows = train.unionByName(val_rows(spark, inputs, plan, config))
+        summary.version = tables.write(rows, out, "overwrite", _metadata(inputs, plan, st))
+        _fill_from_table(spark, summary)
+        _check_lengths(plan)
+    summary.seconds = round(time.time() - started, 1)
+    _log_domains(summary)
+    return summary
 
-    domains = list(plan)
-    narrow = pool.where(F.col(dom).isin(domains)).select(
+
+def read_pool(spark: SparkSession, config: PipelineConfig) -> StreamsInput:
+    """The input at its latest version less the held-out slice (drawn with ``experiment.seed``)."""
+    df, source, version = _input(spark, config)
+    key = streams_key(config, version)
+    pool, heldout = split_pool(df, config.targets, config.experiment.seed)
+    return StreamsInput(pool, heldout, source, version, key)
+
+
+def domain_sizes(pool: DataFrame, config: PipelineConfig) -> dict[str, tuple[int, int]]:
+    """Domain → (tokens, documents) of the pool, in one aggregation."""
+    dom, tok = config.domain_column, config.token_column
+    counts = pool.groupBy(dom).agg(F.sum(tok).alias("t"), F.count(F.lit(1)).alias("n")).collect()
+    return {r[dom]: (int(r["t"] or 0), int(r["n"])) for r in counts if r[dom] is not None}
+
+
+def _version_with_key(spark: SparkSession, path: str, key: str) -> int | None:
+    """The table's latest version when its commit holds the streams ``key``, else None."""
+    latest = tables.version(spark, path)
+    meta = tables.commit_info(spark, path, latest)["user_metadata"] if latest is not None else None
+    return latest if meta and meta.get("streams_key") == key else None
+
+
+def sample_documents(
+    pool: DataFrame, plan: dict[str, DomainStream], config: PipelineConfig
+) -> tuple[dict[str, np.ndarray], int]:
+    """Domain → doc keys of its stream, and the sampling rounds it took.
+
+    Each round collects a hash-thresholded sample of the domains still short (key and tokens
+    only); a domain whose sample holds too few tokens is sampled again at 4× the rate.
+    """
+    st, dom = config.reweight.streams, config.domain_column
+    narrow = pool.where(F.col(dom).isin(list(plan))).select(
         F.col(dom).alias("domain"),
         "doc_key",
-        F.col(tok).cast("long").alias("tokens"),
+        F.col(config.token_column).cast("long").alias("tokens"),
         hash_uniform_column(st.seed, core.STREAMS_STREAM).alias("_u"),
     )
     rates = {
         d: min(1.0, _OVERSAMPLE * _MARGIN * p.requested / max(p.available_tokens, 1)) for d, p in plan.items()
     }
     chosen: dict[str, np.ndarray] = {}
-    todo = list(domains)
+    todo, rounds = list(plan), 0
     while todo:
-        summary.rounds += 1
-        if summary.rounds > _MAX_ROUNDS:  # cannot happen: the rate reaches 1 by then
+        rounds += 1
+        if rounds > _MAX_ROUNDS:  # cannot happen: the rate reaches 1 by then
             raise RuntimeError(f"streams: no complete sample of {todo} after {_MAX_ROUNDS} rounds")
         rate = F.create_map(*[x for d in todo for x in (F.lit(d), F.lit(float(rates[d])))])
         sample = narrow.where(F.col("domain").isin(todo) & (F.col("_u") < rate[F.col("domain")]))
@@ -245,37 +290,59 @@ def run_streams(spark: SparkSession, config: PipelineConfig, *, force: bool = Fa
                 rates[d] = min(1.0, rates[d] * 4)
                 short.append(d)
         if short:
-            log.info("streams: round %d: %s short of tokens, widening the sample", summary.rounds, short)
+            log.info("streams: round %d: %s short of tokens, widening the sample", rounds, short)
         todo = short
+    return chosen, rounds
 
+
+def train_rows(
+    spark: SparkSession,
+    inputs: StreamsInput,
+    chosen: dict[str, np.ndarray],
+    plan: dict[str, DomainStream],
+    config: PipelineConfig,
+) -> DataFrame:
+    """The chosen documents tokenized on the workers and assembled per domain (``SCHEMA`` rows)."""
+    st = config.reweight.streams
     picked = spark.createDataFrame(
         [(d, int(k)) for d, keys in chosen.items() for k in keys], "domain string, doc_key long"
     )
-    docs = pool.select(F.col(dom).alias("domain"), "doc_key", "text").join(
+    docs = inputs.pool.select(F.col(config.domain_column).alias("domain"), "doc_key", "text").join(
         F.broadcast(picked), ["domain", "doc_key"]
     )
-    train = (
-        docs.repartition(min(len(domains), max(1, spark.sparkContext.defaultParallelism * 2)), "domain")
+    return (
+        docs.repartition(min(len(plan), max(1, spark.sparkContext.defaultParallelism * 2)), "domain")
         .groupBy("domain")
-        .applyInPandas(_assemble(plan, st.seed, st.chunk_tokens, TOKENIZER, key), SCHEMA)
+        .applyInPandas(_assemble(plan, st.seed, st.chunk_tokens, TOKENIZER, inputs.key), SCHEMA)
     )
-    val_all = {**heldout_sets(heldout, config, config.experiment.seed), **target_sets(spark, config.targets)}
+
+
+def val_rows(
+    spark: SparkSession, inputs: StreamsInput, plan: dict[str, DomainStream], config: PipelineConfig
+) -> DataFrame:
+    """The held-out sets of the planned domains and the target sets, chunked (``SCHEMA`` rows)."""
+    seed = config.experiment.seed
+    val_all = {**heldout_sets(inputs.heldout, config, seed), **target_sets(spark, config.targets)}
     val_sets = {
         name: arr
         for name, arr in val_all.items()
         if not name.startswith("heldout:") or name[len("heldout:") :] in plan
     }
-    val_rows = [
-        (key, "val", name, i, part.astype(np.int32).tolist(), int(part.size), None)
+    rows = [
+        (inputs.key, "val", name, i, part.astype(np.int32).tolist(), int(part.size), None)
         for name, arr in sorted(val_sets.items())
-        for i, part in enumerate(core.split_tokens(arr, st.chunk_tokens))
+        for i, part in enumerate(core.split_tokens(arr, config.reweight.streams.chunk_tokens))
     ]
-    rows = train.unionByName(spark.createDataFrame(val_rows, SCHEMA))
-    metadata = {
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def _metadata(inputs: StreamsInput, plan: dict[str, DomainStream], st: StreamsConfig) -> dict[str, Any]:
+    """The Delta commit metadata of a streams run."""
+    return {
         "job": "streams",
-        "streams_key": key,
-        "input": source,
-        "input_version": input_version,
+        "streams_key": inputs.key,
+        "input": inputs.source,
+        "input_version": inputs.version,
         "tokens_per_domain": st.tokens_per_domain,
         "max_tokens": st.max_tokens,
         "seed": st.seed,
@@ -283,8 +350,10 @@ def run_streams(spark: SparkSession, config: PipelineConfig, *, force: bool = Fa
         "available_tokens": {d: p.available_tokens for d, p in plan.items()},
         "code_version": __version__,
     }
-    summary.version = tables.write(rows, out, "overwrite", metadata)
-    _fill_from_table(spark, summary)
+
+
+def _check_lengths(plan: dict[str, DomainStream]) -> None:
+    """Fail when a written stream is shorter than asked although the input held enough tokens."""
     for d, p in plan.items():
         if p.stream_tokens < p.requested and p.stream_tokens < p.available_tokens + p.available_docs:
             raise RuntimeError(
@@ -292,9 +361,6 @@ def run_streams(spark: SparkSession, config: PipelineConfig, *, force: bool = Fa
                 f"although the input holds {p.available_tokens} (annotated token counts disagree with "
                 f"{TOKENIZER}?)"
             )
-    summary.seconds = round(time.time() - started, 1)
-    _log_domains(summary)
-    return summary
 
 
 def _fill_from_table(spark: SparkSession, summary: StreamsSummary) -> None:

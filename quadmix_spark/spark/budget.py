@@ -114,31 +114,47 @@ def realised_tokens(
     return np.array([int(r[0] or 0) if r else 0 for r in rows], dtype=np.int64)
 
 
-def calibrate(
-    narrow: DataFrame,
-    expected: Callable[[Column], Column],
-    priority: Callable[[Column], Column],
-    targets: Sequence[float],
-    token_col: str,
-    lo: Sequence[float],
-    hi: Sequence[float],
-    tolerance: float,
-    *,
-    grow: bool = False,
-    group_col: str | None = None,
-    idle_scale: float = 0.0,
-    capacity: Sequence[float] | None = None,
-    max_steps: int = 60,
-) -> Calibration:
-    """Scales that bring each group's realised tokens within ``tolerance`` of its target.
+@dataclass(frozen=True)
+class CopiesRule:
+    """A selector as the calibration sees it.
 
-    ``expected(c)`` maps a scale column to expected copies; ``priority(k)`` gives, from a
-    document's copies k, the scale at which it gains the next one. ``targets``, ``lo`` and ``hi``
-    have one entry per group: one for the whole pool (``group_col`` None) or one per value
-    0..G-1 of ``group_col``. Groups with a zero target are not searched: they get
-    ``idle_scale``, the scale at which the selector gives no copies. ``capacity`` (per group, the
-    tokens at an unbounded scale; None when they grow without bound) ends the margin search.
+    ``expected(c)`` maps a scale column to expected copies (non-decreasing in c);
+    ``priority(k)`` gives, from a document's copies k, the scale at which it gains the next.
+    ``grow``: c may grow past any bracket (scale-type rules); ``idle_scale``: the scale at which
+    the rule gives no copies.
     """
+
+    expected: Callable[[Column], Column]
+    priority: Callable[[Column], Column]
+    grow: bool = False
+    idle_scale: float = 0.0
+
+
+@dataclass(frozen=True)
+class BudgetTargets:
+    """What to calibrate for: one entry per group in ``targets``, ``lo``, ``hi`` (and ``capacity``).
+
+    One group for the whole pool (``group_col`` None) or one per value 0..G-1 of ``group_col``.
+    ``targets`` are tokens; ``lo``/``hi`` a first bracket of each group's scale; ``capacity`` the
+    tokens at an unbounded scale (None when they grow without bound), which ends the margin search.
+    """
+
+    targets: Sequence[float]
+    lo: Sequence[float]
+    hi: Sequence[float]
+    tolerance: float
+    token_col: str
+    group_col: str | None = None
+    capacity: Sequence[float] | None = None
+    max_steps: int = 60
+
+
+def calibrate(narrow: DataFrame, rule: CopiesRule, goal: BudgetTargets) -> Calibration:
+    """Scales that bring each group's realised tokens within ``goal.tolerance`` of its target.
+
+    Groups with a zero target are not searched: they get ``rule.idle_scale``.
+    """
+    targets, group_col, token_col = goal.targets, goal.group_col, goal.token_col
     n = len(targets)
     live = [g for g in range(n) if targets[g] > 0]
     rounds = 0
@@ -146,24 +162,26 @@ def calibrate(
     def measure(scales: np.ndarray) -> np.ndarray:
         nonlocal rounds
         rounds += 1
-        full = np.full(n, idle_scale)
+        full = np.full(n, rule.idle_scale)
         full[live] = scales
-        totals = realised_tokens(narrow, expected(scale_column(full, group_col)), token_col, n, group_col)
+        totals = realised_tokens(
+            narrow, rule.expected(scale_column(full, group_col)), token_col, n, group_col
+        )
         achieved, wanted = int(totals[live].sum()), int(sum(targets))
         log.debug("budget calibration round %d: %d tokens (targets %d)", rounds, achieved, wanted)
         return totals[live]
 
-    fits = dict.fromkeys(range(n), ScaleFit(scale=idle_scale, target=0.0, achieved=0, steps=0))
+    fits = dict.fromkeys(range(n), ScaleFit(scale=rule.idle_scale, target=0.0, achieved=0, steps=0))
     if live:
         found = calibrate_scales(
             measure,
             [targets[g] for g in live],
-            [lo[g] for g in live],
-            [hi[g] for g in live],
-            tolerance,
-            grow=grow,
-            max_steps=max_steps,
-            capacity=None if capacity is None else [capacity[g] for g in live],
+            [goal.lo[g] for g in live],
+            [goal.hi[g] for g in live],
+            goal.tolerance,
+            grow=rule.grow,
+            max_steps=goal.max_steps,
+            capacity=None if goal.capacity is None else [goal.capacity[g] for g in live],
         )
         fits.update(zip(live, found, strict=True))
     margins: list[MarginCut] = []
@@ -171,7 +189,7 @@ def calibrate(
         if fit.margin is None:
             continue
         rows = narrow if group_col is None else narrow.where(F.col(group_col) == g)
-        cut, added = fill_margin(rows, expected, priority, fit, token_col, tolerance)
+        cut, added = fill_margin(rows, rule, fit, token_col, goal.tolerance)
         if cut is not None:
             margins.append(dataclasses.replace(cut, group=None if group_col is None else g))
         fits[g] = dataclasses.replace(fit, achieved=fit.achieved + added)
@@ -185,12 +203,7 @@ def _gains(expected: Callable[[Column], Column], lo: float, wide: float) -> tupl
 
 
 def fill_margin(
-    rows: DataFrame,
-    expected: Callable[[Column], Column],
-    priority: Callable[[Column], Column],
-    fit: ScaleFit,
-    token_col: str,
-    tolerance: float,
+    rows: DataFrame, rule: CopiesRule, fit: ScaleFit, token_col: str, tolerance: float
 ) -> tuple[MarginCut | None, int]:
     """One more copy for marginal documents of one group, in priority order (the core's rule).
 
@@ -205,9 +218,9 @@ def fill_margin(
     room, slack = fit.target - fit.achieved, tolerance * fit.target
     cut, added = None, 0
     for _ in range(MARGIN_TRIES):
-        copies_lo, gains = _gains(expected, lo, wide)
+        copies_lo, gains = _gains(rule.expected, lo, wide)
         candidates = rows.where(gains).select(
-            "doc_key", F.col(token_col).alias("tokens"), priority(copies_lo).alias("priority")
+            "doc_key", F.col(token_col).alias("tokens"), rule.priority(copies_lo).alias("priority")
         )
         added, chosen, skipped, last = 0, 0, [], None
         full = False
@@ -241,17 +254,12 @@ def fill_margin(
     return cut, added
 
 
-def margin_column(
-    margins: Sequence[MarginCut],
-    expected: Callable[[Column], Column],
-    priority: Callable[[Column], Column],
-    group_col: str | None,
-) -> Column:
+def margin_column(margins: Sequence[MarginCut], rule: CopiesRule, group_col: str | None) -> Column:
     """1 for the documents the margin fill chose, else 0: a predicate per cut, no list of keys."""
     chosen = F.lit(False)
     for m in margins:
-        copies_lo, gains = _gains(expected, m.lo, m.wide)
-        p = priority(copies_lo)
+        copies_lo, gains = _gains(rule.expected, m.lo, m.wide)
+        p = rule.priority(copies_lo)
         here = gains & ((p < m.priority) | ((p == m.priority) & (F.col("doc_key") <= m.doc_key)))
         if m.skipped:
             here = here & ~F.col("doc_key").isin(list(m.skipped))

@@ -2,6 +2,7 @@
 
 Every input record ends up in exactly one of the two outputs, so counts reconcile:
 ``input rows = clean rows + quarantined rows``. Quarantined rows keep the raw record and a reason.
+A job whose input is a Delta table (the annotated table) reads it with :func:`read_latest`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from quadmix_spark.config import ConfigError, InputConfig, resolve
+from quadmix_spark.spark import tables
 
 # Reasons, in the order they are tested: a record gets the first that applies.
 REASONS = (
@@ -69,6 +71,19 @@ class SplitInput:
     existing_counts: Observation
     # Files quarantined whole (``unreadable_file``), each one input record; none of them is read.
     unreadable_files: int = 0
+
+
+def read_latest(spark: SparkSession, path: str, key: str, hint: str) -> tuple[DataFrame, int]:
+    """The Delta table at ``path`` as of its latest version, and that version.
+
+    Pinned to the version, so a concurrent write does not change what the job reads and its
+    provenance names what it read. No table there is a :class:`ConfigError` naming ``key``, with
+    ``hint`` (what to run first).
+    """
+    version = tables.version(spark, path)
+    if version is None:
+        raise ConfigError(f"{key}: no Delta table at {path} ({hint})")
+    return spark.read.format("delta").option("versionAsOf", version).load(path), version
 
 
 def input_location(path: str) -> str:
@@ -168,6 +183,27 @@ def _read_table(
         df = reader.load(files.readable())
     else:
         df = reader.load(root)
+    _check_table_columns(df, cfg)
+    # The record as JSON (``raw``) is made only for the few records that are quarantined
+    # (:func:`record_json`): the text stays one column, and the rest of the record rides along.
+    columns = [
+        F.struct(*[F.col(c) for c in df.columns if c != cfg.text_column]).alias("_record"),
+        F.lit(None).cast("string").alias("raw"),
+        F.col("_metadata.file_path").alias("source_file"),
+        _position(cfg.format),
+        F.lit(None).cast("string").alias("_parse"),
+        F.col(cfg.text_column).alias("text"),
+        F.when(F.col(cfg.text_column).isNull(), F.lit("VOID")).otherwise(F.lit("STRING")).alias("_text_type"),
+    ]
+    if cfg.id_column:
+        columns.append(F.col(cfg.id_column).cast("string").alias("id"))
+        columns.append(F.when(F.col(cfg.id_column).isNotNull(), F.lit("STRING")).alias("_id_type"))
+    columns += [F.col(c) for c in cfg.keep_columns if c not in (cfg.id_column, cfg.text_column)]
+    return df.select(*columns), list(df.columns)
+
+
+def _check_table_columns(df: DataFrame, cfg: InputConfig) -> None:
+    """Fail, naming the key, when a column the config names is missing or of the wrong type."""
     names = set(df.columns)
     for key, column in (("text_column", cfg.text_column), ("id_column", cfg.id_column)):
         if column and column not in names:
@@ -183,17 +219,6 @@ def _read_table(
         raise ConfigError(
             f"annotate.input.text_column {cfg.text_column!r} has type {text_type}, expected string"
         )
-    # The record as JSON (``raw``) is made only for the few records that are quarantined
-    # (:func:`record_json`): the text stays one column, and the rest of the record rides along.
-    columns = [
-        F.struct(*[F.col(c) for c in df.columns if c != cfg.text_column]).alias("_record"),
-        F.lit(None).cast("string").alias("raw"),
-        F.col("_metadata.file_path").alias("source_file"),
-        _position(cfg.format),
-        F.lit(None).cast("string").alias("_parse"),
-        F.col(cfg.text_column).alias("text"),
-        F.when(F.col(cfg.text_column).isNull(), F.lit("VOID")).otherwise(F.lit("STRING")).alias("_text_type"),
-    ]
     if cfg.id_column:
         id_type = df.schema[cfg.id_column].dataType.simpleString()
         if id_type not in ("string", "tinyint", "smallint", "int", "bigint") and not re.fullmatch(
@@ -203,10 +228,6 @@ def _read_table(
                 f"annotate.input.id_column {cfg.id_column!r} has type {id_type}; ids must be strings or "
                 "integers (a floating-point id is not exact)"
             )
-        columns.append(F.col(cfg.id_column).cast("string").alias("id"))
-        columns.append(F.when(F.col(cfg.id_column).isNotNull(), F.lit("STRING")).alias("_id_type"))
-    columns += [F.col(c) for c in cfg.keep_columns if c not in (cfg.id_column, cfg.text_column)]
-    return df.select(*columns), list(df.columns)
 
 
 def record_json(cfg: InputConfig, columns: list[str]) -> Column:
@@ -323,21 +344,33 @@ def read_input(
 ) -> SplitInput:
     """Read ``cfg.path`` and split it into clean documents and quarantined records.
 
-    :func:`stage_input` then :func:`split_input`; see both.
+    :func:`stage_input` then :func:`split_records`; see both.
     """
     check_changed_text_policy(on_changed_text)
     staged = stage_input(spark, cfg, max_text_bytes, files)
-    return split_input(spark, staged, cfg, existing, on_changed_text)
+    return split_records(spark, staged, cfg, IdMatching(existing, on_changed_text))
 
 
-def split_input(
-    spark: SparkSession,
-    staged: StagedInput,
-    cfg: InputConfig,
-    existing: DataFrame | None = None,
-    on_changed_text: str = "keep",
-    duplicated: int | None = None,
-    broadcast_limit: int = 0,
+@dataclass(frozen=True)
+class IdMatching:
+    """How :func:`split_records` settles records that share an id, or whose id the table holds.
+
+    ``existing``: the annotated table's ``id`` and ``text`` (None: a first run).
+    ``on_changed_text``: a policy of :data:`CHANGED_TEXT_POLICIES`. ``duplicated``, when the
+    caller counted them, is the number of clean ids that more than one record carries: with none,
+    the records are not matched by id at all (the input is not read again to look for them); with
+    at most ``broadcast_limit``, they are shipped to every task, so the clean records never move
+    between tasks to be matched with them.
+    """
+
+    existing: DataFrame | None = None
+    on_changed_text: str = "keep"
+    duplicated: int | None = None
+    broadcast_limit: int = 0
+
+
+def split_records(
+    spark: SparkSession, staged: StagedInput, cfg: InputConfig, matching: IdMatching = IdMatching()
 ) -> SplitInput:
     """Split staged records into clean documents and quarantined records (lazy).
 
@@ -353,48 +386,67 @@ def split_input(
     the id with another text), which ``on_changed_text`` settles: ``keep`` leaves the table's row
     (counted like ``same``), ``replace`` puts the record in ``clean`` so that it replaces the row,
     ``quarantine`` quarantines it as ``changed_text``. Texts are compared by a 64-bit hash.
-
-    ``duplicated``, when the caller counted them, is the number of clean ids that more than one
-    record carries: with none, the records are not matched by id at all (the input is not read
-    again to look for them); with at most ``broadcast_limit``, they are shipped to every task, so
-    the clean records never move between tasks to be matched with them.
     """
-    check_changed_text_policy(on_changed_text)
-    rows = staged.rows
-    bad = rows.where(F.col("_reason").isNotNull()).withColumn("raw", staged.raw)
-    good = rows.where(F.col("_reason").isNull())
+    check_changed_text_policy(matching.on_changed_text)
+    flagged = _flag_ids(staged, matching)
+    chosen, dups = _choose_per_id(flagged, staged, matching)
+    existing_counts = Observation()
+    clean = _clean_documents(chosen, cfg, matching, existing_counts)
+    quarantined = _quarantined(spark, staged, dups, chosen, matching)
+    return SplitInput(
+        clean=clean,
+        quarantined=quarantined,
+        input_rows=staged.input_rows,
+        existing_counts=existing_counts,
+        unreadable_files=len(staged.unreadable),
+    )
 
+
+def _same_text() -> Column:
+    return F.col("_hash") == F.col("_t_hash")
+
+
+def _flag_ids(staged: StagedInput, matching: IdMatching) -> DataFrame:
+    """Clean records with ``_dup`` (their id is carried twice) and ``_t_hash`` (the table's text hash)."""
+    good = staged.rows.where(F.col("_reason").isNull())
     # Only ids seen twice take part in the window, so the common case costs one small aggregate,
     # and none when the caller counted no duplicated id.
-    if duplicated == 0:
+    if matching.duplicated == 0:
         flagged = good.withColumn("_dup", F.lit(None).cast("boolean"))
     else:
         dup_ids = duplicated_ids(staged)
-        broadcast = duplicated is not None and duplicated <= broadcast_limit
+        broadcast = matching.duplicated is not None and matching.duplicated <= matching.broadcast_limit
         flagged = good.join(F.broadcast(dup_ids) if broadcast else dup_ids, "id", "left")
-    if existing is not None:
-        known = existing.groupBy("id").agg(F.min(F.xxhash64("text")).alias("_t_hash"))
-        flagged = flagged.join(known, "id", "left")
-    else:
-        flagged = flagged.withColumn("_t_hash", F.lit(None).cast("long"))
-    same_text = F.col("_hash") == F.col("_t_hash")
+    if matching.existing is not None:
+        known = matching.existing.groupBy("id").agg(F.min(F.xxhash64("text")).alias("_t_hash"))
+        return flagged.join(known, "id", "left")
+    return flagged.withColumn("_t_hash", F.lit(None).cast("long"))
+
+
+def _choose_per_id(
+    flagged: DataFrame, staged: StagedInput, matching: IdMatching
+) -> tuple[DataFrame, DataFrame]:
+    """(one record per id with its ``_state``, the records of duplicated ids ranked by ``_rn``)."""
     # keep / quarantine: the table's text, when the input still has it, is the one kept, so a row
     # that stays annotated is never quarantined. replace: the input alone decides.
-    prefer_table = [F.when(same_text, 0).otherwise(1)] if on_changed_text != "replace" else []
+    prefer_table = [F.when(_same_text(), 0).otherwise(1)] if matching.on_changed_text != "replace" else []
     rank = Window.partitionBy("id").orderBy(*prefer_table, "_hash", "text", "source_file", "raw")
     dups = flagged.where(F.col("_dup")).withColumn("raw", staged.raw)
     dups = dups.withColumn("_rn", F.row_number().over(rank))
     chosen = flagged.where(F.col("_dup").isNull())
-    if duplicated != 0:  # each branch of a union reads the input again
+    if matching.duplicated != 0:  # each branch of a union reads the input again
         chosen = chosen.unionByName(dups.where(F.col("_rn") == 1).drop("_rn"))
-    state = F.when(F.col("_t_hash").isNull(), F.lit("new")).when(same_text, F.lit("same"))
-    state = state.otherwise(F.lit("changed"))
-    chosen = chosen.withColumn("_state", state)
-    to_annotate = ["new", "changed"] if on_changed_text == "replace" else ["new"]
+    state = F.when(F.col("_t_hash").isNull(), F.lit("new")).when(_same_text(), F.lit("same"))
+    return chosen.withColumn("_state", state.otherwise(F.lit("changed"))), dups
 
-    existing_counts = Observation()
+
+def _clean_documents(
+    chosen: DataFrame, cfg: InputConfig, matching: IdMatching, existing_counts: Observation
+) -> DataFrame:
+    """The chosen records to annotate (``id``, ``text``, kept columns); ``existing_counts`` observed."""
+    to_annotate = ["new", "changed"] if matching.on_changed_text == "replace" else ["new"]
     keep_cols = ["id", "text", *[c for c in cfg.keep_columns if c not in ("id", "text")]]
-    clean = (
+    return (
         chosen.observe(
             existing_counts,
             F.count(F.when(F.col("_state") == "same", 1)).alias("same"),
@@ -403,46 +455,50 @@ def split_input(
         .where(F.col("_state").isin(to_annotate))
         .select(*keep_cols)
     )
-    duplicates = dups.where(F.col("_rn") > 1).withColumn("_reason", F.lit("duplicate_id"))
 
-    def to_quarantine(df: DataFrame) -> DataFrame:
-        return df.select(
-            _record_key().alias("record_key"),
-            F.col("id").cast("string").alias("id"),
-            F.col("_reason").alias("reason"),
-            "source_file",
-            # A string column holds valid UTF-8 only (Arrow and pandas refuse anything else): invalid
-            # bytes become U+FFFD in ``raw``, and the record's exact bytes go to ``raw_bytes``.
-            F.make_valid_utf8("raw").alias("raw"),
-            F.when(~F.is_valid_utf8("raw"), F.col("raw").cast("binary")).alias("raw_bytes"),
-        )
 
-    quarantined = to_quarantine(bad)
-    if duplicated != 0:
-        quarantined = quarantined.unionByName(to_quarantine(duplicates))
-    unreadable = staged.unreadable
-    if unreadable:
-        # One record per file: its path and the error (in ``raw``); the key is the file alone.
-        whole = spark.createDataFrame(unreadable, "source_file string, error string").select(
-            F.sha2(F.concat_ws("\u0000", "source_file", F.lit("unreadable_file")), 256).alias("record_key"),
-            F.lit(None).cast("string").alias("id"),
-            F.lit("unreadable_file").alias("reason"),
-            "source_file",
-            F.col("error").alias("raw"),
-            F.lit(None).cast("binary").alias("raw_bytes"),
-        )
-        quarantined = quarantined.unionByName(whole)
-    if on_changed_text == "quarantine" and existing is not None:
+def _quarantined(
+    spark: SparkSession, staged: StagedInput, dups: DataFrame, chosen: DataFrame, matching: IdMatching
+) -> DataFrame:
+    """Records with a reason, duplicates, unreadable files and (by policy) changed texts, as
+    :data:`QUARANTINE_COLUMNS`."""
+    bad = staged.rows.where(F.col("_reason").isNotNull()).withColumn("raw", staged.raw)
+    quarantined = _to_quarantine(bad)
+    if matching.duplicated != 0:
+        duplicates = dups.where(F.col("_rn") > 1).withColumn("_reason", F.lit("duplicate_id"))
+        quarantined = quarantined.unionByName(_to_quarantine(duplicates))
+    if staged.unreadable:
+        quarantined = quarantined.unionByName(_unreadable_files(spark, staged.unreadable))
+    if matching.on_changed_text == "quarantine" and matching.existing is not None:
         changed = chosen.where(F.col("_state") == "changed").withColumns(
             {"_reason": F.lit("changed_text"), "raw": staged.raw}
         )
-        quarantined = quarantined.unionByName(to_quarantine(changed))
-    return SplitInput(
-        clean=clean,
-        quarantined=quarantined,
-        input_rows=staged.input_rows,
-        existing_counts=existing_counts,
-        unreadable_files=len(unreadable),
+        quarantined = quarantined.unionByName(_to_quarantine(changed))
+    return quarantined
+
+
+def _to_quarantine(df: DataFrame) -> DataFrame:
+    return df.select(
+        _record_key().alias("record_key"),
+        F.col("id").cast("string").alias("id"),
+        F.col("_reason").alias("reason"),
+        "source_file",
+        # A string column holds valid UTF-8 only (Arrow and pandas refuse anything else): invalid
+        # bytes become U+FFFD in ``raw``, and the record's exact bytes go to ``raw_bytes``.
+        F.make_valid_utf8("raw").alias("raw"),
+        F.when(~F.is_valid_utf8("raw"), F.col("raw").cast("binary")).alias("raw_bytes"),
+    )
+
+
+def _unreadable_files(spark: SparkSession, unreadable: list[tuple[str, str]]) -> DataFrame:
+    """One record per file: its path and the error (in ``raw``); the key is the file alone."""
+    return spark.createDataFrame(unreadable, "source_file string, error string").select(
+        F.sha2(F.concat_ws("\u0000", "source_file", F.lit("unreadable_file")), 256).alias("record_key"),
+        F.lit(None).cast("string").alias("id"),
+        F.lit("unreadable_file").alias("reason"),
+        "source_file",
+        F.col("error").alias("raw"),
+        F.lit(None).cast("binary").alias("raw_bytes"),
     )
 
 

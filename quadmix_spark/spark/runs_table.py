@@ -23,13 +23,10 @@ Common columns (types fixed: tables written before keep loading)::
 
 from __future__ import annotations
 
-import sys
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib.metadata import packages_distributions
 from typing import Any, Protocol, TypeVar
 
 import pandas as pd
@@ -37,6 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from . import tables
+from .shipping import ship
 
 __all__ = [
     "COMMON",
@@ -173,32 +171,6 @@ def train_in_tasks(
         .collect()
     )
     return [r.asDict(recursive=True) for r in rows]
-
-
-@lru_cache(maxsize=1)
-def _importable_everywhere() -> frozenset[str]:
-    """Top-level names every worker imports: the standard library, installed distributions, ours."""
-    return frozenset(
-        [*sys.stdlib_module_names, *packages_distributions(), "__main__", __name__.partition(".")[0]]
-    )
-
-
-def ship(*classes: type) -> None:
-    """Let ``classes`` reach the Python workers: by value when no worker could import them.
-
-    A class whose top-level package is this project's, or an installed distribution, is pickled
-    by reference as usual (workers import it), and so is one of the standard library; ``__main__``
-    is pickled by value by cloudpickle itself. One defined elsewhere (a test module, a module beside
-    a script: not on the workers' path) has its module registered with Spark's cloudpickle to be
-    pickled by value, so that a method registered from such a module runs in Spark tasks like a
-    built-in one.
-    """
-    from pyspark import cloudpickle
-
-    for cls in classes:
-        module = sys.modules.get(cls.__module__)
-        if module is not None and cls.__module__.partition(".")[0] not in _importable_everywhere():
-            cloudpickle.register_pickle_by_value(module)
 
 
 # -- the table -----------------------------------------------------------------------------------

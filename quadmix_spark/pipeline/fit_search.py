@@ -255,14 +255,7 @@ def fit_and_search(
             f"search: {len(ids)} runs ({int(test.sum())} held out) are too few: need ≥ {MIN_FIT_RUNS} to "
             "fit and cross-validate, and ≥ 2 held out when runs are held out"
         )
-    sample, aim = (pool.sample, pool.aim_tokens) if pool else (None, None)
-    fits = {}
-    for mode in feature_modes(cfg, sample):
-        features = feature_map(mode, sampler.names, sample, aim)
-        fits[mode] = (
-            fit_surrogate(fit_ids, features.transform(X[~test]), y[~test], features.names, cfg),
-            features,
-        )
+    fits = _fit_feature_modes(fit_ids, X[~test], y[~test], sampler.names, cfg, pool)
     mode = min(fits, key=lambda m: _choice_rank(fits[m][0]))
     choice, features = fits[mode]
     F = features.transform(X)
@@ -295,6 +288,18 @@ def fit_and_search(
     _save_surrogate(choice, y[~test], cfg, mode)
     decision, result = _against_the_evidence(result, choice, ids, X, F, y, cfg)
     return {**summary, **decision}, result
+
+
+def _fit_feature_modes(
+    ids: list[str], X: np.ndarray, y: np.ndarray, names: list[str], cfg: SearchConfig, pool: PoolSample | None
+) -> dict[str, tuple[Choice, object]]:
+    """Per feature mode tried: the surrogate chosen on what the mode reads of the runs, and the map."""
+    sample, aim = (pool.sample, pool.aim_tokens) if pool else (None, None)
+    fits = {}
+    for mode in feature_modes(cfg, sample):
+        features = feature_map(mode, names, sample, aim)
+        fits[mode] = (fit_surrogate(ids, features.transform(X), y, features.names, cfg), features)
+    return fits
 
 
 def _check_layout(ids: list[str], X: np.ndarray, sampler, cfg: SearchConfig) -> tuple[np.ndarray, int]:

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from quadmix_spark.config import ConfigError, PipelineConfig, load_config
 
@@ -120,6 +121,9 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     if cfg.mode == "regmix":  # the prior's stats table or file
         prior_file, prior_stats = mixture_needs(config, [cfg.prior], "search.prior")
         needs_spark, paths = needs_spark or prior_stats, paths + prior_file
+    # realised features read a sample of the pool (its stats table) when there is one
+    stats = Path(config.table_path(config.select.stats_table)) / "_delta_log"
+    needs_spark = needs_spark or (cfg.mode == "quadmix" and cfg.features != "theta" and stats.is_dir())
     needs_spark = needs_spark or not all(map(files.is_local_path, paths))  # URIs go through Hadoop
     print(format_summary(run_fit_search(config, _session(config) if needs_spark else None)))
 

@@ -79,8 +79,9 @@ class Check:
 
     Bounds (``ge``, ``gt``, ``le``, ``lt``; the value must also be finite) and ``pattern`` (a full
     match, described by ``rule`` in messages and ``shown`` in the docs) apply to a scalar, to each
-    item of a list and to each value of a map; ``nonempty`` and ``distinct`` to the list itself. A
-    null value is not checked. ``what`` names the value in messages (``a number of tokens > 0``).
+    item of a list and to each value of a map; ``nonempty`` and ``distinct`` to the list itself
+    (``rule``, when given, is also what the message of an empty list says). A null value is not
+    checked. ``what`` names the value in messages (``a number of tokens > 0``).
     """
 
     ge: float | None = None
@@ -100,7 +101,7 @@ class Check:
             return
         if isinstance(value, list | dict):
             if self.nonempty and not value:
-                raise ConfigError(f"{key}: at least one value is required, got {value!r}")
+                raise ConfigError(f"{key}: {self.rule or 'at least one value is required'}, got {value!r}")
             if self.distinct and len(set(map(repr, value))) != len(value):
                 raise ConfigError(f"{key}: a value is given twice: {value!r}")
             items = value.items() if isinstance(value, dict) else enumerate(value)
@@ -560,8 +561,9 @@ class SearchConfig:
     )
     holdout_runs: str | None = setting(
         None,
-        "A text file of run ids (one per line) to hold out for the metrics instead of `holdout_fraction`'s "
-        "hash.",
+        "A text file of run ids (one per line) kept out of the fit and the cross-validation, and scored by "
+        "the chosen surrogate after it (e.g. a published swarm's fixed test split); instead of "
+        "`holdout_fraction`'s hash.",
     )
     output_mixture: str = setting(
         "data/search/mixture_star.yaml",
@@ -574,9 +576,49 @@ class SearchConfig:
         "the pool: the paper's proxies take ~0.2% of theirs.",
     )
     holdout_fraction: float = setting(
-        0.1,
-        "Runs held out (by a hash of `run_id`) for Spearman / Pearson / MAE and the predicted-vs-actual "
-        "plot.",
+        0.0,
+        "Runs kept out of the fit (by a hash of `run_id`) and scored after it; 0: every run serves the "
+        "cross-validation and the fit.",
+        ge=0,
+        lt=0.5,
+    )
+    regressor: str | list[str] = setting(
+        "auto",
+        "The surrogate: `auto` (cross-validate every registered family and fit the best, or the mean of the "
+        "best when it scores higher), one family (`lightgbm`, `loglinear`, `gp`, `linear`, or one a user "
+        "registered; [extending.md](extending.md)), or a list of families to choose among.",
+        nonempty=True,
+        rule="an empty list names no family (auto: all of them)",
+    )
+    regressor_params: dict[str, dict[str, Any]] = setting(
+        {}, "Constructor arguments per family, e.g. `{gp: {n_restarts: 3}, loglinear: {alpha: 0.01}}`."
+    )
+    cv_folds: int = setting(5, "Folds of the cross-validation that scores and chooses the surrogate.", ge=2)
+    cv_repeats: int = setting(
+        3,
+        "Repeats of the cross-validation, each with other folds; the table shows the mean Spearman and its "
+        "standard deviation over them.",
+        ge=1,
+    )
+    features: Literal["auto", "theta", "realised", "both"] = setting(
+        "auto",
+        "QuaDMix mode: what the surrogate reads of a θ: θ itself, what θ selects (per domain: share of the "
+        "selected tokens, kept fraction, mean copies, mean σ of each scorer over the selected tokens, "
+        "estimated from a pool sample by Eq. 1–3; [surrogates](#search)), or both side by side; `auto` "
+        "cross-validates all three and keeps the best (θ alone when fit-search has no pool: no stats table).",
+    )
+    feature_sample: int = setting(
+        1000,
+        "Pool documents per domain behind the realised features (drawn by the rank sample's hash, so a "
+        "subset of `proxy.rank_sample_size`'s sample). Larger follows the proxies' own selections more "
+        "closely where ω keeps few documents; the search's cost grows with it (100,000 candidates × 11 "
+        "domains × 1,000 documents: about a minute on 2 cores).",
+        ge=10,
+    )
+    keep_candidate: bool = setting(
+        False,
+        "Write the searched θ* (r*) even when it is not predicted better than the best observed run by more "
+        "than the cross-validated MAE (the default writes that run's θ or mixture instead).",
     )
     min_child_samples: int | None = setting(
         None,
@@ -595,10 +637,10 @@ class SearchConfig:
     output_params: str = setting("data/search/theta_star.yaml", "θ* as a params file (QuaDMix mode).")
     output_dir: str = setting(
         "data/search",
-        "`predicted_vs_actual.png`, `search_summary.json`, and the fitted regressor (`regressor.txt`, "
-        "LightGBM's model text, with `regressor.txt.json`: mode and feature names) that `quadmix "
-        "predict-mixture --mixture SOURCE` scores mixtures with (any [mixture source](#mixture-sources), "
-        "repeatable).",
+        "`predicted_vs_actual.png` (out-of-fold predictions of the chosen surrogate, with the CV table), "
+        "`search_summary.json`, and the fitted surrogate (`regressor.pkl`, with `regressor.json`: family, "
+        "mode, features, feature names, CV table) that `quadmix predict-mixture --mixture SOURCE` scores "
+        "mixtures with (any [mixture source](#mixture-sources), repeatable).",
     )
 
 
@@ -1042,8 +1084,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key)
+        inner = [a for a in args if a is not type(None)]
+        for tp_ in inner[:-1]:  # e.g. str | list[str]: the first type the value fits
+            try:
+                return _coerce(tp_, value, key)
+            except ConfigError:
+                pass
+        return _coerce(inner[-1], value, key)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")

@@ -181,15 +181,17 @@ def test_plot_writes_a_png(tmp_path) -> None:
     ],
 )
 def test_bad_hyper_parameters(kwargs: dict, match: str) -> None:
+    model = LossRegressor(**kwargs)  # __init__ only stores (scikit-learn's contract); fit checks
+    x = np.random.default_rng(0).random((40, 2))
     with pytest.raises(ValueError, match=match):
-        LossRegressor(**kwargs)
+        model.fit(x, x.sum(axis=1))
 
 
 def test_bad_data(bowl_regressor: LossRegressor) -> None:
     with pytest.raises(RuntimeError, match="not fitted"):
         LossRegressor().predict(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="12 features, expected 3"):
-        LossRegressor(feature_names=["a", "b", "c"]).fit(np.zeros((10, 12)), np.zeros(10))
+        LossRegressor(feature_names=["a", "b", "c"]).fit(np.zeros((30, 12)), np.zeros(30))
     with pytest.raises(ValueError, match="NaN"):
         LossRegressor().fit(np.ones((30, 2)), np.r_[np.zeros(29), np.nan])
     with pytest.raises(ValueError, match="1-D with 30"):

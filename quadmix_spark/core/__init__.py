@@ -26,6 +26,7 @@ from .params import (
 )
 from .ranking import RankMapping, apply_rank_mapping, fit_rank_mapping, token_weighted_rank
 from .sampling import (
+    CV_FOLD_STREAM,
     ENTROPY_STREAM,
     HOLDOUT_STREAM,
     ORDER_STREAM,
@@ -53,6 +54,7 @@ __all__ = [
     "MixtureError",
     "ORDER_STREAM",
     "RUN_HOLDOUT_STREAM",
+    "CV_FOLD_STREAM",
     "ScaleFit",
     "SAMPLE_STREAM",
     "STATS_DOMAIN_STREAM",

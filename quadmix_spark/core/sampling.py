@@ -22,6 +22,7 @@ __all__ = [
     "HOLDOUT_STREAM",
     "ORDER_STREAM",
     "RUN_HOLDOUT_STREAM",
+    "CV_FOLD_STREAM",
     "SAMPLE_STREAM",
     "STATS_DOMAIN_STREAM",
     "STATS_GLOBAL_STREAM",
@@ -42,6 +43,7 @@ HOLDOUT_STREAM = 3_000_017  # experiment pool vs held-out slice; + 1: order insi
 STATS_DOMAIN_STREAM = 4_000_037  # stats: the per-domain quantile-sketch sample
 STATS_GLOBAL_STREAM = 4_000_039  # stats: the global quantile-sketch sample
 RUN_HOLDOUT_STREAM = 5_000_011  # fit-search: the proxy runs held out from the regressor
+CV_FOLD_STREAM = 5_000_021  # fit-search: cross-validation folds of the runs; + r: repeat r
 ENTROPY_STREAM = 7_000_003  # entropy: the per-domain token sample; + 1: the VNE documents
 STREAMS_STREAM = 6_000_011  # domain streams: document order inside a domain; + 1: pieces of a mixed stream
 

@@ -39,7 +39,14 @@ from pyspark.sql import functions as F
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig, validate
 from quadmix_spark.pipeline import inputs
-from quadmix_spark.pipeline.fit_search import fit_and_search, make_sampler, run_targets, write_theta_star
+from quadmix_spark.pipeline.fit_search import (
+    fit_and_search,
+    format_cv_tables,
+    make_sampler,
+    pool_features,
+    run_targets,
+    write_theta_star,
+)
 from quadmix_spark.pipeline.mixture_methods import (
     MIXTURE_METHODS,
     MethodContext,
@@ -233,8 +240,15 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     search_cfg = _derive(
         config, search={"output_dir": out_dir, "output_params": files.join(out_dir, "theta_star.yaml")}
     ).search
-    fit, result = fit_and_search(ids, X, y, sampler, search_cfg)
+    pool_at = pool_features(on_pool, spark) if config.search.features != "theta" else None
+    fit, result = fit_and_search(ids, X, y, sampler, search_cfg, pool_at)
     write_theta_star(result, search_cfg)
+    if fit["output_source"] == "searched candidate":  # θ* is new: the best run's θ gets a row of its own
+        best = core.QuadMixParams.from_vector(
+            X[ids.index(fit["best_observed_run"])], sampler.domains, sampler.scorers
+        )
+        with files.local_file(files.join(out_dir, "best_run.yaml")) as path:
+            core.save_params(best, path)
 
     contenders, method_info = _evaluate(spark, config, on_pool, key, out_dir, eval_sets, pool_path, vocab)
     result_ = ExperimentResult(
@@ -344,6 +358,9 @@ def _evaluate(
         run_id = F.concat(F.lit(f"{key}-eval-"), F.col("selection_id")).alias("run_id")
         return selected.select(run_id, "doc_key", "copies", "text")
 
+    best_run = files.join(out_dir, "best_run.yaml")
+    if files.is_file(best_run):
+        select("best proxy run", "quadmix", params=best_run)
     for label, selector in _selectors(config):
         sel, _ = select(label, selector)
         if selector == "quadmix":  # θ*'s realised domain mixture, for the decomposition
@@ -423,10 +440,12 @@ def format_result(r: ExperimentResult) -> str:
     lines = [
         f"experiment {r.key}: pool {r.pool_docs} documents; {r.proxy_ok} proxy runs ok, "
         f"{r.proxy_failed} failed; eval sets: {len(r.eval_sets)} ({sum(r.eval_sets.values())} tokens)",
-        f"  regressor on {f['runs']} runs ({f['held_out']} held out): Spearman {m['spearman']:.3f}, "
-        f"Pearson {m['pearson']:.3f}, MAE {m['mae']:.4f}",
+        f"  surrogate {f['regressor']} on {f['runs']} runs ({f['cv']['k']}-fold CV ×{f['cv']['repeats']}): "
+        f"Spearman {m['spearman']:.3f} ± {m['spearman_sd']:.3f}, MAE {m['mae']:.4f}; "
+        f"features: {f['features']}",
+        *format_cv_tables(f),
         f"  θ* predicted target {f['theta_star_predicted_loss']:.4f}; best proxy run "
-        f"{f['best_observed_run']}: {f['best_observed_loss']:.4f}",
+        f"{f['best_observed_run']}: {f['best_observed_loss']:.4f}; θ*: {f['output_source']}",
         f"  {'selection':<32} {'target loss':>12} {'± sd':>7} {'seeds':>5} {'tokens':>9}  status",
     ]
     for row in r.rows:

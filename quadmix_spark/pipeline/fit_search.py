@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -28,17 +29,37 @@ import pandas as pd
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
+from quadmix_spark.core.realised import DomainSample
 from quadmix_spark.mixing import sources
 from quadmix_spark.pipeline import inputs
 from quadmix_spark.proxy.runs import runs_long
-from quadmix_spark.search.candidates import DirichletSampler, RegMixSampler, SearchResult, search_theta
-from quadmix_spark.search.regression import LossRegressor, plot_predicted_vs_actual
+from quadmix_spark.search import REGRESSORS
+from quadmix_spark.search.candidates import (
+    DirichletSampler,
+    RegMixSampler,
+    RunRegion,
+    SearchResult,
+    search_theta,
+)
+from quadmix_spark.search.features import FEATURE_MODES, feature_map
+from quadmix_spark.search.regression import plot_predicted_vs_actual
+from quadmix_spark.search.regressors import regressor_from_bytes
+from quadmix_spark.search.validation import Choice, choose_regressor
 from quadmix_spark.spark import files
 from quadmix_spark.spark.stats_table import load_stats
 
 log = logging.getLogger(__name__)
 
-MIN_FIT_RUNS = 20  # LightGBM keeps 10% of these for early stopping and needs ≥ 2 there
+
+@dataclass(frozen=True)
+class PoolSample:
+    """What realised features are estimated from: a pool sample and the proxies' aim in tokens."""
+
+    sample: DomainSample
+    aim_tokens: float
+
+
+MIN_FIT_RUNS = 20  # 5-fold CV then fits on 16; LightGBM keeps 10% of those for early stopping (≥ 2)
 RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")
 
 
@@ -94,7 +115,8 @@ def renormalise_mixtures(ids: list[str], X: np.ndarray) -> tuple[np.ndarray, int
 
 
 def _held_out(run_ids: list[str], cfg: SearchConfig) -> np.ndarray:
-    """The held-out runs: those listed in ``search.holdout_runs``, or a hash-chosen fraction."""
+    """Runs kept out of the fit and scored after it: ``search.holdout_runs``, or a hash-chosen
+    ``search.holdout_fraction`` (none by default: cross-validation scores every run)."""
     if cfg.holdout_runs is None:
         u = core.hash_uniform(core.text_keys(run_ids), cfg.seed, core.RUN_HOLDOUT_STREAM)
         return u < cfg.holdout_fraction
@@ -156,64 +178,226 @@ def make_sampler(
         raise ConfigError(f"search.ranges: {err}") from err
 
 
+def regressor_families(cfg: SearchConfig) -> list[str]:
+    """``search.regressor`` as the registered families to cross-validate (``auto``: all)."""
+    names = [cfg.regressor] if isinstance(cfg.regressor, str) else list(cfg.regressor)
+    families = sorted(REGRESSORS) if names == ["auto"] else names
+    unknown = [f for f in families if f not in REGRESSORS]
+    if unknown:
+        raise ConfigError(
+            f"search.regressor: {unknown} not among auto and the registered families "
+            f"({', '.join(sorted(REGRESSORS))})"
+        )
+    extra = sorted(set(cfg.regressor_params) - set(REGRESSORS))
+    if extra:
+        raise ConfigError(f"search.regressor_params.{extra[0]}: not a registered family")
+    return families
+
+
+def fit_surrogate(
+    ids: list[str], X: np.ndarray, y: np.ndarray, names: list[str], cfg: SearchConfig
+) -> Choice:
+    """Cross-validate the configured families on the runs (n_runs, F) and fit the chosen one."""
+    params = {family: dict(p) for family, p in cfg.regressor_params.items()}
+    if cfg.min_child_samples is not None:
+        params.setdefault("lightgbm", {})["min_child_samples"] = cfg.min_child_samples
+    try:
+        return choose_regressor(
+            regressor_families(cfg),
+            X,
+            y,
+            ids,
+            mode=cfg.mode,
+            feature_names=names,
+            seed=cfg.seed,
+            k=cfg.cv_folds,
+            repeats=cfg.cv_repeats,
+            params=params,
+        )
+    except ValueError as err:
+        raise ConfigError(f"search.regressor: {err}") from err
+
+
+def feature_modes(cfg: SearchConfig, sample: DomainSample | None) -> list[str]:
+    """The feature modes to cross-validate: RegMix reads mixtures; QuaDMix ``auto`` tries all
+    three where a pool sample is at hand, else θ alone."""
+    if cfg.mode == "regmix":
+        return ["theta"]
+    if cfg.features != "auto":
+        if cfg.features != "theta" and sample is None:
+            raise ConfigError(
+                f"search.features: {cfg.features} needs the pool (select.input_table, its stats)"
+            )
+        return [cfg.features]
+    return list(FEATURE_MODES) if sample is not None else ["theta"]
+
+
 def fit_and_search(
     ids: list[str],
     X: np.ndarray,
     y: np.ndarray,
     sampler: core.ParamSampler | DirichletSampler,
     cfg: SearchConfig,
+    pool: PoolSample | None = None,
 ) -> tuple[dict, SearchResult]:
-    """Fit on the runs outside the hash-chosen held-out set, evaluate on it, plot, search.
+    """Choose and fit the surrogate, search, and keep the candidate only where the evidence allows.
 
-    ``X`` (n_runs, D) in ``sampler``'s layout, ``y`` (n_runs,) target losses. Returns the summary
-    (metrics, θ*'s predicted loss next to the best observed run) and the search result.
+    ``X`` (n_runs, D) in ``sampler``'s layout, ``y`` (n_runs,) target losses; ``pool`` (QuaDMix
+    mode) the sample and budget realised features are estimated at. Returns the summary (the CV
+    tables, held-out metrics, the candidate's predicted loss next to the best observed run, which
+    of the two is the output) and the search result (θ* or r*, or the best run's).
     """
+    X, renormalised = _check_layout(ids, X, sampler, cfg)
+    test = _held_out(ids, cfg)
+    fit_ids = [r for r, t in zip(ids, test, strict=True) if not t]
+    if len(fit_ids) < MIN_FIT_RUNS or (test.any() and test.sum() < 2):
+        raise ConfigError(
+            f"search: {len(ids)} runs ({int(test.sum())} held out) are too few: need ≥ {MIN_FIT_RUNS} to "
+            "fit and cross-validate, and ≥ 2 held out when runs are held out"
+        )
+    fits = _fit_feature_modes(fit_ids, X[~test], y[~test], sampler.names, cfg, pool)
+    mode = min(fits, key=lambda m: _choice_rank(fits[m][0]))
+    choice, features = fits[mode]
+    F = features.transform(X)
+    searched = None if mode == "theta" else features
+    result = search_theta(
+        choice.model,
+        sampler,
+        cfg.n_candidates,
+        cfg.top_k,
+        cfg.seed,
+        features=searched,
+        region=RunRegion(F[~test]),
+    )
+    summary = {
+        "mode": cfg.mode,
+        "runs": len(ids),
+        "held_out": int(test.sum()),
+        "renormalised_runs": renormalised,
+        "features": mode,
+        "regressor": choice.chosen,
+        "cv": choice.as_dict(),
+        "cv_by_features": {m: fits[m][0].as_dict() for m in fits},
+        "metrics": _cv_metrics(choice),
+        "n_candidates": cfg.n_candidates,
+        "top_k": cfg.top_k,
+        "candidates_inside_region": result.candidate_stats["inside_region"],
+    }
+    if test.any():
+        summary["held_out_metrics"] = _rounded(choice.model.evaluate(F[test], y[test]))
+    _save_surrogate(choice, y[~test], cfg, mode)
+    decision, result = _against_the_evidence(result, choice, ids, X, F, y, cfg)
+    return {**summary, **decision}, result
+
+
+def _fit_feature_modes(
+    ids: list[str], X: np.ndarray, y: np.ndarray, names: list[str], cfg: SearchConfig, pool: PoolSample | None
+) -> dict[str, tuple[Choice, object]]:
+    """Per feature mode tried: the surrogate chosen on what the mode reads of the runs, and the map."""
+    sample, aim = (pool.sample, pool.aim_tokens) if pool else (None, None)
+    fits = {}
+    for mode in feature_modes(cfg, sample):
+        features = feature_map(mode, names, sample, aim)
+        fits[mode] = (fit_surrogate(ids, features.transform(X), y, features.names, cfg), features)
+    return fits
+
+
+def _check_layout(ids: list[str], X: np.ndarray, sampler, cfg: SearchConfig) -> tuple[np.ndarray, int]:
+    """X in the sampler's layout; RegMix rows renormalised (and how many changed)."""
     if X.shape[1] != sampler.n_params:
         layout = cfg.template_params if cfg.mode == "quadmix" else f"the domains {sampler.names}"
         raise ConfigError(
             f"search: θ vectors have {X.shape[1]} entries, the layout of {layout} has "
             f"{sampler.n_params} ({cfg.mode} mode)"
         )
-    renormalised = 0
     if cfg.mode == "regmix":
-        X, renormalised = renormalise_mixtures(ids, X)
-    test = _held_out(ids, cfg)
-    if test.sum() < 2 or (~test).sum() < MIN_FIT_RUNS:
-        raise ConfigError(
-            f"search: {len(ids)} runs ({int(test.sum())} held out) are too few to fit and evaluate: "
-            f"need ≥ 2 held out and ≥ {MIN_FIT_RUNS} to fit"
-        )
-    n_fit = int((~test).sum())
-    # LightGBM's default leaf size (20) leaves one split per tree on a few dozen runs.
-    leaf = cfg.min_child_samples or min(20, max(5, n_fit // 10))
-    model = LossRegressor(cfg.mode, feature_names=sampler.names, seed=cfg.seed, min_child_samples=leaf)
-    model.fit(X[~test], y[~test])
-    metrics = model.evaluate(X[test], y[test])
-    with files.local_folder(cfg.output_dir) as out:  # LightGBM and matplotlib write to local paths
-        plot_predicted_vs_actual(y[test], model.predict(X[test]), out / "predicted_vs_actual.png")
-        model.save(out / "regressor.txt")
-    result = search_theta(model, sampler, cfg.n_candidates, cfg.top_k, cfg.seed)
-    summary = {
-        "mode": cfg.mode,
-        "runs": len(ids),
-        "held_out": int(test.sum()),
-        "renormalised_runs": renormalised,
-        "metrics": {k: round(float(v), 4) for k, v in metrics.items()},
-        "theta_star_predicted_loss": round(result.predicted_loss_of_mean, 5),
-        "best_observed_loss": round(float(y.min()), 5),
-        "best_observed_run": ids[int(np.argmin(y))],
-        "n_candidates": cfg.n_candidates,
-        "top_k": cfg.top_k,
-        "regressor": files.join(cfg.output_dir, "regressor.txt"),
+        return renormalise_mixtures(ids, X)
+    return X, 0
+
+
+def _choice_rank(choice: Choice) -> tuple[float, float]:
+    """The order feature modes are chosen in: CV Spearman (to three decimals), then MAE."""
+    row = choice.score
+    return (-round(row.spearman, 3), row.mae)
+
+
+def _rounded(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 4) for k, v in metrics.items()}
+
+
+def _cv_metrics(choice: Choice) -> dict[str, float]:
+    row = choice.score
+    n = row.oof.shape[1]
+    return {
+        "spearman": round(row.spearman, 4),
+        "spearman_sd": round(row.spearman_sd, 4),
+        "mae": round(row.mae, 5),
+        "n": n,
     }
-    if result.predicted_loss_of_mean > y.min():
-        summary["warning"] = (
-            f"{'θ*' if cfg.mode == 'quadmix' else 'r*'} is predicted worse "
-            f"({result.predicted_loss_of_mean:.4f}) than the best observed run "
-            f"({y.min():.4f}): the surrogate may be unreliable here; compare both by training on them"
+
+
+def _save_surrogate(choice: Choice, y: np.ndarray, cfg: SearchConfig, features: str) -> None:
+    """The chosen model (``regressor.pkl`` + ``regressor.json``) and its out-of-fold plot."""
+    row = choice.score
+    meta = {
+        "family": choice.chosen,
+        "mode": cfg.mode,
+        "features": features,
+        "feature_names": list(choice.model.feature_names),
+        "cv": choice.as_dict(),
+    }
+    files.write_bytes(files.join(cfg.output_dir, "regressor.pkl"), choice.model.to_bytes())
+    files.write_text(files.join(cfg.output_dir, "regressor.json"), json.dumps(meta, indent=2))
+    with files.local_folder(cfg.output_dir) as out:  # matplotlib writes to local paths
+        title = f"{choice.chosen}: out-of-fold predictions ({choice.k}-fold CV, repeat 1 of {choice.repeats})"
+        plot_predicted_vs_actual(
+            y, row.oof[0], out / "predicted_vs_actual.png", title=title, table=choice.as_dict()["table"]
         )
-        log.warning(summary["warning"])
-    return summary, result
+
+
+def _against_the_evidence(
+    result: SearchResult,
+    choice: Choice,
+    ids: list[str],
+    X: np.ndarray,
+    F: np.ndarray,
+    y: np.ndarray,
+    cfg: SearchConfig,
+) -> tuple[dict, SearchResult]:
+    """The candidate, when it is predicted better than the best observed run by more than the
+    surrogate's cross-validated error; else the best run itself (unless ``search.keep_candidate``).
+    ``X`` holds the runs' θ (or mixtures), ``F`` what the surrogate reads of them."""
+    best = int(np.argmin(y))
+    what = "θ*" if cfg.mode == "quadmix" else "r*"
+    margin = choice.score.mae
+    gain = float(y[best] - result.predicted_loss_of_mean)
+    decision = {
+        "theta_star_predicted_loss": round(result.predicted_loss_of_mean, 5),
+        "best_observed_loss": round(float(y[best]), 5),
+        "best_observed_run": ids[best],
+        "best_run_predicted_loss": round(float(choice.model.predict(F[best : best + 1])[0]), 5),
+        "cv_error": round(margin, 5),
+        "output_source": "searched candidate",
+    }
+    if gain > margin:
+        return decision, result
+    message = (
+        f"{what} is predicted at {result.predicted_loss_of_mean:.4f}, not better than the best run "
+        f"{ids[best]} ({y[best]:.4f}) by more than the surrogate's cross-validated error ({margin:.4f})"
+    )
+    if cfg.keep_candidate:
+        decision["warning"] = f"{message}; search.keep_candidate: writing {what} anyway"
+        log.warning(decision["warning"])
+        return decision, result
+    decision["output_source"] = f"best run {ids[best]}"
+    decision["warning"] = (
+        f"{message}: writing the best run's {'θ' if cfg.mode == 'quadmix' else 'mixture'} instead"
+    )
+    log.warning(decision["warning"])
+    best_run = replace(
+        result, theta_star=X[best].copy(), predicted_loss_of_mean=decision["best_run_predicted_loss"]
+    )
+    return decision, best_run
 
 
 def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | None = None) -> str:
@@ -242,10 +426,12 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     """Fit, evaluate, search and write θ* (or r*); return the summary (also written as JSON)."""
     started = time.time()
     cfg = config.search
+    regressor_families(cfg)  # a wrong name fails before any input is read
     regmix = regmix_prior(config, spark) if cfg.mode == "regmix" else None
     runs = load_runs(cfg, spark)
     ids, X, y = run_targets(runs, config.targets.weights)
-    summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg)
+    pool = pool_features(config, spark) if cfg.mode == "quadmix" and cfg.features != "theta" else None
+    summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg, pool)
     summary["output"] = write_theta_star(result, cfg, summary)
     if cfg.mode == "quadmix":
         summary["params_hash"] = core.params_hash(result.to_params())
@@ -254,16 +440,48 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     return summary
 
 
+def pool_features(config: PipelineConfig, spark=None) -> PoolSample | None:
+    """The pool sample realised features are estimated from (``search.feature_sample`` documents
+    per domain of ``select.input_table``, σ under ``select.stats_table``) at the proxies' aim,
+    ``proxy.token_budget · (1 + proxy.overshoot)``; None for ``features: auto`` without a pool."""
+    from quadmix_spark.proxy.datasets import pool_sample
+    from quadmix_spark.spark import tables
+
+    cfg = config.search
+    stats = config.table_path(config.select.stats_table)
+    if spark is None or not tables.exists(spark, stats):
+        if cfg.features == "auto":
+            log.info("search.features: no stats table at %s: the surrogate reads θ alone", stats)
+            return None
+        raise ConfigError(
+            f"search.features: {cfg.features} needs the pool the runs selected from: no stats table at "
+            f"{stats} (select.stats_table; run quadmix stats first, or search.features=theta)"
+        )
+    template = inputs.read_params(cfg.template_params, "search.template_params")
+    proxy = config.proxy
+    sample = pool_sample(spark, config, template, cfg.feature_sample)
+    return PoolSample(sample, proxy.token_budget * (1.0 + proxy.overshoot))
+
+
+def load_surrogate(config: PipelineConfig):
+    """The surrogate fit-search saved in ``search.output_dir`` (``regressor.pkl``)."""
+    saved = files.join(config.search.output_dir, "regressor.pkl")
+    if not files.is_file(saved):
+        raise ConfigError(
+            f"search.output_dir: no fitted surrogate at {saved}: run quadmix fit-search with the same "
+            "search.output_dir first, or point search.output_dir at the folder it wrote"
+        )
+    return regressor_from_bytes(files.read_bytes(saved))
+
+
 def predict_mixtures(config: PipelineConfig, names: list[str], spark=None) -> list[tuple[str, float]]:
     """Predicted target loss of each mixture source (a file, ``uniform``, ``entropy:se``, ...) by
-    the RegMix regressor fit-search saved; ``natural`` reads the stats table through ``spark``."""
-    saved = files.join(config.search.output_dir, "regressor.txt")
-    if not files.is_file(saved):
-        raise ConfigError(f"search.output_dir: no {saved} (run quadmix fit-search in regmix mode first)")
-    with files.local_copies(saved, f"{saved}.json") as (local, _):
-        model = LossRegressor.load(local)
+    the RegMix surrogate fit-search saved; ``natural`` reads the stats table through ``spark``."""
+    model = load_surrogate(config)
     if model.mode != "regmix":
-        raise ConfigError(f"search.output_dir: the regressor at {saved} is a {model.mode}-mode one")
+        raise ConfigError(
+            f"search.output_dir: the surrogate in {config.search.output_dir} is a {model.mode}-mode one"
+        )
     stats_path = config.table_path(config.select.stats_table)
     tokens = None if spark is None else (lambda: load_stats(spark, stats_path).tokens)
     ctx = inputs.mixture_context(config, "--mixture", model.feature_names, tokens, stats_table=stats_path)
@@ -271,19 +489,52 @@ def predict_mixtures(config: PipelineConfig, names: list[str], spark=None) -> li
     return list(zip(names, model.predict(np.vstack(rows)).tolist(), strict=True))
 
 
+def format_cv_table(cv: dict, label: str = "surrogate") -> list[str]:
+    """The cross-validation table, one family (or ensemble) per line, best first; * = chosen."""
+    lines = [f"  {label:<34} {'Spearman':>8} {'± sd':>7} {'MAE':>9} {'seconds':>8}"]
+    for row in cv["table"]:
+        mark = "*" if row["family"] == cv["chosen"] else " "
+        if "error" in row:
+            lines.append(f"  {mark}{row['family']:<33} failed: {row['error']}")
+            continue
+        lines.append(
+            f"  {mark}{row['family']:<33} {row['spearman']:>8.3f} {row['spearman_sd']:>7.3f} "
+            f"{row['mae']:>9.4f} {row['seconds']:>8.2f}"
+        )
+    return lines
+
+
+def format_cv_tables(s: dict) -> list[str]:
+    """One CV table per feature mode tried (QuaDMix ``features: auto`` tries three)."""
+    by_features = s.get("cv_by_features") or {s.get("features", "theta"): s["cv"]}
+    lines = []
+    for mode, cv in by_features.items():
+        chosen = " (chosen)" if mode == s.get("features") and len(by_features) > 1 else ""
+        lines += format_cv_table(cv, f"features: {mode}{chosen}" if s["mode"] == "quadmix" else "surrogate")
+    return lines
+
+
 def format_summary(s: dict) -> str:
-    m = s["metrics"]
+    m, cv = s["metrics"], s["cv"]
     what = "θ*" if s["mode"] == "quadmix" else "r*"
+    held = f", {s['held_out']} held out" if s["held_out"] else ""
     lines = [
-        f"fit-search: {s['runs']} runs ({s['held_out']} held out), {s['mode']} mode: "
-        f"Spearman {m['spearman']:.3f}, Pearson {m['pearson']:.3f}, MAE {m['mae']:.4f}",
+        f"fit-search: {s['runs']} runs{held}, {s['mode']} mode; surrogate {s['regressor']} by "
+        f"{cv['k']}-fold CV ×{cv['repeats']}: Spearman {m['spearman']:.3f} ± {m['spearman_sd']:.3f}, "
+        f"MAE {m['mae']:.4f}" + (f"; features: {s['features']}" if s["mode"] == "quadmix" else ""),
+        *format_cv_tables(s),
+    ]
+    if "held_out_metrics" in s:
+        h = s["held_out_metrics"]
+        lines.append(f"  held-out runs ({h['n']}): Spearman {h['spearman']:.3f}, MAE {h['mae']:.4f}")
+    lines.append(
         f"  {what} (mean of top {s['top_k']} of {s['n_candidates']} candidates): predicted loss "
         f"{s['theta_star_predicted_loss']:.4f}; best observed run {s['best_observed_run']}: "
-        f"{s['best_observed_loss']:.4f}",
-    ]
+        f"{s['best_observed_loss']:.4f} (predicted {s['best_run_predicted_loss']:.4f})"
+    )
     if s.get("renormalised_runs"):
         lines.append(f"  {s['renormalised_runs']} run mixtures summed to 1 only after rounding: renormalised")
     if s.get("warning"):
         lines.append(f"  WARNING: {s['warning']}")
-    lines.append(f"  wrote {s['output']} and {s['regressor']} in {s['seconds']}s")
+    lines.append(f"  wrote {s['output']} ({s['output_source']}) in {s['seconds']}s")
     return "\n".join(lines)

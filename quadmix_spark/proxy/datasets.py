@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import QuadMixParams, ThetaSet
+from quadmix_spark.core.realised import DomainSample
 from quadmix_spark.core.sampling import SAMPLE_STREAM
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.scoring import ScoringModel, domain_index_column, rank_sample
@@ -69,6 +70,36 @@ def _pool(spark: SparkSession, config: PipelineConfig) -> tuple[DataFrame, Stats
 
 def _sigma(model: ScoringModel, pdf: pd.DataFrame) -> np.ndarray:
     return model.sigma(np.column_stack([pdf[s].to_numpy(np.float64) for s in model.params.scorers]))
+
+
+def pool_sample(
+    spark: SparkSession, config: PipelineConfig, template: QuadMixParams, size: int
+) -> DomainSample:
+    """About ``size`` documents per domain of the pool (``select.input_table`` at the version of
+    ``select.stats_table``), drawn by the rank sample's hash (``proxy.seed``): their σ under the
+    stats, tokens, and each domain's tokens in the pool. What realised features are estimated from.
+    """
+    pool, stats, _ = _pool(spark, config)
+    model = ScoringModel.from_raw_quantiles(
+        template, {s: stats.reference(s) for s in template.scorers}, config.scorers
+    )
+    base = pool.select(
+        domain_index_column(template.domains, config.domain_column).alias("domain_idx"),
+        F.col(config.token_column).cast("long").alias("tokens"),
+        "doc_key",
+        *template.scorers,
+    ).where(F.col("domain_idx").isNotNull() & (F.col("tokens") > 0))
+    docs = [stats.docs.get(d, 0) for d in template.domains]
+    sample = rank_sample(base, docs, size, config.proxy.seed, SAMPLE_STREAM).toPandas()
+    sample = sample.sort_values("doc_key", kind="stable")  # row order never depends on partitions
+    return DomainSample(
+        domains=tuple(template.domains),
+        scorers=tuple(template.scorers),
+        sigma=_sigma(model, sample),
+        domain_idx=sample["domain_idx"].to_numpy(np.int64),
+        tokens=sample["tokens"].to_numpy(np.int64),
+        pool_tokens=np.array([stats.tokens.get(d, 0) for d in template.domains], dtype=np.float64),
+    )
 
 
 def build_proxy_datasets(

@@ -7,6 +7,11 @@ draws, top 128).
 
 The mean of vectors whose α rows (or mixtures) sum to 1 sums to 1 again up to float rounding;
 the result is checked against gross drift (a layout bug) and renormalised exactly.
+
+Two options keep the search where the surrogate has evidence: a ``features`` map (what the
+surrogate reads may be features of θ rather than θ itself: the candidates are mapped before they
+are scored) and a :class:`RunRegion` (candidates farther from every run than the runs are from
+each other are not ranked: a surrogate fitted on a few dozen runs extrapolates badly).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from quadmix_spark.core.params import QuadMixParams, _names
 
 __all__ = [
     "DirichletSampler",
+    "FeatureMap",
     "RegMixSampler",
+    "RunRegion",
     "SearchResult",
     "search_mixture",
     "search_theta",
@@ -35,6 +42,53 @@ _DRIFT_TOL = 1e-9  # a mean of simplex points can only drift by rounding, far be
 
 class _Predictor(Protocol):
     def predict(self, X: ArrayLike) -> NDArray[np.float64]: ...
+
+
+class FeatureMap(Protocol):
+    """What the surrogate reads, computed from θ: ``transform(theta (n, D)) -> (n, F)``."""
+
+    names: list[str]
+
+    def transform(self, theta: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+class RunRegion:
+    """The region the runs cover, in the surrogate's feature space.
+
+    Features are standardised by the runs' own spread; ``radius`` is the largest distance from a
+    run to its nearest other run. A point is inside when some run lies within ``radius`` of it.
+    ``X_runs`` (n_runs, F), n_runs ≥ 2.
+    """
+
+    def __init__(self, X_runs: ArrayLike) -> None:
+        runs = np.asarray(X_runs, dtype=np.float64)
+        if runs.ndim != 2 or len(runs) < 2:
+            raise ValueError(f"X_runs must be 2-D with at least 2 runs, got shape {runs.shape}")
+        self.mean = runs.mean(axis=0)
+        sd = runs.std(axis=0)
+        self.scale = np.where(sd > 0, sd, 1.0)
+        self.runs = (runs - self.mean) / self.scale
+        gaps = self._squared_distances(self.runs)
+        np.fill_diagonal(gaps, np.inf)
+        self.radius = float(np.sqrt(gaps.min(axis=1).max()))
+
+    def _squared_distances(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
+        runs = self.runs
+        d2 = (z * z).sum(axis=1)[:, None] + (runs * runs).sum(axis=1)[None, :] - 2.0 * z @ runs.T
+        return np.maximum(d2, 0.0)
+
+    def nearest(self, X: ArrayLike, batch_size: int = 10_000) -> NDArray[np.float64]:
+        """Distance of each row of X (n, F) to its nearest run, shape (n,)."""
+        z = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+        out = np.empty(len(z))
+        for start in range(0, len(z), batch_size):
+            out[start : start + batch_size] = np.sqrt(
+                self._squared_distances(z[start : start + batch_size]).min(axis=1)
+            )
+        return out
+
+    def inside(self, X: ArrayLike) -> NDArray[np.bool_]:
+        return self.nearest(X) <= self.radius * (1 + 1e-9)
 
 
 class DirichletSampler:
@@ -198,14 +252,18 @@ def search_theta(
     seed: int = 0,
     *,
     batch_size: int = 25_000,
+    features: FeatureMap | None = None,
+    region: RunRegion | None = None,
 ) -> SearchResult:
     """Draw ``n_candidates`` with ``sampler.sample(n_candidates, seed)``, keep the ``top_k`` lowest
     predicted losses and average them.
 
-    ``regressor`` is anything with ``predict(X (n, D)) -> (n,)`` (a fitted :class:`LossRegressor`);
-    if it carries ``feature_names`` they must equal ``sampler.names`` (one layout for fit and
-    search). Prediction runs in batches of ``batch_size`` rows. Ties are broken by draw order, so
-    the result is deterministic in ``seed``.
+    ``regressor`` is anything with ``predict(X (n, F)) -> (n,)`` (a fitted surrogate); X is the
+    candidates themselves or, with ``features``, ``features.transform(candidates)``. If it
+    carries ``feature_names`` they must equal ``sampler.names`` (or ``features.names``): one
+    layout for fit and search. With ``region``, only candidates inside it (in the same feature
+    space) are ranked, unless fewer than ``top_k`` are. Prediction runs in batches of
+    ``batch_size`` rows. Ties are broken by draw order, so the result is deterministic in ``seed``.
     """
     for name, value, low in (
         ("n_candidates", n_candidates, 1),
@@ -221,29 +279,38 @@ def search_theta(
     if not callable(getattr(regressor, "predict", None)):
         raise TypeError("regressor must have a predict(X) method")
     names = getattr(regressor, "feature_names", None)
-    if names is not None and list(names) != sampler.names:
+    layout = features.names if features is not None else sampler.names
+    if names is not None and list(names) != list(layout):
         raise ValueError(
             "regressor feature_names differ from the sampler's parameter layout "
-            f"({len(names)} vs {sampler.n_params} features); fit and search must use the same sampler"
+            f"({len(names)} vs {len(layout)} features); fit and search must use the same sampler"
         )
     mode = getattr(regressor, "mode", None)
     expected_mode = "quadmix" if isinstance(sampler, ParamSampler) else "regmix"
     if mode is not None and mode != expected_mode:
         raise ValueError(f"a {mode}-mode regressor cannot score {type(sampler).__name__} candidates")
 
+    def scored(theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        return theta if features is None else features.transform(theta)
+
     candidates = sampler.sample(int(n_candidates), seed)
     predicted = np.empty(len(candidates))
+    inside = np.ones(len(candidates), dtype=bool)
     for start in range(0, len(candidates), batch_size):
-        predicted[start : start + batch_size] = regressor.predict(candidates[start : start + batch_size])
+        x = scored(candidates[start : start + batch_size])
+        predicted[start : start + batch_size] = regressor.predict(x)
+        if region is not None:
+            inside[start : start + batch_size] = region.inside(x)
     if not np.all(np.isfinite(predicted)):
         raise ValueError("regressor returned non-finite predictions")
-    best = np.argsort(predicted, kind="stable")[:top_k]
+    ranked = np.where(inside, predicted, np.inf) if inside.sum() >= top_k else predicted
+    best = np.argsort(ranked, kind="stable")[:top_k]
     top = candidates[best]
     theta_star = _renormalise(top.mean(axis=0), sampler)
     is_qm = isinstance(sampler, ParamSampler)
     return SearchResult(
         theta_star=theta_star,
-        predicted_loss_of_mean=float(regressor.predict(theta_star[None, :])[0]),
+        predicted_loss_of_mean=float(regressor.predict(scored(theta_star[None, :]))[0]),
         top_candidates=top,
         top_predicted=predicted[best],
         names=tuple(sampler.names),
@@ -255,6 +322,7 @@ def search_theta(
             "min": float(predicted.min()),
             "median": float(np.median(predicted)),
             "mean": float(predicted.mean()),
+            "inside_region": int(inside.sum()),
         },
     )
 

@@ -79,8 +79,9 @@ class Check:
 
     Bounds (``ge``, ``gt``, ``le``, ``lt``; the value must also be finite) and ``pattern`` (a full
     match, described by ``rule`` in messages and ``shown`` in the docs) apply to a scalar, to each
-    item of a list and to each value of a map; ``nonempty`` and ``distinct`` to the list itself. A
-    null value is not checked. ``what`` names the value in messages (``a number of tokens > 0``).
+    item of a list and to each value of a map; ``nonempty`` and ``distinct`` to the list itself
+    (``rule``, when given, is also what the message of an empty list says). A null value is not
+    checked. ``what`` names the value in messages (``a number of tokens > 0``).
     """
 
     ge: float | None = None
@@ -100,7 +101,7 @@ class Check:
             return
         if isinstance(value, list | dict):
             if self.nonempty and not value:
-                raise ConfigError(f"{key}: at least one value is required, got {value!r}")
+                raise ConfigError(f"{key}: {self.rule or 'at least one value is required'}, got {value!r}")
             if self.distinct and len(set(map(repr, value))) != len(value):
                 raise ConfigError(f"{key}: a value is given twice: {value!r}")
             items = value.items() if isinstance(value, dict) else enumerate(value)

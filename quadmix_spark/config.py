@@ -253,6 +253,12 @@ class SearchConfig:
     # Write the searched θ*/r* even when it is not predicted better than the best run by more than
     # the cross-validated error (otherwise the best run's θ/mixture is written, with a warning)
     keep_candidate: bool = False
+    # The experiment's proxy runs per round: round 1 from Algorithm 1, each later one where the
+    # surrogate fitted so far predicts best; None: experiment.n_runs, in two rounds (3/4, 1/4) from 48 on
+    rounds: list[int] | None = None
+    # The experiment: search θ's in-domain part at these domain shares (a mixture source); the proxies'
+    # datasets compose each θ with it, and the comparison adds that mixture with random documents
+    mixture: str | None = None
     min_child_samples: int | None = None  # LightGBM min_data_in_leaf; None: min(20, max(5, fit runs / 10))
     n_candidates: int = 100_000
     top_k: int = 10
@@ -620,6 +626,8 @@ def _check_search(cfg: SearchConfig) -> None:
         raise ConfigError(
             f"search.feature_sample must be at least 10 documents per domain, got {cfg.feature_sample}"
         )
+    if cfg.rounds is not None and (not cfg.rounds or min(cfg.rounds) < 1):
+        raise ConfigError(f"search.rounds must list at least one round of at least 1 run, got {cfg.rounds}")
     if isinstance(cfg.regressor, list) and not cfg.regressor:
         raise ConfigError("search.regressor: an empty list names no family (auto: all of them)")
 

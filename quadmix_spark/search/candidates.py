@@ -196,6 +196,8 @@ class SearchResult:
     names : D feature names (``param_names`` layout, or domain names for mixtures)
     domains, scorers : the sampler's names; ``scorers`` is None for a mixture search
     n_candidates, seed : how the candidates were drawn
+    proposals : (P, D) the best P candidates (inside the runs' region when it holds enough), best
+        first: where the next round of runs goes (P = 0 unless asked for)
     """
 
     theta_star: NDArray[np.float64]
@@ -208,6 +210,7 @@ class SearchResult:
     n_candidates: int
     seed: int
     candidate_stats: dict[str, float] = field(default_factory=dict)
+    proposals: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
 
     def to_params(self) -> QuadMixParams:
         """θ* as validated :class:`QuadMixParams`, ready for ``save_params`` / ``quadmix select``."""
@@ -254,6 +257,7 @@ def search_theta(
     batch_size: int = 25_000,
     features: FeatureMap | None = None,
     region: RunRegion | None = None,
+    propose: int = 0,
 ) -> SearchResult:
     """Draw ``n_candidates`` with ``sampler.sample(n_candidates, seed)``, keep the ``top_k`` lowest
     predicted losses and average them.
@@ -262,8 +266,9 @@ def search_theta(
     candidates themselves or, with ``features``, ``features.transform(candidates)``. If it
     carries ``feature_names`` they must equal ``sampler.names`` (or ``features.names``): one
     layout for fit and search. With ``region``, only candidates inside it (in the same feature
-    space) are ranked, unless fewer than ``top_k`` are. Prediction runs in batches of
-    ``batch_size`` rows. Ties are broken by draw order, so the result is deterministic in ``seed``.
+    space) are ranked, unless fewer than ``top_k`` are. ``propose`` > 0 also returns that many of
+    the best candidates themselves (``proposals``). Prediction runs in batches of ``batch_size``
+    rows. Ties are broken by draw order, so the result is deterministic in ``seed``.
     """
     for name, value, low in (
         ("n_candidates", n_candidates, 1),
@@ -303,8 +308,9 @@ def search_theta(
             inside[start : start + batch_size] = region.inside(x)
     if not np.all(np.isfinite(predicted)):
         raise ValueError("regressor returned non-finite predictions")
-    ranked = np.where(inside, predicted, np.inf) if inside.sum() >= top_k else predicted
-    best = np.argsort(ranked, kind="stable")[:top_k]
+    ranked = np.where(inside, predicted, np.inf) if inside.sum() >= max(top_k, propose) else predicted
+    order = np.argsort(ranked, kind="stable")
+    best = order[:top_k]
     top = candidates[best]
     theta_star = _renormalise(top.mean(axis=0), sampler)
     is_qm = isinstance(sampler, ParamSampler)
@@ -324,6 +330,7 @@ def search_theta(
             "mean": float(predicted.mean()),
             "inside_region": int(inside.sum()),
         },
+        proposals=candidates[order[:propose]],
     )
 
 

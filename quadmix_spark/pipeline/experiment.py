@@ -537,6 +537,7 @@ def format_result(r: ExperimentResult) -> str:
         f"Spearman {m['spearman']:.3f} ± {m['spearman_sd']:.3f}, MAE {m['mae']:.4f}; "
         f"features: {f['features']}",
         *format_cv_tables(f),
+        *_format_rounds(r.rounds),
         f"  θ* predicted target {f['theta_star_predicted_loss']:.4f}; best proxy run "
         f"{f['best_observed_run']}: {f['best_observed_loss']:.4f}; θ*: {f['output_source']}",
         f"  {'selection':<32} {'target loss':>12} {'± sd':>7} {'seeds':>5} {'tokens':>9}  status",
@@ -554,8 +555,37 @@ def format_result(r: ExperimentResult) -> str:
         verdict = f"{win.label} beats θ*"
     if r.mixture_method:
         lines += format_method(r.mixture_method)
+    lines += _in_domain_verdict(r)
     lines.append(f"  → {verdict}; written to {r.output_dir} in {r.seconds}s")
     return "\n".join(lines)
+
+
+def _format_rounds(rounds: list[dict]) -> list[str]:
+    """One line per round of proxy runs (none for a single round)."""
+    if len(rounds) < 2:
+        return []
+    return [
+        f"  round {h['round']}: {h['new_runs']} runs ({h['runs']} in all), best so far "
+        f"{h['best_observed']:.4f} ({h['best_run']}), CV Spearman {h['cv_spearman']:.3f}, "
+        f"θ* predicted {h['theta_star_predicted']:.4f}"
+        for h in rounds
+    ]
+
+
+def _in_domain_verdict(r: ExperimentResult) -> list[str]:
+    """With ``search.mixture``: did θ*'s in-domain sampling beat the mixture with random documents?"""
+    rows = {row.label: row for row in r.rows}
+    alone = rows.get(f"{r.search_mixture}, uniform in-domain")
+    star = rows.get("θ*")
+    if alone is None or star is None or not (np.isfinite(alone.target) and np.isfinite(star.target)):
+        return []
+    gain = alone.target - star.target
+    spread = f" (± {alone.spread:.4f} over seeds)" if alone.seeds > 1 else ""
+    helped = "helped" if gain > alone.spread else "did not help beyond the seeds' spread"
+    return [
+        f"  in-domain sampling at {r.search_mixture}: θ* {star.target:.4f} vs random documents "
+        f"{alone.target:.4f}{spread}: {helped}"
+    ]
 
 
 def _write(r: ExperimentResult, out_dir: str) -> None:

@@ -74,6 +74,10 @@ class Registry:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __delitem__(self, name: str) -> None:
+        """``del registry[name]``: :meth:`unregister`, as a dict registry is emptied."""
+        self.unregister(name)
+
     def check(self, name: str, key: str | None = None) -> str:
         """``name`` when registered, else a ValueError naming the config ``key`` and the known names."""
         if name not in self._entries:

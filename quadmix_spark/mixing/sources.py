@@ -22,7 +22,9 @@ read from the stats table only when a source asks for them.
 
 Adding a source: subclass :class:`MixtureSource` (``name``, ``pattern``, ``argument`` when the
 name takes one after ``:``, and ``mixture(ctx)``), or :class:`JobOutput` for a mixture another job
-writes (``output_key``, ``job``), and decorate it with :func:`register`. Nothing else names it.
+writes (``output_key``, ``job``), and decorate it with :func:`register` (it files the class under
+its ``name`` in :data:`SOURCES`, a :class:`~quadmix_spark.core.registry.Registry`). Nothing else
+names it; docs/extending.md walks through one.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from quadmix_spark.config import ConfigError, PipelineConfig
 from quadmix_spark.core import Mixture, MixtureError
+from quadmix_spark.core.registry import Registry
 from quadmix_spark.mixing.entropy import MEASURES
 
 
@@ -108,27 +111,28 @@ class MixtureSource:
         raise NotImplementedError
 
 
-#: name → source class; :func:`register` adds one.
-SOURCES: dict[str, type[MixtureSource]] = {}
+#: name (what precedes ``:``) → source class, in registration order; :func:`register` adds one.
+SOURCES = Registry("mixture source")
+
+S = TypeVar("S", bound=type[MixtureSource])
 
 
-def register(cls: type[MixtureSource]) -> type[MixtureSource]:
+def register(cls: S) -> S:
     """Class decorator: make ``cls`` available under ``cls.name``."""
-    SOURCES[cls.name] = cls
-    return cls
+    return SOURCES.register(cls.name, cls)
 
 
 def known() -> str:
     """The registered sources as the config spells them (``natural, uniform, entropy:<measure>, …``)."""
-    return ", ".join(c.pattern for c in SOURCES.values())
+    return ", ".join(SOURCES.get(name).pattern for name in SOURCES)
 
 
 def parse(name: str, key: str) -> MixtureSource:
     """The source a name stands for: a registered one, else a mixture file. Checks the argument."""
     head, sep, arg = name.partition(":")
-    cls = SOURCES.get(head)
-    if cls is None:
+    if head not in SOURCES:
         return MixtureFile(name)
+    cls = SOURCES.get(head)
     if bool(sep) != (cls.argument is not None) or (sep and not arg):
         raise ConfigError(f"{key}: {name!r} is not {cls.pattern}")
     source = cls(arg if sep else None)

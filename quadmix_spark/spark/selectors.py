@@ -18,20 +18,22 @@ the class in :data:`SELECTORS`, so no caller spells a selector's name. ``select.
 Adding a selector: subclass :class:`Selector` in this module (set ``name``, ``pattern``,
 ``unbounded``, and ``argument`` when the name takes one), implement ``expected``, ``priority``
 and ``brackets`` (a scale-type rule subclasses :class:`_ScaleRule` and gives its token mass), and
-decorate it with :func:`register`. Columns refer to the scored frame (``S``, ``u``, ``o__*``,
-``sigma__*``).
+decorate it with :func:`register` (it files the class under its ``name`` in :data:`SELECTORS`, a
+:class:`~quadmix_spark.core.registry.Registry`). Columns refer to the scored frame (``S``, ``u``,
+``o__*``, ``sigma__*``); docs/extending.md walks through one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from quadmix_spark.config import ConfigError
 from quadmix_spark.core.calibration import scale_bracket
+from quadmix_spark.core.registry import Registry
 from quadmix_spark.spark.budget import CopiesRule, per_group
 
 Brackets = tuple[list[float], list[float]]
@@ -102,14 +104,19 @@ class Selector:
         return [cls(scorers)]
 
 
-#: name → selector class; :func:`register` adds one.
-SELECTORS: dict[str, type[Selector]] = {}
+#: name (what precedes ``:``) → selector class, in registration order; :func:`register` adds one.
+SELECTORS = Registry("selector")
+
+S = TypeVar("S", bound=type[Selector])
 
 
-def register(cls: type[Selector]) -> type[Selector]:
+def register(cls: S) -> S:
     """Class decorator: make ``cls`` available under ``cls.name``."""
-    SELECTORS[cls.name] = cls
-    return cls
+    return SELECTORS.register(cls.name, cls)
+
+
+def _classes() -> list[type[Selector]]:
+    return [SELECTORS.get(name) for name in SELECTORS]
 
 
 def _one_of(names: list[str]) -> str:
@@ -119,9 +126,9 @@ def _one_of(names: list[str]) -> str:
 def parse(spelled: str, key: str) -> tuple[type[Selector], str | None]:
     """(class, argument) of a selector name; an unknown name is a ConfigError naming ``key``."""
     name, sep, arg = spelled.partition(":")
-    cls = SELECTORS.get(name)
+    cls = SELECTORS.get(name) if name in SELECTORS else None
     if cls is None or bool(sep) != (cls.argument is not None) or (sep and not arg):
-        known = _one_of([c.pattern for c in SELECTORS.values()])
+        known = _one_of([c.pattern for c in _classes()])
         raise ConfigError(f"{key}: {spelled!r} is not {known}")
     return cls, arg if sep else None
 
@@ -147,9 +154,9 @@ def baselines(
     out: list[Selector] = []
     for entry in names:
         name, _, arg = entry.partition(":")
-        cls = SELECTORS.get(name)
+        cls = SELECTORS.get(name) if name in SELECTORS else None
         if cls is None or cls.uses_theta or (arg and cls.argument is None):
-            known = _one_of([c.name for c in SELECTORS.values() if not c.uses_theta])
+            known = _one_of([c.name for c in _classes() if not c.uses_theta])
             raise ConfigError(f"{key}: {entry!r} is not {known}")
         if arg:
             selector = cls(scorers, arg)

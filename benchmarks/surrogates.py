@@ -33,9 +33,9 @@ from the same distribution against the noiseless truth); what ``auto`` picked (a
 mean of the best two or three) and its test Spearman; its **regret** (best family's test
 Spearman − auto's; below 0 when auto's ensemble beats every family); the wall and CPU seconds of
 fit + CV of all families, with the 1-minute load average beside them (the machine is shared).
-Then the goal lines and a summary: cells meeting the regret goal, the worst cell, the timing
-goal, how often each family is best on test and what auto picked, and every failure (errors or
-NaN) by cell. Deterministic for a ``--seed``.
+Then the goal lines and a summary: cells meeting the regret goal (in all, and per budget), the
+worst cell, the timing goal and the slowest cell (seconds per family), how often each family is
+best on test and what auto picked, and every failure (errors or NaN) by cell. Deterministic for a ``--seed``.
 
 ``--runs PATH`` scores the families on real proxy runs instead (fit-search's long format as
 Parquet, or a ``proxy_runs`` Delta table read with a local SparkSession): the CV table only, since
@@ -272,11 +272,20 @@ def verdict(ok: bool) -> str:
     return "meets" if ok else "misses"
 
 
-def print_summary(results: list[Result], families: Sequence[str]) -> None:
-    print("\nsummary")
+def per_family_seconds(r: Result, families: Sequence[str]) -> str:
+    return ", ".join(f"{row.family} {row.seconds:.1f}s" for row in r.choice.table if row.family in families)
+
+
+def regret_summary(results: list[Result], families: Sequence[str]) -> None:
     regrets = [(r.regret, r) for r in results if math.isfinite(r.regret)]
     meeting = sum(reg <= REGRET_GOAL for reg, _ in regrets)
     print(f"  cells meeting the regret goal: {meeting} of {len(results)}")
+    by_budget = []
+    for n in sorted({r.cell.runs for r in results}):
+        cells = [r for r in results if r.cell.runs == n]
+        ok = sum(r.regret <= REGRET_GOAL for r in cells)
+        by_budget.append(f"n{n} {ok}/{len(cells)} (mean regret {np.nanmean([r.regret for r in cells]):+.3f})")
+    print("  by budget: " + ", ".join(by_budget))
     if regrets:
         reg, worst = max(regrets, key=lambda x: x[0])
         tests = ", ".join(f"{f} {worst.test[f]:.3f}" for f in families)
@@ -288,27 +297,43 @@ def print_summary(results: list[Result], families: Sequence[str]) -> None:
         f"goal: auto within {REGRET_GOAL} Spearman of the best family in every cell: "
         f"{verdict(bool(regrets) and meeting == len(results))} ({meeting}/{len(results)})"
     )
+
+
+def timing_summary(results: list[Result], families: Sequence[str]) -> None:
     big = [r for r in results if r.cell.runs == 512 and r.cell.domains == 64]
     if big:
-        worst_s = max(big, key=lambda r: r.wall_s)
+        worst = max(big, key=lambda r: r.wall_s)
         each = ", ".join(f"{r.cell.truth}/{r.cell.mixtures} {r.wall_s:.1f}s (load {r.load:.1f})" for r in big)
         print(
             f"goal: fit + CV of all families on 512 runs × 64 domains ≤ {SECONDS_GOAL:.0f} s: "
-            f"{verdict(worst_s.wall_s <= SECONDS_GOAL)} (slowest {worst_s.wall_s:.1f} s wall, "
-            f"{worst_s.cpu_s:.1f} s CPU); {each}"
+            f"{verdict(worst.wall_s <= SECONDS_GOAL)} (slowest {worst.wall_s:.1f} s wall, "
+            f"{worst.cpu_s:.1f} s CPU); {each}"
         )
-        per_family = ", ".join(
-            f"{row.family} {row.seconds:.1f}s" for row in worst_s.choice.table if row.family in families
-        )
-        print(f"  slowest, per family (fit on all runs + CV folds): {per_family}")
+        print(f"  the slowest of them, per family (fit + folds): {per_family_seconds(worst, families)}")
     else:
         print("goal: fit + CV on 512 runs × 64 domains: not measured (no such cell selected)")
+    slowest = max(results, key=lambda r: r.wall_s)
+    print(
+        f"  slowest cell: {slowest.cell.name} {slowest.wall_s:.1f} s wall, {slowest.cpu_s:.1f} s CPU "
+        f"(load {slowest.load:.1f}); per family: {per_family_seconds(slowest, families)}"
+    )
+
+
+def ensemble_name(chosen: str) -> str:
+    """``mean(b+a)`` and ``mean(a+b)`` are one ensemble (members are listed in CV order)."""
+    return f"mean({'+'.join(sorted(chosen[5:-1].split('+')))})" if chosen.startswith("mean(") else chosen
+
+
+def print_summary(results: list[Result], families: Sequence[str]) -> None:
+    print("\nsummary")
+    regret_summary(results, families)
+    timing_summary(results, families)
     best = Counter(r.best for r in results)
-    picked = Counter(r.choice.chosen for r in results)
     for f in families:
         tests = [r.test[f] for r in results if math.isfinite(r.test[f])]
         mean = f"{np.mean(tests):.3f}" if tests else "  -  "
         print(f"  {f:<10} mean test Spearman {mean} over {len(tests)} cells; best on test in {best[f]} cells")
+    picked = Counter(ensemble_name(r.choice.chosen) for r in results)
     print("  auto picked: " + ", ".join(f"{name} ×{count}" for name, count in picked.most_common()))
     failures = [(r.cell.name, msg) for r in results for msg in r.failures()]
     print(f"  failures: {len(failures)}" + ("" if failures else " (no family failed or gave NaN)"))
@@ -353,9 +378,7 @@ def score_runs(path: str, mode: str, families: Sequence[str], seed: int) -> None
 
 # -- main ----------------------------------------------------------------------------------------
 def selected_cells(patterns: Sequence[str]) -> list[Cell]:
-    cells = [
-        Cell(t, k, m, n) for t in TRUTHS for k in MIXTURE_KINDS for m in DOMAIN_COUNTS for n in BUDGETS
-    ]
+    cells = [Cell(t, k, m, n) for t in TRUTHS for k in MIXTURE_KINDS for m in DOMAIN_COUNTS for n in BUDGETS]
     return [c for c in cells if not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
 
 

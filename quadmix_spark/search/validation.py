@@ -166,13 +166,15 @@ class MeanEnsemble(Regressor):
 @dataclass(frozen=True)
 class Choice:
     """What :func:`choose_regressor` found: the CV table (families, then the ensembles tried,
-    best first), the chosen row's name, and the chosen model fitted on all runs."""
+    best first), the chosen row's name, the chosen model fitted on all runs, and ``models``:
+    every family that could be fitted, fitted on all runs (by family name)."""
 
     table: list[CVScore]
     chosen: str
     model: Regressor
     k: int
     repeats: int
+    models: Mapping[str, Regressor] = field(default_factory=dict, repr=False)
 
     @property
     def score(self) -> CVScore:
@@ -263,4 +265,4 @@ def choose_regressor(
         model = MeanEnsemble.of_fitted([fitted[f] for f in chosen.family[5:-1].split("+")])
     back = np.argsort(order)  # out-of-fold predictions in the order the runs came in
     rows = sorted((replace(row, oof=row.oof[:, back]) for row in table + ensembles_tried), key=_rank_key)
-    return Choice(rows, chosen.family, model, int(folds.max()) + 1, repeats)
+    return Choice(rows, chosen.family, model, int(folds.max()) + 1, repeats, fitted)

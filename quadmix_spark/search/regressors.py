@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from quadmix_spark.core.registry import Registry
@@ -178,11 +178,6 @@ class Regressor(BaseEstimator):
             self._fit(arr, target)
         self.n_features_in_ = arr.shape[1]
         return self
-
-    def cv_estimator(self) -> Regressor:
-        """An unfitted copy for cross-validation folds; a family whose fit is an optimisation
-        may start it from this fitted model's solution (each fold still fits its own runs)."""
-        return clone(self)
 
     @property
     def is_fitted(self) -> bool:

@@ -110,7 +110,7 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     halves = ["θ* mixture, uniform in-domain", "natural mixture, θ* in-domain"]
     fit = result["fit"]
     searched = fit["output_source"] == "searched candidate"  # else θ* is the best run itself
-    best = ["best proxy run"] if searched else []
+    best = ["best proxy run"] if searched else ["searched θ (not written)"]
     assert labels == [
         "θ*",
         *best,
@@ -163,7 +163,7 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     core.load_params(root / "out" / key / "theta_star.yaml")  # a params file select accepts
 
     runs = load_runs(spark, config.table_path("proxy_runs"))
-    assert (runs["kind"] == "proxy").sum() == 30 and (runs["kind"] == "eval").sum() == 9 + len(best)
+    assert (runs["kind"] == "proxy").sum() == 30 and (runs["kind"] == "eval").sum() == 10
     assert runs["run_id"].is_unique and (runs["status"] == "ok").all()
     keys = spark.read.format("delta").load(config.table_path("annotated")).toPandas()["doc_key"].to_numpy()
     held = core.hash_uniform(keys, 0, core.HOLDOUT_STREAM) < 0.1
@@ -200,7 +200,8 @@ def test_rounds_and_a_fixed_mixture(spark, setup, tmp_path):
     assert result.rounds[1]["best_observed"] <= result.rounds[0]["best_observed"]
     assert result.fit["runs"] == 32 and result.search_mixture == "uniform"
     labels = [c.label for c in result.contenders]
-    best = ["best proxy run"] if result.fit["output_source"] == "searched candidate" else []
+    searched = result.fit["output_source"] == "searched candidate"
+    best = ["best proxy run"] if searched else ["searched θ (not written)"]
     assert labels == ["θ*", *best, "uniform, uniform in-domain", "natural mixture, θ* in-domain"]
     selected = spark.read.format("delta").load(config.table_path("experiment_selected")).toPandas()
     theta_star = result.contenders[0].run_id.split("-eval-")[1]

@@ -16,7 +16,8 @@ Steps (each a job of its own elsewhere; here on one SparkSession, rerunnable):
    (``experiment.baselines``), through ``quadmix select`` itself; then the two halves of θ*
    apart (``experiment.decompose``, several seeds each): θ*'s realised domain mixture with random
    documents inside each domain, and the pool's natural mixture with θ*'s in-domain sampling;
-   and θ* composed with each mixture of ``experiment.mixtures``; the best proxy run's own θ; with
+   and θ* composed with each mixture of ``experiment.mixtures``; beside θ*, the best proxy run's
+   own θ (or, when θ* is that run, the searched θ fit-search did not write); with
    ``search.mixture``, that mixture with random documents inside each domain (the row θ*'s
    in-domain sampling must beat); and the rows of a mixture-level
    method (``experiment.mixture_method``, :mod:`~quadmix_spark.pipeline.mixture_methods`), whose
@@ -232,7 +233,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     plan = plan_experiment(spark, config)
     searched = search_in_rounds(spark, plan.rounds, config.experiment.seed)
     _write_theta_star(plan, searched)
-    contenders, method_info = _evaluate(spark, plan)
+    contenders, method_info = _evaluate(spark, plan, searched.fit)
     result = ExperimentResult(
         key=plan.key,
         pool_docs=sum(load_stats(spark, plan.stats_path).docs.values()),  # the pool's stats: no scan
@@ -341,12 +342,16 @@ def _write_theta_star(plan: ExperimentPlan, searched: Searched) -> None:
     θ* is new, the best run's θ beside it, for a row of its own; the rounds' plot."""
     write_theta_star(searched.result, plan.rounds.search)
     fit, sampler = searched.fit, plan.rounds.sampler
-    best_run = files.join(plan.out_dir, "best_run.yaml")
-    files.delete(best_run)  # a rerun's θ* may be the best run itself
+    # The other of the two beside θ*, for a row of its own: the best run's θ when θ* is new, the
+    # searched θ when θ* is the best run (so the table shows whether that choice was right).
+    other = files.join(plan.out_dir, "other.yaml")
+    files.delete(other)
     if fit["output_source"] == "searched candidate":
-        best = searched.X[searched.run_ids.index(fit["best_observed_run"])]
-        with files.local_file(best_run) as path:
-            core.save_params(core.QuadMixParams.from_vector(best, sampler.domains, sampler.scorers), path)
+        vector = searched.X[searched.run_ids.index(fit["best_observed_run"])]
+    else:
+        vector = np.asarray(fit["candidate"])
+    with files.local_file(other) as path:
+        core.save_params(core.QuadMixParams.from_vector(vector, sampler.domains, sampler.scorers), path)
     if len(searched.history) > 1:
         with files.local_file(files.join(plan.out_dir, "rounds.png")) as path:
             plot_rounds(searched.history, path)
@@ -366,10 +371,12 @@ class Evaluation:
     """The evaluation rows: each a ``quadmix select`` at the proxies' budget on the pool, trained as a
     fresh proxy; ``contenders`` are the rows compared, in the order they were selected."""
 
-    def __init__(self, spark: SparkSession, plan: ExperimentPlan) -> None:
+    def __init__(self, spark: SparkSession, plan: ExperimentPlan, fit: dict) -> None:
         self.spark, self.plan = spark, plan
         self.contenders: list[Contender] = []
         self.trained: set[str] = set()  # run ids a mixture method trained itself
+        new = fit["output_source"] == "searched candidate"
+        self.other_label = "best proxy run" if new else "searched θ (not written)"
 
     def select(
         self,
@@ -424,10 +431,10 @@ class Evaluation:
         _fill(self.spark, runs_path, rows, plan.config.targets.weights)
 
 
-def _evaluate(spark: SparkSession, plan: ExperimentPlan) -> tuple[list[Contender], dict | None]:
+def _evaluate(spark: SparkSession, plan: ExperimentPlan, fit: dict) -> tuple[list[Contender], dict | None]:
     """θ*, the best run, the baselines, θ*'s two halves apart, θ* with each configured mixture and
     the mixture method's rows, selected by ``quadmix select`` at the proxies' budget, then trained."""
-    ev = Evaluation(spark, plan)
+    ev = Evaluation(spark, plan, fit)
     theta_mixture = _theta_and_baselines(ev)
     if plan.config.experiment.decompose:
         _halves(ev, theta_mixture)
@@ -444,14 +451,14 @@ def _theta_and_baselines(ev: Evaluation) -> str:
     """θ* (composed with ``search.mixture`` when set), the best run beside it, each baseline;
     returns the file of θ*'s realised domain mixture."""
     plan = ev.plan
-    best_run = files.join(plan.out_dir, "best_run.yaml")
+    other = files.join(plan.out_dir, "other.yaml")
     theta_mixture_file = files.join(plan.out_dir, "theta_star_mixture.yaml")
     for label, selector in _selectors(plan.config):
         sel, _ = ev.select(label, selector, plan.config.search.mixture if selector == "quadmix" else None)
         if label != "θ*":
             continue
-        if files.is_file(best_run):  # θ* is new: the best run's θ beside it
-            ev.select("best proxy run", "quadmix", plan.config.search.mixture, params=best_run)
+        if files.is_file(other):  # the best run beside a new θ*; the searched θ beside the best run
+            ev.select(ev.other_label, "quadmix", plan.config.search.mixture, params=other)
         shares = {d: sel.tokens_after.get(d, 0) for d in sel.tokens_before}
         realised = core.Mixture.natural(shares, method="theta_star_realised", selection=sel.selection_id)
         with files.local_file(theta_mixture_file) as path:

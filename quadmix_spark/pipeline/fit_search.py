@@ -399,6 +399,7 @@ def _against_the_evidence(
         f"{message}: writing the best run's {'θ' if cfg.mode == 'quadmix' else 'mixture'} instead"
     )
     log.warning(decision["warning"])
+    decision["candidate"] = [float(x) for x in result.theta_star]  # what was searched, not written
     best_run = replace(
         result, theta_star=X[best].copy(), predicted_loss_of_mean=decision["best_run_predicted_loss"]
     )

@@ -9,7 +9,9 @@ to choose by. Here every run is scored once per repeat, by a model that never sa
 - **scores**: per repeat, the Spearman correlation (the search needs the order of the runs) and
   the mean absolute error of the pooled out-of-fold predictions; the table reports the mean and
   the standard deviation over the repeats, and the mean seconds per fit;
-- **choice** (``auto``): the family with the best mean Spearman (equal to three decimals: the
+- **choice** (``auto``): among the families whose MAE is at most three times that of the
+  constant predictor (each fold predicted by the mean loss of the others; its row is in the table
+  as the floor), the one with the best mean Spearman (equal to three decimals: the
   lower MAE), or the mean of the two or three best families' predictions when that mean,
   scored on the same out-of-fold predictions, has a higher Spearman. The mean of predictions
   orders candidates as a rank average of calibrated members would, and stays in loss units, so
@@ -36,6 +38,8 @@ from quadmix_spark.search.regressors import REGRESSORS, Mode, Regressor, evaluat
 __all__ = ["CVScore", "Choice", "MeanEnsemble", "choose_regressor", "cross_validate", "cv_folds"]
 
 ENSEMBLE_SIZES = (2, 3)
+MAX_MAE_RATIO = 3.0  # a family whose CV MAE exceeds this × the constant predictor's is not chosen
+CONSTANT = "constant (the mean)"
 
 
 def cv_folds(run_ids: Sequence[str], k: int = 5, repeats: int = 3, seed: int = 0) -> NDArray[np.int64]:
@@ -96,6 +100,15 @@ def _score(family: str, oof: NDArray[np.float64], y: NDArray[np.float64], second
     mae = np.array([m["mae"] for m in per_repeat])
     sd = float(rho.std(ddof=1)) if rho.size > 1 else 0.0
     return CVScore(family, float(rho.mean()), sd, float(mae.mean()), seconds, oof)
+
+
+def _constant(y: NDArray[np.float64], folds: NDArray[np.int64]) -> CVScore:
+    """The floor: each fold predicted by the mean loss of the runs it was not in."""
+    oof = np.empty(folds.shape)
+    for r, fold in enumerate(folds):
+        for f in np.unique(fold):
+            oof[r, fold == f] = y[fold != f].mean()
+    return _score(CONSTANT, oof, y, 0.0)
 
 
 def _failed(family: str, n: int, repeats: int, err: Exception) -> CVScore:
@@ -245,10 +258,16 @@ def choose_regressor(
         row = cross_validate(build(family), X, y, folds, family)  # every fold fits from scratch
         table.append(replace(row, seconds=row.seconds + seconds))
     table.sort(key=_rank_key)
-    ok = [row for row in table if row.ok]
-    if not ok:
+    if not any(row.ok for row in table):
         errors = "; ".join(f"{r.family}: {r.error}" for r in table)
         raise ValueError(f"no regressor family could be fitted: {errors}")
+    constant = _constant(y, folds)
+    # A family that orders the runs but misses their losses by far more than their mean does
+    # extrapolates wildly (an exponent gone astray): it would rank absurd candidates first, and
+    # its error would swamp the comparison with the best run. It stays in the table, unchosen.
+    ok = [row for row in table if row.ok and row.mae <= MAX_MAE_RATIO * constant.mae]
+    if not ok:
+        ok = [min((row for row in table if row.ok), key=lambda row: row.mae)]
     ensembles_tried = []
     if ensembles:
         for size in ENSEMBLE_SIZES:
@@ -264,5 +283,6 @@ def choose_regressor(
     else:
         model = MeanEnsemble.of_fitted([fitted[f] for f in chosen.family[5:-1].split("+")])
     back = np.argsort(order)  # out-of-fold predictions in the order the runs came in
-    rows = sorted((replace(row, oof=row.oof[:, back]) for row in table + ensembles_tried), key=_rank_key)
+    shown = table + ensembles_tried + [constant]
+    rows = sorted((replace(row, oof=row.oof[:, back]) for row in shown), key=_rank_key)
     return Choice(rows, chosen.family, model, int(folds.max()) + 1, repeats, fitted)

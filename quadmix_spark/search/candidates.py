@@ -6,7 +6,9 @@ top 10 vectors. RegMix: the same over Dirichlet draws of domain weights (officia
 draws, top 128).
 
 The mean of vectors whose α rows (or mixtures) sum to 1 sums to 1 again up to float rounding;
-the result is checked against gross drift (a layout bug) and renormalised exactly.
+the result is checked against gross drift (a layout bug) and renormalised exactly. A mean the
+surrogate predicts worse than every one of the top k has left the region they were found in (θ
+is not a convex world: the mean of two good ω can select badly); θ* is then the best candidate.
 
 Two options keep the search where the surrogate has evidence: a ``features`` map (what the
 surrogate reads may be features of θ rather than θ itself: the candidates are mapped before they
@@ -189,13 +191,14 @@ class SearchResult:
 
     Attributes
     ----------
-    theta_star : (D,) mean of the top-k candidates, simplex blocks renormalised
-    predicted_loss_of_mean : predicted loss of ``theta_star`` itself
+    theta_star : (D,) mean of the top-k candidates, simplex blocks renormalised (or the best
+        candidate, when the mean is predicted worse than all of them: ``candidate_stats["averaged"]``)
     top_candidates : (k, D) the best candidates, best first
     top_predicted : (k,) their predicted losses, ascending
     names : D feature names (``param_names`` layout, or domain names for mixtures)
     domains, scorers : the sampler's names; ``scorers`` is None for a mixture search
     n_candidates, seed : how the candidates were drawn
+    predicted_loss_of_mean : θ*'s own predicted loss
     proposals : (P, D) the best P candidates (inside the runs' region when it holds enough), best
         first: where the next round of runs goes (P = 0 unless asked for)
     """
@@ -313,10 +316,14 @@ def search_theta(
     best = order[:top_k]
     top = candidates[best]
     theta_star = _renormalise(top.mean(axis=0), sampler)
+    predicted_star = float(regressor.predict(scored(theta_star[None, :]))[0])
+    averaged = predicted_star <= predicted[best[-1]]
+    if not averaged:  # the mean left the region its members were predicted best in
+        theta_star, predicted_star = top[0].copy(), float(predicted[best[0]])
     is_qm = isinstance(sampler, ParamSampler)
     return SearchResult(
         theta_star=theta_star,
-        predicted_loss_of_mean=float(regressor.predict(scored(theta_star[None, :]))[0]),
+        predicted_loss_of_mean=predicted_star,
         top_candidates=top,
         top_predicted=predicted[best],
         names=tuple(sampler.names),
@@ -329,6 +336,7 @@ def search_theta(
             "median": float(np.median(predicted)),
             "mean": float(predicted.mean()),
             "inside_region": int(inside.sum()),
+            "averaged": bool(averaged),
         },
         proposals=candidates[order[:propose]],
     )

@@ -205,10 +205,14 @@ class Regressor(BaseEstimator):
 
 
 def standard_scale(X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Column means and standard deviations of X (n, D); a constant column gets scale 1."""
+    """Column means and standard deviations of X (n, D); a constant column gets scale 1.
+
+    "Constant" is relative: a column whose spread is a billionth of its size (a realised share
+    fixed by a mixture, up to rounding) would otherwise be blown up into noise of unit variance,
+    and a new row's rounding difference into a huge standardised value."""
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
-    return mean, np.where(scale > 0, scale, 1.0)
+    return mean, np.where(scale > 1e-9 * np.maximum(1.0, np.abs(mean)), scale, 1.0)
 
 
 def regressor_from_bytes(data: bytes) -> Regressor:

@@ -185,7 +185,7 @@ def test_rounds_and_a_fixed_mixture(spark, setup, tmp_path):
     mine = runs[runs["run_id"].str.startswith(f"{key}-")]
     first, second = (
         mine[mine.run_id.str.startswith(f"{key}-p")],
-        mine[mine.run_id.str.startswith(f"{key}-r2-p")],
+        mine[mine.run_id.str.startswith(f"{key}-r2-")],
     )
     assert len(first) == 24 and len(second) == 8 and (mine["status"] == "ok").all()
     # each proxy dataset gives every domain a third of the budget (in expectation: the copies of

@@ -5,7 +5,8 @@ Round 1 draws its θ from Algorithm 1; each later round takes the best candidate
 fitted on all runs before it (``SearchResult.proposals``: fresh Algorithm-1 draws ranked inside the
 runs' region), so the runs gather where the surrogate expects the optimum and the last fit is
 sharpest there (CLIMB's and BO's rounds; shared/research/surrogates.md). Run ids name their round
-(``<key>-p0007`` in round 1, ``<key>-r2-p0003`` after it), so a rerun trains only what is missing.
+(``<key>-p0007`` in round 1, ``<key>-r2-<key of its θ>-p0003`` after it), so a rerun trains only
+what is missing.
 """
 
 from __future__ import annotations
@@ -59,9 +60,14 @@ class Searched:
     failed: int
 
 
-def round_ids(key: str, round_no: int, n: int) -> list[str]:
-    prefix = f"{key}-p" if round_no == 1 else f"{key}-r{round_no}-p"
-    return [f"{prefix}{k:04d}" for k in range(n)]
+def round_ids(key: str, round_no: int, theta: np.ndarray) -> list[str]:
+    """Round 1's ids follow from the config (Algorithm 1's draws); a later round's name its θ
+    too, since they come from a fitted surrogate: another surrogate's proposals are other runs."""
+    if round_no == 1:
+        prefix = f"{key}-p"
+    else:
+        prefix = f"{key}-r{round_no}-{core.content_key(np.round(theta, 12).tolist(), 8)}-p"
+    return [f"{prefix}{k:04d}" for k in range(len(theta))]
 
 
 def search_in_rounds(spark: SparkSession, plan: RoundsPlan, seed: int) -> Searched:
@@ -71,7 +77,7 @@ def search_in_rounds(spark: SparkSession, plan: RoundsPlan, seed: int) -> Search
     proposals = None
     for r, n in enumerate(plan.rounds, start=1):
         theta = plan.sampler.sample(n, seed) if r == 1 else proposals[:n]
-        ids = round_ids(plan.key, r, n)
+        ids = round_ids(plan.key, r, theta)
         train_proxies(spark, plan, theta, ids)
         run_ids += ids
         following = plan.rounds[r] if r < len(plan.rounds) else 0

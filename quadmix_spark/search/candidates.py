@@ -273,44 +273,13 @@ def search_theta(
     the best candidates themselves (``proposals``). Prediction runs in batches of ``batch_size``
     rows. Ties are broken by draw order, so the result is deterministic in ``seed``.
     """
-    for name, value, low in (
-        ("n_candidates", n_candidates, 1),
-        ("top_k", top_k, 1),
-        ("batch_size", batch_size, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if top_k > n_candidates:
-        raise ValueError(f"top_k={top_k} exceeds n_candidates={n_candidates}")
-    if not isinstance(sampler, ParamSampler | DirichletSampler):
-        raise TypeError(f"sampler must be a ParamSampler or DirichletSampler, got {type(sampler).__name__}")
-    if not callable(getattr(regressor, "predict", None)):
-        raise TypeError("regressor must have a predict(X) method")
-    names = getattr(regressor, "feature_names", None)
-    layout = features.names if features is not None else sampler.names
-    if names is not None and list(names) != list(layout):
-        raise ValueError(
-            "regressor feature_names differ from the sampler's parameter layout "
-            f"({len(names)} vs {len(layout)} features); fit and search must use the same sampler"
-        )
-    mode = getattr(regressor, "mode", None)
-    expected_mode = "quadmix" if isinstance(sampler, ParamSampler) else "regmix"
-    if mode is not None and mode != expected_mode:
-        raise ValueError(f"a {mode}-mode regressor cannot score {type(sampler).__name__} candidates")
+    _check_search(regressor, sampler, n_candidates, top_k, batch_size, features)
 
     def scored(theta: NDArray[np.float64]) -> NDArray[np.float64]:
         return theta if features is None else features.transform(theta)
 
     candidates = sampler.sample(int(n_candidates), seed)
-    predicted = np.empty(len(candidates))
-    inside = np.ones(len(candidates), dtype=bool)
-    for start in range(0, len(candidates), batch_size):
-        x = scored(candidates[start : start + batch_size])
-        predicted[start : start + batch_size] = regressor.predict(x)
-        if region is not None:
-            inside[start : start + batch_size] = region.inside(x)
-    if not np.all(np.isfinite(predicted)):
-        raise ValueError("regressor returned non-finite predictions")
+    predicted, inside = _score(regressor, candidates, scored, region, batch_size)
     ranked = np.where(inside, predicted, np.inf) if inside.sum() >= max(top_k, propose) else predicted
     order = np.argsort(ranked, kind="stable")
     best = order[:top_k]
@@ -340,6 +309,47 @@ def search_theta(
         },
         proposals=candidates[order[:propose]],
     )
+
+
+def _check_search(regressor, sampler, n_candidates: int, top_k: int, batch_size: int, features) -> None:
+    for name, value, low in (
+        ("n_candidates", n_candidates, 1),
+        ("top_k", top_k, 1),
+        ("batch_size", batch_size, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if top_k > n_candidates:
+        raise ValueError(f"top_k={top_k} exceeds n_candidates={n_candidates}")
+    if not isinstance(sampler, ParamSampler | DirichletSampler):
+        raise TypeError(f"sampler must be a ParamSampler or DirichletSampler, got {type(sampler).__name__}")
+    if not callable(getattr(regressor, "predict", None)):
+        raise TypeError("regressor must have a predict(X) method")
+    names = getattr(regressor, "feature_names", None)
+    layout = features.names if features is not None else sampler.names
+    if names is not None and list(names) != list(layout):
+        raise ValueError(
+            "regressor feature_names differ from the sampler's parameter layout "
+            f"({len(names)} vs {len(layout)} features); fit and search must use the same sampler"
+        )
+    mode = getattr(regressor, "mode", None)
+    expected_mode = "quadmix" if isinstance(sampler, ParamSampler) else "regmix"
+    if mode is not None and mode != expected_mode:
+        raise ValueError(f"a {mode}-mode regressor cannot score {type(sampler).__name__} candidates")
+
+
+def _score(regressor, candidates, scored, region: RunRegion | None, batch_size: int):
+    """Predicted loss (n,) of every candidate, and whether each lies inside ``region`` (n,)."""
+    predicted = np.empty(len(candidates))
+    inside = np.ones(len(candidates), dtype=bool)
+    for start in range(0, len(candidates), batch_size):
+        x = scored(candidates[start : start + batch_size])
+        predicted[start : start + batch_size] = regressor.predict(x)
+        if region is not None:
+            inside[start : start + batch_size] = region.inside(x)
+    if not np.all(np.isfinite(predicted)):
+        raise ValueError("regressor returned non-finite predictions")
+    return predicted, inside
 
 
 def search_mixture(

@@ -246,6 +246,21 @@ def choose_regressor(
         base = {"mode": mode, "feature_names": feature_names, "seed": seed}
         return make_regressor(family, **base, **params.get(family, {}))
 
+    fitted, table = _validate(families, build, X, y, folds)
+    constant = _constant(y, folds)
+    chosen, ensembles_tried = _choose(table, constant, y, ensembles)
+    if chosen.family in fitted:
+        model = fitted[chosen.family]
+    else:
+        model = MeanEnsemble.of_fitted([fitted[f] for f in chosen.family[5:-1].split("+")])
+    back = np.argsort(order)  # out-of-fold predictions in the order the runs came in
+    shown = table + ensembles_tried + [constant]
+    rows = sorted((replace(row, oof=row.oof[:, back]) for row in shown), key=_rank_key)
+    return Choice(rows, chosen.family, model, int(folds.max()) + 1, repeats, fitted)
+
+
+def _validate(families, build, X, y, folds) -> tuple[dict[str, Regressor], list[CVScore]]:
+    """Each family fitted on all runs and cross-validated (every fold fitted from scratch)."""
     fitted, table = {}, []
     for family in dict.fromkeys(families):
         started = time.perf_counter()
@@ -255,34 +270,31 @@ def choose_regressor(
             table.append(_failed(family, len(y), folds.shape[0], err))
             continue
         seconds = time.perf_counter() - started
-        row = cross_validate(build(family), X, y, folds, family)  # every fold fits from scratch
+        row = cross_validate(build(family), X, y, folds, family)
         table.append(replace(row, seconds=row.seconds + seconds))
     table.sort(key=_rank_key)
     if not any(row.ok for row in table):
         errors = "; ".join(f"{r.family}: {r.error}" for r in table)
         raise ValueError(f"no regressor family could be fitted: {errors}")
-    constant = _constant(y, folds)
+    return fitted, table
+
+
+def _choose(
+    table: list[CVScore], constant: CVScore, y: NDArray[np.float64], ensembles: bool
+) -> tuple[CVScore, list[CVScore]]:
+    """The chosen row (a family, or the mean of the best two or three), and the ensembles tried."""
     # A family that orders the runs but misses their losses by far more than their mean does
     # extrapolates wildly (an exponent gone astray): it would rank absurd candidates first, and
     # its error would swamp the comparison with the best run. It stays in the table, unchosen.
     ok = [row for row in table if row.ok and row.mae <= MAX_MAE_RATIO * constant.mae]
     if not ok:
         ok = [min((row for row in table if row.ok), key=lambda row: row.mae)]
-    ensembles_tried = []
-    if ensembles:
-        for size in ENSEMBLE_SIZES:
-            if len(ok) >= size:
-                top = ok[:size]
-                oof = np.mean([row.oof for row in top], axis=0)
-                name = "mean(" + "+".join(row.family for row in top) + ")"
-                ensembles_tried.append(_score(name, oof, y, sum(row.seconds for row in top)))
-    better = [row for row in ensembles_tried if row.spearman > ok[0].spearman]
-    chosen = max(better, key=lambda row: row.spearman) if better else ok[0]
-    if chosen is ok[0]:
-        model = fitted[chosen.family]
-    else:
-        model = MeanEnsemble.of_fitted([fitted[f] for f in chosen.family[5:-1].split("+")])
-    back = np.argsort(order)  # out-of-fold predictions in the order the runs came in
-    shown = table + ensembles_tried + [constant]
-    rows = sorted((replace(row, oof=row.oof[:, back]) for row in shown), key=_rank_key)
-    return Choice(rows, chosen.family, model, int(folds.max()) + 1, repeats, fitted)
+    tried = []
+    for size in ENSEMBLE_SIZES if ensembles else ():
+        if len(ok) >= size:
+            top = ok[:size]
+            oof = np.mean([row.oof for row in top], axis=0)
+            name = "mean(" + "+".join(row.family for row in top) + ")"
+            tried.append(_score(name, oof, y, sum(row.seconds for row in top)))
+    better = [row for row in tried if row.spearman > ok[0].spearman]
+    return (max(better, key=lambda row: row.spearman) if better else ok[0]), tried

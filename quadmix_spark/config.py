@@ -626,6 +626,24 @@ class SearchConfig:
         "from 200 runs on, smaller on few runs, where 20 leaves one split per tree (64 demo runs, 8-fold CV "
         "Spearman: 0.19 at 20, 0.45 at 5).",
     )
+    rounds: list[int] | None = setting(
+        None,
+        "The experiment's proxy runs per round: round 1 draws θ from Algorithm 1; each later round trains "
+        "the best candidates of the surrogate fitted on every run before it (inside the runs' region), and "
+        "the surrogate is refitted on all runs; `null`: `experiment.n_runs` in one round below 48 runs, else "
+        "three quarters then a quarter (64 → `[48, 16]`). The first round needs at least 20 runs.",
+        nonempty=True,
+        ge=1,
+        rule="list at least one round",
+    )
+    mixture: str | None = setting(
+        None,
+        "The experiment: search only θ's in-domain part at these domain shares (a [mixture "
+        "source](#mixture-sources), e.g. the best mixture row of an earlier experiment): every proxy "
+        "dataset gives each domain its share of the budget and θ chooses the documents inside it; θ* is "
+        "selected with the mixture, and the comparison adds the mixture with random documents inside "
+        "each domain.",
+    )
     n_candidates: int = setting(100_000, "Candidates drawn for the search.")
     top_k: int = setting(
         10,

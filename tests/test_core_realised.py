@@ -19,7 +19,7 @@ def sample(n_per: int = 300, seed: int = 0, decimals: int = 2) -> DomainSample:
     return DomainSample(DOMAINS, SCORERS, sigma, d, tokens, np.array([5e6, 2e6, 1e7]))
 
 
-def reference(s: DomainSample, theta: np.ndarray, aim: float | None) -> np.ndarray:
+def reference(s: DomainSample, theta: np.ndarray, aim: float | None, shares=None) -> np.ndarray:
     """Eq. 1–3 by the core's own functions on the whole sample, then the sums by hand."""
     p = core.QuadMixParams.from_vector(theta, DOMAINS, SCORERS)
     d, t, m = s.domain_idx, s.tokens.astype(float), len(DOMAINS)
@@ -28,10 +28,13 @@ def reference(s: DomainSample, theta: np.ndarray, aim: float | None) -> np.ndarr
     mass = np.bincount(d, S * t, m)
     pool_mass = mass * s.pool_tokens / np.bincount(d, t, m)
     c = aim / pool_mass.sum() if aim else 1.0
+    share = pool_mass / pool_mass.sum()
+    if shares is not None:  # one scale per domain
+        c, share = (aim * np.asarray(shares) / pool_mass)[d], np.asarray(shares)
     kept_tokens = np.bincount(d, np.minimum(c * S, 1) * t, m)
     quality = np.stack([np.bincount(d, S * t * s.sigma[:, j], m) / mass for j in range(2)], axis=1)
     per = np.column_stack(
-        [pool_mass / pool_mass.sum(), kept_tokens / np.bincount(d, t, m), c * mass / kept_tokens, quality]
+        [share, kept_tokens / np.bincount(d, t, m), np.bincount(d, c * S * t, m) / kept_tokens, quality]
     )
     return per.ravel()
 
@@ -49,6 +52,20 @@ def test_features_equal_eq_1_to_3_on_the_sample(omega_high: float) -> None:
     np.testing.assert_allclose(no_aim[0], reference(s, theta[0], None), rtol=1e-10)
     shares = got.reshape(40, 3, 5)[:, :, 0]
     np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+
+
+def test_a_fixed_mixture_gives_each_domain_its_own_scale() -> None:
+    s = sample(seed=4)
+    theta = core.ParamSampler(DOMAINS, SCORERS).sample(12, seed=5)
+    shares = np.array([0.5, 0.3, 0.2])
+    got = s.features(theta, aim_tokens=3e5, shares=shares)
+    for k in range(12):
+        np.testing.assert_allclose(got[k], reference(s, theta[k], 3e5, shares), rtol=1e-10, atol=1e-13)
+    np.testing.assert_array_equal(got.reshape(12, 3, 5)[:, :, 0], np.tile(shares, (12, 1)))
+    free = s.features(theta, aim_tokens=3e5)
+    assert np.abs(free.reshape(12, 3, 5)[:, :, 1] - got.reshape(12, 3, 5)[:, :, 1]).max() > 0.01
+    with pytest.raises(ValueError, match="shares must hold 3"):
+        s.features(theta, shares=shares)
 
 
 def test_a_tie_group_across_the_cut_is_ranked_whole() -> None:

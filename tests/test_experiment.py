@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from pyspark.sql import functions as F
 from quadmix_spark import core
 from quadmix_spark.cli import main
 from quadmix_spark.config import PipelineConfig, from_dict, to_dict
-from quadmix_spark.pipeline.experiment import experiment_key
+from quadmix_spark.pipeline.experiment import experiment_key, format_result, run_experiment
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.proxy.runs import load_runs
 from udfs.models import load_tokenizer
@@ -107,7 +108,28 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     result = json.loads((root / "out" / key / "experiment.json").read_text())
     labels = [c["label"] for c in result["contenders"]]
     halves = ["θ* mixture, uniform in-domain", "natural mixture, θ* in-domain"]
-    assert labels == ["θ*", "uniform", "top-k q_clean", "top-k q_noise", *halves, *halves, "θ* ∘ uniform"]
+    fit = result["fit"]
+    searched = fit["output_source"] == "searched candidate"  # else θ* is the best run itself
+    best = ["best proxy run"] if searched else ["searched θ (not written)"]
+    assert labels == [
+        "θ*",
+        *best,
+        "uniform",
+        "top-k q_clean",
+        "top-k q_noise",
+        *halves,
+        *halves,
+        "θ* ∘ uniform",
+    ]
+    held = fit["held_out"]  # search.holdout_fraction 0.2, by a hash of the run ids
+    assert fit["runs"] == 30 and 2 <= held <= 10 and fit["held_out_metrics"]["n"] == held
+    assert fit["cv"]["k"] == 5 and fit["metrics"]["n"] == 30 - held
+    assert (
+        set(fit["cv_by_features"]) == {"theta", "realised", "both"}
+        and fit["features"] in fit["cv_by_features"]
+    )
+    for mode in ("theta", "realised", "both"):
+        assert f"features: {mode}" in out
     for c in result["contenders"]:
         assert c["status"] == "ok" and c["n_train_tokens"] == 6000
         assert set(c["losses"]) == {f"heldout:{d}" for d in DOMAINS}
@@ -141,7 +163,7 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     core.load_params(root / "out" / key / "theta_star.yaml")  # a params file select accepts
 
     runs = load_runs(spark, config.table_path("proxy_runs"))
-    assert (runs["kind"] == "proxy").sum() == 30 and (runs["kind"] == "eval").sum() == 9
+    assert (runs["kind"] == "proxy").sum() == 30 and (runs["kind"] == "eval").sum() == 10
     assert runs["run_id"].is_unique and (runs["status"] == "ok").all()
     keys = spark.read.format("delta").load(config.table_path("annotated")).toPandas()["doc_key"].to_numpy()
     held = core.hash_uniform(keys, 0, core.HOLDOUT_STREAM) < 0.1
@@ -149,10 +171,55 @@ def test_experiment_prints_the_comparison(spark, setup, capsys):
     assert 0 < held.sum() < 200 and set(pool["doc_key"]) == set(keys[~held])  # no run sees held-out text
 
 
+def test_rounds_and_a_fixed_mixture(spark, setup, tmp_path):
+    """Two rounds (24 from Algorithm 1, 8 where the first fit predicts best), every proxy dataset
+    and θ* composed with the uniform mixture, and that mixture alone as the row to beat."""
+    root, base, _ = setup
+    config = copy.deepcopy(base)
+    config.experiment.output_dir = str(tmp_path / "out")
+    config.experiment.baselines, config.experiment.mixtures, config.experiment.seeds = [], [], 1
+    config.search.rounds, config.search.holdout_fraction, config.search.mixture = [24, 8], 0.0, "uniform"
+    result = run_experiment(spark, config)
+    key = result.key
+    runs = load_runs(spark, config.table_path("proxy_runs"))
+    mine = runs[runs["run_id"].str.startswith(f"{key}-")]
+    first, second = (
+        mine[mine.run_id.str.startswith(f"{key}-p")],
+        mine[mine.run_id.str.startswith(f"{key}-r2-")],
+    )
+    assert len(first) == 24 and len(second) == 8 and (mine["status"] == "ok").all()
+    # each proxy dataset gives every domain a third of the budget (in expectation: the copies of
+    # some 40 documents per domain are rounded); θ decides only inside them
+    shares = np.vstack(mine[mine.kind == "proxy"]["mixture"].map(np.asarray))
+    np.testing.assert_allclose(shares.mean(axis=0), 1 / 3, atol=0.015)
+    np.testing.assert_allclose(shares, 1 / 3, atol=0.1)
+    assert [r["runs"] for r in result.rounds] == [24, 32] and [r["new_runs"] for r in result.rounds] == [
+        24,
+        8,
+    ]
+    assert result.rounds[1]["best_observed"] <= result.rounds[0]["best_observed"]
+    assert result.fit["runs"] == 32 and result.search_mixture == "uniform"
+    labels = [c.label for c in result.contenders]
+    searched = result.fit["output_source"] == "searched candidate"
+    best = ["best proxy run"] if searched else ["searched θ (not written)"]
+    assert labels == ["θ*", *best, "uniform, uniform in-domain", "natural mixture, θ* in-domain"]
+    selected = spark.read.format("delta").load(config.table_path("experiment_selected")).toPandas()
+    theta_star = result.contenders[0].run_id.split("-eval-")[1]
+    tokens = selected[selected.selection_id == theta_star].assign(t=lambda x: x.n_tokens * x.copies)
+    np.testing.assert_allclose(tokens.groupby("domain")["t"].sum() / tokens["t"].sum(), 1 / 3, atol=0.03)
+    assert (tmp_path / "out" / key / "rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "uniform, uniform in-domain" in format_result(result)
+
+
 def test_the_comparison_ranks_failed_runs_last(tmp_path):
     from quadmix_spark.pipeline.experiment import Contender, ExperimentResult, format_result
 
-    fit = {"runs": 30, "held_out": 6, "metrics": {"spearman": 0.5, "pearson": 0.5, "mae": 0.1}}
+    cv = {"chosen": "gp", "k": 5, "repeats": 3, "table": []}
+    fit = {"mode": "quadmix", "runs": 30, "held_out": 6, "regressor": "gp", "features": "theta", "cv": cv}
+    fit |= {
+        "metrics": {"spearman": 0.5, "spearman_sd": 0.1, "mae": 0.1},
+        "output_source": "searched candidate",
+    }
     fit |= {"theta_star_predicted_loss": 4.0, "best_observed_run": "r", "best_observed_loss": 4.1}
     contenders = [
         Contender("θ*", "quadmix", "a", 3.9, {}, 100, "ok"),

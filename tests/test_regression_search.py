@@ -215,3 +215,29 @@ def test_bad_search_arguments(bowl_regressor: LossRegressor) -> None:
         search_theta(LossRegressor("regmix"), SAMPLER, n_candidates=100)
     with pytest.raises(TypeError, match="predict"):
         search_theta(object(), SAMPLER, n_candidates=100)  # type: ignore[arg-type]
+
+
+class TwoValleys:
+    """Losses low near either corner of two domains, high in between: the mean of good mixtures is bad."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        r = np.asarray(x)[:, 0]
+        return 3.0 - np.exp(-(((r - 0.1) / 0.05) ** 2)) - np.exp(-(((r - 0.9) / 0.05) ** 2))
+
+
+def test_a_mean_that_leaves_the_good_region_gives_way_to_the_best_candidate() -> None:
+    result = search_mixture(TwoValleys(), ["a", "b"], n_candidates=2_000, top_k=20, seed=3)
+    near = np.abs(result.top_candidates[:, 0] - 0.5)
+    assert (near > 0.3).all()  # every top candidate sits in a valley
+    assert not result.candidate_stats["averaged"]
+    np.testing.assert_array_equal(result.theta_star, result.top_candidates[0])
+    assert result.predicted_loss_of_mean == pytest.approx(result.top_predicted[0])
+    # one valley: the mean of its best candidates stays in it, and is θ*
+    one = search_mixture(ExactValley(), ["a", "b"], n_candidates=2_000, top_k=20, seed=3)
+    assert one.candidate_stats["averaged"]
+    np.testing.assert_allclose(one.theta_star, one.top_candidates.mean(axis=0))
+
+
+class ExactValley:
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return 3.0 - np.exp(-(((np.asarray(x)[:, 0] - 0.1) / 0.05) ** 2))

@@ -111,7 +111,8 @@ def test_auto_picks_the_true_family_on_a_clear_case() -> None:
     assert rows["loglinear"].spearman > 0.99
     assert rows["loglinear"].spearman > rows["lightgbm"].spearman + 0.05
     assert rows["loglinear"].mae < rows["lightgbm"].mae / 10
-    assert len(rows) == 6  # four families and the two ensembles of the best
+    assert len(rows) == 7  # four families, the two ensembles of the best, the constant floor
+    assert rows["constant (the mean)"].mae > 10 * rows["loglinear"].mae
     assert choice.model.intercept_ == pytest.approx(2.5, abs=0.05)  # refitted on all runs
     assert choice.table[0].family == "loglinear"  # best first
 
@@ -178,3 +179,32 @@ def test_a_family_added_by_one_class_and_one_registration_is_cross_validated() -
 
     finally:
         REGRESSORS.unregister("test-quadratic")
+
+
+class Exaggerated(Regressor):
+    """Orders the runs perfectly (it is told the truth) but misses their losses a thousandfold."""
+
+    name = "test-exaggerated"
+
+    def _fit(self, X, y):
+        self.centre_ = float(y.mean())
+
+    def _predict(self, X):
+        return self.centre_ + 1000.0 * (
+            2.5 + 0.8 * np.exp(X @ np.linspace(-1.5, 1.5, X.shape[1])) - self.centre_
+        )
+
+
+def test_a_family_far_off_the_losses_is_never_chosen() -> None:
+    register(Exaggerated)
+    try:
+        x, y, _ = law_runs(48, 4, seed=8, noise=0.01)
+        choice = choose_regressor(
+            ["linear", "test-exaggerated"], x, y, [f"r{i}" for i in range(48)], mode="regmix"
+        )
+        rows = {r.family: r for r in choice.table}
+        assert rows["test-exaggerated"].spearman > rows["linear"].spearman  # the better order
+        assert rows["test-exaggerated"].mae > 3 * rows["constant (the mean)"].mae
+        assert choice.chosen == "linear"
+    finally:
+        REGRESSORS.unregister("test-exaggerated")

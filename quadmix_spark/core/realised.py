@@ -13,7 +13,9 @@ per-domain sample of (σ, tokens) without touching the corpus (Eq. 1–3 on the 
   (smaller = better, as σ is oriented).
 
 c is the budget scale the proxy datasets use: ``aim_tokens`` / (expected selected tokens of the
-pool at c = 1); without an aim, c = 1. The rank of a sample document is its token-weighted rank
+pool at c = 1); without an aim, c = 1. With fixed domain ``shares`` (a mixture composed with θ),
+each domain has its own scale, aim · share / (its expected tokens at c = 1), and ``share`` is the
+mixture's. The rank of a sample document is its token-weighted rank
 among the domain's sample documents (Eq. 2 on the sample, ties counted whole), which is what the
 rank mapping fitted on a larger sample gives it up to the sample's resolution.
 
@@ -92,19 +94,31 @@ class DomainSample:
         return realised_feature_names(self.domains, self.scorers)
 
     def features(
-        self, theta: ArrayLike, aim_tokens: float | None = None, chunk: int = 2_000
+        self,
+        theta: ArrayLike,
+        aim_tokens: float | None = None,
+        chunk: int = 2_000,
+        shares: ArrayLike | None = None,
     ) -> NDArray[np.float64]:
-        """Realised features of K θ vectors (K, (N + 4)·M, ``ParamSampler``'s layout) → (K, M·(3 + N))."""
+        """Realised features of K θ vectors (K, (N + 4)·M, ``ParamSampler``'s layout) → (K, M·(3 + N));
+        ``shares`` (M,): a fixed domain mixture (needs ``aim_tokens``)."""
         th = np.atleast_2d(np.asarray(theta, dtype=np.float64))
         m, n = len(self.domains), len(self.scorers)
         if th.shape[1] != m * (n + 4):
             raise ValueError(f"theta must have {m * (n + 4)} entries per row, got {th.shape[1]}")
+        fixed = None
+        if shares is not None:
+            fixed = np.asarray(shares, dtype=np.float64)
+            if fixed.shape != (m,) or not aim_tokens:
+                raise ValueError(f"shares must hold {m} domain shares, with aim_tokens")
         out = np.empty((len(th), m * (3 + n)))
         for start in range(0, len(th), chunk):
-            out[start : start + chunk] = self._chunk(th[start : start + chunk], aim_tokens)
+            out[start : start + chunk] = self._chunk(th[start : start + chunk], aim_tokens, fixed)
         return out
 
-    def _chunk(self, theta: NDArray[np.float64], aim_tokens: float | None) -> NDArray[np.float64]:
+    def _chunk(
+        self, theta: NDArray[np.float64], aim_tokens: float | None, shares: NDArray[np.float64] | None
+    ) -> NDArray[np.float64]:
         m, n = len(self.domains), len(self.scorers)
         blocks = theta.reshape(len(theta), m, n + 4)
         parts = [self._domain(blocks[:, i, :], i) for i in range(m)]
@@ -112,11 +126,18 @@ class DomainSample:
         weight = np.divide(self.pool_tokens, self._totals, out=np.zeros(m), where=self._totals > 0)
         pool_mass = mass * weight
         total = pool_mass.sum(axis=1)
-        c = aim_tokens / np.maximum(total, 1e-300) if aim_tokens else np.ones(len(theta))
-        share = pool_mass / np.maximum(total[:, None], 1e-300)
-        kept_tokens = np.stack([p.kept_tokens(c) for p in parts], axis=1)
+        if shares is not None:  # one scale per domain: aim · share over the domain's expected tokens
+            c = np.divide(
+                aim_tokens * shares[None, :], pool_mass, out=np.zeros_like(pool_mass), where=pool_mass > 0
+            )
+            share = np.broadcast_to(shares, pool_mass.shape)
+        else:
+            scale = aim_tokens / np.maximum(total, 1e-300) if aim_tokens else np.ones(len(theta))
+            c = np.repeat(scale[:, None], m, axis=1)
+            share = pool_mass / np.maximum(total[:, None], 1e-300)
+        kept_tokens = np.stack([p.kept_tokens(c[:, i]) for i, p in enumerate(parts)], axis=1)
         kept = kept_tokens / np.maximum(self._totals, 1e-300)
-        copies = c[:, None] * mass / np.maximum(kept_tokens, 1e-300)
+        copies = c * mass / np.maximum(kept_tokens, 1e-300)
         quality = np.stack([p.quality for p in parts], axis=1)  # (K, M, N)
         per = np.concatenate([share[..., None], kept[..., None], copies[..., None], quality], axis=2)
         return per.reshape(len(theta), m * (3 + n))

@@ -91,10 +91,15 @@ class ThetaSet:
         """Integer copies per θ and document, (K, n): floor(c_k·S) + 1[u < frac(c_k·S)].
 
         ``u`` (n,) is shared by every θ (common random numbers: two runs differ because their
-        θ differ, not because their coin flips do); ``scales`` (K,) are the budget scales c_k.
+        θ differ, not because their coin flips do); ``scales`` (K,) are the budget scales c_k, or
+        (K, M) one per θ and domain (a domain mixture composed with θ).
         """
         c = np.asarray(scales, dtype=np.float64)
-        if c.shape != (len(self.params),):
-            raise ValueError(f"scales must have shape ({len(self.params)},), got {c.shape}")
+        m = len(self.params[0].domains)
+        if c.shape not in ((len(self.params),), (len(self.params), m)):
+            raise ValueError(
+                f"scales must have shape ({len(self.params)},) or ({len(self.params)}, {m}), got {c.shape}"
+            )
         expected = self.expected_copies(sigma, domain_idx)
-        return np.stack([expected_copies_to_copies(c[k] * expected[k], u) for k in range(len(c))])
+        per_doc = c[:, None] if c.ndim == 1 else c[:, np.asarray(domain_idx, dtype=np.int64)]
+        return np.stack([expected_copies_to_copies(per_doc[k] * expected[k], u) for k in range(len(c))])

@@ -5,15 +5,21 @@ Steps (each a job of its own elsewhere; here on one SparkSession, rerunnable):
 1. pool: the annotated table minus the held-out slice (``targets``), written as a Delta table,
    and its stats;
 2. evaluation sets: the per-domain held-out sets and the user's target sets, as token ids;
-3. proxies: ``experiment.n_runs`` θ from Algorithm 1, their datasets in one scan, one proxy run
-   per θ as a Spark task, results in the ``proxy_runs`` table;
-4. fit + search: LightGBM on (θ, target loss), θ* = mean of the top-k of fresh candidates;
+3. proxies, in rounds (``search.rounds``; :mod:`~quadmix_spark.pipeline.experiment_rounds`): θ
+   from Algorithm 1, then where the surrogate fitted so far predicts best; their datasets in one
+   scan (composed with ``search.mixture`` when set), one proxy run per θ as a Spark task, results
+   in the ``proxy_runs`` table;
+4. fit + search after each round (fit-search: the surrogate chosen by cross-validation, θ* the
+   mean of the top-k of fresh candidates, or the best run when θ* is not predicted better);
 5. evaluation: fresh proxies trained at the same budget on the data selected by θ*, by uniform
    random selection, by the top-k of each single scorer and by the union of top-k sets
    (``experiment.baselines``), through ``quadmix select`` itself; then the two halves of θ*
    apart (``experiment.decompose``, several seeds each): θ*'s realised domain mixture with random
    documents inside each domain, and the pool's natural mixture with θ*'s in-domain sampling;
-   and θ* composed with each mixture of ``experiment.mixtures``; and the rows of a mixture-level
+   and θ* composed with each mixture of ``experiment.mixtures``; beside θ*, the best proxy run's
+   own θ (or, when θ* is that run, the searched θ fit-search did not write); with
+   ``search.mixture``, that mixture with random documents inside each domain (the row θ*'s
+   in-domain sampling must beat); and the rows of a mixture-level
    method (``experiment.mixture_method``, :mod:`~quadmix_spark.pipeline.mixture_methods`), whose
    mixtures are trained with uniform in-domain sampling;
 6. the comparison: target loss per selection (mean and spread over seeds), side by side
@@ -29,7 +35,7 @@ import copy
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -38,13 +44,14 @@ from pyspark.sql import functions as F
 
 from quadmix_spark import core
 from quadmix_spark.config import ConfigError, PipelineConfig, validate
+from quadmix_spark.mixing import sources
 from quadmix_spark.pipeline import inputs
+from quadmix_spark.pipeline.experiment_rounds import RoundsPlan, Searched, plot_rounds, search_in_rounds
 from quadmix_spark.pipeline.fit_search import (
-    fit_and_search,
+    MIN_FIT_RUNS,
     format_cv_tables,
     make_sampler,
     pool_features,
-    run_targets,
     write_theta_star,
 )
 from quadmix_spark.pipeline.mixture_methods import (
@@ -65,8 +72,7 @@ from quadmix_spark.pipeline.targets import (
     split_pool,
     target_sets,
 )
-from quadmix_spark.proxy.datasets import build_proxy_datasets
-from quadmix_spark.proxy.runs import RunSpec, done_run_ids, load_runs, pool_vocab, run_proxies, runs_long
+from quadmix_spark.proxy.runs import RunSpec, load_runs, pool_vocab, run_proxies
 from quadmix_spark.proxy.vocab import ProxyVocab, parse_vocab_spec
 from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.selectors import baselines
@@ -102,6 +108,8 @@ class ExperimentResult:
     seconds: float
     output_dir: str
     mixture_method: dict | None = None  # what experiment.mixture_method found (fit, r*, …)
+    rounds: list[dict] = field(default_factory=list)  # one record per round of proxy runs
+    search_mixture: str | None = None  # search.mixture: θ was searched with these domain shares
 
     @property
     def ranked(self) -> list[Contender]:
@@ -163,6 +171,8 @@ def experiment_key(config: PipelineConfig, annotated_version: int) -> str:
         proxy.n_checkpoints,
         config.search.template_params,
         config.search.ranges,
+        list(experiment_rounds(config)),
+        config.search.mixture,
         core.params_hash(inputs.read_params(config.search.template_params, "search.template_params")),
     ]
     return core.content_key(shape, 10)
@@ -193,9 +203,58 @@ def _prepare_pool(spark: SparkSession, config: PipelineConfig, annotated_version
     return heldout, pool_path, stats_path
 
 
+def experiment_rounds(config: PipelineConfig) -> tuple[int, ...]:
+    """``search.rounds``, else ``experiment.n_runs`` in one round below 48 runs, and in two from
+    48 on: three quarters, then a quarter where the surrogate predicts best (64 → 48 + 16)."""
+    if config.search.rounds:
+        return tuple(config.search.rounds)
+    n = config.experiment.n_runs
+    return (n,) if n < 48 else (n - n // 4, n // 4)
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """The checked inputs of one experiment: its key and folder, the pool (table, stats, config),
+    the evaluation sets, θ's sampler, the proxy vocabulary and what the rounds need."""
+
+    config: PipelineConfig
+    on_pool: PipelineConfig
+    key: str
+    out_dir: str
+    pool_path: str
+    stats_path: str
+    eval_sets: dict[str, np.ndarray]
+    rounds: RoundsPlan
+
+
 def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentResult:
+    """Plan → proxy runs in rounds, fit, θ* → evaluation rows → the comparison, written."""
     started = time.time()
-    exp, proxy = config.experiment, config.proxy
+    plan = plan_experiment(spark, config)
+    searched = search_in_rounds(spark, plan.rounds, config.experiment.seed)
+    _write_theta_star(plan, searched)
+    contenders, method_info = _evaluate(spark, plan, searched.fit)
+    result = ExperimentResult(
+        key=plan.key,
+        pool_docs=sum(load_stats(spark, plan.stats_path).docs.values()),  # the pool's stats: no scan
+        eval_sets={k: int(v.size) for k, v in plan.eval_sets.items()},
+        proxy_ok=searched.ok,
+        proxy_failed=searched.failed,
+        fit=searched.fit,
+        contenders=contenders,
+        seconds=round(time.time() - started, 1),
+        output_dir=plan.out_dir,
+        mixture_method=method_info,
+        rounds=searched.history,
+        search_mixture=config.search.mixture,
+    )
+    _write(result, plan.out_dir)
+    return result
+
+
+def _check(spark: SparkSession, config: PipelineConfig) -> int:
+    """Every input the config names, before any job: returns the annotated table's version."""
+    exp = config.experiment
     source = config.table_path(config.select.input_table)
     annotated_version = tables.version(spark, source)
     if annotated_version is None:
@@ -205,15 +264,32 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     check_columns(annotated, config, source)
     check_heldout_filter(annotated, config.targets, source)
     validate(exp, "experiment")  # n_runs, seeds, ... when the config was built in code
+    validate(config.search, "search")
+    if sum(experiment_rounds(config)) < 24 or experiment_rounds(config)[0] < MIN_FIT_RUNS:
+        raise ConfigError(
+            "experiment.n_runs (or search.rounds) must give at least 24 runs, and the first round "
+            f"at least {MIN_FIT_RUNS} (the surrogate is fitted after it)"
+        )
     check_mixtures(config)
+    if config.search.mixture is not None:
+        sources.check(config.search.mixture, inputs.mixture_context(config, "search.mixture"))
     _selectors(config)  # experiment.baselines, before any job
     if exp.mixture_method is not None:
         MIXTURE_METHODS[exp.mixture_method][0](config)  # e.g. bimix's VNE model, before any job
+    return annotated_version
+
+
+def plan_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentPlan:
+    """Check the inputs, write the pool and its stats, read the evaluation sets."""
+    exp, proxy = config.experiment, config.proxy
+    annotated_version = _check(spark, config)
     key = experiment_key(config, annotated_version)
     out_dir = files.join(exp.output_dir, key)
     files.makedirs(out_dir)
-    log.info("experiment %s: %d proxy runs, budget %d tokens", key, exp.n_runs, proxy.token_budget)
-
+    rounds = experiment_rounds(config)
+    log.info(
+        "experiment %s: %s proxy runs, budget %d tokens", key, "+".join(map(str, rounds)), proxy.token_budget
+    )
     heldout, pool_path, stats_path = _prepare_pool(spark, config, annotated_version)
     on_pool = _derive(
         config, select={"input_table": pool_path, "stats_table": stats_path, "stats_version": None}
@@ -221,79 +297,64 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
     eval_sets = {**heldout_sets(heldout, config, exp.seed), **target_sets(spark, config.targets)}
     if not eval_sets:
         raise ConfigError("targets: no evaluation sets (set heldout_fraction > 0 or add target_sets)")
-    pool = spark.read.format("delta").load(pool_path)
-
     sampler = make_sampler(config.search)
     if not isinstance(sampler, core.ParamSampler):
         raise ConfigError("search.mode: the experiment searches θ (quadmix mode)")
-    params = [
-        core.QuadMixParams.from_vector(v, sampler.domains, sampler.scorers)
-        for v in sampler.sample(exp.n_runs, exp.seed)
-    ]
-    run_ids = [f"{key}-p{k:04d}" for k in range(exp.n_runs)]
-    runs_path = config.table_path(proxy.runs_table)
-    vocab = _proxy_vocab(config, pool)
-    _train_proxies(spark, on_pool, pool, params, run_ids, eval_sets, vocab)
-    runs = load_runs(spark, runs_path)
-    mine = runs[runs["run_id"].isin(run_ids)]
-    ids, X, y = run_targets(runs_long(mine), config.targets.weights)
+    pool = spark.read.format("delta").load(pool_path)
+    shares = _search_shares(spark, on_pool, stats_path, sampler.domains)
+    features = pool_features(on_pool, spark) if config.search.features != "theta" else None
+    if features is not None and shares is not None:
+        features = replace(features, shares=shares)
     search_cfg = _derive(
         config, search={"output_dir": out_dir, "output_params": files.join(out_dir, "theta_star.yaml")}
     ).search
-    pool_at = pool_features(on_pool, spark) if config.search.features != "theta" else None
-    fit, result = fit_and_search(ids, X, y, sampler, search_cfg, pool_at)
-    write_theta_star(result, search_cfg)
-    if fit["output_source"] == "searched candidate":  # θ* is new: the best run's θ gets a row of its own
-        best = core.QuadMixParams.from_vector(
-            X[ids.index(fit["best_observed_run"])], sampler.domains, sampler.scorers
-        )
-        with files.local_file(files.join(out_dir, "best_run.yaml")) as path:
-            core.save_params(best, path)
-
-    contenders, method_info = _evaluate(spark, config, on_pool, key, out_dir, eval_sets, pool_path, vocab)
-    result_ = ExperimentResult(
-        key=key,
-        pool_docs=sum(load_stats(spark, stats_path).docs.values()),  # the pool's stats: no scan
-        eval_sets={k: int(v.size) for k, v in eval_sets.items()},
-        proxy_ok=int((mine["status"] == "ok").sum()),
-        proxy_failed=int((mine["status"] != "ok").sum()),
-        fit=fit,
-        contenders=contenders,
-        seconds=round(time.time() - started, 1),
-        output_dir=out_dir,
-        mixture_method=method_info,
+    rounds_plan = RoundsPlan(
+        on_pool,
+        key,
+        pool,
+        eval_sets,
+        sampler,
+        _proxy_vocab(config, pool),
+        rounds,
+        search_cfg,
+        features,
+        shares,
     )
-    _write(result_, out_dir)
-    return result_
+    return ExperimentPlan(config, on_pool, key, out_dir, pool_path, stats_path, eval_sets, rounds_plan)
 
 
-def _train_proxies(
-    spark: SparkSession,
-    on_pool: PipelineConfig,
-    pool: DataFrame,
-    params: list[core.QuadMixParams],
-    run_ids: list[str],
-    eval_sets: dict[str, np.ndarray],
-    vocab: ProxyVocab | None,
-) -> None:
-    """K θ: datasets in one scan, one Spark task per run; nothing to do when all runs are ok."""
-    proxy = on_pool.proxy
-    runs_path = on_pool.table_path(proxy.runs_table)
-    if set(run_ids) <= done_run_ids(spark, runs_path):
-        return
-    data = build_proxy_datasets(spark, on_pool, params, run_ids)
-    shares = data.domain_tokens / np.maximum(data.domain_tokens.sum(axis=1, keepdims=True), 1)
-    specs = [
-        RunSpec(r, "proxy", tuple(params[k].to_vector()), tuple(shares[k])) for k, r in enumerate(run_ids)
-    ]
-    docs = (
-        spark.read.format("delta")
-        .load(data.table)
-        .where(F.col("run_id").isin(run_ids))
-        .join(pool.select("doc_key", "text"), "doc_key")
-    )
-    summary = run_proxies(spark, proxy, runs_path, specs, docs, eval_sets, vocab=vocab)
-    log.info("proxy runs: %d ok, %d failed in %.1fs", summary.ok, len(summary.failed), summary.seconds)
+def _search_shares(
+    spark: SparkSession, on_pool: PipelineConfig, stats_path: str, domains: tuple[str, ...]
+) -> np.ndarray | None:
+    """``search.mixture``'s shares in θ's domain order (None when unset)."""
+    name = on_pool.search.mixture
+    if name is None:
+        return None
+    stats = load_stats(spark, stats_path)
+    present = [d for d in domains if d in stats.docs]
+    mixture = inputs.resolve_mixture(on_pool, name, "search.mixture", present, lambda: stats.tokens)
+    shares = dict(zip(present, mixture.as_vector(present), strict=True))
+    return np.array([shares.get(d, 0.0) for d in domains])
+
+
+def _write_theta_star(plan: ExperimentPlan, searched: Searched) -> None:
+    """θ* (or the best run, when θ* is not predicted better) as the params file select reads; when
+    θ* is new, the best run's θ beside it, for a row of its own; the rounds' plot."""
+    write_theta_star(searched.result, plan.rounds.search)
+    fit, sampler = searched.fit, plan.rounds.sampler
+    # The other of the two beside θ*, for a row of its own: the best run's θ when θ* is new, the
+    # searched θ when θ* is the best run (so the table shows whether that choice was right).
+    other = files.join(plan.out_dir, "other.yaml")
+    files.delete(other)
+    if fit["output_source"] == "searched candidate":
+        vector = searched.X[searched.run_ids.index(fit["best_observed_run"])]
+    else:
+        vector = np.asarray(fit["candidate"])
+    with files.local_file(other) as path:
+        core.save_params(core.QuadMixParams.from_vector(vector, sampler.domains, sampler.scorers), path)
+    if len(searched.history) > 1:
+        with files.local_file(files.join(plan.out_dir, "rounds.png")) as path:
+            plot_rounds(searched.history, path)
 
 
 def _proxy_vocab(config: PipelineConfig, pool: DataFrame) -> ProxyVocab | None:
@@ -306,115 +367,154 @@ def _proxy_vocab(config: PipelineConfig, pool: DataFrame) -> ProxyVocab | None:
     return None if n_top is None else pool_vocab(pool, n_top)
 
 
-def _evaluate(
-    spark: SparkSession,
-    config: PipelineConfig,
-    on_pool: PipelineConfig,
-    key: str,
-    out_dir: str,
-    eval_sets: dict[str, np.ndarray],
-    pool_path: str,
-    vocab: ProxyVocab | None,
-) -> tuple[list[Contender], dict | None]:
-    """θ*, the baselines, θ*'s two halves apart, θ* with each configured mixture and the mixture
-    method's rows, selected by ``quadmix select`` at the proxies' budget, then trained."""
-    exp, proxy = config.experiment, config.proxy
-    runs_path = config.table_path(proxy.runs_table)
-    contenders = []
+class Evaluation:
+    """The evaluation rows: each a ``quadmix select`` at the proxies' budget on the pool, trained as a
+    fresh proxy; ``contenders`` are the rows compared, in the order they were selected."""
+
+    def __init__(self, spark: SparkSession, plan: ExperimentPlan, fit: dict) -> None:
+        self.spark, self.plan = spark, plan
+        self.contenders: list[Contender] = []
+        self.trained: set[str] = set()  # run ids a mixture method trained itself
+        new = fit["output_source"] == "searched candidate"
+        self.other_label = "best proxy run" if new else "searched θ (not written)"
 
     def select(
+        self,
         label: str,
         selector: str,
         mixture: str | None = None,
-        seed: int = proxy.seed,
+        seed: int | None = None,
         compare: bool = True,
         **overrides,
     ):
+        plan, proxy, exp = self.plan, self.plan.config.proxy, self.plan.config.experiment
+        seed = proxy.seed if seed is None else seed
         cfg = _derive(
-            on_pool,
+            plan.on_pool,
             select={
                 "selector": selector,
-                "params": files.join(out_dir, "theta_star.yaml"),
+                "params": files.join(plan.out_dir, "theta_star.yaml"),
                 "token_budget": int(round(proxy.token_budget * (1 + proxy.overshoot))),
                 "mixture": mixture,
                 "seed": seed,
                 "rank_sample_size": proxy.rank_sample_size,
                 "output_table": exp.selected_table,
-                "output_dir": files.join(out_dir, "selections"),
+                "output_dir": files.join(plan.out_dir, "selections"),
                 "shard_formats": [],
                 "report": False,
                 "allow_unused_domains": True,
                 **overrides,
             },
         )
-        sel = run_select(spark, cfg)
-        contender = Contender(label, selector, f"{key}-eval-{sel.selection_id}", mixture=mixture, seed=seed)
+        sel = run_select(self.spark, cfg)
+        contender = Contender(
+            label, selector, f"{plan.key}-eval-{sel.selection_id}", mixture=mixture, seed=seed
+        )
         if compare:
-            contenders.append(contender)
+            self.contenders.append(contender)
         return sel, contender
 
-    def documents():
-        selected = spark.read.format("delta").load(config.table_path(exp.selected_table))
-        run_id = F.concat(F.lit(f"{key}-eval-"), F.col("selection_id")).alias("run_id")
+    def documents(self) -> DataFrame:
+        selected = self.spark.read.format("delta").load(
+            self.plan.config.table_path(self.plan.config.experiment.selected_table)
+        )
+        run_id = F.concat(F.lit(f"{self.plan.key}-eval-"), F.col("selection_id")).alias("run_id")
         return selected.select(run_id, "doc_key", "copies", "text")
 
-    best_run = files.join(out_dir, "best_run.yaml")
-    if files.is_file(best_run):
-        select("best proxy run", "quadmix", params=best_run)
-    for label, selector in _selectors(config):
-        sel, _ = select(label, selector)
-        if selector == "quadmix":  # θ*'s realised domain mixture, for the decomposition
-            shares = {d: sel.tokens_after.get(d, 0) for d in sel.tokens_before}
-            theta_mixture = core.Mixture.natural(
-                shares, method="theta_star_realised", selection=sel.selection_id
-            )
-            theta_mixture_file = files.join(out_dir, "theta_star_mixture.yaml")
-            with files.local_file(theta_mixture_file) as path:
-                theta_mixture.to_file(path)
-    if exp.decompose:
-        for k in range(exp.seeds):
-            seed = proxy.seed + 1 + k
-            select("θ* mixture, uniform in-domain", "uniform", theta_mixture_file, seed)
-            select("natural mixture, θ* in-domain", "quadmix", "natural", seed)
-    for mixture in exp.mixtures:
-        name, source = mixture_source(spark, config, mixture, out_dir)
-        select(f"θ* ∘ {name}", "quadmix", source)
-    method_info, trained_ids = None, set()
-    if exp.mixture_method is not None:
-        theta_star = files.join(out_dir, "theta_star.yaml")
-        domains = list(inputs.read_params(theta_star, "the experiment's θ*").domains)
-
-        def train(runs: list[MixtureRun]) -> list[Contender]:
-            """Each mixture with uniform in-domain sampling (a domain short of its target is capped),
-            trained now; the run records its realised shares in θ*'s domain order (BiMix's r)."""
-            trained, specs = [], []
-            for run in runs:
-                capped = {"mixture_shortfall": "redistribute"}
-                sel, c = select(run.label, "uniform", run.mixture_file, compare=run.compare, **capped)
-                total = max(sum(sel.tokens_after.values()), 1)
-                shares = tuple(sel.tokens_after.get(d, 0) / total for d in domains)
-                specs.append(RunSpec(c.run_id, "eval", mixture=shares))
-                trained.append(c)
-                trained_ids.add(c.run_id)
-            run_proxies(spark, proxy, runs_path, specs, documents(), eval_sets, vocab=vocab)
-            _fill(spark, runs_path, trained, config.targets.weights)
-            return trained
-
-        stats = load_stats(spark, on_pool.table_path(on_pool.select.stats_table))
-        context = MethodContext(
-            spark=spark,
-            config=on_pool,
-            pool_table=pool_path,
-            out_dir=files.join(out_dir, exp.mixture_method),
-            domains=domains,
-            pool_domains=[d for d in domains if d in stats.docs],
-            train=train,
+    def train(self, specs: list[RunSpec], rows: list[Contender]) -> None:
+        """Train ``specs`` as proxies at the budget and fill ``rows`` from the runs table."""
+        plan, proxy = self.plan, self.plan.config.proxy
+        runs_path = plan.config.table_path(proxy.runs_table)
+        run_proxies(
+            self.spark, proxy, runs_path, specs, self.documents(), plan.eval_sets, vocab=plan.rounds.vocab
         )
-        method_info = MIXTURE_METHODS[exp.mixture_method][1](context)
-    specs = [RunSpec(c.run_id, "eval") for c in contenders if c.run_id not in trained_ids]
-    run_proxies(spark, proxy, runs_path, specs, documents(), eval_sets, vocab=vocab)
-    _fill(spark, runs_path, [c for c in contenders if c.run_id not in trained_ids], config.targets.weights)
-    return contenders, method_info
+        _fill(self.spark, runs_path, rows, plan.config.targets.weights)
+
+
+def _evaluate(spark: SparkSession, plan: ExperimentPlan, fit: dict) -> tuple[list[Contender], dict | None]:
+    """θ*, the best run, the baselines, θ*'s two halves apart, θ* with each configured mixture and
+    the mixture method's rows, selected by ``quadmix select`` at the proxies' budget, then trained."""
+    ev = Evaluation(spark, plan, fit)
+    theta_mixture = _theta_and_baselines(ev)
+    if plan.config.experiment.decompose:
+        _halves(ev, theta_mixture)
+    for mixture in plan.config.experiment.mixtures:
+        name, source = mixture_source(spark, plan.config, mixture, plan.out_dir)
+        ev.select(f"θ* ∘ {name}", "quadmix", source)
+    method_info = _method_rows(ev) if plan.config.experiment.mixture_method is not None else None
+    rest = [c for c in ev.contenders if c.run_id not in ev.trained]
+    ev.train([RunSpec(c.run_id, "eval") for c in rest], rest)
+    return ev.contenders, method_info
+
+
+def _theta_and_baselines(ev: Evaluation) -> str:
+    """θ* (composed with ``search.mixture`` when set), the best run beside it, each baseline;
+    returns the file of θ*'s realised domain mixture."""
+    plan = ev.plan
+    other = files.join(plan.out_dir, "other.yaml")
+    theta_mixture_file = files.join(plan.out_dir, "theta_star_mixture.yaml")
+    for label, selector in _selectors(plan.config):
+        sel, _ = ev.select(label, selector, plan.config.search.mixture if selector == "quadmix" else None)
+        if label != "θ*":
+            continue
+        if files.is_file(other):  # the best run beside a new θ*; the searched θ beside the best run
+            ev.select(ev.other_label, "quadmix", plan.config.search.mixture, params=other)
+        shares = {d: sel.tokens_after.get(d, 0) for d in sel.tokens_before}
+        realised = core.Mixture.natural(shares, method="theta_star_realised", selection=sel.selection_id)
+        with files.local_file(theta_mixture_file) as path:
+            realised.to_file(path)
+    return theta_mixture_file
+
+
+def _halves(ev: Evaluation, theta_mixture_file: str) -> None:
+    """θ*'s two halves apart, over several seeds: its domain mixture with random documents inside
+    each domain (with ``search.mixture``: that mixture alone, the row θ*'s in-domain sampling must
+    beat), and the natural mixture with θ*'s in-domain sampling."""
+    plan = ev.plan
+    name = plan.config.search.mixture
+    first = (
+        (f"{name}, uniform in-domain", name)
+        if name
+        else ("θ* mixture, uniform in-domain", theta_mixture_file)
+    )
+    for k in range(plan.config.experiment.seeds):
+        seed = plan.config.proxy.seed + 1 + k
+        ev.select(first[0], "uniform", first[1], seed)
+        ev.select("natural mixture, θ* in-domain", "quadmix", "natural", seed)
+
+
+def _method_rows(ev: Evaluation) -> dict:
+    """The rows of ``experiment.mixture_method``: each of its mixtures with uniform in-domain
+    sampling (a domain short of its target is capped), trained as it asks."""
+    plan, exp = ev.plan, ev.plan.config.experiment
+    theta_star = files.join(plan.out_dir, "theta_star.yaml")
+    domains = list(inputs.read_params(theta_star, "the experiment's θ*").domains)
+
+    def train(runs: list[MixtureRun]) -> list[Contender]:
+        """Trained now; each run records its realised shares in θ*'s domain order (BiMix's r)."""
+        trained, specs = [], []
+        for run in runs:
+            capped = {"mixture_shortfall": "redistribute"}
+            sel, c = ev.select(run.label, "uniform", run.mixture_file, compare=run.compare, **capped)
+            total = max(sum(sel.tokens_after.values()), 1)
+            shares = tuple(sel.tokens_after.get(d, 0) / total for d in domains)
+            specs.append(RunSpec(c.run_id, "eval", mixture=shares))
+            trained.append(c)
+            ev.trained.add(c.run_id)
+        ev.train(specs, trained)
+        return trained
+
+    stats = load_stats(ev.spark, plan.stats_path)
+    context = MethodContext(
+        spark=ev.spark,
+        config=plan.on_pool,
+        pool_table=plan.pool_path,
+        out_dir=files.join(plan.out_dir, exp.mixture_method),
+        domains=domains,
+        pool_domains=[d for d in domains if d in stats.docs],
+        train=train,
+    )
+    return MIXTURE_METHODS[exp.mixture_method][1](context)
 
 
 def _fill(spark: SparkSession, runs_path: str, contenders: list[Contender], weights: dict) -> None:
@@ -444,6 +544,7 @@ def format_result(r: ExperimentResult) -> str:
         f"Spearman {m['spearman']:.3f} ± {m['spearman_sd']:.3f}, MAE {m['mae']:.4f}; "
         f"features: {f['features']}",
         *format_cv_tables(f),
+        *_format_rounds(r.rounds),
         f"  θ* predicted target {f['theta_star_predicted_loss']:.4f}; best proxy run "
         f"{f['best_observed_run']}: {f['best_observed_loss']:.4f}; θ*: {f['output_source']}",
         f"  {'selection':<32} {'target loss':>12} {'± sd':>7} {'seeds':>5} {'tokens':>9}  status",
@@ -461,8 +562,37 @@ def format_result(r: ExperimentResult) -> str:
         verdict = f"{win.label} beats θ*"
     if r.mixture_method:
         lines += format_method(r.mixture_method)
+    lines += _in_domain_verdict(r)
     lines.append(f"  → {verdict}; written to {r.output_dir} in {r.seconds}s")
     return "\n".join(lines)
+
+
+def _format_rounds(rounds: list[dict]) -> list[str]:
+    """One line per round of proxy runs (none for a single round)."""
+    if len(rounds) < 2:
+        return []
+    return [
+        f"  round {h['round']}: {h['new_runs']} runs ({h['runs']} in all), best so far "
+        f"{h['best_observed']:.4f} ({h['best_run']}), CV Spearman {h['cv_spearman']:.3f}, "
+        f"θ* predicted {h['theta_star_predicted']:.4f}"
+        for h in rounds
+    ]
+
+
+def _in_domain_verdict(r: ExperimentResult) -> list[str]:
+    """With ``search.mixture``: did θ*'s in-domain sampling beat the mixture with random documents?"""
+    rows = {row.label: row for row in r.rows}
+    alone = rows.get(f"{r.search_mixture}, uniform in-domain")
+    star = rows.get("θ*")
+    if alone is None or star is None or not (np.isfinite(alone.target) and np.isfinite(star.target)):
+        return []
+    gain = alone.target - star.target
+    spread = f" (± {alone.spread:.4f} over seeds)" if alone.seeds > 1 else ""
+    helped = "helped" if gain > alone.spread else "did not help beyond the seeds' spread"
+    return [
+        f"  in-domain sampling at {r.search_mixture}: θ* {star.target:.4f} vs random documents "
+        f"{alone.target:.4f}{spread}: {helped}"
+    ]
 
 
 def _write(r: ExperimentResult, out_dir: str) -> None:

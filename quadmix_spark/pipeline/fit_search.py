@@ -53,10 +53,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PoolSample:
-    """What realised features are estimated from: a pool sample and the proxies' aim in tokens."""
+    """What realised features are estimated from: a pool sample, the proxies' aim in tokens and,
+    when the proxies' datasets compose θ with a mixture, its shares in θ's domain order."""
 
     sample: DomainSample
     aim_tokens: float
+    shares: np.ndarray | None = None
 
 
 MIN_FIT_RUNS = 20  # 5-fold CV then fits on 16; LightGBM keeps 10% of those for early stopping (≥ 2)
@@ -239,14 +241,16 @@ def fit_and_search(
     sampler: core.ParamSampler | DirichletSampler,
     cfg: SearchConfig,
     pool: PoolSample | None = None,
+    propose: int = 0,
 ) -> tuple[dict, SearchResult]:
     """Choose and fit the surrogate, search, and keep the candidate only where the evidence allows.
 
     ``X`` (n_runs, D) in ``sampler``'s layout, ``y`` (n_runs,) target losses; ``pool`` (QuaDMix
-    mode) the sample and budget realised features are estimated at. Returns the summary (the CV
-    tables, held-out metrics, the candidate's predicted loss next to the best observed run, which
-    of the two is the output) and the search result (θ* or r*, or the best run's).
-    """
+    mode) the sample and budget realised features are estimated at; ``propose``: how many of the
+    best candidates to return as the next round's runs (``SearchResult.proposals``). Returns the
+    summary (the CV tables, held-out metrics, the candidate's predicted loss next to the best
+    observed run, which of the two is the output) and the search result (θ* or r*, or the best
+    run's)."""
     X, renormalised = _check_layout(ids, X, sampler, cfg)
     test = _held_out(ids, cfg)
     fit_ids = [r for r, t in zip(ids, test, strict=True) if not t]
@@ -268,6 +272,7 @@ def fit_and_search(
         cfg.seed,
         features=searched,
         region=RunRegion(F[~test]),
+        propose=propose,
     )
     summary = {
         "mode": cfg.mode,
@@ -294,10 +299,10 @@ def _fit_feature_modes(
     ids: list[str], X: np.ndarray, y: np.ndarray, names: list[str], cfg: SearchConfig, pool: PoolSample | None
 ) -> dict[str, tuple[Choice, object]]:
     """Per feature mode tried: the surrogate chosen on what the mode reads of the runs, and the map."""
-    sample, aim = (pool.sample, pool.aim_tokens) if pool else (None, None)
+    sample, aim, shares = (pool.sample, pool.aim_tokens, pool.shares) if pool else (None, None, None)
     fits = {}
     for mode in feature_modes(cfg, sample):
-        features = feature_map(mode, names, sample, aim)
+        features = feature_map(mode, names, sample, aim, shares)
         fits[mode] = (fit_surrogate(ids, features.transform(X), y, features.names, cfg), features)
     return fits
 
@@ -394,6 +399,7 @@ def _against_the_evidence(
         f"{message}: writing the best run's {'θ' if cfg.mode == 'quadmix' else 'mixture'} instead"
     )
     log.warning(decision["warning"])
+    decision["candidate"] = [float(x) for x in result.theta_star]  # what was searched, not written
     best_run = replace(
         result, theta_star=X[best].copy(), predicted_loss_of_mean=decision["best_run_predicted_loss"]
     )

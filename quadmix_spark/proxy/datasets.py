@@ -107,17 +107,79 @@ def build_proxy_datasets(
     config: PipelineConfig,
     params: Sequence[QuadMixParams],
     run_ids: Sequence[str],
+    mixture: np.ndarray | None = None,
 ) -> ProxyDatasets:
     """Select the pool (``select.input_table`` with its ``select.stats_table``) under every θ.
 
     Each θ's dataset aims at ``proxy.token_budget · (1 + proxy.overshoot)`` expected tokens; the
-    trainer then cuts the stream to exactly the budget. ``proxy.seed`` drives the rank sample and
+    trainer then cuts the stream to exactly the budget. With ``mixture`` (M,) domain shares in θ's
+    domain order, each domain gets its share of the aim and θ decides only which documents inside
+    it (one scale per θ and domain; no cap on copies). ``proxy.seed`` drives the rank sample and
     the rounding draws, shared by all runs (common random numbers).
     """
     started = time.time()
-    cfg, tok = config.proxy, config.token_column
+    cfg = config.proxy
     if len(params) != len(run_ids) or len(set(run_ids)) != len(run_ids):
         raise ValueError("run_ids must be unique, one per θ")
+    plan = _plan(spark, config, params, run_ids)
+    expected = _expected_by_domain(plan)
+    totals = expected.sum(axis=1)
+    if np.any(totals <= 0):
+        raise ValueError(f"θ of run {run_ids[int(np.argmin(totals))]} selects no tokens from {plan.source}")
+    aim = cfg.token_budget * (1.0 + cfg.overshoot)
+    scales = _scales(expected, aim, mixture)
+    metadata = {
+        "job": "proxy-datasets",
+        "pool_table": plan.source,
+        "pool_version": plan.stats.annotated_version,
+        "stats_version": plan.stats.stats_version,
+        "token_budget": cfg.token_budget,
+        "overshoot": cfg.overshoot,
+        "seed": cfg.seed,
+        "mixture": None if mixture is None else [float(x) for x in mixture],
+        "code_version": __version__,
+    }
+    written = _write_with_top_ups(spark, config, plan, list(run_ids), scales, metadata)
+    result = ProxyDatasets(
+        run_ids=list(run_ids),
+        domains=plan.thetas.params[0].domains,
+        scales=scales,
+        expected_tokens=totals,
+        tokens=written.domain_tokens.sum(axis=1),
+        docs=written.docs,
+        domain_tokens=written.domain_tokens,
+        table=config.table_path(cfg.datasets_table),
+        version=written.version,
+        pool_table=plan.source,
+        pool_version=plan.stats.annotated_version,
+        seconds=round(time.time() - started, 1),
+    )
+    log.info(
+        "proxy datasets: %d runs from %s in %.1fs, realised tokens %d..%d (aim %d)",
+        len(run_ids),
+        plan.source,
+        result.seconds,
+        int(result.tokens.min()),
+        int(result.tokens.max()),
+        int(aim),
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The pool's narrow columns, its stats, σ's model and every θ with its rank mapping."""
+
+    base: DataFrame
+    stats: Stats
+    source: str
+    model: ScoringModel
+    thetas: ThetaSet
+
+
+def _plan(
+    spark: SparkSession, config: PipelineConfig, params: Sequence[QuadMixParams], run_ids: Sequence[str]
+) -> _Plan:
     pool, stats, source = _pool(spark, config)
     for k, p in enumerate(params):
         try:
@@ -131,11 +193,11 @@ def build_proxy_datasets(
     base = pool.select(
         "doc_key",
         domain_index_column(first.domains, config.domain_column).alias("domain_idx"),
-        F.col(tok).cast("long").alias("tokens"),
+        F.col(config.token_column).cast("long").alias("tokens"),
         *first.scorers,
     )
-
     docs = [stats.docs.get(d, 0) for d in first.domains]
+    cfg = config.proxy
     sample = rank_sample(base, docs, cfg.rank_sample_size, cfg.seed, SAMPLE_STREAM).toPandas()
     thetas = ThetaSet.fit(
         params,
@@ -143,76 +205,88 @@ def build_proxy_datasets(
         sample["domain_idx"].to_numpy(np.int64),
         sample["tokens"].to_numpy(np.int64),
     )
+    return _Plan(base, stats, source, model, thetas)
+
+
+def _expected_by_domain(plan: _Plan) -> np.ndarray:
+    """Σ tokens·S per θ and domain at scale 1, (K, M), summed as fixed-point integers (any order)."""
+    thetas, model = plan.thetas, plan.model
+    n_domains = len(thetas.params[0].domains)
 
     def expected_fixed_point(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        total = np.zeros(len(thetas), dtype=np.int64)
+        total = np.zeros((len(thetas), n_domains), dtype=np.int64)
         for pdf in batches:
-            s = thetas.expected_copies(_sigma(model, pdf), pdf["domain_idx"].to_numpy(np.int64))
-            t = pdf["tokens"].to_numpy(np.float64)
-            total += np.floor(s * t * _FIXED_POINT).astype(np.int64).sum(axis=1)
-        yield pd.DataFrame({"k": np.arange(len(thetas), dtype=np.int32), "e": total})
+            d = pdf["domain_idx"].to_numpy(np.int64)
+            s = thetas.expected_copies(_sigma(model, pdf), d)
+            fixed = np.floor(s * pdf["tokens"].to_numpy(np.float64) * _FIXED_POINT).astype(np.int64)
+            for m in np.unique(d):
+                total[:, m] += fixed[:, d == m].sum(axis=1)
+        k, m = np.nonzero(total)
+        yield pd.DataFrame({"k": k.astype(np.int32), "m": m.astype(np.int32), "e": total[k, m]})
 
-    sums = base.mapInPandas(expected_fixed_point, "k int, e long").groupBy("k").agg(F.sum("e")).collect()
-    expected = np.zeros(len(thetas))
-    for row in sums:
-        expected[row[0]] = row[1] / _FIXED_POINT
-    if np.any(expected <= 0):
-        raise ValueError(f"θ of run {run_ids[int(np.argmin(expected))]} selects no tokens from {source}")
-    aim = cfg.token_budget * (1.0 + cfg.overshoot)
-    scales = aim / expected
+    sums = (
+        plan.base.mapInPandas(expected_fixed_point, "k int, m int, e long").groupBy("k", "m").agg(F.sum("e"))
+    )
+    expected = np.zeros((len(thetas), n_domains))
+    for row in sums.collect():
+        expected[row[0], row[1]] = row[2] / _FIXED_POINT
+    return expected
+
+
+def _scales(expected: np.ndarray, aim: float, mixture: np.ndarray | None) -> np.ndarray:
+    """One scale per θ, (K,): aim / its expected tokens; with a mixture one per θ and domain,
+    (K, M): aim · share / the domain's expected tokens (0 where a domain has none)."""
+    if mixture is None:
+        return aim / expected.sum(axis=1)
+    shares = np.asarray(mixture, dtype=np.float64)
+    if shares.shape != (expected.shape[1],):
+        raise ValueError(f"mixture must hold {expected.shape[1]} shares in θ's domain order")
+    return np.divide(aim * shares[None, :], expected, out=np.zeros_like(expected), where=expected > 0)
+
+
+@dataclass(frozen=True)
+class _Written:
+    domain_tokens: np.ndarray  # (K, M)
+    docs: np.ndarray  # (K,)
+    version: int | None
+
+
+def _write_with_top_ups(
+    spark: SparkSession,
+    config: PipelineConfig,
+    plan: _Plan,
+    run_ids: list[str],
+    scales: np.ndarray,
+    metadata: dict,
+) -> _Written:
+    """Write every run; runs the rounding left short of the budget are rescaled and written again."""
+    cfg = config.proxy
     table = config.table_path(cfg.datasets_table)
-    metadata = {
-        "job": "proxy-datasets",
-        "pool_table": source,
-        "pool_version": stats.annotated_version,
-        "stats_version": stats.stats_version,
-        "token_budget": cfg.token_budget,
-        "overshoot": cfg.overshoot,
-        "seed": cfg.seed,
-        "code_version": __version__,
-    }
-    domain_tokens = np.zeros((len(run_ids), len(first.domains)), dtype=np.int64)
+    aim = cfg.token_budget * (1.0 + cfg.overshoot)
+    domain_tokens = np.zeros((len(run_ids), len(plan.thetas.params[0].domains)), dtype=np.int64)
     n_docs = np.zeros(len(run_ids), dtype=np.int64)
-    todo = np.arange(len(run_ids))
-    version = None
+    todo, version = np.arange(len(run_ids)), None
     for _ in range(1 + MAX_TOP_UPS):
-        subset = ThetaSet(tuple(params[k] for k in todo), tuple(thetas.mappings[k] for k in todo))
+        subset = ThetaSet(
+            tuple(plan.thetas.params[k] for k in todo), tuple(plan.thetas.mappings[k] for k in todo)
+        )
         ids = [run_ids[k] for k in todo]
-        version = _write(base, model, subset, scales[todo], ids, cfg.seed, table, metadata) or version
-        tokens, docs_k = _totals(spark, table, ids, len(first.domains))
+        version = (
+            _write(plan.base, plan.model, subset, scales[todo], ids, cfg.seed, table, metadata) or version
+        )
+        tokens, docs_k = _totals(spark, table, ids, domain_tokens.shape[1])
         domain_tokens[todo], n_docs[todo] = tokens, docs_k
         realised = tokens.sum(axis=1)
         short = realised < cfg.token_budget
         if not short.any():
             break
         # Rounding noise left these runs short of the budget: scale up by the shortfall and redo them.
-        scales[todo[short]] *= aim / np.maximum(realised[short], 1)
+        scales[todo[short]] *= (aim / np.maximum(realised[short], 1)).reshape(
+            (-1,) + (1,) * (scales.ndim - 1)
+        )
         todo = todo[short]
         log.info("proxy datasets: %d runs short of the budget, rescaled", len(todo))
-    result = ProxyDatasets(
-        run_ids=list(run_ids),
-        domains=first.domains,
-        scales=scales,
-        expected_tokens=expected,
-        tokens=domain_tokens.sum(axis=1),
-        docs=n_docs,
-        domain_tokens=domain_tokens,
-        table=table,
-        version=version,
-        pool_table=source,
-        pool_version=stats.annotated_version,
-        seconds=round(time.time() - started, 1),
-    )
-    log.info(
-        "proxy datasets: %d runs from %s in %.1fs, realised tokens %d..%d (aim %d)",
-        len(run_ids),
-        source,
-        result.seconds,
-        int(result.tokens.min()),
-        int(result.tokens.max()),
-        int(cfg.token_budget * (1 + cfg.overshoot)),
-    )
-    return result
+    return _Written(domain_tokens, n_docs, version)
 
 
 def _write(
@@ -253,7 +327,7 @@ def _write(
         selected,
         table,
         "overwrite",
-        {**metadata, "runs": len(run_ids), "scales": [float(c) for c in scales]},
+        {**metadata, "runs": len(run_ids), "scales": np.asarray(scales, dtype=float).tolist()},
         options={"replaceWhere": f"run_id IN ({_quoted(run_ids)})"},
     )
 

@@ -6,7 +6,9 @@ top 10 vectors. RegMix: the same over Dirichlet draws of domain weights (officia
 draws, top 128).
 
 The mean of vectors whose α rows (or mixtures) sum to 1 sums to 1 again up to float rounding;
-the result is checked against gross drift (a layout bug) and renormalised exactly.
+the result is checked against gross drift (a layout bug) and renormalised exactly. A mean the
+surrogate predicts worse than every one of the top k has left the region they were found in (θ
+is not a convex world: the mean of two good ω can select badly); θ* is then the best candidate.
 
 Two options keep the search where the surrogate has evidence: a ``features`` map (what the
 surrogate reads may be features of θ rather than θ itself: the candidates are mapped before they
@@ -189,13 +191,16 @@ class SearchResult:
 
     Attributes
     ----------
-    theta_star : (D,) mean of the top-k candidates, simplex blocks renormalised
-    predicted_loss_of_mean : predicted loss of ``theta_star`` itself
+    theta_star : (D,) mean of the top-k candidates, simplex blocks renormalised (or the best
+        candidate, when the mean is predicted worse than all of them: ``candidate_stats["averaged"]``)
     top_candidates : (k, D) the best candidates, best first
     top_predicted : (k,) their predicted losses, ascending
     names : D feature names (``param_names`` layout, or domain names for mixtures)
     domains, scorers : the sampler's names; ``scorers`` is None for a mixture search
     n_candidates, seed : how the candidates were drawn
+    predicted_loss_of_mean : θ*'s own predicted loss
+    proposals : (P, D) the best P candidates (inside the runs' region when it holds enough), best
+        first: where the next round of runs goes (P = 0 unless asked for)
     """
 
     theta_star: NDArray[np.float64]
@@ -208,6 +213,7 @@ class SearchResult:
     n_candidates: int
     seed: int
     candidate_stats: dict[str, float] = field(default_factory=dict)
+    proposals: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
 
     def to_params(self) -> QuadMixParams:
         """θ* as validated :class:`QuadMixParams`, ready for ``save_params`` / ``quadmix select``."""
@@ -254,6 +260,7 @@ def search_theta(
     batch_size: int = 25_000,
     features: FeatureMap | None = None,
     region: RunRegion | None = None,
+    propose: int = 0,
 ) -> SearchResult:
     """Draw ``n_candidates`` with ``sampler.sample(n_candidates, seed)``, keep the ``top_k`` lowest
     predicted losses and average them.
@@ -262,9 +269,49 @@ def search_theta(
     candidates themselves or, with ``features``, ``features.transform(candidates)``. If it
     carries ``feature_names`` they must equal ``sampler.names`` (or ``features.names``): one
     layout for fit and search. With ``region``, only candidates inside it (in the same feature
-    space) are ranked, unless fewer than ``top_k`` are. Prediction runs in batches of
-    ``batch_size`` rows. Ties are broken by draw order, so the result is deterministic in ``seed``.
+    space) are ranked, unless fewer than ``top_k`` are. ``propose`` > 0 also returns that many of
+    the best candidates themselves (``proposals``). Prediction runs in batches of ``batch_size``
+    rows. Ties are broken by draw order, so the result is deterministic in ``seed``.
     """
+    _check_search(regressor, sampler, n_candidates, top_k, batch_size, features)
+
+    def scored(theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        return theta if features is None else features.transform(theta)
+
+    candidates = sampler.sample(int(n_candidates), seed)
+    predicted, inside = _score(regressor, candidates, scored, region, batch_size)
+    ranked = np.where(inside, predicted, np.inf) if inside.sum() >= max(top_k, propose) else predicted
+    order = np.argsort(ranked, kind="stable")
+    best = order[:top_k]
+    top = candidates[best]
+    theta_star = _renormalise(top.mean(axis=0), sampler)
+    predicted_star = float(regressor.predict(scored(theta_star[None, :]))[0])
+    averaged = predicted_star <= predicted[best[-1]]
+    if not averaged:  # the mean left the region its members were predicted best in
+        theta_star, predicted_star = top[0].copy(), float(predicted[best[0]])
+    is_qm = isinstance(sampler, ParamSampler)
+    return SearchResult(
+        theta_star=theta_star,
+        predicted_loss_of_mean=predicted_star,
+        top_candidates=top,
+        top_predicted=predicted[best],
+        names=tuple(sampler.names),
+        domains=tuple(sampler.domains),
+        scorers=tuple(sampler.scorers) if is_qm else None,
+        n_candidates=int(n_candidates),
+        seed=int(seed),
+        candidate_stats={
+            "min": float(predicted.min()),
+            "median": float(np.median(predicted)),
+            "mean": float(predicted.mean()),
+            "inside_region": int(inside.sum()),
+            "averaged": bool(averaged),
+        },
+        proposals=candidates[order[:propose]],
+    )
+
+
+def _check_search(regressor, sampler, n_candidates: int, top_k: int, batch_size: int, features) -> None:
     for name, value, low in (
         ("n_candidates", n_candidates, 1),
         ("top_k", top_k, 1),
@@ -290,10 +337,9 @@ def search_theta(
     if mode is not None and mode != expected_mode:
         raise ValueError(f"a {mode}-mode regressor cannot score {type(sampler).__name__} candidates")
 
-    def scored(theta: NDArray[np.float64]) -> NDArray[np.float64]:
-        return theta if features is None else features.transform(theta)
 
-    candidates = sampler.sample(int(n_candidates), seed)
+def _score(regressor, candidates, scored, region: RunRegion | None, batch_size: int):
+    """Predicted loss (n,) of every candidate, and whether each lies inside ``region`` (n,)."""
     predicted = np.empty(len(candidates))
     inside = np.ones(len(candidates), dtype=bool)
     for start in range(0, len(candidates), batch_size):
@@ -303,28 +349,7 @@ def search_theta(
             inside[start : start + batch_size] = region.inside(x)
     if not np.all(np.isfinite(predicted)):
         raise ValueError("regressor returned non-finite predictions")
-    ranked = np.where(inside, predicted, np.inf) if inside.sum() >= top_k else predicted
-    best = np.argsort(ranked, kind="stable")[:top_k]
-    top = candidates[best]
-    theta_star = _renormalise(top.mean(axis=0), sampler)
-    is_qm = isinstance(sampler, ParamSampler)
-    return SearchResult(
-        theta_star=theta_star,
-        predicted_loss_of_mean=float(regressor.predict(scored(theta_star[None, :]))[0]),
-        top_candidates=top,
-        top_predicted=predicted[best],
-        names=tuple(sampler.names),
-        domains=tuple(sampler.domains),
-        scorers=tuple(sampler.scorers) if is_qm else None,
-        n_candidates=int(n_candidates),
-        seed=int(seed),
-        candidate_stats={
-            "min": float(predicted.min()),
-            "median": float(np.median(predicted)),
-            "mean": float(predicted.mean()),
-            "inside_region": int(inside.sum()),
-        },
-    )
+    return predicted, inside
 
 
 def search_mixture(

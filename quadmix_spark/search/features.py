@@ -33,15 +33,19 @@ class ThetaFeatures:
 
 
 class RealisedFeatures:
-    """What each θ selects from ``sample`` at ``aim_tokens`` (the proxies' budget): (n, M·(3 + N))."""
+    """What each θ selects from ``sample`` at ``aim_tokens`` (the proxies' budget), with the domain
+    ``shares`` fixed when a mixture is composed with θ: (n, M·(3 + N))."""
 
-    def __init__(self, sample: DomainSample, aim_tokens: float | None) -> None:
+    def __init__(
+        self, sample: DomainSample, aim_tokens: float | None, shares: ArrayLike | None = None
+    ) -> None:
         self.sample = sample
         self.aim_tokens = aim_tokens
+        self.shares = shares
         self.names = sample.names
 
     def transform(self, theta: ArrayLike) -> NDArray[np.float64]:
-        return self.sample.features(theta, self.aim_tokens)
+        return self.sample.features(theta, self.aim_tokens, shares=self.shares)
 
 
 class BothFeatures:
@@ -56,9 +60,14 @@ class BothFeatures:
 
 
 def feature_map(
-    mode: str, theta_names: Sequence[str], sample: DomainSample | None = None, aim_tokens: float | None = None
+    mode: str,
+    theta_names: Sequence[str],
+    sample: DomainSample | None = None,
+    aim_tokens: float | None = None,
+    shares: ArrayLike | None = None,
 ) -> ThetaFeatures | RealisedFeatures | BothFeatures:
-    """The map of ``mode`` (one of :data:`FEATURE_MODES`); realised features need ``sample``."""
+    """The map of ``mode`` (one of :data:`FEATURE_MODES`); realised features need ``sample``
+    (and, at a fixed mixture, its ``shares`` in θ's domain order)."""
     if mode not in FEATURE_MODES:
         raise ValueError(f"features must be one of {FEATURE_MODES}, got {mode!r}")
     theta = ThetaFeatures(theta_names)
@@ -66,5 +75,5 @@ def feature_map(
         return theta
     if sample is None:
         raise ValueError(f"{mode} features need a sample of the pool (DomainSample)")
-    realised = RealisedFeatures(sample, aim_tokens)
+    realised = RealisedFeatures(sample, aim_tokens, shares)
     return realised if mode == "realised" else BothFeatures(theta, realised)

@@ -9,8 +9,10 @@ The fit is nonlinear least squares (SciPy's trust-region reflective method, anal
 on standardised features, from several deterministic starts; the best is kept. Starts: each sign
 of k, with c a little, half and twice the range of y beyond the losses, and (k, t) from a ridge
 fit of ``log(±(y − c))`` on the features; the law is linear there, so the starts are scored as
-they are and only the ``refine`` best are optimised. A ``start`` (a fitted law's coefficients,
-as cross-validation passes them) replaces the starts. A ridge penalty ``alpha · var(y) · ‖t‖²`` (on the
+they are and only the ``refine`` best are optimised. The loss is robust (SciPy's ``soft_l1``,
+scaled by 1.4826 × the median absolute residual of the best start): a proxy run that trained
+badly moves the law little (measured: one bad run among 32 took the law's test Spearman on its own
+truth from 0.997 to 0.773 under plain least squares). A ridge penalty ``alpha · var(y) · ‖t‖²`` (on the
 standardised scale) keeps t finite where the runs do not pin it down, e.g. mixtures, whose
 shares sum to 1 and so fix t only up to a common shift (absorbed by k).
 """
@@ -45,8 +47,8 @@ class LogLinearLaw(Regressor):
         Function evaluations per start.
     refine : int ≥ 1
         How many of the deterministic starts (the best by their initial cost) are optimised.
-    start : (c, k, t) or None
-        Coefficients to start from instead (original units), e.g. a fit on more runs.
+    robust : bool
+        The soft-L1 loss (True) or plain least squares.
 
     Attributes
     ----------
@@ -67,27 +69,41 @@ class LogLinearLaw(Regressor):
         alpha: float = 1e-3,
         max_nfev: int = 200,
         refine: int = 2,
-        start: tuple[float, float, Sequence[float]] | None = None,
+        robust: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__(mode, feature_names, seed)
         self.alpha = alpha
         self.max_nfev = max_nfev
         self.refine = refine
-        self.start = start
+        self.robust = robust
 
     def _fit(self, X: NDArray[np.float64], y: NDArray[np.float64]) -> None:
         mean, sd = standard_scale(X)
         z = (X - mean) / sd
         weight = np.sqrt(self.alpha * max(float(y.var()), 1e-12))
         args = (z, y, weight, len(y))
-        starts = self._starts(z, y, mean, sd)
+        starts = self._starts(z, y)
         costs = [float(np.sum(_residuals(p, *args, sign) ** 2)) for p, sign in starts]
+        ranked = np.argsort(costs, kind="stable")
+        p0, sign0 = starts[ranked[0]]
+        misfit = _residuals(p0, *args, sign0)[: len(y)] * np.sqrt(len(y))
+        scale = 1.4826 * float(np.median(np.abs(misfit - np.median(misfit))))
+        robust = {
+            "loss": "soft_l1",
+            "f_scale": max(scale, 1e-6 * (float(np.std(y)) or 1.0)) / np.sqrt(len(y)),
+        }
         best = None
-        for i in np.argsort(costs, kind="stable")[: self.refine]:
+        for i in ranked[: self.refine]:
             p, sign = starts[i]
             fit = least_squares(
-                _residuals, p, jac=_jacobian, args=(*args, sign), method="trf", max_nfev=self.max_nfev
+                _residuals,
+                p,
+                jac=_jacobian,
+                args=(*args, sign),
+                method="trf",
+                max_nfev=self.max_nfev,
+                **(robust if self.robust else {}),
             )
             if best is None or fit.cost < best[0].cost:
                 best = (fit, sign)
@@ -98,13 +114,8 @@ class LogLinearLaw(Regressor):
         self.scale_ = float(sign * np.exp(np.clip(kappa - float(self.coef_ @ mean), -700, 700)))
         self.cost_ = float(2 * fit.cost)
 
-    def _starts(self, z, y, mean, sd) -> list[tuple[NDArray[np.float64], float]]:
+    def _starts(self, z, y) -> list[tuple[NDArray[np.float64], float]]:
         """(parameters on the standardised scale, sign of k) to optimise from."""
-        if self.start is not None:
-            c, k, t = self.start
-            t = np.asarray(t, dtype=np.float64)
-            kappa = np.log(abs(k)) + float(t @ mean)
-            return [(np.concatenate([[c, kappa], t * sd]), float(np.sign(k) or 1.0))]
         spread = float(np.ptp(y)) or 1.0
         starts = []
         for sign in (1.0, -1.0):
@@ -112,9 +123,6 @@ class LogLinearLaw(Regressor):
                 c0 = float(y.min() - offset * spread) if sign > 0 else float(y.max() + offset * spread)
                 starts.append((np.concatenate([[c0], _linearised_start(z, y, c0, sign)]), sign))
         return starts
-
-    def cv_estimator(self) -> LogLinearLaw:
-        return super().cv_estimator().set_params(start=(self.intercept_, self.scale_, self.coef_.copy()))
 
     def _predict(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         return self.intercept_ + self.scale_ * np.exp(np.clip(X @ self.coef_, -700, 700))

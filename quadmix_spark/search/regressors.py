@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits
 
 from quadmix_spark.core.registry import Registry
@@ -179,11 +179,6 @@ class Regressor(BaseEstimator):
         self.n_features_in_ = arr.shape[1]
         return self
 
-    def cv_estimator(self) -> Regressor:
-        """An unfitted copy for cross-validation folds; a family whose fit is an optimisation
-        may start it from this fitted model's solution (each fold still fits its own runs)."""
-        return clone(self)
-
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "n_features_in_")
@@ -210,10 +205,14 @@ class Regressor(BaseEstimator):
 
 
 def standard_scale(X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Column means and standard deviations of X (n, D); a constant column gets scale 1."""
+    """Column means and standard deviations of X (n, D); a constant column gets scale 1.
+
+    "Constant" is relative: a column whose spread is a billionth of its size (a realised share
+    fixed by a mixture, up to rounding) would otherwise be blown up into noise of unit variance,
+    and a new row's rounding difference into a huge standardised value."""
     mean = X.mean(axis=0)
     scale = X.std(axis=0)
-    return mean, np.where(scale > 0, scale, 1.0)
+    return mean, np.where(scale > 1e-9 * np.maximum(1.0, np.abs(mean)), scale, 1.0)
 
 
 def regressor_from_bytes(data: bytes) -> Regressor:

@@ -9,7 +9,9 @@ to choose by. Here every run is scored once per repeat, by a model that never sa
 - **scores**: per repeat, the Spearman correlation (the search needs the order of the runs) and
   the mean absolute error of the pooled out-of-fold predictions; the table reports the mean and
   the standard deviation over the repeats, and the mean seconds per fit;
-- **choice** (``auto``): the family with the best mean Spearman (equal to three decimals: the
+- **choice** (``auto``): among the families whose MAE is at most three times that of the
+  constant predictor (each fold predicted by the mean loss of the others; its row is in the table
+  as the floor), the one with the best mean Spearman (equal to three decimals: the
   lower MAE), or the mean of the two or three best families' predictions when that mean,
   scored on the same out-of-fold predictions, has a higher Spearman. The mean of predictions
   orders candidates as a rank average of calibrated members would, and stays in loss units, so
@@ -36,6 +38,8 @@ from quadmix_spark.search.regressors import REGRESSORS, Mode, Regressor, evaluat
 __all__ = ["CVScore", "Choice", "MeanEnsemble", "choose_regressor", "cross_validate", "cv_folds"]
 
 ENSEMBLE_SIZES = (2, 3)
+MAX_MAE_RATIO = 3.0  # a family whose CV MAE exceeds this × the constant predictor's is not chosen
+CONSTANT = "constant (the mean)"
 
 
 def cv_folds(run_ids: Sequence[str], k: int = 5, repeats: int = 3, seed: int = 0) -> NDArray[np.int64]:
@@ -96,6 +100,15 @@ def _score(family: str, oof: NDArray[np.float64], y: NDArray[np.float64], second
     mae = np.array([m["mae"] for m in per_repeat])
     sd = float(rho.std(ddof=1)) if rho.size > 1 else 0.0
     return CVScore(family, float(rho.mean()), sd, float(mae.mean()), seconds, oof)
+
+
+def _constant(y: NDArray[np.float64], folds: NDArray[np.int64]) -> CVScore:
+    """The floor: each fold predicted by the mean loss of the runs it was not in."""
+    oof = np.empty(folds.shape)
+    for r, fold in enumerate(folds):
+        for f in np.unique(fold):
+            oof[r, fold == f] = y[fold != f].mean()
+    return _score(CONSTANT, oof, y, 0.0)
 
 
 def _failed(family: str, n: int, repeats: int, err: Exception) -> CVScore:
@@ -166,13 +179,15 @@ class MeanEnsemble(Regressor):
 @dataclass(frozen=True)
 class Choice:
     """What :func:`choose_regressor` found: the CV table (families, then the ensembles tried,
-    best first), the chosen row's name, and the chosen model fitted on all runs."""
+    best first), the chosen row's name, the chosen model fitted on all runs, and ``models``:
+    every family that could be fitted, fitted on all runs (by family name)."""
 
     table: list[CVScore]
     chosen: str
     model: Regressor
     k: int
     repeats: int
+    models: Mapping[str, Regressor] = field(default_factory=dict, repr=False)
 
     @property
     def score(self) -> CVScore:
@@ -231,6 +246,21 @@ def choose_regressor(
         base = {"mode": mode, "feature_names": feature_names, "seed": seed}
         return make_regressor(family, **base, **params.get(family, {}))
 
+    fitted, table = _validate(families, build, X, y, folds)
+    constant = _constant(y, folds)
+    chosen, ensembles_tried = _choose(table, constant, y, ensembles)
+    if chosen.family in fitted:
+        model = fitted[chosen.family]
+    else:
+        model = MeanEnsemble.of_fitted([fitted[f] for f in chosen.family[5:-1].split("+")])
+    back = np.argsort(order)  # out-of-fold predictions in the order the runs came in
+    shown = table + ensembles_tried + [constant]
+    rows = sorted((replace(row, oof=row.oof[:, back]) for row in shown), key=_rank_key)
+    return Choice(rows, chosen.family, model, int(folds.max()) + 1, repeats, fitted)
+
+
+def _validate(families, build, X, y, folds) -> tuple[dict[str, Regressor], list[CVScore]]:
+    """Each family fitted on all runs and cross-validated (every fold fitted from scratch)."""
     fitted, table = {}, []
     for family in dict.fromkeys(families):
         started = time.perf_counter()
@@ -240,27 +270,31 @@ def choose_regressor(
             table.append(_failed(family, len(y), folds.shape[0], err))
             continue
         seconds = time.perf_counter() - started
-        row = cross_validate(fitted[family].cv_estimator(), X, y, folds, family)
+        row = cross_validate(build(family), X, y, folds, family)
         table.append(replace(row, seconds=row.seconds + seconds))
     table.sort(key=_rank_key)
-    ok = [row for row in table if row.ok]
-    if not ok:
+    if not any(row.ok for row in table):
         errors = "; ".join(f"{r.family}: {r.error}" for r in table)
         raise ValueError(f"no regressor family could be fitted: {errors}")
-    ensembles_tried = []
-    if ensembles:
-        for size in ENSEMBLE_SIZES:
-            if len(ok) >= size:
-                top = ok[:size]
-                oof = np.mean([row.oof for row in top], axis=0)
-                name = "mean(" + "+".join(row.family for row in top) + ")"
-                ensembles_tried.append(_score(name, oof, y, sum(row.seconds for row in top)))
-    better = [row for row in ensembles_tried if row.spearman > ok[0].spearman]
-    chosen = max(better, key=lambda row: row.spearman) if better else ok[0]
-    if chosen is ok[0]:
-        model = fitted[chosen.family]
-    else:
-        model = MeanEnsemble.of_fitted([fitted[f] for f in chosen.family[5:-1].split("+")])
-    back = np.argsort(order)  # out-of-fold predictions in the order the runs came in
-    rows = sorted((replace(row, oof=row.oof[:, back]) for row in table + ensembles_tried), key=_rank_key)
-    return Choice(rows, chosen.family, model, int(folds.max()) + 1, repeats)
+    return fitted, table
+
+
+def _choose(
+    table: list[CVScore], constant: CVScore, y: NDArray[np.float64], ensembles: bool
+) -> tuple[CVScore, list[CVScore]]:
+    """The chosen row (a family, or the mean of the best two or three), and the ensembles tried."""
+    # A family that orders the runs but misses their losses by far more than their mean does
+    # extrapolates wildly (an exponent gone astray): it would rank absurd candidates first, and
+    # its error would swamp the comparison with the best run. It stays in the table, unchosen.
+    ok = [row for row in table if row.ok and row.mae <= MAX_MAE_RATIO * constant.mae]
+    if not ok:
+        ok = [min((row for row in table if row.ok), key=lambda row: row.mae)]
+    tried = []
+    for size in ENSEMBLE_SIZES if ensembles else ():
+        if len(ok) >= size:
+            top = ok[:size]
+            oof = np.mean([row.oof for row in top], axis=0)
+            name = "mean(" + "+".join(row.family for row in top) + ")"
+            tried.append(_score(name, oof, y, sum(row.seconds for row in top)))
+    better = [row for row in tried if row.spearman > ok[0].spearman]
+    return (max(better, key=lambda row: row.spearman) if better else ok[0]), tried

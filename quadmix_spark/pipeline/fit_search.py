@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -117,11 +118,16 @@ def renormalise_mixtures(ids: list[str], X: np.ndarray) -> tuple[np.ndarray, int
 
 
 def _held_out(run_ids: list[str], cfg: SearchConfig) -> np.ndarray:
-    """Runs kept out of the fit and scored after it: ``search.holdout_runs``, or a hash-chosen
-    ``search.holdout_fraction`` (none by default: cross-validation scores every run)."""
+    """Runs kept out of the fit and scored after it: ``search.holdout_runs``, or the
+    ``search.holdout_fraction`` of the runs (rounded up) whose hash of the run id is smallest, so
+    the share is what was asked for whatever the ids (none by default: cross-validation scores
+    every run)."""
     if cfg.holdout_runs is None:
         u = core.hash_uniform(core.text_keys(run_ids), cfg.seed, core.RUN_HOLDOUT_STREAM)
-        return u < cfg.holdout_fraction
+        n = math.ceil(cfg.holdout_fraction * len(run_ids) - 1e-9)
+        held = np.zeros(len(run_ids), dtype=bool)
+        held[np.lexsort((np.asarray(run_ids, dtype=object), u))[:n]] = True
+        return held
     named = set(inputs.read_lines(cfg.holdout_runs, "search.holdout_runs"))
     unknown = sorted(named - set(run_ids))
     if unknown:

@@ -7,9 +7,10 @@ by maximum marginal likelihood, plus a noise term for the proxies' own noise. sc
 
 One length scale per feature costs n²·D per step of the optimiser, and with more features than
 runs the runs cannot fix them all; ``ard="auto"`` keeps per-feature scales where there are more
-runs than features and n·D ≤ 4096 (e.g. 128 runs over 24 features, 512 over 8), and shares one
-scale over all features beyond that (measured: 128 runs × 64 features took 87 s for fit and
-cross-validation with per-feature scales, on a loaded 2-core machine). The optimiser (L-BFGS-B)
+runs than features and n·D ≤ 1024 (e.g. 100 runs over 10 features, 40 over 24), and shares one
+scale over all features beyond that (benchmarks/surrogates.py, a loaded 2-core machine: fit and
+cross-validation on 512 runs × 8 domains took 95 s with per-feature scales and 13 s with one, at
+the same test Spearman, 0.996). The optimiser (L-BFGS-B)
 stops after ``max_iter`` iterations, from one deterministic start unless ``n_restarts`` asks for
 more. Cross-validation refits each fold from that same start: a fold never starts from a kernel
 fitted on the runs it is scored on.
@@ -33,7 +34,7 @@ from quadmix_spark.search.regressors import Interval, Mode, Regressor, register,
 
 __all__ = ["GaussianProcess"]
 
-ARD_BUDGET = 4096  # n·D above which ard="auto" shares one length scale
+ARD_BUDGET = 1024  # n·D above which ard="auto" shares one length scale
 
 
 @register

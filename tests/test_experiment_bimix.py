@@ -77,7 +77,13 @@ def test_bimix_rows_join_the_comparison(spark, setup, capsys):
     key = experiment_key(config, 0)
     result = json.loads((root / "out" / key / "experiment.json").read_text())
     labels = [c["label"] for c in result["contenders"]]
-    assert labels == ["θ*", "entropy:se", "entropy:je", "entropy:ce", "bimix r*"]  # draws only feed the fit
+    # beside θ*, the other of θ* and the best run; the Dirichlet draws only feed the fit
+    other = (
+        "best proxy run"
+        if result["fit"]["output_source"] == "searched candidate"
+        else "searched θ (not written)"
+    )
+    assert labels == ["θ*", other, "entropy:se", "entropy:je", "entropy:ce", "bimix r*"]
     for c in result["contenders"]:
         assert c["status"] == "ok" and c["n_train_tokens"] == BUDGET
         assert 0 < c["target"] < np.log(100_277)

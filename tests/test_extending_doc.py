@@ -150,14 +150,14 @@ def test_reweighter():
     mod = load(3)
     try:
         cfg = from_dict(PipelineConfig, yaml.safe_load(YML[3]))
-        assert cfg.reweight.methods == ["stream_length", "uniform"]
-        m = mod.StreamLength(vocab="full", seed=0).fit({"a": np.arange(10), "b": np.arange(30)})
+        assert cfg.reweight.methods == ["token_share", "uniform"]
+        m = mod.TokenShare(vocab="full", seed=0).fit({"a": np.arange(10), "b": np.arange(30)})
         assert dict(m.mixture_.shares) == pytest.approx({"a": 0.25, "b": 0.75})
-        assert m.result()["method"] == "stream_length"
+        assert m.result()["method"] == "token_share"
         with pytest.raises(ValueError, match="fewer than 1000"):
-            mod.StreamLength(min_tokens=1000, vocab="full").fit({"a": np.arange(10), "b": np.arange(30)})
+            mod.TokenShare(min_tokens=1000, vocab="full").fit({"a": np.arange(10), "b": np.arange(30)})
     finally:
-        REWEIGHTERS.unregister("stream_length")
+        REWEIGHTERS.unregister("token_share")
 
 
 def test_trainer_through_run_proxies(spark, tmp_path):

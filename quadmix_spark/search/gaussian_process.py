@@ -7,7 +7,7 @@ by maximum marginal likelihood, plus a noise term for the proxies' own noise. sc
 
 One length scale per feature costs n²·D per step of the optimiser, and with more features than
 runs the runs cannot fix them all; ``ard="auto"`` keeps per-feature scales where there are more
-runs than features and n·D ≤ 1024 (e.g. 100 runs over 10 features, 40 over 24), and shares one
+runs than features and n²·D ≤ 250,000 (e.g. 64 runs over 18 features, 100 over 24), and shares one
 scale over all features beyond that (benchmarks/surrogates.py, a loaded 2-core machine: fit and
 cross-validation on 512 runs × 8 domains took 95 s with per-feature scales and 13 s with one, at
 the same test Spearman, 0.996). The optimiser (L-BFGS-B)
@@ -34,7 +34,7 @@ from quadmix_spark.search.regressors import Interval, Mode, Regressor, register,
 
 __all__ = ["GaussianProcess"]
 
-ARD_BUDGET = 1024  # n·D above which ard="auto" shares one length scale
+ARD_BUDGET = 250_000  # n²·D above which ard="auto" shares one length scale
 
 
 @register
@@ -92,7 +92,7 @@ class GaussianProcess(Regressor):
     def _fit(self, X: NDArray[np.float64], y: NDArray[np.float64]) -> None:
         self.mean_, self.sd_ = standard_scale(X)
         n, d = X.shape
-        ard = self.ard if self.ard != "auto" else n > d and n * d <= ARD_BUDGET
+        ard = self.ard if self.ard != "auto" else n > d and n * n * d <= ARD_BUDGET
         scales = np.ones(d) * np.sqrt(d) if ard else float(np.sqrt(d))
         kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
             length_scale=scales, length_scale_bounds=(1e-2, 1e4), nu=self.nu

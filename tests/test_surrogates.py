@@ -7,8 +7,14 @@ import pytest
 from sklearn.base import clone
 
 from quadmix_spark.search import REGRESSORS, Regressor, make_regressor, register
-from quadmix_spark.search.regressors import regressor_from_bytes
-from quadmix_spark.search.validation import MeanEnsemble, choose_regressor, cv_folds
+from quadmix_spark.search.regressors import evaluate_predictions, regressor_from_bytes
+from quadmix_spark.search.validation import (
+    MeanEnsemble,
+    choose_regressor,
+    cross_validate,
+    cv_folds,
+    fold_offsets,
+)
 
 
 def law_runs(n: int, m: int, seed: int, noise: float = 0.002, regmix: bool = True):
@@ -208,3 +214,37 @@ def test_a_family_far_off_the_losses_is_never_chosen() -> None:
         assert choice.chosen == "linear"
     finally:
         REGRESSORS.unregister("test-exaggerated")
+
+
+class Cautious(Regressor):
+    """Orders the runs as the law does but stays close to the mean loss it was fitted on, as a
+    Gaussian process or ridge does on few runs."""
+
+    name = "test-cautious"
+
+    def _fit(self, X, y):
+        self.centre_ = float(y.mean())
+
+    def _predict(self, X):
+        law = 2.5 + 0.8 * np.exp(X @ np.linspace(-1.5, 1.5, X.shape[1]))
+        return self.centre_ + 0.002 * (law - 3.3)
+
+
+def test_the_cv_spearman_is_not_fooled_by_each_folds_mean() -> None:
+    # Pooled out-of-fold predictions of a model that leans on its training mean anti-correlate
+    # with the runs (a fold of high losses is trained on low ones), whatever order it gives
+    # inside a fold. Shifted by that mean, the cautious family scores as its order deserves.
+    x, y, _ = law_runs(40, 6, seed=3, noise=0.0)
+    ids = [f"r{i}" for i in range(40)]
+    folds = cv_folds(ids, 5, 3, seed=0)
+    row = cross_validate(Cautious("regmix"), x, y, folds)
+    assert row.spearman > 0.99
+    pooled = np.mean([evaluate_predictions(y, oof)["spearman"] for oof in row.oof])
+    assert pooled < 0.5  # what the table showed before the shift
+    offsets = fold_offsets(y, folds)
+    for r, fold in enumerate(folds):
+        for f in range(5):
+            assert offsets[r, fold == f] == pytest.approx(y[fold != f].mean())
+    choice = choose_regressor(["linear"], x, y, ids, mode="regmix")
+    constant = next(r for r in choice.table if r.family == "constant (the mean)")
+    assert constant.spearman == 0.0  # all-equal after the shift, where pooled it scored ≈ −1

@@ -36,6 +36,8 @@ import lightgbm as lgb  # noqa: E402
 
 __all__ = ["LossRegressor", "evaluate_predictions", "few_runs_leaf", "plot_predicted_vs_actual"]
 
+SMALL_FIT_ROWS = 10_000  # fits on fewer rows use one LightGBM thread (see num_threads)
+
 
 def few_runs_leaf(n_rows: int) -> int:
     """LightGBM's ``min_data_in_leaf`` for ``n_rows`` fit rows: min(20, max(5, n / 10))."""
@@ -59,7 +61,10 @@ class LossRegressor(Regressor):
     validation_fraction : float in [0, 1)
         Share of the rows held out (at random, by ``seed``) for early stopping; 0 disables it.
     num_threads : int
-        LightGBM threads (default 2: the target machine's core count).
+        LightGBM threads (default 2: the target machine's core count) for predictions and for fits
+        on ``SMALL_FIT_ROWS`` rows or more; smaller fits use one thread, whose histograms cost less
+        than waking a second (512 runs × 64 domains: 0.53 → 0.28 CPU-s per fit, the same trees,
+        since ``deterministic`` makes them independent of the thread count).
     """
 
     name = "lightgbm"
@@ -144,6 +149,8 @@ class LossRegressor(Regressor):
         params = self._params()
         if self.min_child_samples is None:
             params["min_data_in_leaf"] = few_runs_leaf(train_idx.size)
+        if train_idx.size < SMALL_FIT_ROWS:
+            params["num_threads"] = 1
         # LightGBM rejects JSON-special characters ("alpha[News,dclm]") in feature names, so it
         # gets positional names; ours are mapped back in feature_importance().
         train_set = lgb.Dataset(X[train_idx], y[train_idx], free_raw_data=True)

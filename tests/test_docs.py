@@ -135,3 +135,11 @@ def test_the_readme_is_an_entry_page_with_its_two_commands():
     assert "QUADMIX_EXTRAS=torch bash scripts/setup.sh" in ci and ".venv/bin/python -m pytest -q" in ci
     for doc in ("jobs", "behaviour", "search", "mixtures", "cluster", "nightly", "benchmarks", "config"):
         assert f"](docs/{doc}.md)" in text, doc
+
+
+def test_no_documented_command_builds_into_the_checkout():
+    """pip builds a source folder in place (build/, *.egg-info): the docs build from a copy."""
+    for page in PAGES:
+        for line in page.read_text().splitlines():
+            if "pip wheel" in line:
+                assert not re.search(r"\s\.$", line.split("#")[0].rstrip()), (page.name, line)

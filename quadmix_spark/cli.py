@@ -15,7 +15,29 @@ from pathlib import Path
 from quadmix_spark.config import ConfigError, PipelineConfig, load_config
 
 log = logging.getLogger("quadmix")
+#: The project config `quadmix init` writes; commands find it in the working directory.
+PROJECT_CONFIG = "quadmix.yaml"
+#: The demo's config, found when the command runs in the checkout (the README's first command).
 DEFAULT_CONFIG = "conf/demo.yaml"
+
+
+def default_config() -> str:
+    """The config a command reads without ``--config``: ./quadmix.yaml, else the checkout's demo."""
+    for candidate in (PROJECT_CONFIG, DEFAULT_CONFIG):
+        if Path(candidate).is_file():
+            return candidate
+    raise ConfigError(
+        f"no {PROJECT_CONFIG} in {Path.cwd()}: run `quadmix init` here to start a project "
+        f"(or pass --config FILE)"
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.init import init_project
+
+    done = init_project(args.dir, corpus=args.corpus, fmt=args.format, label=args.label, force=args.force)
+    print(f"init: wrote {done.config}, {done.models}/" + (f", {done.readme}" if done.readme else ""))
+    print(f"  edit {done.config}, then from {args.dir}: quadmix train-classifier, annotate, stats, ...")
 
 
 def _session(config: PipelineConfig):
@@ -240,9 +262,12 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quadmix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_init(sub)
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+        p.add_argument(
+            "--config", help=f"YAML config (default: ./{PROJECT_CONFIG}, in the checkout {DEFAULT_CONFIG})"
+        )
         p.add_argument(
             "--set",
             dest="overrides",
@@ -302,6 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_init(sub: argparse._SubParsersAction) -> None:
+    from quadmix_spark.pipeline.init import FORMATS
+
+    p = sub.add_parser("init", help=f"start a project folder: {PROJECT_CONFIG} for your corpus, models/")
+    p.add_argument("dir", nargs="?", default=".", help="the project folder (default: .)")
+    p.add_argument("--corpus", help="your corpus: a file, folder or URI (default: DIR/data/corpus)")
+    p.add_argument("--format", choices=FORMATS, help="the corpus's format (default: from its files)")
+    p.add_argument(
+        "--label", default="domain", help="the corpus's domain label column (default: %(default)s)"
+    )
+    p.add_argument("--force", action="store_true", help=f"replace an existing {PROJECT_CONFIG}")
+
+
 def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
     """Entry point of ``quadmix`` (and, with ``command``, of the jobs/ scripts)."""
     logging.basicConfig(
@@ -314,7 +352,10 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
         argv = [command, *argv]
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
+        if args.command == "init":  # no config yet: it writes one
+            cmd_init(args)
+            return 0
+        config = load_config(args.config or default_config(), args.overrides)
         COMMANDS[args.command][0](config, args)
     except ConfigError as err:
         print(f"quadmix {args.command}: configuration error: {err}", file=sys.stderr)

@@ -7,6 +7,7 @@
 #
 # QUADMIX_PYTHON: the interpreter for the driver and executors (default: .venv/bin/python here);
 # it must exist at the same path on every node (a shared install, an image, or a packed env).
+# A master on 127.0.0.1 or localhost sets SPARK_LOCAL_IP=127.0.0.1 for the driver (unless set).
 # QUADMIX_PY_FILES: a built package (the wheel copied to a .zip) shipped to executors with
 # --py-files, so they import the code from it instead of from their own install.
 set -euo pipefail
@@ -19,6 +20,18 @@ jars = listing.read_text().split() if listing.is_file() else []
 print(f"--jars {','.join(jars)}" if jars else f"--packages {DELTA_PACKAGE}")
 PY
 )"
+# A driver submitting to a master on the loopback address must bind there too: otherwise Spark
+# binds the machine's first interface, which a master and worker on 127.0.0.1 cannot reach back.
+MASTER=""
+for ((i = 1; i <= $#; i++)); do
+  case "${!i}" in
+    --master) j=$((i + 1)); MASTER="${!j:-}" ;;
+    --master=*) MASTER="${!i#--master=}" ;;
+  esac
+done
+case "$MASTER" in
+  spark://127.0.0.1:* | spark://localhost:*) export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}" ;;
+esac
 # pyspark's spark-submit finds its Spark home by running this interpreter.
 export PYSPARK_PYTHON="$PYTHON" PYSPARK_DRIVER_PYTHON="$PYTHON"
 # shellcheck disable=SC2086  # DELTA is two words: the option and its value

@@ -185,7 +185,7 @@ def test_cluster_jobs_select_what_local_mode_selects(spark, inputs, cluster_sele
 
 
 def test_the_delta_package_is_named_alike_everywhere():
-    """The Delta version of pyproject's pin, in the session, the README and the docker files."""
+    """The Delta version of pyproject's pin, in the session, the README, docs/ and the docker files."""
     pin = next(
         line.split("==")[1].strip('",')
         for line in (ROOT / "pyproject.toml").read_text().splitlines()
@@ -198,7 +198,11 @@ def test_the_delta_package_is_named_alike_everywhere():
     )
     spark_minor = ".".join(spark_pin.split(".")[:2])
     assert f"io.delta:delta-spark_{spark_minor}_2.13:{pin}" == DELTA_PACKAGE
-    for path in [ROOT / "README.md", *sorted((ROOT / "docker").iterdir())]:
+    for path in [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "docker").iterdir()),
+    ]:
         text = path.read_text()
         named = {word.strip("`'\",)") for word in text.split() if "io.delta:delta-spark" in word}
         assert named <= {DELTA_PACKAGE}, (path.name, named)

@@ -149,9 +149,10 @@ def cmd_predict_mixture(config: PipelineConfig, args: argparse.Namespace) -> Non
 
     read, needs_stats = mixture_needs(config, args.mixture, "--mixture")
     spark = None
-    if needs_stats or not all(map(files.is_local_path, [config.search.output_dir, *read])):
+    where = [config.search.output_dir, config.search.output_mixture, *read, args.regressor or ""]
+    if needs_stats or not all(map(files.is_local_path, where)):
         spark = _session(config)  # the stats table, and URIs through Spark's Hadoop FileSystem
-    for name, loss in predict_mixtures(config, args.mixture, spark):
+    for name, loss in predict_mixtures(config, args.mixture, spark, args.regressor):
         print(f"{loss:.5f}  {name}")
 
 
@@ -259,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                 action="append",
                 required=True,
                 help="a mixture source: a file, natural, uniform, entropy:<measure>, ... (repeatable)",
+            )
+            p.add_argument(
+                "--regressor",
+                help="fit-search's regressor.pkl, its folder or its search_summary.json (default: "
+                "search.output_dir, else the one r* at search.output_mixture or a --mixture file names)",
             )
         if name == "params-template":
             p.add_argument("--output", default="params.yaml", help="θ file to write (default: %(default)s)")

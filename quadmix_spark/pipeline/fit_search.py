@@ -30,6 +30,7 @@ import pandas as pd
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
+from quadmix_spark.core.params import read_structured
 from quadmix_spark.core.realised import DomainSample
 from quadmix_spark.mixing import sources
 from quadmix_spark.pipeline import inputs
@@ -357,7 +358,7 @@ def _save_surrogate(choice: Choice, y: np.ndarray, cfg: SearchConfig, features: 
         "feature_names": list(choice.model.feature_names),
         "cv": choice.as_dict(),
     }
-    files.write_bytes(files.join(cfg.output_dir, "regressor.pkl"), choice.model.to_bytes())
+    files.write_bytes(regressor_file(cfg), choice.model.to_bytes())
     files.write_text(files.join(cfg.output_dir, "regressor.json"), json.dumps(meta, indent=2))
     with files.local_folder(cfg.output_dir) as out:  # matplotlib writes to local paths
         title = f"{choice.chosen}: out-of-fold predictions ({choice.k}-fold CV, repeat 1 of {choice.repeats})"
@@ -412,6 +413,11 @@ def _against_the_evidence(
     return decision, best_run
 
 
+def regressor_file(cfg: SearchConfig) -> str:
+    """Where the surrogate is saved, as every process sees it (local paths absolute)."""
+    return files.qualify(files.join(cfg.output_dir, "regressor.pkl"))
+
+
 def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | None = None) -> str:
     """θ* as a params file ``quadmix select`` reads, or in RegMix mode r* as a mixture file
     (with the fit in its provenance); returns the path written."""
@@ -426,6 +432,7 @@ def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | No
         "inputs": {"runs_path": cfg.runs_path, "prior": cfg.prior, "temperature": cfg.temperature},
         "search": {"n_candidates": result.n_candidates, "top_k": len(result.top_predicted)},
         "predicted_loss": result.predicted_loss_of_mean,
+        "regressor_file": regressor_file(cfg),  # predict-mixture finds the surrogate from r*
     }
     if summary:
         provenance["fit"] = {"runs": summary["runs"], "held_out": summary["held_out"], **summary["metrics"]}
@@ -447,6 +454,7 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     summary["output"] = write_theta_star(result, cfg, summary)
     if cfg.mode == "quadmix":
         summary["params_hash"] = core.params_hash(result.to_params())
+    summary["regressor_file"] = regressor_file(cfg)
     summary["seconds"] = round(time.time() - started, 1)
     files.write_text(files.join(cfg.output_dir, "search_summary.json"), json.dumps(summary, indent=2))
     return summary
@@ -475,21 +483,61 @@ def pool_features(config: PipelineConfig, spark=None) -> PoolSample | None:
     return PoolSample(sample, proxy.token_budget * (1.0 + proxy.overshoot))
 
 
-def load_surrogate(config: PipelineConfig):
-    """The surrogate fit-search saved in ``search.output_dir`` (``regressor.pkl``)."""
-    saved = files.join(config.search.output_dir, "regressor.pkl")
-    if not files.is_file(saved):
-        raise ConfigError(
-            f"search.output_dir: no fitted surrogate at {saved}: run quadmix fit-search with the same "
-            "search.output_dir first, or point search.output_dir at the folder it wrote"
-        )
-    return regressor_from_bytes(files.read_bytes(saved))
+def _named_regressor(path: str) -> str | None:
+    """The regressor a file of fit-search's names: itself (a pickle), the ``regressor_file`` of its
+    summary JSON or of an r* mixture file's provenance; None when it names none."""
+    if path.endswith(".pkl"):
+        return path
+    try:
+        with files.local_copy(path) as local:
+            data = read_structured(local)
+    except (ValueError, OSError, core.ParamsError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    named = (data.get("provenance") or {}) if "mixture" in data else data
+    return named.get("regressor_file") if isinstance(named.get("regressor_file"), str) else None
 
 
-def predict_mixtures(config: PipelineConfig, names: list[str], spark=None) -> list[tuple[str, float]]:
+def locate_surrogate(config: PipelineConfig, regressor: str | None = None, mixtures=()) -> str:
+    """Where fit-search's RegMix surrogate is: ``regressor`` (a ``regressor.pkl``, the folder holding
+    it or a ``search_summary.json``), else ``search.output_dir``, else the one named by the r* file
+    at ``search.output_mixture`` or any of ``mixtures`` (fit-search records it there), so
+    predict-mixture finds it without fit-search's ``search.output_dir``. The error lists every
+    place looked."""
+    looked: list[str] = []
+    places = [regressor] if regressor else []
+    places.append(files.join(config.search.output_dir, "regressor.pkl"))
+    places += [config.search.output_mixture, *mixtures]
+    for place in places:
+        if regressor and place == regressor and not place.endswith((".pkl", ".json")):
+            place = files.join(place, "regressor.pkl")  # a folder fit-search wrote
+        looked.append(place)
+        named = _named_regressor(place) if files.is_file(place) else None
+        if named and named != place:
+            looked.append(f"{named} (named by {place})")
+        if named and files.is_file(named):
+            return named
+    shown = "\n  ".join(looked)
+    raise ConfigError(
+        "search.output_dir: no fitted surrogate (regressor.pkl) found; looked at:\n  "
+        f"{shown}\nrun quadmix fit-search (search.mode: regmix) first, or pass --regressor with the "
+        "regressor.pkl or search_summary.json it wrote, or set search.output_dir to its folder"
+    )
+
+
+def load_surrogate(config: PipelineConfig, regressor: str | None = None, mixtures=()):
+    """The surrogate fit-search saved (:func:`locate_surrogate`)."""
+    return regressor_from_bytes(files.read_bytes(locate_surrogate(config, regressor, mixtures)))
+
+
+def predict_mixtures(
+    config: PipelineConfig, names: list[str], spark=None, regressor: str | None = None
+) -> list[tuple[str, float]]:
     """Predicted target loss of each mixture source (a file, ``uniform``, ``entropy:se``, ...) by
-    the RegMix surrogate fit-search saved; ``natural`` reads the stats table through ``spark``."""
-    model = load_surrogate(config)
+    the RegMix surrogate fit-search saved (found by :func:`locate_surrogate`); ``natural`` reads
+    the stats table through ``spark``."""
+    model = load_surrogate(config, regressor, inputs.mixture_needs(config, names, "--mixture")[0])
     if model.mode != "regmix":
         raise ConfigError(
             f"search.output_dir: the surrogate in {config.search.output_dir} is a {model.mode}-mode one"

@@ -157,12 +157,10 @@ def cmd_predict_mixture(config: PipelineConfig, args: argparse.Namespace) -> Non
 
 
 def cmd_import_runs(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.import_runs import import_runs
+    from quadmix_spark.pipeline.import_runs import format_summary, import_runs, read_runs_file
 
-    n = import_runs(_session(config), config)
-    print(
-        f"import-runs: {n} runs from {config.search.runs_path} → {config.table_path(config.proxy.runs_table)}"
-    )
+    runs = read_runs_file(config)  # a local file and its mode are checked before the SparkSession starts
+    print(format_summary(import_runs(_session(config), config, replace=args.replace, runs=runs)))
 
 
 def cmd_experiment(config: PipelineConfig, args: argparse.Namespace) -> None:
@@ -265,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--regressor",
                 help="fit-search's regressor.pkl, its folder or its search_summary.json (default: "
                 "search.output_dir, else the one r* at search.output_mixture or a --mixture file names)",
+            )
+        if name == "import-runs":
+            p.add_argument(
+                "--replace",
+                action="store_true",
+                help="update runs recorded ok whose losses or vectors changed (default: refuse them)",
             )
         if name == "params-template":
             p.add_argument("--output", default="params.yaml", help="θ file to write (default: %(default)s)")

@@ -68,21 +68,60 @@ RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")
 
 
 def load_runs(cfg: SearchConfig, spark=None) -> pd.DataFrame:
-    """Read proxy-run metrics (CSV with ``theta`` as a JSON list, Parquet, or Delta; path or URI)."""
+    """Read proxy-run metrics (CSV with ``theta`` as a JSON list, Parquet, or Delta; path or URI).
+
+    RegMix-mode runs may name their vector column ``mixture``; it is read as ``theta``."""
     if cfg.runs_format == "delta":
         if spark is None:
             raise ValueError("reading a Delta runs table needs a SparkSession")
         runs = spark.read.format("delta").load(cfg.runs_path).toPandas()
         if "losses" in runs.columns:  # a proxy_runs table: one row per run
-            runs = runs_long(runs, "theta" if cfg.mode == "quadmix" else "mixture")
+            vector = "theta" if cfg.mode == "quadmix" else "mixture"
+            _check_vectors(runs, vector, cfg)
+            runs = runs_long(runs, vector)
     else:
         runs = inputs.read_table(cfg.runs_path, "search.runs_path", cfg.runs_format)
+        runs = _vector_column(runs, cfg)
         if cfg.runs_format == "csv":
             runs["theta"] = runs["theta"].map(json.loads)
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
         raise ConfigError(f"search.runs_path: column(s) {missing} missing from {cfg.runs_path}")
     return runs
+
+
+def _vector_column(runs: pd.DataFrame, cfg: SearchConfig) -> pd.DataFrame:
+    """The runs with their vector as ``theta``: a ``mixture`` column is RegMix's, refused in
+    QuaDMix mode rather than read as θ."""
+    if "mixture" not in runs.columns:
+        return runs
+    if cfg.mode != "regmix":
+        if "theta" in runs.columns:
+            return runs.drop(columns=["mixture"])
+        raise ConfigError(
+            f"search.mode: the runs at {cfg.runs_path} carry a `mixture` column (RegMix runs), not θ: "
+            "set search.mode=regmix"
+        )
+    return runs.drop(columns=[c for c in ["theta"] if c in runs.columns]).rename(columns={"mixture": "theta"})
+
+
+def _check_vectors(table: pd.DataFrame, vector: str, cfg: SearchConfig) -> None:
+    """Fail naming the cause when no ok run of a runs table carries ``vector`` but some carry the
+    other one (runs imported in the other mode), instead of fitting on nothing."""
+    ok = table[table["status"] == "ok"]
+
+    def has(column: str) -> pd.Series:
+        return ok[column].map(lambda v: v is not None and len(v) > 0)
+
+    other = "mixture" if vector == "theta" else "theta"
+    if len(ok) and not has(vector).any() and has(other).any():
+        mode = "regmix" if other == "mixture" else "quadmix"
+        raise ConfigError(
+            f"search.mode: none of the {len(ok)} ok runs in {cfg.runs_path} has a {vector} vector "
+            f"({cfg.mode} mode reads it); {int(has(other).sum())} carry a {other} vector, as "
+            f"import-runs stores runs in search.mode={mode}: set search.mode={mode}, or import the runs "
+            f"again with the right search.mode and --replace"
+        )
 
 
 def run_targets(runs: pd.DataFrame, weights: Mapping[str, float]) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -110,7 +110,13 @@ def cmd_params_template(config: PipelineConfig, args: argparse.Namespace) -> Non
 
 
 def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.fit_search import format_summary, run_fit_search
+    from quadmix_spark.pipeline.fit_search import (
+        check_regmix_domains,
+        format_summary,
+        prior_fallback,
+        regressor_families,
+        run_fit_search,
+    )
     from quadmix_spark.pipeline.inputs import mixture_needs
     from quadmix_spark.spark import files
 
@@ -118,8 +124,11 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     paths = [cfg.output_dir, cfg.output_params if cfg.mode == "quadmix" else cfg.output_mixture]
     paths += [cfg.runs_path, cfg.template_params, cfg.holdout_runs or ""]
     needs_spark = cfg.runs_format == "delta"
-    if cfg.mode == "regmix":  # the prior's stats table or file
-        prior_file, prior_stats = mixture_needs(config, [cfg.prior], "search.prior")
+    regressor_families(cfg)  # these fail before the SparkSession starts
+    check_regmix_domains(config)
+    if cfg.mode == "regmix":  # the prior's stats table or file (none: uniform, see prior_fallback)
+        prior = "uniform" if prior_fallback(config) else cfg.prior
+        prior_file, prior_stats = mixture_needs(config, [prior], "search.prior")
         needs_spark, paths = needs_spark or prior_stats, paths + prior_file
     # realised features read a sample of the pool (its stats table) when there is one
     stats = Path(config.table_path(config.select.stats_table)) / "_delta_log"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_fit_search import make_config, regmix_config, write_mixture_runs, write_runs
 
-from quadmix_spark import cli
+from quadmix_spark import cli, core
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError
 from quadmix_spark.pipeline.fit_search import run_fit_search
@@ -116,3 +116,35 @@ def test_reimport_counts_inserted_updated_unchanged_and_refuses_changed_losses(s
     assert (replaced.inserted, replaced.updated, replaced.unchanged) == (0, 2, 28)
     row = load_proxy_runs(spark, table).set_index("run_id").loc["m0003"]
     assert row["losses"][0]["loss"] == pytest.approx(runs.set_index("run_id").loc["m0003", "loss"])
+
+
+def test_regmix_fit_search_on_external_runs_needs_no_stats_and_names_missing_domains_before_spark(
+    tmp_path, monkeypatch, capsys
+):
+    write_mixture_runs(tmp_path / "runs.parquet", n_runs=60)
+    monkeypatch.setattr(cli, "_session", no_spark)
+    search = {
+        "mode": "regmix",  # prior: natural, the default
+        "runs_path": str(tmp_path / "runs.parquet"),
+        "template_params": str(tmp_path / "no-template.yaml"),
+        "output_dir": str(tmp_path / "search"),
+        "output_mixture": str(tmp_path / "r_star.yaml"),
+        "n_candidates": 2_000,
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"warehouse": str(tmp_path / "warehouse"), "search": search}))
+    assert main(["fit-search", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "search.domains: RegMix mode needs the order of the runs' mixture vectors (the domain of each entry)"
+        in err
+    )
+    assert "set search.domains=[dom1,dom2,...]" in err and "(search.prior=natural names none)" in err
+    # with the domains named, natural has no stats table to read: uniform, said once
+    domains = "search.domains=[web,code,books,wiki,news]"
+    assert main(["fit-search", "--config", str(path), "--set", domains]) == 0
+    captured = capsys.readouterr()
+    note = "search.prior: natural reads the pool's token shares, and there is no stats table at "
+    assert (captured.out + captured.err).count(note) == 1 and note in captured.out
+    r_star = core.Mixture.from_file(tmp_path / "r_star.yaml")
+    assert r_star.provenance["inputs"]["prior"] == "uniform"

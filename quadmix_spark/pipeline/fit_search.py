@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,30 +176,67 @@ def _held_out(run_ids: list[str], cfg: SearchConfig) -> np.ndarray:
     return np.array([r in named for r in run_ids])
 
 
-def regmix_prior(config: PipelineConfig, spark=None) -> tuple[list[str], core.Mixture]:
+def prior_fallback(config: PipelineConfig, spark=None) -> str | None:
+    """Why RegMix mode centres on ``uniform`` instead of ``search.prior``: a prior read from the
+    pool's tokens (``natural``, the default) with no stats table, as with runs trained elsewhere;
+    None when the prior stands (or a stats URI cannot be checked without ``spark``)."""
+    cfg = config.search
+    if cfg.mode != "regmix" or not sources.parse(cfg.prior, "search.prior").needs_tokens:
+        return None
+    stats = config.table_path(config.select.stats_table)
+    if files.is_local_path(stats):
+        there = (Path(stats) / "_delta_log").is_dir()
+    elif spark is not None:
+        from quadmix_spark.spark import tables
+
+        there = tables.exists(spark, stats)
+    else:
+        return None
+    if there:
+        return None
+    return (
+        f"search.prior: {cfg.prior} reads the pool's token shares, and there is no stats table at {stats}: "
+        "the candidates centre on uniform shares (set search.prior to a mixture file, or run quadmix "
+        "stats, to centre them elsewhere)"
+    )
+
+
+def check_regmix_domains(config: PipelineConfig) -> None:
+    """Fail before any input is read when RegMix mode has no names for the runs' vector entries."""
+    cfg = config.search
+    if cfg.mode != "regmix" or cfg.domains or files.is_file(cfg.template_params):
+        return
+    if inputs.mixture_file(config, cfg.prior, "search.prior") is None:
+        raise ConfigError(
+            "search.domains: RegMix mode needs the order of the runs' mixture vectors (the domain of each "
+            "entry): set search.domains=[dom1,dom2,...], or search.prior to a mixture file naming them "
+            f"(search.prior={cfg.prior} names none), or search.template_params to a θ file"
+        )
+
+
+def regmix_prior(
+    config: PipelineConfig, spark=None, prior: str | None = None
+) -> tuple[list[str], core.Mixture]:
     """RegMix mode's domains (the runs' vector order) and the candidates' centre (a mixture).
 
     The order is ``search.domains``, else the prior's own domains (a source read from a file),
     else the template's; the prior is any mixture source (``natural``: the stats table's token
-    shares, read through ``spark``).
+    shares, read through ``spark``); ``prior`` replaces ``search.prior`` (:func:`prior_fallback`).
     """
     cfg = config.search
+    prior_name = prior or cfg.prior
+    check_regmix_domains(config)
     stats_path = config.table_path(config.select.stats_table)
     tokens = None if spark is None else (lambda: load_stats(spark, stats_path).tokens)
     ctx = inputs.mixture_context(config, "search.prior", None, tokens, stats_table=stats_path)
     if cfg.domains:
         domains = list(cfg.domains)
-    elif sources.parse(cfg.prior, "search.prior").file(ctx) is not None:  # a file names its domains
-        prior = sources.resolve(cfg.prior, ctx)
-        return prior.domains, prior
-    elif files.is_file(cfg.template_params):
-        domains = list(inputs.read_params(cfg.template_params, "search.template_params").domains)
+    elif sources.parse(prior_name, "search.prior").file(ctx) is not None:  # a file names its domains
+        mixture = sources.resolve(prior_name, ctx)
+        return mixture.domains, mixture
     else:
-        raise ConfigError(
-            "search.domains: RegMix mode needs the order of the runs' mixture vectors: set "
-            "search.domains, or search.prior to a mixture file, or search.template_params"
-        )
-    return domains, sources.resolve(cfg.prior, dataclasses.replace(ctx, domains=tuple(domains)))
+        domains = list(inputs.read_params(cfg.template_params, "search.template_params").domains)
+    return domains, sources.resolve(prior_name, dataclasses.replace(ctx, domains=tuple(domains)))
 
 
 def make_sampler(
@@ -468,7 +506,11 @@ def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | No
         "method": "regmix",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
-        "inputs": {"runs_path": cfg.runs_path, "prior": cfg.prior, "temperature": cfg.temperature},
+        "inputs": {
+            "runs_path": cfg.runs_path,
+            "prior": (summary or {}).get("prior", cfg.prior),
+            "temperature": cfg.temperature,
+        },
         "search": {"n_candidates": result.n_candidates, "top_k": len(result.top_predicted)},
         "predicted_loss": result.predicted_loss_of_mean,
         "regressor_file": regressor_file(cfg),  # predict-mixture finds the surrogate from r*
@@ -485,11 +527,14 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     started = time.time()
     cfg = config.search
     regressor_families(cfg)  # a wrong name fails before any input is read
-    regmix = regmix_prior(config, spark) if cfg.mode == "regmix" else None
+    note = prior_fallback(config, spark)
+    regmix = regmix_prior(config, spark, "uniform" if note else None) if cfg.mode == "regmix" else None
     runs = load_runs(cfg, spark)
     ids, X, y = run_targets(runs, config.targets.weights)
     pool = pool_features(config, spark) if cfg.mode == "quadmix" and cfg.features != "theta" else None
     summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg, pool)
+    if note:  # said once, in the summary printed and written
+        summary["prior"], summary["prior_note"] = "uniform", note
     summary["output"] = write_theta_star(result, cfg, summary)
     if cfg.mode == "quadmix":
         summary["params_hash"] = core.params_hash(result.to_params())
@@ -631,6 +676,8 @@ def format_summary(s: dict) -> str:
         f"{s['theta_star_predicted_loss']:.4f}; best observed run {s['best_observed_run']}: "
         f"{s['best_observed_loss']:.4f} (predicted {s['best_run_predicted_loss']:.4f})"
     )
+    if s.get("prior_note"):
+        lines.append(f"  {s['prior_note']}")
     if s.get("renormalised_runs"):
         lines.append(f"  {s['renormalised_runs']} run mixtures summed to 1 only after rounding: renormalised")
     if s.get("warning"):

@@ -148,3 +148,14 @@ def test_regmix_fit_search_on_external_runs_needs_no_stats_and_names_missing_dom
     assert (captured.out + captured.err).count(note) == 1 and note in captured.out
     r_star = core.Mixture.from_file(tmp_path / "r_star.yaml")
     assert r_star.provenance["inputs"]["prior"] == "uniform"
+
+
+def test_the_warning_compares_the_best_run_predicted_as_well_as_observed(tmp_path):
+    runs = write_mixture_runs(tmp_path / "runs.parquet", n_runs=60)
+    runs.loc[runs.run_id == "m0005", "loss"] = 1.0  # one lucky run no smooth surrogate reaches
+    runs.to_parquet(tmp_path / "runs.parquet")
+    summary = run_fit_search(regmix_config(tmp_path, regressor=["linear"], n_candidates=2_000))
+    predicted, star = summary["best_run_predicted_loss"], summary["theta_star_predicted_loss"]
+    assert summary["best_observed_run"] == "m0005" and predicted > star  # the surrogate prefers r*
+    assert f"not better than the best run m0005 (observed {1.0:.4f})" in summary["warning"]
+    assert f"the same surrogate predicts that run at {predicted:.4f}, worse than r*" in summary["warning"]

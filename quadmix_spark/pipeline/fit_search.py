@@ -470,10 +470,7 @@ def _against_the_evidence(
     }
     if gain > margin:
         return decision, result
-    message = (
-        f"{what} is predicted at {result.predicted_loss_of_mean:.4f}, not better than the best run "
-        f"{ids[best]} ({y[best]:.4f}) by more than the surrogate's cross-validated error ({margin:.4f})"
-    )
+    message = _evidence_message(what, result.predicted_loss_of_mean, ids[best], y[best], decision, margin)
     if cfg.keep_candidate:
         decision["warning"] = f"{message}; search.keep_candidate: writing {what} anyway"
         log.warning(decision["warning"])
@@ -493,6 +490,22 @@ def _against_the_evidence(
 def regressor_file(cfg: SearchConfig) -> str:
     """Where the surrogate is saved, as every process sees it (local paths absolute)."""
     return files.qualify(files.join(cfg.output_dir, "regressor.pkl"))
+
+
+def _evidence_message(
+    what: str, cand: float, run: str, observed: float, decision: dict, margin: float
+) -> str:
+    """The warning with both sides predicted by the same surrogate, and the run's observed loss: a
+    run observed below what the surrogate predicts for it (a lucky run) reads as such."""
+    predicted = decision["best_run_predicted_loss"]
+    message = (
+        f"{what} is predicted at {cand:.4f}, not better than the best run {run} (observed {observed:.4f}) "
+        f"by more than the surrogate's cross-validated error ({margin:.4f}); the same surrogate predicts "
+        f"that run at {predicted:.4f}"
+    )
+    if predicted > cand:
+        message += f", worse than {what}: the run's observed loss is below what the surrogate reaches"
+    return message
 
 
 def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | None = None) -> str:

@@ -132,7 +132,13 @@ def cmd_params_template(config: PipelineConfig, args: argparse.Namespace) -> Non
 
 
 def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.fit_search import format_summary, run_fit_search
+    from quadmix_spark.pipeline.fit_search import (
+        check_regmix_domains,
+        format_summary,
+        prior_fallback,
+        regressor_families,
+        run_fit_search,
+    )
     from quadmix_spark.pipeline.inputs import mixture_needs
     from quadmix_spark.spark import files
 
@@ -140,8 +146,11 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
     paths = [cfg.output_dir, cfg.output_params if cfg.mode == "quadmix" else cfg.output_mixture]
     paths += [cfg.runs_path, cfg.template_params, cfg.holdout_runs or ""]
     needs_spark = cfg.runs_format == "delta"
-    if cfg.mode == "regmix":  # the prior's stats table or file
-        prior_file, prior_stats = mixture_needs(config, [cfg.prior], "search.prior")
+    regressor_families(cfg)  # these fail before the SparkSession starts
+    check_regmix_domains(config)
+    if cfg.mode == "regmix":  # the prior's stats table or file (none: uniform, see prior_fallback)
+        prior = "uniform" if prior_fallback(config) else cfg.prior
+        prior_file, prior_stats = mixture_needs(config, [prior], "search.prior")
         needs_spark, paths = needs_spark or prior_stats, paths + prior_file
     # realised features read a sample of the pool (its stats table) when there is one
     stats = Path(config.table_path(config.select.stats_table)) / "_delta_log"
@@ -171,19 +180,18 @@ def cmd_predict_mixture(config: PipelineConfig, args: argparse.Namespace) -> Non
 
     read, needs_stats = mixture_needs(config, args.mixture, "--mixture")
     spark = None
-    if needs_stats or not all(map(files.is_local_path, [config.search.output_dir, *read])):
+    where = [config.search.output_dir, config.search.output_mixture, *read, args.regressor or ""]
+    if needs_stats or not all(map(files.is_local_path, where)):
         spark = _session(config)  # the stats table, and URIs through Spark's Hadoop FileSystem
-    for name, loss in predict_mixtures(config, args.mixture, spark):
+    for name, loss in predict_mixtures(config, args.mixture, spark, args.regressor):
         print(f"{loss:.5f}  {name}")
 
 
 def cmd_import_runs(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.import_runs import import_runs
+    from quadmix_spark.pipeline.import_runs import format_summary, import_runs, read_runs_file
 
-    n = import_runs(_session(config), config)
-    print(
-        f"import-runs: {n} runs from {config.search.runs_path} → {config.table_path(config.proxy.runs_table)}"
-    )
+    runs = read_runs_file(config)  # a local file and its mode are checked before the SparkSession starts
+    print(format_summary(import_runs(_session(config), config, replace=args.replace, runs=runs)))
 
 
 def cmd_experiment(config: PipelineConfig, args: argparse.Namespace) -> None:
@@ -284,6 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
                 action="append",
                 required=True,
                 help="a mixture source: a file, natural, uniform, entropy:<measure>, ... (repeatable)",
+            )
+            p.add_argument(
+                "--regressor",
+                help="fit-search's regressor.pkl, its folder or its search_summary.json (default: "
+                "search.output_dir, else the one r* at search.output_mixture or a --mixture file names)",
+            )
+        if name == "import-runs":
+            p.add_argument(
+                "--replace",
+                action="store_true",
+                help="update runs recorded ok whose losses or vectors changed (default: refuse them)",
             )
         if name == "params-template":
             p.add_argument("--output", default="params.yaml", help="θ file to write (default: %(default)s)")

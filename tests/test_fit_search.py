@@ -125,8 +125,8 @@ def test_external_runs_import_into_the_runs_table_and_fit(spark, tmp_path):
     runs = write_runs(tmp_path / "runs.parquet", n_runs=60)
     config = make_config(tmp_path, weights={"target": 1.0})
     config.warehouse = str(tmp_path / "warehouse")
-    assert import_runs(spark, config) == 60
-    assert import_runs(spark, config) == 60  # a repeated import changes nothing
+    assert import_runs(spark, config).inserted == 60
+    assert import_runs(spark, config).unchanged == 60  # a repeated import changes nothing
     table = load_proxy_runs(spark, config.table_path("proxy_runs"))
     assert len(table) == 60 and set(table["kind"]) == {"external"} and set(table["trainer"]) == {"external"}
     row = table.set_index("run_id").loc["run-0007"]
@@ -272,7 +272,7 @@ def test_regmix_runs_import_then_fit_from_the_runs_table(spark, tmp_path):
     write_mixture_runs(tmp_path / "runs.parquet", n_runs=60)
     config = regmix_config(tmp_path)
     config.warehouse = str(tmp_path / "warehouse")
-    assert import_runs(spark, config) == 60
+    assert import_runs(spark, config).inserted == 60
     table = load_proxy_runs(spark, config.table_path("proxy_runs"))
     assert all(len(m) == 5 for m in table["mixture"])
     # an experiment's evaluation runs share the table and carry no mixture: fit-search skips them

@@ -24,12 +24,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, SearchConfig
+from quadmix_spark.core.params import read_structured
 from quadmix_spark.core.realised import DomainSample
 from quadmix_spark.mixing import sources
 from quadmix_spark.pipeline import inputs
@@ -67,21 +69,60 @@ RUN_COLUMNS = ("run_id", "theta", "eval_set", "step_tokens", "loss")
 
 
 def load_runs(cfg: SearchConfig, spark=None) -> pd.DataFrame:
-    """Read proxy-run metrics (CSV with ``theta`` as a JSON list, Parquet, or Delta; path or URI)."""
+    """Read proxy-run metrics (CSV with ``theta`` as a JSON list, Parquet, or Delta; path or URI).
+
+    RegMix-mode runs may name their vector column ``mixture``; it is read as ``theta``."""
     if cfg.runs_format == "delta":
         if spark is None:
             raise ValueError("reading a Delta runs table needs a SparkSession")
         runs = spark.read.format("delta").load(cfg.runs_path).toPandas()
         if "losses" in runs.columns:  # a proxy_runs table: one row per run
-            runs = runs_long(runs, "theta" if cfg.mode == "quadmix" else "mixture")
+            vector = "theta" if cfg.mode == "quadmix" else "mixture"
+            _check_vectors(runs, vector, cfg)
+            runs = runs_long(runs, vector)
     else:
         runs = inputs.read_table(cfg.runs_path, "search.runs_path", cfg.runs_format)
+        runs = _vector_column(runs, cfg)
         if cfg.runs_format == "csv":
             runs["theta"] = runs["theta"].map(json.loads)
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
         raise ConfigError(f"search.runs_path: column(s) {missing} missing from {cfg.runs_path}")
     return runs
+
+
+def _vector_column(runs: pd.DataFrame, cfg: SearchConfig) -> pd.DataFrame:
+    """The runs with their vector as ``theta``: a ``mixture`` column is RegMix's, refused in
+    QuaDMix mode rather than read as θ."""
+    if "mixture" not in runs.columns:
+        return runs
+    if cfg.mode != "regmix":
+        if "theta" in runs.columns:
+            return runs.drop(columns=["mixture"])
+        raise ConfigError(
+            f"search.mode: the runs at {cfg.runs_path} carry a `mixture` column (RegMix runs), not θ: "
+            "set search.mode=regmix"
+        )
+    return runs.drop(columns=[c for c in ["theta"] if c in runs.columns]).rename(columns={"mixture": "theta"})
+
+
+def _check_vectors(table: pd.DataFrame, vector: str, cfg: SearchConfig) -> None:
+    """Fail naming the cause when no ok run of a runs table carries ``vector`` but some carry the
+    other one (runs imported in the other mode), instead of fitting on nothing."""
+    ok = table[table["status"] == "ok"]
+
+    def has(column: str) -> pd.Series:
+        return ok[column].map(lambda v: v is not None and len(v) > 0)
+
+    other = "mixture" if vector == "theta" else "theta"
+    if len(ok) and not has(vector).any() and has(other).any():
+        mode = "regmix" if other == "mixture" else "quadmix"
+        raise ConfigError(
+            f"search.mode: none of the {len(ok)} ok runs in {cfg.runs_path} has a {vector} vector "
+            f"({cfg.mode} mode reads it); {int(has(other).sum())} carry a {other} vector, as "
+            f"import-runs stores runs in search.mode={mode}: set search.mode={mode}, or import the runs "
+            f"again with the right search.mode and --replace"
+        )
 
 
 def run_targets(runs: pd.DataFrame, weights: Mapping[str, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -135,30 +176,67 @@ def _held_out(run_ids: list[str], cfg: SearchConfig) -> np.ndarray:
     return np.array([r in named for r in run_ids])
 
 
-def regmix_prior(config: PipelineConfig, spark=None) -> tuple[list[str], core.Mixture]:
+def prior_fallback(config: PipelineConfig, spark=None) -> str | None:
+    """Why RegMix mode centres on ``uniform`` instead of ``search.prior``: a prior read from the
+    pool's tokens (``natural``, the default) with no stats table, as with runs trained elsewhere;
+    None when the prior stands (or a stats URI cannot be checked without ``spark``)."""
+    cfg = config.search
+    if cfg.mode != "regmix" or not sources.parse(cfg.prior, "search.prior").needs_tokens:
+        return None
+    stats = config.table_path(config.select.stats_table)
+    if files.is_local_path(stats):
+        there = (Path(stats) / "_delta_log").is_dir()
+    elif spark is not None:
+        from quadmix_spark.spark import tables
+
+        there = tables.exists(spark, stats)
+    else:
+        return None
+    if there:
+        return None
+    return (
+        f"search.prior: {cfg.prior} reads the pool's token shares, and there is no stats table at {stats}: "
+        "the candidates centre on uniform shares (set search.prior to a mixture file, or run quadmix "
+        "stats, to centre them elsewhere)"
+    )
+
+
+def check_regmix_domains(config: PipelineConfig) -> None:
+    """Fail before any input is read when RegMix mode has no names for the runs' vector entries."""
+    cfg = config.search
+    if cfg.mode != "regmix" or cfg.domains or files.is_file(cfg.template_params):
+        return
+    if inputs.mixture_file(config, cfg.prior, "search.prior") is None:
+        raise ConfigError(
+            "search.domains: RegMix mode needs the order of the runs' mixture vectors (the domain of each "
+            "entry): set search.domains=[dom1,dom2,...], or search.prior to a mixture file naming them "
+            f"(search.prior={cfg.prior} names none), or search.template_params to a θ file"
+        )
+
+
+def regmix_prior(
+    config: PipelineConfig, spark=None, prior: str | None = None
+) -> tuple[list[str], core.Mixture]:
     """RegMix mode's domains (the runs' vector order) and the candidates' centre (a mixture).
 
     The order is ``search.domains``, else the prior's own domains (a source read from a file),
     else the template's; the prior is any mixture source (``natural``: the stats table's token
-    shares, read through ``spark``).
+    shares, read through ``spark``); ``prior`` replaces ``search.prior`` (:func:`prior_fallback`).
     """
     cfg = config.search
+    prior_name = prior or cfg.prior
+    check_regmix_domains(config)
     stats_path = config.table_path(config.select.stats_table)
     tokens = None if spark is None else (lambda: load_stats(spark, stats_path).tokens)
     ctx = inputs.mixture_context(config, "search.prior", None, tokens, stats_table=stats_path)
     if cfg.domains:
         domains = list(cfg.domains)
-    elif sources.parse(cfg.prior, "search.prior").file(ctx) is not None:  # a file names its domains
-        prior = sources.resolve(cfg.prior, ctx)
-        return prior.domains, prior
-    elif files.is_file(cfg.template_params):
-        domains = list(inputs.read_params(cfg.template_params, "search.template_params").domains)
+    elif sources.parse(prior_name, "search.prior").file(ctx) is not None:  # a file names its domains
+        mixture = sources.resolve(prior_name, ctx)
+        return mixture.domains, mixture
     else:
-        raise ConfigError(
-            "search.domains: RegMix mode needs the order of the runs' mixture vectors: set "
-            "search.domains, or search.prior to a mixture file, or search.template_params"
-        )
-    return domains, sources.resolve(cfg.prior, dataclasses.replace(ctx, domains=tuple(domains)))
+        domains = list(inputs.read_params(cfg.template_params, "search.template_params").domains)
+    return domains, sources.resolve(prior_name, dataclasses.replace(ctx, domains=tuple(domains)))
 
 
 def make_sampler(
@@ -357,7 +435,7 @@ def _save_surrogate(choice: Choice, y: np.ndarray, cfg: SearchConfig, features: 
         "feature_names": list(choice.model.feature_names),
         "cv": choice.as_dict(),
     }
-    files.write_bytes(files.join(cfg.output_dir, "regressor.pkl"), choice.model.to_bytes())
+    files.write_bytes(regressor_file(cfg), choice.model.to_bytes())
     files.write_text(files.join(cfg.output_dir, "regressor.json"), json.dumps(meta, indent=2))
     with files.local_folder(cfg.output_dir) as out:  # matplotlib writes to local paths
         title = f"{choice.chosen}: out-of-fold predictions ({choice.k}-fold CV, repeat 1 of {choice.repeats})"
@@ -392,10 +470,7 @@ def _against_the_evidence(
     }
     if gain > margin:
         return decision, result
-    message = (
-        f"{what} is predicted at {result.predicted_loss_of_mean:.4f}, not better than the best run "
-        f"{ids[best]} ({y[best]:.4f}) by more than the surrogate's cross-validated error ({margin:.4f})"
-    )
+    message = _evidence_message(what, result.predicted_loss_of_mean, ids[best], y[best], decision, margin)
     if cfg.keep_candidate:
         decision["warning"] = f"{message}; search.keep_candidate: writing {what} anyway"
         log.warning(decision["warning"])
@@ -412,6 +487,27 @@ def _against_the_evidence(
     return decision, best_run
 
 
+def regressor_file(cfg: SearchConfig) -> str:
+    """Where the surrogate is saved, as every process sees it (local paths absolute)."""
+    return files.qualify(files.join(cfg.output_dir, "regressor.pkl"))
+
+
+def _evidence_message(
+    what: str, cand: float, run: str, observed: float, decision: dict, margin: float
+) -> str:
+    """The warning with both sides predicted by the same surrogate, and the run's observed loss: a
+    run observed below what the surrogate predicts for it (a lucky run) reads as such."""
+    predicted = decision["best_run_predicted_loss"]
+    message = (
+        f"{what} is predicted at {cand:.4f}, not better than the best run {run} (observed {observed:.4f}) "
+        f"by more than the surrogate's cross-validated error ({margin:.4f}); the same surrogate predicts "
+        f"that run at {predicted:.4f}"
+    )
+    if predicted > cand:
+        message += f", worse than {what}: the run's observed loss is below what the surrogate reaches"
+    return message
+
+
 def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | None = None) -> str:
     """θ* as a params file ``quadmix select`` reads, or in RegMix mode r* as a mixture file
     (with the fit in its provenance); returns the path written."""
@@ -423,9 +519,14 @@ def write_theta_star(result: SearchResult, cfg: SearchConfig, summary: dict | No
         "method": "regmix",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
-        "inputs": {"runs_path": cfg.runs_path, "prior": cfg.prior, "temperature": cfg.temperature},
+        "inputs": {
+            "runs_path": cfg.runs_path,
+            "prior": (summary or {}).get("prior", cfg.prior),
+            "temperature": cfg.temperature,
+        },
         "search": {"n_candidates": result.n_candidates, "top_k": len(result.top_predicted)},
         "predicted_loss": result.predicted_loss_of_mean,
+        "regressor_file": regressor_file(cfg),  # predict-mixture finds the surrogate from r*
     }
     if summary:
         provenance["fit"] = {"runs": summary["runs"], "held_out": summary["held_out"], **summary["metrics"]}
@@ -439,14 +540,18 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     started = time.time()
     cfg = config.search
     regressor_families(cfg)  # a wrong name fails before any input is read
-    regmix = regmix_prior(config, spark) if cfg.mode == "regmix" else None
+    note = prior_fallback(config, spark)
+    regmix = regmix_prior(config, spark, "uniform" if note else None) if cfg.mode == "regmix" else None
     runs = load_runs(cfg, spark)
     ids, X, y = run_targets(runs, config.targets.weights)
     pool = pool_features(config, spark) if cfg.mode == "quadmix" and cfg.features != "theta" else None
     summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg, pool)
+    if note:  # said once, in the summary printed and written
+        summary["prior"], summary["prior_note"] = "uniform", note
     summary["output"] = write_theta_star(result, cfg, summary)
     if cfg.mode == "quadmix":
         summary["params_hash"] = core.params_hash(result.to_params())
+    summary["regressor_file"] = regressor_file(cfg)
     summary["seconds"] = round(time.time() - started, 1)
     files.write_text(files.join(cfg.output_dir, "search_summary.json"), json.dumps(summary, indent=2))
     return summary
@@ -475,21 +580,61 @@ def pool_features(config: PipelineConfig, spark=None) -> PoolSample | None:
     return PoolSample(sample, proxy.token_budget * (1.0 + proxy.overshoot))
 
 
-def load_surrogate(config: PipelineConfig):
-    """The surrogate fit-search saved in ``search.output_dir`` (``regressor.pkl``)."""
-    saved = files.join(config.search.output_dir, "regressor.pkl")
-    if not files.is_file(saved):
-        raise ConfigError(
-            f"search.output_dir: no fitted surrogate at {saved}: run quadmix fit-search with the same "
-            "search.output_dir first, or point search.output_dir at the folder it wrote"
-        )
-    return regressor_from_bytes(files.read_bytes(saved))
+def _named_regressor(path: str) -> str | None:
+    """The regressor a file of fit-search's names: itself (a pickle), the ``regressor_file`` of its
+    summary JSON or of an r* mixture file's provenance; None when it names none."""
+    if path.endswith(".pkl"):
+        return path
+    try:
+        with files.local_copy(path) as local:
+            data = read_structured(local)
+    except (ValueError, OSError, core.ParamsError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    named = (data.get("provenance") or {}) if "mixture" in data else data
+    return named.get("regressor_file") if isinstance(named.get("regressor_file"), str) else None
 
 
-def predict_mixtures(config: PipelineConfig, names: list[str], spark=None) -> list[tuple[str, float]]:
+def locate_surrogate(config: PipelineConfig, regressor: str | None = None, mixtures=()) -> str:
+    """Where fit-search's RegMix surrogate is: ``regressor`` (a ``regressor.pkl``, the folder holding
+    it or a ``search_summary.json``), else ``search.output_dir``, else the one named by the r* file
+    at ``search.output_mixture`` or any of ``mixtures`` (fit-search records it there), so
+    predict-mixture finds it without fit-search's ``search.output_dir``. The error lists every
+    place looked."""
+    looked: list[str] = []
+    places = [regressor] if regressor else []
+    places.append(files.join(config.search.output_dir, "regressor.pkl"))
+    places += [config.search.output_mixture, *mixtures]
+    for place in places:
+        if regressor and place == regressor and not place.endswith((".pkl", ".json")):
+            place = files.join(place, "regressor.pkl")  # a folder fit-search wrote
+        looked.append(place)
+        named = _named_regressor(place) if files.is_file(place) else None
+        if named and named != place:
+            looked.append(f"{named} (named by {place})")
+        if named and files.is_file(named):
+            return named
+    shown = "\n  ".join(looked)
+    raise ConfigError(
+        "search.output_dir: no fitted surrogate (regressor.pkl) found; looked at:\n  "
+        f"{shown}\nrun quadmix fit-search (search.mode: regmix) first, or pass --regressor with the "
+        "regressor.pkl or search_summary.json it wrote, or set search.output_dir to its folder"
+    )
+
+
+def load_surrogate(config: PipelineConfig, regressor: str | None = None, mixtures=()):
+    """The surrogate fit-search saved (:func:`locate_surrogate`)."""
+    return regressor_from_bytes(files.read_bytes(locate_surrogate(config, regressor, mixtures)))
+
+
+def predict_mixtures(
+    config: PipelineConfig, names: list[str], spark=None, regressor: str | None = None
+) -> list[tuple[str, float]]:
     """Predicted target loss of each mixture source (a file, ``uniform``, ``entropy:se``, ...) by
-    the RegMix surrogate fit-search saved; ``natural`` reads the stats table through ``spark``."""
-    model = load_surrogate(config)
+    the RegMix surrogate fit-search saved (found by :func:`locate_surrogate`); ``natural`` reads
+    the stats table through ``spark``."""
+    model = load_surrogate(config, regressor, inputs.mixture_needs(config, names, "--mixture")[0])
     if model.mode != "regmix":
         raise ConfigError(
             f"search.output_dir: the surrogate in {config.search.output_dir} is a {model.mode}-mode one"
@@ -544,6 +689,8 @@ def format_summary(s: dict) -> str:
         f"{s['theta_star_predicted_loss']:.4f}; best observed run {s['best_observed_run']}: "
         f"{s['best_observed_loss']:.4f} (predicted {s['best_run_predicted_loss']:.4f})"
     )
+    if s.get("prior_note"):
+        lines.append(f"  {s['prior_note']}")
     if s.get("renormalised_runs"):
         lines.append(f"  {s['renormalised_runs']} run mixtures summed to 1 only after rounding: renormalised")
     if s.get("warning"):

@@ -47,6 +47,7 @@ from pyspark.sql import types as T
 
 from quadmix_spark import core
 from quadmix_spark.config import ProxyConfig
+from quadmix_spark.spark import tables
 from quadmix_spark.spark.runs_table import RunsTable, load, plan, record, statuses, train_in_tasks
 
 from .trainers import TRAINERS, checkpoints_for
@@ -265,8 +266,10 @@ def record_runs(
     results: Iterable[tuple[RunSpec, dict]],
     trainer: str,
     vocab_key: str | None = None,
-) -> None:
-    """MERGE results into the runs table by run id; an ok row is never replaced.
+    replace_ok: bool = False,
+) -> tables.Commit | None:
+    """MERGE results into the runs table by run id; an ok row is never replaced (unless
+    ``replace_ok``). Returns the commit (its MERGE metrics), None when nothing was written.
 
     ``vocab_key``: the proxy vocabulary of these runs (None: the tokenizer's full ids).
     """
@@ -288,7 +291,7 @@ def record_runs(
         }
         for spec, r in results
     ]
-    record(spark, path, RUNS, rows)
+    return record(spark, path, RUNS, rows, replace_ok)
 
 
 def load_runs(spark: SparkSession, path: str, kind: str | None = None) -> pd.DataFrame:

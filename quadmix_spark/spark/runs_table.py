@@ -192,18 +192,23 @@ def ensure(spark: SparkSession, path: str, table: RunsTable) -> None:
 
 
 def record(
-    spark: SparkSession, path: str, table: RunsTable, rows: Sequence[Mapping[str, Any]]
+    spark: SparkSession,
+    path: str,
+    table: RunsTable,
+    rows: Sequence[Mapping[str, Any]],
+    replace_ok: bool = False,
 ) -> tables.Commit | None:
     """MERGE ``rows`` (dicts of the table's columns but ``written_at``) by run id.
 
-    An ok row is never replaced; a failed one is, by the new attempt. The MERGE runs again when
-    a concurrent writer committed first.
+    An ok row is never replaced (unless ``replace_ok``: an import correcting its runs); a failed
+    one is, by the new attempt. The MERGE runs again when a concurrent writer committed first.
     """
     ensure(spark, path, table)
     now = pd.Timestamp.now(tz="UTC").to_pydatetime()
     source = spark.createDataFrame([{**r, "written_at": now} for r in rows], table.schema)
     metadata = {"runs_table": table.name, "runs": len(rows)}
-    return tables.merge_commit(source, path, "run_id", metadata, replace_when="t.status <> 'ok'")
+    replace_when = None if replace_ok else "t.status <> 'ok'"
+    return tables.merge_commit(source, path, "run_id", metadata, replace_when=replace_when)
 
 
 def statuses(spark: SparkSession, path: str) -> dict[str, tuple[str, str | None]]:

@@ -192,6 +192,10 @@ class SparkConfig:
         "local[2]",
         "Master for local runs (`local[N]` gets retries: see `spark.local_max_failures`); ignored "
         "under `spark-submit`, where `--master` wins.",
+        # Checked here: Spark reports a master it cannot parse only once the JVM is up.
+        pattern=r"local(\[(\d+|\*)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|(spark|k8s|mesos)://\S+|yarn",
+        rule="be local, local[N], local[*], local[N,F], spark://HOST:PORT, yarn or k8s://URL",
+        shown="`local[N]`, `spark://…`, `yarn`, `k8s://…`",
     )
     local_max_failures: int = setting(
         4,
@@ -201,7 +205,7 @@ class SparkConfig:
         "`spark.task.maxFailures` (default 4) applies.",
         ge=1,
     )
-    shuffle_partitions: int = setting(8, "`spark.sql.shuffle.partitions`.")
+    shuffle_partitions: int = setting(8, "`spark.sql.shuffle.partitions`.", gt=0)
     arrow_batch_size: int = setting(
         2000,
         "Rows per Arrow batch handed to the annotators (`spark.sql.execution.arrow.maxRecordsPerBatch`).",

@@ -520,13 +520,13 @@ def test_low_confidence_domains_are_counted_and_routed_to_unknown(spark, tmp_pat
     config.annotate.min_domain_confidence = 0.8
     loads = Counter()
 
-    real = models.fasttext_labels
+    real = models.fasttext_probe
 
     def counted(path):  # the real loader, counted: a domain model can be hundreds of MB
         loads[path] += 1
         return real(path)
 
-    monkeypatch.setattr(models, "fasttext_labels", counted)
+    monkeypatch.setattr(models, "fasttext_probe", counted)
     summary = run_annotate(spark, config)
     assert loads == {model: 1}  # the driver loads it once: the check, the summary's labels
 

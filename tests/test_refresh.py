@@ -321,3 +321,21 @@ def test_runs_tables_created_at_once_by_many_runs_all_succeed(spark, tmp_path):
             t.join()
         assert errors == []
         assert tables.version(spark, path) == 0
+
+
+def test_the_summary_counts_changed_texts_kept_and_replaced(spark, world):
+    config_path, folder = _config_file(world, "changed")
+    _arrive(world, folder, 1)
+    config = load_config(config_path, ["annotate.on_changed_text=replace"])
+    first = run_refresh(spark, config, DAY1)
+    assert (first.changed_text_kept, first.changed_text_replaced) == (0, 0)
+    # The next night the day-1 file is rewritten: three of its documents with new texts.
+    day1 = _docs("a", 200, 1)
+    rewritten = [{**d, "text": d["text"] + " Updated."} for d in day1[:3]] + day1[3:]
+    _write_jsonl(folder / "day1.jsonl", rewritten, BAD_DAY1)
+    second = run_refresh(spark, config, DAY2)
+    assert (second.changed_text_kept, second.changed_text_replaced) == (0, 3)
+    assert second.new_documents == 0 and second.quarantined_by_reason == first.quarantined_by_reason
+    assert "changed texts: 0 kept, 3 replaced (annotate.on_changed_text=replace)" in format_summary(second)
+    texts = spark.read.format("delta").load(config.table_path("annotated")).where(F.col("id") == "a0000")
+    assert texts.first()["text"].endswith(" Updated.")

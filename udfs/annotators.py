@@ -237,14 +237,34 @@ def _where(cls: type) -> str:
 # -- the built-in kinds --------------------------------------------------------------------------
 
 
-def _fasttext_labels(key: str, path: str) -> list[str] | None:
-    """A local fastText model loaded afresh on the driver: its labels (None for a URI)."""
+def _fasttext_probe(annotator: Annotator, path: str, label: str | None = None) -> models.FastTextProbe | None:
+    """A local fastText model checked, loaded afresh and probed on the driver (None for a URI).
+
+    Refused: a file whose size is not the one its header describes (a truncated copy loads with
+    zeros for its missing weights, or allocates gigabytes), one fastText cannot load, and one whose
+    probability of ``label`` (of every label when None) is the same for every probe text.
+    """
     if "://" in path:  # read by the workers only
         return None
+    who = f"annotator {annotator.name or annotator.kind!r}"
     try:
-        return models.fasttext_labels(path)
+        probe = models.fasttext_probe(path)
+    except models.ModelFileError as err:
+        raise OptionError(
+            "model", f"{who}: {path} is not a fastText model as its header describes it: {err}"
+        ) from err
     except Exception as err:
-        raise OptionError(key, f"{path} is not a fastText model that loads: {err}") from err
+        raise OptionError("model", f"{who}: {path} is not a fastText model that loads: {err}") from err
+    if label is not None and label not in probe.labels:
+        return probe  # the caller names the missing label
+    if probe.constant(label):
+        what = f"P({label})" if label is not None else "its probabilities"
+        raise OptionError(
+            "model",
+            f"{who}: {path} gives the same {what} for each of {probe.texts} varied probe texts: its "
+            "weights are lost (a truncated or zeroed file) or it was trained on one label",
+        )
+    return probe
 
 
 def _strip_labels(labels: Sequence[Sequence[str]]) -> list[str]:
@@ -296,7 +316,8 @@ class FastTextDomain(DomainAnnotator):
         return {"model": self.model}
 
     def check(self) -> Self:
-        self.labels_ = _fasttext_labels("model", self.model)
+        probe = _fasttext_probe(self, self.model)
+        self.labels_ = probe.labels if probe is not None else None
         if self.min_confidence and UNKNOWN in (self.labels_ or ()):
             raise OptionError(
                 "min_confidence",
@@ -335,9 +356,11 @@ class FastTextQuality(Annotator):
         return {"model": self.model}
 
     def check(self) -> Self:
-        labels = _fasttext_labels("model", self.model)
-        if labels is not None and self.label not in labels:
-            raise OptionError("label", f"{self.label!r} is not one of the labels of {self.model}: {labels}")
+        probe = _fasttext_probe(self, self.model, self.label)
+        if probe is not None and self.label not in probe.labels:
+            raise OptionError(
+                "label", f"{self.label!r} is not one of the labels of {self.model}: {probe.labels}"
+            )
         return self
 
     def batch_function(self) -> BatchFunction:
@@ -381,7 +404,7 @@ class LanguageId(Annotator):
         return {"model": self.model or models.default_langid_model()}
 
     def check(self) -> Self:
-        _fasttext_labels("model", self.files()["model"])
+        _fasttext_probe(self, self.files()["model"])
         return self
 
     def batch_function(self) -> BatchFunction:

@@ -105,6 +105,11 @@ class RefreshSummary:
     quarantined: int | None = None  # input records quarantined by the annotate step
     new_quarantined: int | None = None  # of which new in the quarantine table
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    # Ids already annotated with another text (annotate.on_changed_text): the table's text kept,
+    # or the new text written over it. None: a run recorded before these were counted.
+    changed_text_kept: int | None = None
+    changed_text_replaced: int | None = None
+    on_changed_text: str | None = None
     base_annotated_version: int | None = None
     annotated_version: int | None = None
     base_quarantine_version: int | None = None
@@ -288,6 +293,9 @@ def _annotate_step(spark: SparkSession, config: PipelineConfig, state: _State) -
         "input_rows": summary.input_rows,
         "quarantined": summary.quarantined,
         "quarantined_by_reason": summary.quarantined_by_reason,
+        "changed_text_kept": summary.changed_text_kept,
+        "changed_text_replaced": summary.replaced,
+        "on_changed_text": config.annotate.on_changed_text,
         # From the Delta history since the run's base: the same whether or not a killed annotate
         # had already committed them before this one ran.
         "new_documents": inserted_rows(spark, out_path, base_ann, ann_version),
@@ -497,6 +505,9 @@ def _summary(state: _State, ran: list[str], status: str) -> RefreshSummary:
         summary.quarantined = details["quarantined"]
         summary.new_quarantined = details["new_quarantined"]
         summary.quarantined_by_reason = details["quarantined_by_reason"]
+        summary.changed_text_kept = details.get("changed_text_kept")
+        summary.changed_text_replaced = details.get("changed_text_replaced")
+        summary.on_changed_text = details.get("on_changed_text")
         summary.annotated_version = row["annotated_version"]
         summary.quarantine_version = row["quarantine_version"]
     if "stats" in state.done:
@@ -539,6 +550,11 @@ def format_summary(s: RefreshSummary) -> str:
         )
         for reason, n in sorted(s.quarantined_by_reason.items()):
             lines.append(f"    quarantined {reason:<16} {n:>8}")
+        if s.changed_text_kept is not None:
+            lines.append(
+                f"    changed texts: {s.changed_text_kept} kept, {s.changed_text_replaced} replaced "
+                f"(annotate.on_changed_text={s.on_changed_text})"
+            )
     if s.stats_version is not None:
         how = "reused" if s.stats_reused else "computed"
         lines.append(f"  stats      {_v(s.stats_version)} of annotated {_v(s.annotated_version)} ({how})")

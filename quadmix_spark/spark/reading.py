@@ -23,7 +23,9 @@ from quadmix_spark.spark import tables
 REASONS = (
     "unreadable_file",
     "invalid_utf8",
+    "blank_line",
     "malformed_json",
+    "malformed_record",
     "missing_id",
     "invalid_id",
     "missing_text",
@@ -249,7 +251,15 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
         # Longer than max_text_bytes (at most 16 MiB), it is too large whatever it holds.
         too_long = F.octet_length("raw") > max_text_bytes
         reason = reason.when(F.col("_parse").isNotNull() & too_long, F.lit("too_large"))
+    if cfg.format == "jsonl":
+        # A blank line never parses: counted apart, it is not a broken record.
+        reason = reason.when(
+            F.col("_parse").isNotNull() & ~_has_visible_char(F.col("raw")), F.lit("blank_line")
+        )
     reason = reason.when(F.col("_parse").isNotNull(), F.lit("malformed_json"))
+    if cfg.format == "jsonl":
+        # Valid JSON that is not an object (an array, a string, a number): it has no fields at all.
+        reason = reason.when(~_json_object(F.col("raw")), F.lit("malformed_record"))
     if cfg.id_column:
         no_id = F.col("_id_type").isNull() | (F.col("_id_type") == "VOID") | (F.trim(F.col("id")) == "")
         reason = reason.when(no_id, F.lit("missing_id")).when(F.col("id").isNull(), F.lit("invalid_id"))
@@ -259,6 +269,12 @@ def _reason(cfg: InputConfig, max_text_bytes: int) -> Column:
         .when(~_has_visible_char(text), F.lit("empty_text"))
         .when(F.octet_length(text) > max_text_bytes, F.lit("too_large"))
     )
+
+
+def _json_object(raw: Column) -> Column:
+    """True when a JSON line that parsed is an object: its first character after blanks is ``{``."""
+    prefix = F.substring(raw, 1, VISIBLE_PREFIX_CHARS)
+    return prefix.rlike(r"^\s*\{") | (~prefix.rlike(r"\S") & raw.rlike(r"^\s*\{"))
 
 
 def _has_visible_char(text: Column) -> Column:
@@ -272,9 +288,18 @@ def _record_key() -> Column:
     # the record's file as Spark names it after input_location (so never the path as spelled) and
     # its ``raw`` record or, for Parquet, its position in the file (``_position``): a Parquet row's
     # ``raw`` depends on how the folder was read (a file read alone has no partition columns).
-    return F.sha2(
-        F.concat_ws("\u0000", F.col("source_file"), F.coalesce(F.col("_position"), F.col("raw"))), 256
-    )
+    # Equal records of one file (blank lines, a line repeated) are told apart by their count among
+    # them, ``_copy``: the set of keys is the same whatever order they are read in, and the first
+    # keeps the key it had before copies were counted.
+    record = F.concat_ws("\u0000", F.col("source_file"), F.coalesce(F.col("_position"), F.col("raw")))
+    numbered = F.concat_ws("\u0000", record, F.col("_copy").cast("string"))
+    return F.sha2(F.when(F.col("_copy") > 1, numbered).otherwise(record), 256)
+
+
+def _numbered_copies(df: DataFrame) -> DataFrame:
+    """``_copy``: 1, 2, ... over the records of one file that are equal (only quarantined ones are)."""
+    same = Window.partitionBy("source_file", F.coalesce(F.col("_position"), F.col("raw"))).orderBy("raw")
+    return df.withColumn("_copy", F.row_number().over(same))
 
 
 @dataclass(frozen=True)
@@ -478,7 +503,7 @@ def _quarantined(
 
 
 def _to_quarantine(df: DataFrame) -> DataFrame:
-    return df.select(
+    return _numbered_copies(df).select(
         _record_key().alias("record_key"),
         F.col("id").cast("string").alias("id"),
         F.col("_reason").alias("reason"),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from quadmix_spark.config import ConfigError
+
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 # Since Delta 4.1 the artifact carries the Spark minor version; keep in step with the pyspark pin.
@@ -118,12 +120,36 @@ def _check_delta(spark: SparkSession) -> None:
 
     try:
         DeltaTable.isDeltaTable(spark, "file:///nonexistent-quadmix-probe")
-    except Exception as err:  # py4j: "'JavaPackage' object is not callable" when the jar is absent
+    except Exception as err:
+        # Only missing classes send the user to setup: any other error (a Spark setting Spark
+        # refuses, INVALID_CONF_VALUE) is Spark's own, raised as Spark gave it.
+        if _delta_classes_present(spark):
+            _raise_refused_setting(err)
+            raise
         raise DeltaJarsMissing(
             "Delta Lake classes are not on the classpath. Locally, run scripts/setup.sh to resolve "
             f"{DELTA_PACKAGE}; under spark-submit pass --packages {DELTA_PACKAGE} "
             "(or --jars with local paths on an offline cluster)."
         ) from err
+
+
+def _raise_refused_setting(err: Exception) -> None:
+    """A setting Spark refuses, as a config error saying which: the JVM buries it under a stack."""
+    found = re.search(r"\[INVALID_CONF_VALUE[^\]]*\][^\n\t]*", str(err))
+    if found is not None:
+        raise ConfigError(
+            f"spark.conf: Spark refuses a setting (from spark.conf or spark-submit's --conf): "
+            f"{found.group(0).strip()}"
+        ) from err
+
+
+def _delta_classes_present(spark: SparkSession) -> bool:
+    """Whether the JVM finds Delta's classes, looked up as delta's Python API looks them up."""
+    from py4j.java_gateway import JavaClass
+
+    jvm = spark.sparkContext._jvm
+    # py4j answers a package (not a class) for a name it cannot load.
+    return jvm is not None and isinstance(jvm.io.delta.tables.DeltaTable, JavaClass)
 
 
 def resolve_jars() -> None:

@@ -57,7 +57,7 @@ from quadmix_spark.spark.scoring import (
 )
 from quadmix_spark.spark.selectors import Selector, check_selector, make_selector
 from quadmix_spark.spark.shards import write_shards
-from quadmix_spark.spark.stats_table import Stats, check_columns, load_stats
+from quadmix_spark.spark.stats_table import NoDomain, Stats, check_columns, load_stats
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class SelectSummary:
     seconds: float
     tokens_target: dict[str, float] | None = None  # per domain, with a mixture
     capped_domains: list[str] | None = None  # with mixture_shortfall: redistribute
+    no_domain: NoDomain | None = None  # left out of the pool (counted by the stats run)
 
 
 def check_config(config: PipelineConfig) -> Selector:
@@ -210,6 +211,8 @@ def plan_select(spark: SparkSession, config: PipelineConfig) -> SelectPlan:
     mixture = load_mixture(config, [d for d in params.domains if d in stats.docs], stats)
     selector = make_selector(cfg.selector, params.scorers)
     sel_id = selection_id(config, params, stats, mixture)
+    if stats.no_domain.docs:
+        log.warning("select %s: %s and are left out (as in the stats)", sel_id, stats.no_domain.sentence())
     return SelectPlan(
         params=params,
         stats=stats,
@@ -246,6 +249,8 @@ def score(spark: SparkSession, config: PipelineConfig, plan: SelectPlan) -> Scor
     model = ScoringModel.from_raw_quantiles(
         plan.params, {s: plan.stats.reference(s) for s in plan.params.scorers}, config.scorers
     )
+    # The pool is what the stats describe: no document without a domain (counted there) reaches θ.
+    annotated = annotated.where(F.col(config.domain_column).isNotNull())
     base = annotated.withColumn("domain_idx", domain_index_column(plan.domains, config.domain_column))
     if not plan.selector.uses_theta:  # the baselines need no rank, only oriented scores and σ
         scored = with_oriented(base, model).withColumn("u", hash_uniform_column(cfg.seed, 0))
@@ -387,6 +392,7 @@ def _manifest(config: PipelineConfig, plan: SelectPlan, budget: Budget) -> dict:
         "annotated_table": plan.source,
         "annotated_version": plan.stats.annotated_version,
         "stats_version": plan.stats.stats_version,
+        "no_domain": plan.stats.no_domain.to_json(),  # left out; with the per-domain docs, every row
         "code_version": __version__,
     }
 
@@ -412,6 +418,7 @@ def _summary(config: PipelineConfig, plan: SelectPlan, budget: Budget, written: 
         if budget.targets is None
         else dict(zip(plan.domains, budget.targets, strict=True)),
         capped_domains=budget.capped,
+        no_domain=plan.stats.no_domain,
     )
 
 
@@ -539,6 +546,8 @@ def format_summary(s: SelectSummary) -> str:
     ]
     if s.capped_domains:
         lines.append(f"  capped (the rest spread over the others): {', '.join(s.capped_domains)}")
+    if s.no_domain is not None and s.no_domain.docs:
+        lines.append(f"  left out: {s.no_domain.sentence()}, as in the stats")
     target = f" {'target':>12}" if s.tokens_target else ""
     header = f"{'tokens before':>14}{target} {'requested':>12} {'achieved':>12} {'keep':>7}"
     lines.append(f"  {'domain':<24} {header}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import ConfigError, PipelineConfig, validate
+from quadmix_spark.config import ConfigError, PipelineConfig, resolve, validate
 from quadmix_spark.core import ParamsError, QuadMixParams
 from quadmix_spark.mixing import sources
 from quadmix_spark.pipeline import inputs
@@ -124,8 +125,12 @@ def load_mixture(config: PipelineConfig, domains: list[str], stats: Stats) -> co
 def selection_id(
     config: PipelineConfig, params: QuadMixParams, stats: Stats, mixture: core.Mixture | None = None
 ) -> str:
+    """The same for the same input tables (location and version), θ, selector, budget and seed;
+    different for another corpus, so warehouses sharing ``select.output_dir`` never share a folder."""
     cfg = config.select
     key = [
+        table_identity(config.table_path(cfg.input_table)),
+        table_identity(config.table_path(cfg.stats_table)),
         cfg.selector,
         core.params_hash(params),
         cfg.seed,
@@ -138,6 +143,16 @@ def selection_id(
     if mixture is not None:
         key += [mixture.key(), cfg.max_repeats, cfg.mixture_shortfall]
     return f"{cfg.selector.replace(':', '-')}-{core.content_key(key, 12)}"
+
+
+def table_identity(path: str) -> str:
+    """A table's location spelled one way: ``/w/t``, ``file:/w/t``, ``file:///w/t/``, a relative
+    path or a symlink to it are all ``file:///w/t``; other URIs as given, less a trailing ``/``."""
+    if path.startswith("file:"):
+        path = "/" + path[len("file:") :].lstrip("/")
+    if "://" in path:
+        return path.rstrip("/")
+    return "file://" + os.path.realpath(resolve(path))
 
 
 @dataclass(frozen=True)

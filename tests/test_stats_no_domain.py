@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -11,10 +12,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from quadmix_spark import core
-from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
+from quadmix_spark.config import ConfigError, PipelineConfig, ProxyConfig, from_dict
 from quadmix_spark.pipeline.annotate import run_annotate
 from quadmix_spark.pipeline.select import format_summary, run_select
 from quadmix_spark.pipeline.stats import run_stats
+from quadmix_spark.proxy.datasets import build_proxy_datasets
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.stats_table import ALL_DOMAINS, NoDomain, load_stats
 
@@ -145,3 +147,29 @@ def test_a_stats_run_that_mixed_them_into_the_global_sketch_is_refused(spark, an
     assert load_stats(spark, old_path + "-clean").no_domain.docs == 0
     with pytest.raises(ConfigError, match="run quadmix stats again"):
         run_select(spark, replace(config, select=replace(config.select, stats_table=old_path)))
+
+
+def test_proxy_datasets_leave_them_out_as_select_does(spark, annotated, tmp_path):
+    """Scale 1 (the budget equal to θ's expected tokens) gives exactly select's copies, without them."""
+    config, _ = annotated
+    run_stats(spark, config)
+    config = copy.deepcopy(config)
+    config.select.rank_mode, config.select.rank_sample_size, config.select.seed = "scalable", 1000, 4
+    config.select.output_dir = str(tmp_path / "selections")
+    config.proxy = ProxyConfig(token_budget=1000, rank_sample_size=1000, seed=4)
+    theta = core.load_params(config.select.params)
+    result = build_proxy_datasets(spark, config, [theta], ["probe"])  # the old code died in a worker
+    config.proxy.token_budget, config.proxy.overshoot = float(result.expected_tokens[0]) / 2, 1.0
+    result = build_proxy_datasets(spark, config, [theta], ["probe"])
+    assert result.scales[0] == 1.0
+    sel = run_select(spark, config)
+    selected = spark.read.format("delta").load(config.table_path("selected"))
+    mine = selected.where(F.col("selection_id") == sel.selection_id).select("doc_key", "copies").toPandas()
+    probe = spark.read.format("delta").load(result.table).where("run_id = 'probe'").toPandas()
+    annotated = spark.read.format("delta").load(config.table_path("annotated"))
+    no_domain = {r["doc_key"] for r in annotated.where(F.col("source").isNull()).collect()}
+    assert len(no_domain) == 6 and not no_domain & set(probe.doc_key)
+    assert len(mine) > 20
+    assert dict(zip(mine.doc_key, mine.copies, strict=True)) == dict(
+        zip(probe.doc_key, probe.copies, strict=True)
+    )

@@ -465,7 +465,8 @@ class SelectConfig:
         "data/selections",
         "Per selection: `<output_dir>/<selection_id>/{manifest.json, shards/, report/}`. `manifest.json` "
         "is removed when a rerun starts and written last, naming `selected_version` (the Delta version of "
-        "the selected table it describes): a folder without one is an unfinished run.",
+        "the selected table it describes): a folder without one is an unfinished run. The id hashes the "
+        "input tables' locations and versions with θ and seed: warehouses may share this folder.",
     )
     params: str = setting("conf/params/demo.yaml", "θ file (YAML/JSON; format in [params.md](params.md)).")
     allow_unused_domains: bool = setting(
@@ -997,7 +998,9 @@ class PipelineConfig:
     domain_column: str = setting(
         "domain",
         "Column of the annotated table holding the domain label (written by the `fasttext_domain` "
-        "annotator).",
+        "annotator, or kept from the input). A document whose domain is null belongs to no domain: "
+        "`stats` counts such documents apart (summary and commit metadata) and `select` leaves them out, "
+        "with the count in its summary and manifest.",
     )
     token_column: str = setting(
         "n_tokens", "Column holding each document's token count (written by the `tokens` annotator)."

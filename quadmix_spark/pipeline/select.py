@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import ConfigError, PipelineConfig, validate
+from quadmix_spark.config import ConfigError, PipelineConfig, resolve, validate
 from quadmix_spark.core import ParamsError, QuadMixParams
 from quadmix_spark.mixing import sources
 from quadmix_spark.pipeline import inputs
@@ -57,7 +58,7 @@ from quadmix_spark.spark.scoring import (
 )
 from quadmix_spark.spark.selectors import Selector, check_selector, make_selector
 from quadmix_spark.spark.shards import write_shards
-from quadmix_spark.spark.stats_table import Stats, check_columns, load_stats
+from quadmix_spark.spark.stats_table import NoDomain, Stats, check_columns, load_stats
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class SelectSummary:
     seconds: float
     tokens_target: dict[str, float] | None = None  # per domain, with a mixture
     capped_domains: list[str] | None = None  # with mixture_shortfall: redistribute
+    no_domain: NoDomain | None = None  # left out of the pool (counted by the stats run)
 
 
 def check_config(config: PipelineConfig) -> Selector:
@@ -123,8 +125,12 @@ def load_mixture(config: PipelineConfig, domains: list[str], stats: Stats) -> co
 def selection_id(
     config: PipelineConfig, params: QuadMixParams, stats: Stats, mixture: core.Mixture | None = None
 ) -> str:
+    """The same for the same input tables (location and version), θ, selector, budget and seed;
+    different for another corpus, so warehouses sharing ``select.output_dir`` never share a folder."""
     cfg = config.select
     key = [
+        table_identity(config.table_path(cfg.input_table)),
+        table_identity(config.table_path(cfg.stats_table)),
         cfg.selector,
         core.params_hash(params),
         cfg.seed,
@@ -137,6 +143,16 @@ def selection_id(
     if mixture is not None:
         key += [mixture.key(), cfg.max_repeats, cfg.mixture_shortfall]
     return f"{cfg.selector.replace(':', '-')}-{core.content_key(key, 12)}"
+
+
+def table_identity(path: str) -> str:
+    """A table's location spelled one way: ``/w/t``, ``file:/w/t``, ``file:///w/t/``, a relative
+    path or a symlink to it are all ``file:///w/t``; other URIs as given, less a trailing ``/``."""
+    if path.startswith("file:"):
+        path = "/" + path[len("file:") :].lstrip("/")
+    if "://" in path:
+        return path.rstrip("/")
+    return "file://" + os.path.realpath(resolve(path))
 
 
 @dataclass(frozen=True)
@@ -210,6 +226,8 @@ def plan_select(spark: SparkSession, config: PipelineConfig) -> SelectPlan:
     mixture = load_mixture(config, [d for d in params.domains if d in stats.docs], stats)
     selector = make_selector(cfg.selector, params.scorers)
     sel_id = selection_id(config, params, stats, mixture)
+    if stats.no_domain.docs:
+        log.warning("select %s: %s and are left out (as in the stats)", sel_id, stats.no_domain.sentence())
     return SelectPlan(
         params=params,
         stats=stats,
@@ -246,6 +264,8 @@ def score(spark: SparkSession, config: PipelineConfig, plan: SelectPlan) -> Scor
     model = ScoringModel.from_raw_quantiles(
         plan.params, {s: plan.stats.reference(s) for s in plan.params.scorers}, config.scorers
     )
+    # The pool is what the stats describe: no document without a domain (counted there) reaches θ.
+    annotated = annotated.where(F.col(config.domain_column).isNotNull())
     base = annotated.withColumn("domain_idx", domain_index_column(plan.domains, config.domain_column))
     if not plan.selector.uses_theta:  # the baselines need no rank, only oriented scores and σ
         scored = with_oriented(base, model).withColumn("u", hash_uniform_column(cfg.seed, 0))
@@ -387,6 +407,7 @@ def _manifest(config: PipelineConfig, plan: SelectPlan, budget: Budget) -> dict:
         "annotated_table": plan.source,
         "annotated_version": plan.stats.annotated_version,
         "stats_version": plan.stats.stats_version,
+        "no_domain": plan.stats.no_domain.to_json(),  # left out; with the per-domain docs, every row
         "code_version": __version__,
     }
 
@@ -412,6 +433,7 @@ def _summary(config: PipelineConfig, plan: SelectPlan, budget: Budget, written: 
         if budget.targets is None
         else dict(zip(plan.domains, budget.targets, strict=True)),
         capped_domains=budget.capped,
+        no_domain=plan.stats.no_domain,
     )
 
 
@@ -539,6 +561,8 @@ def format_summary(s: SelectSummary) -> str:
     ]
     if s.capped_domains:
         lines.append(f"  capped (the rest spread over the others): {', '.join(s.capped_domains)}")
+    if s.no_domain is not None and s.no_domain.docs:
+        lines.append(f"  left out: {s.no_domain.sentence()}, as in the stats")
     target = f" {'target':>12}" if s.tokens_target else ""
     header = f"{'tokens before':>14}{target} {'requested':>12} {'achieved':>12} {'keep':>7}"
     lines.append(f"  {'domain':<24} {header}")

@@ -1,14 +1,18 @@
 """The stats job: per-domain and global statistics of every scorer.
 
 ``rollup(domain)`` computes the per-domain rows and the global row (domain ``__all__``) in one
-scan with map-side partial aggregation, so a huge domain is never one task. Each row holds exact
-document and token counts and a quantile sketch: ``n_quantiles + 1`` exact quantiles of a sample
-chosen by a hash of ``doc_key``, so the sketch does not depend on partitioning. The select job
-turns the global sketches into σ's reference distribution.
+scan with map-side partial aggregation, so a huge domain is never one task. Documents whose
+domain column is null belong to no domain: they are counted (documents and tokens, in the
+summary and the commit metadata) and left out of every row, the global one included, because
+select leaves them out of the pool too (:class:`quadmix_spark.spark.stats_table.NoDomain`).
+Each row holds exact document and token counts and a quantile sketch: ``n_quantiles + 1`` exact
+quantiles of a sample chosen by a hash of ``doc_key``, so the sketch does not depend on
+partitioning. The select job turns the global sketches into σ's reference distribution.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -22,7 +26,16 @@ from quadmix_spark.config import PipelineConfig
 from quadmix_spark.spark import tables
 from quadmix_spark.spark.reading import read_latest
 from quadmix_spark.spark.scoring import hash_uniform_column
-from quadmix_spark.spark.stats_table import ALL_DOMAINS, STATS_SCHEMA, Stats, check_columns, load_stats
+from quadmix_spark.spark.stats_table import (
+    ALL_DOMAINS,
+    STATS_SCHEMA,
+    NoDomain,
+    Stats,
+    check_columns,
+    load_stats,
+)
+
+log = logging.getLogger(__name__)
 
 
 def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
@@ -34,11 +47,18 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
     """
     started = time.time()
     df, source, annotated_version = read_annotated(spark, config)
-    rows = df.rollup(F.col(config.domain_column).alias("domain")).agg(*aggregations(df, config)).collect()
-    metadata = run_metadata(config, source, annotated_version, rows, df)
+    counts = domain_counts(df, config)
+    no_domain = NoDomain(config.domain_column, *counts.pop(None, (0, 0)))
+    # A null group of rollup() would read as its grand total: the pool is the documents with a domain.
+    pool = df.where(F.col(config.domain_column).isNotNull())
+    aggs = aggregations(pool, config, {d: n for d, (n, _) in counts.items()})
+    rows = pool.rollup(F.col(config.domain_column).alias("domain")).agg(*aggs).collect()
+    metadata = run_metadata(config, source, annotated_version, rows, df, no_domain)
     out = config.table_path(config.stats.output_table)
     version = write_run(spark, stats_records(rows, config), out, metadata)
     stats = load_stats(spark, out, version)
+    if no_domain.docs:  # also in the log: a cluster run's stdout may go unread
+        log.warning("stats: %s and are left out of the statistics", no_domain.sentence())
     print(format_stats(stats, time.time() - started))
     return stats
 
@@ -51,15 +71,20 @@ def read_annotated(spark: SparkSession, config: PipelineConfig) -> tuple[DataFra
     return df, source, annotated_version
 
 
-def aggregations(df: DataFrame, config: PipelineConfig) -> list[Column]:
+def domain_counts(df: DataFrame, config: PipelineConfig) -> dict[str | None, tuple[int, int]]:
+    """Documents and tokens per value of the domain column, null included (one scan)."""
+    agg = df.groupBy(config.domain_column).agg(F.count(F.lit(1)), F.sum(config.token_column))
+    return {r[0]: (int(r[1]), int(r[2] or 0)) for r in agg.collect()}
+
+
+def aggregations(df: DataFrame, config: PipelineConfig, counts: dict[str, int]) -> list[Column]:
     """Per group: documents, tokens, low-confidence documents and, per scorer, its mean, non-null
     count and (value, tokens) samples for the domain (``d__``) and global (``g__``) sketches.
 
-    Counts the documents of each domain first (one scan): they fix its sampling rate.
+    ``counts``, the documents of each domain of ``df``, fix each domain's sampling rate.
     """
     cfg = config.stats
     domain = F.col(config.domain_column)
-    counts = {r[0]: r[1] for r in df.groupBy(domain).count().collect()}
     total = sum(counts.values())
     domain_rate = F.create_map(
         *[x for d, n in counts.items() for x in (F.lit(d), F.lit(min(1.0, cfg.domain_sample_size / n)))]
@@ -115,7 +140,12 @@ def stats_records(rows: list[Row], config: PipelineConfig) -> list[tuple]:
 
 
 def run_metadata(
-    config: PipelineConfig, source: str, annotated_version: int, rows: list[Row], df: DataFrame
+    config: PipelineConfig,
+    source: str,
+    annotated_version: int,
+    rows: list[Row],
+    df: DataFrame,
+    no_domain: NoDomain,
 ) -> dict[str, Any]:
     """The Delta commit metadata of a new stats run, under a new ``stats_id``."""
     cfg = config.stats
@@ -132,6 +162,7 @@ def run_metadata(
         "low_confidence": {r["domain"]: int(r["low_confidence"]) for r in rows if r["domain"] is not None}
         if _probability(config) in df.columns
         else None,
+        "no_domain": no_domain.to_json(),
         "code_version": __version__,
     }
 
@@ -163,7 +194,9 @@ def format_stats(stats: Stats, seconds: float) -> str:
     low = stats.low_confidence
     lines = [
         f"stats: version {stats.stats_version} of annotated v{stats.annotated_version}: "
-        f"{sum(stats.docs.values())} docs, {sum(stats.tokens.values())} tokens, "
+        f"{sum(stats.docs.values())} docs"
+        + (f" (+ {stats.no_domain.docs} with no domain, below)" if stats.no_domain.docs else "")
+        + f", {sum(stats.tokens.values())} tokens, "
         f"{len(stats.docs)} domains in {seconds:.1f}s",
         f"  {'domain':<24} {'docs':>9} {'tokens':>12}" + (f" {'low-confidence':>15}" if low else ""),
     ]
@@ -174,5 +207,9 @@ def format_stats(stats: Stats, seconds: float) -> str:
         lines.append(
             f"  low-confidence: domain probability below {stats.low_confidence_below} "
             "(stats.low_confidence_below)"
+        )
+    if stats.no_domain.docs:
+        lines.append(
+            f"  {stats.no_domain.sentence()} and are left out of the statistics; select leaves them out too"
         )
     return "\n".join(lines)

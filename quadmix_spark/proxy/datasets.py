@@ -195,7 +195,7 @@ def _plan(
         domain_index_column(first.domains, config.domain_column).alias("domain_idx"),
         F.col(config.token_column).cast("long").alias("tokens"),
         *first.scorers,
-    )
+    ).where(F.col("domain_idx").isNotNull())  # no domain: out of the pool, as in stats and select
     docs = [stats.docs.get(d, 0) for d in first.domains]
     cfg = config.proxy
     sample = rank_sample(base, docs, cfg.rank_sample_size, cfg.seed, SAMPLE_STREAM).toPandas()

@@ -25,6 +25,27 @@ STATS_SCHEMA = (
 
 
 @dataclass(frozen=True)
+class NoDomain:
+    """Documents of the annotated table whose domain column is null: no domain's statistics count
+    them and select leaves them out of its pool (θ has no entry for them)."""
+
+    column: str
+    docs: int = 0
+    tokens: int = 0
+
+    def sentence(self) -> str:
+        """ "6 documents (1,704 tokens) have no domain (column 'domain' is null)"."""
+        many = self.docs != 1
+        return (
+            f"{self.docs} document{'s' if many else ''} ({self.tokens:,} tokens) {'have' if many else 'has'} "
+            f"no domain (column {self.column!r} is null)"
+        )
+
+    def to_json(self) -> dict:
+        return {"column": self.column, "docs": self.docs, "tokens": self.tokens}
+
+
+@dataclass(frozen=True)
 class Stats:
     """Statistics of one stats run, as the driver holds them (small)."""
 
@@ -37,6 +58,7 @@ class Stats:
     # the annotated table has no probability column (or the stats run predates the count).
     low_confidence: dict[str, int] = field(default_factory=dict)
     low_confidence_below: float | None = None
+    no_domain: NoDomain = NoDomain("domain")
 
     @property
     def domains(self) -> list[str]:
@@ -82,4 +104,19 @@ def load_stats(spark: SparkSession, path: str, at_version: int | None = None) ->
     quantiles = {(r["domain"], r["scorer"]): np.asarray(r["quantiles"], dtype=np.float64) for r in rows}
     low = {d: int(n) for d, n in (meta.get("low_confidence") or {}).items()}
     below = meta.get("low_confidence_below") if low else None
-    return Stats(at_version, int(meta["annotated_version"]), docs, tokens, quantiles, low, below)
+    no_domain = _no_domain(meta, rows, path, at_version)
+    return Stats(at_version, int(meta["annotated_version"]), docs, tokens, quantiles, low, below, no_domain)
+
+
+def _no_domain(meta: dict, rows: list, path: str, at_version: int) -> NoDomain:
+    """The run's count of documents without a domain. A run from before the count wrote their
+    group as a second ``__all__`` row per scorer, which may have replaced the global sketch."""
+    if "no_domain" in meta:
+        return NoDomain(**meta["no_domain"])
+    scorers = [r["scorer"] for r in rows if r["domain"] == ALL_DOMAINS]
+    if len(scorers) != len(set(scorers)):
+        raise ConfigError(
+            f"select.stats_version: stats version {at_version} of {path} mixed documents with a null domain "
+            "into its global sketch (a stats run from before they were counted): run quadmix stats again"
+        )
+    return NoDomain("domain")

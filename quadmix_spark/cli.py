@@ -160,10 +160,10 @@ def cmd_fit_search(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 
 def cmd_bimix(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.bimix import check_config, format_summary, run_bimix
+    from quadmix_spark.pipeline.bimix import check_config, format_summary, needs_spark, run_bimix
 
-    check_config(config)  # a missing runs file fails before the SparkSession starts
-    print(format_summary(run_bimix(config, _session(config))))
+    check_config(config)  # a local runs file's mistakes (weights, columns, too few rows) before Spark
+    print(format_summary(run_bimix(config, _session(config) if needs_spark(config) else None)))
 
 
 def cmd_entropy(config: PipelineConfig, args: argparse.Namespace) -> None:

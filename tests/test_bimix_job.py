@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from quadmix_spark import core
+from quadmix_spark import cli, core
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 from quadmix_spark.mixing.bimix import BiMixLaw, synthetic_runs
 from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
-from quadmix_spark.pipeline.bimix import run_bimix
+from quadmix_spark.pipeline.bimix import domain_weights, run_bimix
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.proxy.runs import RunSpec, record_runs
 
@@ -169,8 +169,93 @@ def test_config_errors_name_the_key(tmp_path, capsys):
     runs.to_parquet(tmp_path / "runs.parquet")
     config = from_dict(PipelineConfig, config_dict(tmp_path, runs_path=str(tmp_path / "runs.parquet")))
     config.targets.weights = {"heldout:web": 1.0}
-    with pytest.raises(ConfigError, match=r"targets.weights: heldout sets of \['web'\]"):
+    with pytest.raises(ConfigError, match=r"targets.weights: \['heldout:web'\] name no domain of the runs"):
         run_bimix(config)
+
+
+def no_spark(*args, **kwargs):
+    raise AssertionError("the SparkSession started")
+
+
+def write_runs_config(tmp_path, runs: pd.DataFrame, weights: dict | None = None, name: str = "bimix") -> str:
+    """A config reading ``runs`` as a long-format file, with ``targets.weights``."""
+    runs.to_parquet(tmp_path / "runs.parquet")
+    conf = config_dict(tmp_path, runs_path=str(tmp_path / "runs.parquet"))
+    conf["bimix"] |= {
+        "output_dir": str(tmp_path / name),
+        "output_mixture": str(tmp_path / name / "r_star.yaml"),
+    }
+    conf["targets"] = {"weights": weights or {}}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(conf))
+    return str(path)
+
+
+def test_weights_keyed_by_plain_domain_names_as_in_the_long_format_without_spark(
+    tmp_path, monkeypatch, capsys
+):
+    """The long format's `domain` column (and fit-search's eval sets) name domains plainly: a weight
+    keyed `news` is the weight of `heldout:news`; a local runs file without stats needs no Spark."""
+    monkeypatch.setattr(cli, "_session", no_spark)
+    runs = law_runs(n_mixtures=3, seed=1)
+    plain = write_runs_config(tmp_path, runs, {"news": 2.0, "code": 1.0}, name="plain")
+    assert main(["bimix", "--config", plain]) == 0
+    out = capsys.readouterr().out  # arts and science weigh 0: r* leaves them out, their loss diverges
+    assert "(weights: targets.weights)" in out and f"  {'arts':<20} {0:>8.4f}" in out and "       inf" in out
+    heldout = write_runs_config(tmp_path, runs, {"heldout:news": 2.0, "heldout:code": 1.0}, name="heldout")
+    assert main(["bimix", "--config", heldout]) == 0
+
+    summary = json.loads((tmp_path / "plain" / "bimix_summary.json").read_text())
+    assert summary["weights"] == {"arts": 0.0, "code": 1.0, "news": 2.0, "science": 0.0}
+    r_star = core.Mixture.from_file(tmp_path / "plain" / "r_star.yaml").shares
+    assert core.Mixture.from_file(tmp_path / "heldout" / "r_star.yaml").shares == r_star
+    weights = {"news": 2.0, "code": 1.0, "arts": 0.0, "science": 0.0}
+    truth = optimal_mixture(TRUE, S_REF, weights=weights)
+
+    def objective(r):
+        losses = TRUE.predict(np.array([r[d] for d in TRUE.domains_]), S_REF)
+        return float(
+            sum(weights[d] * loss for d, loss in zip(TRUE.domains_, losses, strict=True) if weights[d])
+        )
+
+    assert objective(r_star) == pytest.approx(truth.objective, rel=1e-3)
+    assert objective(r_star) < objective({d: 0.25 for d in DOMAINS})  # the weights moved r*
+
+
+def test_domain_weights_ignore_the_runs_target_sets_and_refuse_unknown_keys():
+    domains = sorted(DOMAINS)
+    weights, ignored = domain_weights({"news": 2, "heldout:code": 1, "target": 5}, domains, ["target"])
+    assert weights == {"arts": 0.0, "code": 1.0, "news": 2.0, "science": 0.0} and ignored == ["target"]
+    with pytest.raises(ConfigError, match=r"targets.weights: \['target'\] name no domain of the runs"):
+        domain_weights({"news": 2, "target": 5}, domains)
+    with pytest.raises(ConfigError, match="targets.weights: news and heldout:news name one domain"):
+        domain_weights({"news": 2, "heldout:news": 1}, domains)
+
+
+def test_mistakes_in_a_local_runs_file_fail_before_spark_naming_the_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_session", no_spark)
+    runs = law_runs(n_mixtures=3, seed=1)
+    path = tmp_path / "runs.parquet"
+
+    def error(frame: pd.DataFrame, weights: dict | None = None) -> str:
+        assert main(["bimix", "--config", write_runs_config(tmp_path, frame, weights)]) == 2
+        return capsys.readouterr().err
+
+    err = error(runs, {"news": 1.0, "web": 1.0, "heldout:forum": 2.0})
+    assert (
+        "targets.weights: ['heldout:forum', 'web'] name no domain of the runs; their domains: "
+        "['arts', 'code', 'news', 'science'] (key a weight by the domain's name or heldout:<domain>)"
+    ) in err
+    err = error(runs.drop(columns="loss"))
+    assert f"bimix.runs_path: column(s) ['loss'] missing from {path} (its columns: " in err
+    assert "BiMix's long format: run_id, domain, r, step_tokens, loss" in err
+    err = error(runs.assign(loss=runs["loss"].where(runs["domain"] != "arts", 0.0)))
+    assert f"bimix.runs_path: {path}: runs.loss must be > 0" in err
+    few_steps = runs[runs["step_tokens"] >= STEPS[2]]
+    err = error(few_steps)
+    assert f"bimix.runs_path: {path}: domain 'arts' cannot be fitted: " in err
+    assert "fewer than 3 distinct steps (β and C are not determined)" in err
+    assert not (tmp_path / "bimix").exists()
 
 
 def test_long_format_runs_at_a_file_uri_give_the_local_optimum(spark, tmp_path):

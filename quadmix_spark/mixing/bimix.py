@@ -225,17 +225,14 @@ class BiMixLaw:
         checkpoint (s); ``loss``: the domain's validation loss there (nats per token). Returns
         ``self``; raises ValueError naming a domain with too few usable rows.
         """
-        table = validate_runs(runs)
+        table = self.check(runs)
         usable = (table["r"] > 0) & (table["step_tokens"] > 0)
-        if not usable.any():
-            raise ValueError("runs has no row with r > 0 and step_tokens > 0")
         s_ref = float(table.loc[usable, "step_tokens"].max())
         rows, diag = {}, {}
         for domain, group in table.groupby("domain", sort=True):
             zero_share = int((group["r"] == 0).sum())
             zero_step = int(((group["step_tokens"] == 0) & (group["r"] > 0)).sum())
             good = group[(group["r"] > 0) & (group["step_tokens"] > 0)]
-            self._check_domain(str(domain), good, zero_share, zero_step)
             r, s, loss = (good[c].to_numpy() for c in ("r", "step_tokens", "loss"))
             params, result = self._fit_domain(np.log(r), s / s_ref, np.log(loss))
             log_a, alpha, beta, c = params
@@ -263,6 +260,23 @@ class BiMixLaw:
         self.s_ref_ = s_ref
         self.diagnostics_ = pd.DataFrame.from_dict(diag, orient="index")
         return self
+
+    def check(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """:func:`validate_runs` of ``runs``, refused as :meth:`fit` would refuse it, without fitting.
+
+        A caller checks its input with this before it starts anything costly (a SparkSession), so
+        too few rows, shares or steps for a domain fail first.
+        """
+        table = validate_runs(runs)
+        usable = (table["r"] > 0) & (table["step_tokens"] > 0)
+        if not usable.any():
+            raise ValueError("runs has no row with r > 0 and step_tokens > 0")
+        for domain, group in table.groupby("domain", sort=True):
+            zero_share = int((group["r"] == 0).sum())
+            zero_step = int(((group["step_tokens"] == 0) & (group["r"] > 0)).sum())
+            good = group[(group["r"] > 0) & (group["step_tokens"] > 0)]
+            self._check_domain(str(domain), good, zero_share, zero_step)
+        return table
 
     def _check_domain(self, domain: str, good: pd.DataFrame, zero_share: int, zero_step: int) -> None:
         why = []

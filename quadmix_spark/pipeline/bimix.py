@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -108,13 +109,39 @@ def runs_table_long(runs: pd.DataFrame, domains: list[str]) -> tuple[pd.DataFram
 
 
 def check_config(config: PipelineConfig) -> None:
-    """What can be checked before a SparkSession starts: the runs file, or the vector order."""
+    """What can be checked before a SparkSession starts: a local runs file (its columns and values,
+    the weights and whether every domain can be fitted), or the order of the runs table's vectors."""
     path = config.bimix.runs_path
     if path is not None:
-        if files.is_local_path(path):  # a URI is checked once Spark (its Hadoop client) is up
-            inputs.require_file(path, "bimix.runs_path")
+        if files.is_local_path(path):  # a URI is read once Spark (its Hadoop client) is up
+            check_runs(config, *load_long_runs(config))
     elif files.is_local_path(config.search.template_params) or config.search.domains:
         mixture_domains(config)
+
+
+def needs_spark(config: PipelineConfig) -> bool:
+    """Whether the job reads through Spark: the runs table, a URI, or a stats table for the caps."""
+    cfg = config.bimix
+    if cfg.runs_path is None or not all(
+        map(files.is_local_path, (cfg.runs_path, cfg.output_dir, cfg.output_mixture))
+    ):
+        return True
+    stats = config.table_path(config.select.stats_table)
+    return not files.is_local_path(stats) or files.exists(files.join(stats, "_delta_log"))
+
+
+def runs_key(config: PipelineConfig) -> str:
+    """The key that names where the runs come from, for the errors about them."""
+    return "proxy.runs_table" if config.bimix.runs_path is None else "bimix.runs_path"
+
+
+def check_runs(config: PipelineConfig, table: pd.DataFrame, info: dict[str, Any]) -> None:
+    """Refuse, naming the key, what fitting ``table`` would refuse: the weights, a domain's rows."""
+    domain_weights(config.targets.weights, sorted(table["domain"].unique()), info.get("other_eval_sets", ()))
+    try:
+        BiMixLaw().check(table)
+    except ValueError as err:
+        raise ConfigError(f"{runs_key(config)}: {info['source']}: {err}") from err
 
 
 def load_long_runs(config: PipelineConfig, spark=None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -125,7 +152,10 @@ def load_long_runs(config: PipelineConfig, spark=None) -> tuple[pd.DataFrame, di
         table = inputs.read_table(path, "bimix.runs_path", fmt)
         missing = [c for c in RUN_COLUMNS if c not in table.columns]
         if missing:
-            raise ConfigError(f"bimix.runs_path: column(s) {missing} missing from {path}")
+            raise ConfigError(
+                f"bimix.runs_path: column(s) {missing} missing from {path} (its columns: "
+                f"{list(table.columns)}; BiMix's long format: {', '.join(RUN_COLUMNS)})"
+            )
         info = {"source": path, "runs_used": int(table["run_id"].nunique())}
     else:
         from quadmix_spark.proxy.runs import load_runs
@@ -145,27 +175,40 @@ def load_long_runs(config: PipelineConfig, spark=None) -> tuple[pd.DataFrame, di
     try:
         table = validate_runs(table)
     except ValueError as err:
-        raise ConfigError(f"{info['source']}: {err}") from err
+        raise ConfigError(f"{runs_key(config)}: {info['source']}: {err}") from err
     return table, info
 
 
-def domain_weights(weights: dict[str, float], domains: list[str]) -> tuple[dict[str, float], list[str]]:
-    """Domain → w_i from ``targets.weights`` (eval set ``heldout:<domain>`` → weight; {} = all 1).
+def domain_weights(
+    weights: dict[str, float], domains: list[str], other_sets: Sequence[str] = ()
+) -> tuple[dict[str, float], list[str]]:
+    """Domain → w_i from ``targets.weights``, {} = all 1. A key is a domain's name (as the long
+    format's ``domain`` column and fit-search's eval sets name it) or ``heldout:<domain>`` (the
+    runs table's eval set of it). Domains not named get 0.
 
-    Domains not named get 0; names that are not held-out sets are returned as ignored.
+    Keys naming another eval set of the runs (``other_sets``: a target set the law is not fitted
+    on) are returned as ignored; a key naming nothing the runs have is a ConfigError.
     """
     if not weights:
         return {d: 1.0 for d in domains}, []
-    named = {k[len(HELDOUT) :]: float(v) for k, v in weights.items() if k.startswith(HELDOUT)}
-    ignored = sorted(k for k in weights if not k.startswith(HELDOUT))
-    unknown = sorted(set(named) - set(domains))
+    named: dict[str, float] = {}
+    ignored, unknown = [], []
+    for key, value in weights.items():
+        domain = key[len(HELDOUT) :] if key.startswith(HELDOUT) else key
+        if domain not in domains:
+            (ignored if key in other_sets else unknown).append(key)
+        elif named.setdefault(domain, float(value)) != float(value):
+            raise ConfigError(
+                f"targets.weights: {domain} and {HELDOUT}{domain} name one domain with two weights: keep one"
+            )
     if unknown:
         raise ConfigError(
-            f"targets.weights: heldout sets of {unknown} are not among the fitted domains {domains}"
+            f"targets.weights: {sorted(unknown)} name no domain of the runs; their domains: {domains} "
+            f"(key a weight by the domain's name or {HELDOUT}<domain>)"
         )
     if not any(v > 0 for v in named.values()):
         raise ConfigError(f"targets.weights: no held-out set heldout:<domain> of {domains} has a weight > 0")
-    return {d: named.get(d, 0.0) for d in domains}, ignored
+    return {d: named.get(d, 0.0) for d in domains}, sorted(ignored)
 
 
 def available_tokens(config: PipelineConfig, spark, domains: list[str]) -> tuple[dict[str, int] | None, str]:
@@ -242,7 +285,6 @@ def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
     """Fit, diagnose, plot and write r*; return the summary (also written as JSON beside the plot)."""
     started = time.time()
     cfg = config.bimix
-    check_config(config)
     table, info = load_long_runs(config, spark)
     fitted = fit_runs(config, table, info)
     plot = write_plot(fitted, cfg.output_dir)
@@ -258,12 +300,14 @@ def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
 
 def fit_runs(config: PipelineConfig, table: pd.DataFrame, info: dict[str, Any]) -> FittedRuns:
     """The law fitted to ``table`` with the objective's weights and the diagnostics."""
-    weights, ignored = domain_weights(config.targets.weights, sorted(table["domain"].unique()))
+    check_runs(config, table, info)
+    names = sorted(table["domain"].unique())
+    weights, ignored = domain_weights(config.targets.weights, names, info.get("other_eval_sets", ()))
     law = BiMixLaw()
     try:
         law.fit(table)
     except ValueError as err:
-        raise ConfigError(f"{info['source']}: {err}") from err
+        raise ConfigError(f"{runs_key(config)}: {info['source']}: {err}") from err
     domains = list(law.domains_)
     expected = mixture_domains(config) if config.bimix.runs_path is None else domains
     unfitted = [d for d in expected if d not in domains]
@@ -419,15 +463,17 @@ def format_summary(s: dict[str, Any]) -> str:
         )
     )
     if s.get("ignored_weights"):
-        lines.append(f"  targets.weights entries that are not held-out sets, ignored: {s['ignored_weights']}")
+        lines.append(
+            f"  targets.weights entries that name target sets, not domains, ignored: {s['ignored_weights']}"
+        )
     lines.append(f"  {'domain':<20} {'r*':>8} {'natural':>8} {'cap':>8} {'pred loss':>10}")
     for d in s["domains"]:
         natural = f"{s['natural'][d]:.4f}" if s["natural"] else "-"
         cap = f"{s['caps'][d]:.4f}" if s["caps"] else "-"
         bound = " (at cap)" if d in s["at_upper"] and s["caps"] and s["caps"][d] < 1 else ""
-        lines.append(
-            f"  {d:<20} {s['r_star'][d]:>8.4f} {natural:>8} {cap:>8} {s['predicted_loss'][d]:>10.4f}{bound}"
-        )
+        loss = s["predicted_loss"][d]  # None: r* = 0 for a domain weighted 0, where the law diverges
+        loss = f"{loss:>10.4f}" if loss is not None else f"{'inf':>10}"
+        lines.append(f"  {d:<20} {s['r_star'][d]:>8.4f} {natural:>8} {cap:>8} {loss}{bound}")
     lines.append(f"  objective Σ w_i L_i(r*_i) = {s['objective']:.5f}")
     lines.append(f"  wrote {s['output']}, {s['plot']} and {s['summary']} in {s['seconds']}s")
     return "\n".join(lines)

@@ -95,7 +95,7 @@ def bimix_method(ctx: MethodContext) -> dict[str, Any]:
 
     table = load_runs(ctx.spark, config.table_path(config.proxy.runs_table))
     mine = table[table["run_id"].isin([r.run_id for r in fit_runs])]
-    long, _ = runs_table_long(mine, ctx.domains)
+    long, found = runs_table_long(mine, ctx.domains)
     long = long[long["domain"].isin(ctx.pool_domains)]
     runs_path = files.join(ctx.out_dir, "runs.parquet")
     with files.local_file(runs_path) as local:
@@ -107,6 +107,12 @@ def bimix_method(ctx: MethodContext) -> dict[str, Any]:
         output_dir=ctx.out_dir,
         output_mixture=files.join(ctx.out_dir, "mixture_bimix.yaml"),
         budget=config.bimix.budget or config.proxy.token_budget,
+    )
+    # the runs file holds the held-out sets only: weights of the target sets fit-search also weighs
+    # would name no domain of it (weights on target sets alone are left to be refused)
+    other = set(found["other_eval_sets"])
+    bimix_cfg.targets.weights = {k: w for k, w in config.targets.weights.items() if k not in other} or dict(
+        config.targets.weights
     )
     summary = run_bimix(bimix_cfg, ctx.spark)
     (r_star,) = ctx.train([MixtureRun("bimix r*", summary["output"])])

@@ -737,3 +737,30 @@ def test_a_parquet_input_is_split_and_quarantined_without_a_cached_copy(spark, t
     q_path = config.table_path("quarantine")
     assert spark.read.format("delta").load(q_path).count() == 0
     assert [r[0] for r in DeltaTable.forPath(spark, q_path).history().select("version").collect()] == [0]
+
+
+def test_models_sharing_a_name_or_retrained_in_place_run_in_one_session(spark, tmp_path, handmade):
+    # Workers find a shipped file by its name, and an executor refuses a name it holds with other
+    # contents for every later task of the session: each model is shipped under a name unique to
+    # it, so one session annotates with two topic.bin files and with one retrained in place.
+    import fasttext
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = train_topic_model(tmp_path / "a" / "topic.bin", dim=32)
+    second = train_topic_model(tmp_path / "b" / "topic.bin", dim=8, seed=1)
+    scores = []
+    for run, model in enumerate([first, second, first]):
+        if run == 2:  # the first model, retrained in place with other settings
+            train_topic_model(tmp_path / "a" / "topic.bin", dim=16, seed=2)
+        annotators = [*TOKENS, {"kind": "fasttext_domain", "column": "domain", "model": model}]
+        config = make_config(tmp_path / f"run{run}", handmade, annotators)
+        run_annotate(spark, config)
+        rows = spark.read.format("delta").load(config.table_path("annotated")).collect()
+        ft = fasttext.load_model(model)  # the file as it is now: what the run must have used
+        for row in rows:
+            labels, probs = ft.predict([row["text"]], k=1)
+            assert row["domain"] == labels[0][0].removeprefix("__label__")
+            assert row["domain_prob"] == pytest.approx(float(probs[0][0]), abs=1e-5)
+        scores.append(sorted((r["id"], r["domain_prob"]) for r in rows))
+    assert scores[0] != scores[1] and scores[0] != scores[2]  # three models, three sets of scores

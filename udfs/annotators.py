@@ -112,7 +112,8 @@ class Annotator:
         raise NotImplementedError
 
     def files(self) -> dict[str, str]:
-        """Files shipped to the workers (``SparkContext.addFile``), by the key naming each."""
+        """Files shipped to the workers (``SparkContext.addFile``), by the field holding each: the
+        job ships a copy under a name unique to its contents and sets that field to the copy."""
         return {}
 
     def check(self) -> Self:

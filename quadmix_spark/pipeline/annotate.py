@@ -32,6 +32,7 @@ versions it committed. The per-domain lines of the summary are observed on the r
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -65,7 +66,7 @@ from quadmix_spark.spark.reading import (
     split_records,
     stage_input,
 )
-from quadmix_spark.spark.shipping import ship
+from quadmix_spark.spark.shipping import ship, ship_file
 from udfs import annotators as registry
 from udfs.annotate import annotate_batches, output_schema
 from udfs.annotators import Annotator, DomainAnnotator, OptionError, TokenCounter
@@ -392,9 +393,7 @@ def plan_annotate(spark: SparkSession, config: PipelineConfig, mode: str, step: 
         existing = spark.read.format("delta").option("versionAsOf", existing_version).load(out_path)
         check_annotator_hash(existing, cfg.output_table, ann_hash)
 
-    for annotator in annotators:  # workers read the files through SparkFiles
-        for path in annotator.files().values():
-            spark.sparkContext.addFile(resolve(path))
+    shipped = [_with_shipped_files(spark, a) for a in annotators]
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_batch_size))
     spark.conf.set("spark.sql.files.maxRecordsPerFile", str(config.spark.max_records_per_file))
     metadata = {
@@ -408,7 +407,16 @@ def plan_annotate(spark: SparkSession, config: PipelineConfig, mode: str, step: 
         "skipped_hidden_files": len(files.hidden),
     }
     check_changed_text_policy(cfg.on_changed_text)
-    return AnnotatePlan(config, mode, step, annotators, files, existing, metadata, started)
+    return AnnotatePlan(config, mode, step, shipped, files, existing, metadata, started)
+
+
+def _with_shipped_files(spark: SparkSession, annotator: Annotator) -> Annotator:
+    """A copy of ``annotator`` whose files are shipped copies the workers read through SparkFiles
+    (each key of ``files()`` is the field holding that file)."""
+    shipped = copy.copy(annotator)
+    for key, path in annotator.files().items():
+        setattr(shipped, key, ship_file(spark, resolve(path)))
+    return shipped
 
 
 def _annotate_staged(spark: SparkSession, plan: AnnotatePlan, staged: StagedInput) -> AnnotateSummary:

@@ -49,6 +49,7 @@ from quadmix_spark.mixing.entropy import (
 from quadmix_spark.spark import files, tables
 from quadmix_spark.spark.reading import read_latest
 from quadmix_spark.spark.scoring import hash_uniform_column
+from quadmix_spark.spark.shipping import ship_file
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +303,8 @@ def vne_entropies(
 ) -> None:
     """VNE of each domain's sentence vectors (zero vectors left out), into ``summary``."""
     cfg = config.entropy
-    model = vne_model(config)
-    spark.sparkContext.addFile(resolve(model))
-    vectors = vne_vectors(base, summary.domain_docs, cfg.vne_docs, cfg.seed, model)
+    shipped = ship_file(spark, resolve(vne_model(config)))
+    vectors = vne_vectors(base, summary.domain_docs, cfg.vne_docs, cfg.seed, shipped)
     summary.values["vne"] = {}
     for d in summary.domains:
         v, tokens = vectors.get(d, (np.zeros((0, 1)), np.zeros(0, np.int64)))

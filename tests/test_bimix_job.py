@@ -326,3 +326,15 @@ def test_a_run_with_heldout_sets_takes_no_plain_named_set_as_a_domains_loss():
         ("here", "news", 3.0),
     ]
     assert info["other_eval_sets"] == ["code"]
+
+
+def test_unseen_mixture_folds_are_bounded_on_a_large_swarm(tmp_path):
+    """Leave-one-mixture-out refits the law once per mixture (768 fits on a RegMix swarm): by
+    default at most 20 folds; an explicit bimix.unseen_k is kept."""
+    law_runs(n_mixtures=45, seed=2).to_parquet(tmp_path / "runs.parquet")  # 46 mixtures
+    config = from_dict(PipelineConfig, config_dict(tmp_path, runs_path=str(tmp_path / "runs.parquet")))
+    summary = run_bimix(config)
+    assert summary["unseen"]["split"] == "leave-3-mixtures-out over 46 mixtures"
+    assert summary["unseen"]["n_fits"] == 16
+    config.bimix.unseen_k = 1
+    assert run_bimix(config)["unseen"]["split"] == "leave-1-mixtures-out over 46 mixtures"

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 HELDOUT = "heldout:"
 PLOT_NAME = "bimix_fit.png"
 SUMMARY_NAME = "bimix_summary.json"
+#: Folds of the unseen-mixture error when ``bimix.unseen_k`` is null: each fold refits the law.
+MAX_UNSEEN_FOLDS = 20
 
 
 def _plain(value: Any) -> Any:
@@ -232,9 +234,10 @@ def available_tokens(config: PipelineConfig, spark, domains: list[str]) -> tuple
     return {d: stats.tokens[d] for d in domains}, f"stats table {path} version {stats.stats_version}"
 
 
-def _diagnose(table: pd.DataFrame, law: BiMixLaw, k: int) -> dict[str, Any]:
+def _diagnose(table: pd.DataFrame, law: BiMixLaw, k: int | None) -> dict[str, Any]:
     """Extrapolation and unseen-mixture errors, each None with the reason when it cannot be run."""
     out: dict[str, Any] = {"mixtures": len(mixture_groups(table))}
+    k = k or max(1, math.ceil(out["mixtures"] / MAX_UNSEEN_FOLDS))
     try:
         out["extrapolation"] = extrapolation_error(table, law)
     except ValueError as err:

@@ -848,9 +848,11 @@ class BimixConfig:
         "`proxy.token_budget`.",
         gt=0,
     )
-    unseen_k: int = setting(
-        1,
-        "Mixtures left out per fold of the unseen-mixture error (runs of one mixture stay together).",
+    unseen_k: int | None = setting(
+        None,
+        "Mixtures left out per fold of the unseen-mixture error (runs of one mixture stay together); "
+        "`null` = 1 up to 20 mixtures, else ⌈mixtures / 20⌉: at most 20 folds, each a fit of the law "
+        "(leave-one-out over a 768-run swarm would be 768 fits).",
         ge=1,
     )
     output_dir: str = setting(

@@ -14,7 +14,7 @@ from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 from quadmix_spark.mixing.bimix import BiMixLaw, synthetic_runs
 from quadmix_spark.mixing.bimix_optimum import optimal_mixture, share_caps
-from quadmix_spark.pipeline.bimix import domain_weights, run_bimix
+from quadmix_spark.pipeline.bimix import domain_weights, run_bimix, runs_table_long
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.proxy.runs import RunSpec, record_runs
 
@@ -52,14 +52,14 @@ def law_runs(n_mixtures: int = 10, seed: int = 0) -> pd.DataFrame:
     return pd.concat([runs, extra], ignore_index=True)
 
 
-def write_proxy_runs(spark, path: str, long: pd.DataFrame) -> None:
-    """One proxy_runs row per run: the mixture in DOMAINS order, losses on heldout:<domain> and a
-    target set the job ignores; one failed run."""
+def write_proxy_runs(spark, path: str, long: pd.DataFrame, prefix: str = "heldout:") -> None:
+    """One proxy_runs row per run: the mixture in DOMAINS order, losses on heldout:<domain> (or
+    `prefix` + domain) and a target set the job ignores; one failed run."""
     results = []
     for run_id, rows in long.groupby("run_id", sort=True):
         shares = rows.groupby("domain")["r"].first()
         losses = [
-            {"eval_set": f"heldout:{r.domain}", "step_tokens": int(r.step_tokens), "loss": float(r.loss)}
+            {"eval_set": f"{prefix}{r.domain}", "step_tokens": int(r.step_tokens), "loss": float(r.loss)}
             for r in rows.itertuples()
         ] + [{"eval_set": "target", "step_tokens": s, "loss": 5.0} for s in STEPS]
         spec = RunSpec(str(run_id), "proxy", mixture=tuple(float(shares[d]) for d in DOMAINS))
@@ -281,3 +281,60 @@ def test_long_format_runs_at_a_file_uri_give_the_local_optimum(spark, tmp_path):
     remote.bimix.runs_path = f"file://{tmp_path}/in dir/none.parquet"
     with pytest.raises(ConfigError, match="bimix.runs_path: file not found: file://"):
         run_bimix(remote, spark)
+
+
+def test_imported_runs_with_eval_sets_named_by_their_domain(spark, tmp_path, capsys):
+    """A RegMix swarm names its per-domain validation sets by the domain (`news`, not
+    `heldout:news`); imported as they are, the runs table gives bimix those losses, with
+    fit-search's weights keyed by the same names."""
+    config = from_dict(PipelineConfig, config_dict(tmp_path))
+    write_proxy_runs(spark, config.table_path("proxy_runs"), law_runs(), prefix="")
+    conf = config_dict(tmp_path)
+    conf["targets"] = {"weights": {"news": 2.0, "code": 1.0}}
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps(conf))
+    assert main(["bimix", "--config", str(path)]) == 0
+    assert "11 runs (1 failed, not used)" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "bimix" / "bimix_summary.json").read_text())
+    assert summary["domains"] == sorted(DOMAINS) and summary["other_eval_sets"] == ["target"]
+    assert summary["fit"]["r2_log"] > 0.99 and summary["excluded_zero_share_per_domain"] == {"code": 4}
+    assert summary["weights"] == {"arts": 0.0, "code": 1.0, "news": 2.0, "science": 0.0}
+
+
+def test_a_run_with_heldout_sets_takes_no_plain_named_set_as_a_domains_loss():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["here", "elsewhere"],
+            "status": ["ok", "ok"],
+            "mixture": [[0.5, 0.5], [0.5, 0.5]],
+            "losses": [
+                [
+                    {"eval_set": "heldout:news", "step_tokens": 10, "loss": 3.0},
+                    {"eval_set": "code", "step_tokens": 10, "loss": 9.0},  # a target set named like a domain
+                ],
+                [
+                    {"eval_set": "news", "step_tokens": 10, "loss": 3.5},
+                    {"eval_set": "code", "step_tokens": 10, "loss": 2.5},
+                ],
+            ],
+        }
+    )
+    long, info = runs_table_long(runs, ["news", "code"])
+    assert sorted(map(tuple, long[["run_id", "domain", "loss"]].values.tolist())) == [
+        ("elsewhere", "code", 2.5),
+        ("elsewhere", "news", 3.5),
+        ("here", "news", 3.0),
+    ]
+    assert info["other_eval_sets"] == ["code"]
+
+
+def test_unseen_mixture_folds_are_bounded_on_a_large_swarm(tmp_path):
+    """Leave-one-mixture-out refits the law once per mixture (768 fits on a RegMix swarm): by
+    default at most 20 folds; an explicit bimix.unseen_k is kept."""
+    law_runs(n_mixtures=45, seed=2).to_parquet(tmp_path / "runs.parquet")  # 46 mixtures
+    config = from_dict(PipelineConfig, config_dict(tmp_path, runs_path=str(tmp_path / "runs.parquet")))
+    summary = run_bimix(config)
+    assert summary["unseen"]["split"] == "leave-3-mixtures-out over 46 mixtures"
+    assert summary["unseen"]["n_fits"] == 16
+    config.bimix.unseen_k = 1
+    assert run_bimix(config)["unseen"]["split"] == "leave-1-mixtures-out over 46 mixtures"

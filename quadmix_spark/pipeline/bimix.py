@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 HELDOUT = "heldout:"
 PLOT_NAME = "bimix_fit.png"
 SUMMARY_NAME = "bimix_summary.json"
+#: Folds of the unseen-mixture error when ``bimix.unseen_k`` is null: each fold refits the law.
+MAX_UNSEEN_FOLDS = 20
 
 
 def _plain(value: Any) -> Any:
@@ -76,7 +78,10 @@ def runs_table_long(runs: pd.DataFrame, domains: list[str]) -> tuple[pd.DataFram
     """The ``proxy_runs`` rows (one per run) as BiMix's long table, and what was left out.
 
     One row per (ok run, domain, checkpoint) from the eval set ``heldout:<domain>``, r the run's
-    realised share of the domain. Failed runs and runs without a mixture are counted, not used.
+    realised share of the domain. A run with no ``heldout:`` set at all (runs trained elsewhere,
+    imported with their per-domain sets named by the domain, as a RegMix swarm names them) gives
+    the eval set named as the domain itself. Failed runs and runs without a mixture are counted,
+    not used.
     """
     ok = runs["status"] == "ok"
     has_mixture = runs["mixture"].map(lambda m: m is not None and len(m) > 0)
@@ -90,9 +95,10 @@ def runs_table_long(runs: pd.DataFrame, domains: list[str]) -> tuple[pd.DataFram
                 f"search.domains: run {run.run_id} has a mixture of {len(mixture)} shares, the order "
                 f"{domains} has {len(domains)}"
             )
+        plain = not any(str(x["eval_set"]).startswith(HELDOUT) for x in run.losses)
         for x in run.losses:
             name = str(x["eval_set"])
-            domain = name[len(HELDOUT) :] if name.startswith(HELDOUT) else None
+            domain = name[len(HELDOUT) :] if name.startswith(HELDOUT) else (name if plain else None)
             if domain not in index:
                 other_sets.add(name)
                 continue
@@ -169,8 +175,10 @@ def load_long_runs(config: PipelineConfig, spark=None) -> tuple[pd.DataFrame, di
         info["source"] = source
         if table.empty:
             raise ConfigError(
-                f"proxy.runs_table: no ok run at {source} has a loss on a held-out set heldout:<domain> of "
-                f"{domains} (proxy runs log them when targets.heldout_fraction > 0)"
+                f"proxy.runs_table: no ok run at {source} has a loss on a held-out set heldout:<domain> "
+                f"(or, without heldout: sets, one named as the domain) of {domains}; their eval sets: "
+                f"{info['other_eval_sets'][:20]} (proxy runs log heldout:<domain> when "
+                f"targets.heldout_fraction > 0)"
             )
     try:
         table = validate_runs(table)
@@ -226,9 +234,10 @@ def available_tokens(config: PipelineConfig, spark, domains: list[str]) -> tuple
     return {d: stats.tokens[d] for d in domains}, f"stats table {path} version {stats.stats_version}"
 
 
-def _diagnose(table: pd.DataFrame, law: BiMixLaw, k: int) -> dict[str, Any]:
+def _diagnose(table: pd.DataFrame, law: BiMixLaw, k: int | None) -> dict[str, Any]:
     """Extrapolation and unseen-mixture errors, each None with the reason when it cannot be run."""
     out: dict[str, Any] = {"mixtures": len(mixture_groups(table))}
+    k = k or max(1, math.ceil(out["mixtures"] / MAX_UNSEEN_FOLDS))
     try:
         out["extrapolation"] = extrapolation_error(table, law)
     except ValueError as err:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from quadmix_spark.config import ConfigError, PipelineConfig, load_config
+from quadmix_spark.config import ConfigError, PipelineConfig, load_config, resolve
 
 log = logging.getLogger("quadmix")
 #: The project config `quadmix init` writes; commands find it in the working directory.
@@ -125,9 +126,12 @@ def cmd_params_template(config: PipelineConfig, args: argparse.Namespace) -> Non
     from quadmix_spark.pipeline.params_template import write_params_template
 
     params = write_params_template(_session(config), config, args.output, overwrite=args.force)
+    # A project from `quadmix init` already names the file select reads: no --set to suggest.
+    read_by_select = os.path.abspath(resolve(config.select.params)) == os.path.abspath(args.output)
+    then = "" if read_by_select else f", then --set select.params={args.output}"
     print(
         f"params-template: {params.n_domains} domains × {params.n_scorers} scorers → {args.output} "
-        f"(core.uniform's defaults; edit it, then --set select.params={args.output})"
+        f"(core.uniform's defaults; edit it{then})"
     )
 
 

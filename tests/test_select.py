@@ -356,7 +356,8 @@ def test_params_template_writes_a_theta_for_the_stats_domains(spark, pool_root, 
     conf.write_text(json.dumps({"warehouse": str(root / "warehouse"), "scorers": SCORERS}))
     out = tmp_path / "theta" / "template.yaml"
     assert main(["params-template", "--config", str(conf), "--output", str(out)]) == 0
-    assert f"4 domains × 3 scorers → {out}" in capsys.readouterr().out
+    assert f"4 domains × 3 scorers → {out}" in (said := capsys.readouterr().out)
+    assert f"then --set select.params={out}" in said  # select reads another file
     params = core.load_params(out)
     expected = core.uniform(DOMAINS, tuple(SCORERS))
     assert params.domains == DOMAINS and params.scorers == tuple(SCORERS)
@@ -369,6 +370,12 @@ def test_params_template_writes_a_theta_for_the_stats_domains(spark, pool_root, 
     # an existing file is never replaced silently
     assert main(["params-template", "--config", str(conf), "--output", str(out)]) == 2
     assert "params-template --output: " in capsys.readouterr().err
+    # a config whose select already reads that file is not told to --set it
+    conf.write_text(
+        json.dumps({"warehouse": str(root / "warehouse"), "scorers": SCORERS, "select": {"params": str(out)}})
+    )
+    assert main(["params-template", "--config", str(conf), "--output", str(out), "--force"]) == 0
+    assert "edit it)" in capsys.readouterr().out
 
 
 def test_low_confidence_documents_are_counted_per_domain_in_stats_and_the_report(spark, tmp_path):

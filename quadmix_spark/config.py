@@ -909,6 +909,18 @@ class EntropyConfig:
         "(required for `vne`).",
     )
     seed: int = setting(0, "Seed of both hash samples.")
+    estimator: Literal["plugin", "miller_madow"] = setting(
+        "plugin",
+        "SE/JE/CE from the sample: `plugin` (its frequencies; biased low by about (K − 1) / (2N) nats, K "
+        "distinct codes in N items, so domains below the cap look less varied) or `miller_madow` (plus "
+        "(K − 1) / (2N)). Not VNE. The default keeps the published method and existing mixtures unchanged.",
+    )
+    temperature: float = setting(
+        1.0,
+        "T of r = softmax(H / T), H in nats: 1 is BiMix's softmax; larger is flatter (T = ln 2 is the "
+        "softmax of entropies in bits).",
+        gt=0,
+    )
 
 
 @dataclass

@@ -257,6 +257,8 @@ def test_every_key_declares_its_meaning():
             r"entropy.measures: a value is given twice: \['se', 'ce', 'se'\]",
         ),
         ("entropy: {measures: []}", r"entropy.measures: at least one value is required"),
+        ("entropy: {temperature: -1}", r"entropy.temperature must be positive, got -1.0"),
+        ("entropy: {estimator: mle}", r"entropy.estimator: 'mle' is not one of 'plugin', 'miller_madow'"),
         (
             "reweight: {streams: {max_tokens: {a: 5, b: 0}}}",
             r"reweight.streams.max_tokens.b must be positive",

@@ -8,11 +8,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from quadmix_spark.core import Mixture
 from quadmix_spark.mixing.entropy import (
     count_histogram,
     entropies_from_histograms,
     entropy_from_counts,
     entropy_from_histogram,
+    miller_madow_correction,
     ngram_counts,
     sequence_entropies,
     softmax_mixture,
@@ -136,3 +138,55 @@ def test_softmax_mixture():
     assert softmax_mixture({"a": 1.0, "b": 1.0}).shares == {"a": 0.5, "b": 0.5}
     with pytest.raises(ValueError, match="finite"):
         softmax_mixture({"a": float("nan")})
+
+
+def test_miller_madow_against_hand_computed_counts():
+    # counts 3, 1, 1, 0: N = 5 items, K = 3 codes seen; H = −(.6 ln .6 + 2 · .2 ln .2)
+    plugin = -(0.6 * math.log(0.6) + 2 * 0.2 * math.log(0.2))
+    assert entropy_from_counts([3, 1, 1, 0]) == pytest.approx(plugin, rel=1e-15)
+    assert miller_madow_correction([1, 3], [2, 1]) == (3 - 1) / (2 * 5)
+    assert entropy_from_counts([3, 1, 1, 0], estimator="miller_madow") == pytest.approx(
+        plugin + 0.2, rel=1e-15
+    )
+    # one code: H = 0 and K − 1 = 0, nothing to correct
+    assert entropy_from_histogram([7], [1], estimator="miller_madow") == 0.0
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        entropy_from_counts([1, 2], estimator="bayes")
+
+
+def test_miller_madow_entropies_add_each_kinds_correction():
+    docs = small_corpus(seed=3)
+    counts = ngram_counts(docs)
+    plugin, mm = sequence_entropies(docs), sequence_entropies(docs, "miller_madow")
+    k = {kind: len(codes) for kind, (codes, _) in counts.items()}
+    n = {kind: int(c.sum()) for kind, (_, c) in counts.items()}
+    assert n["pair"] == n["left"]
+    assert mm["se"] == pytest.approx(plugin["se"] + (k["unigram"] - 1) / (2 * n["unigram"]), rel=1e-14)
+    assert mm["je"] == pytest.approx(plugin["je"] + (k["pair"] - 1) / (2 * n["pair"]), rel=1e-14)
+    # CE = JE − H(left): the corrections' difference, = Σ_x (K_x − 1) / (2N) over left tokens x
+    per_left = Counter(int(code) >> 32 for code in counts["pair"][0])
+    by_context = sum(kx - 1 for kx in per_left.values()) / (2 * n["pair"])
+    assert mm["ce"] == pytest.approx(plugin["ce"] + (k["pair"] - k["left"]) / (2 * n["pair"]), rel=1e-14)
+    assert mm["ce"] == pytest.approx(plugin["ce"] + by_context, rel=1e-14)
+    hist = {kind: count_histogram(c) for kind, (_, c) in counts.items()}
+    assert entropies_from_histograms(hist, "miller_madow") == mm
+
+
+def test_softmax_temperature():
+    h = {"code": 3.0, "web": 5.0, "arxiv": 4.0}
+    before = np.exp(np.array([4.0, 3.0, 5.0]) - 5.0)  # the shares as computed before T existed
+    old = Mixture.from_shares(
+        dict(zip(["arxiv", "code", "web"], (before / before.sum()).tolist(), strict=True))
+    )
+    assert softmax_mixture(h, 1.0).shares == old.shares  # bit for bit
+    assert softmax_mixture(h, 1.0).shares == softmax_mixture(h).shares
+    for t in (0.5, 2.0, math.log(2)):
+        z = sum(math.exp(x / t) for x in h.values())
+        for d, x in h.items():
+            assert softmax_mixture(h, t).shares[d] == pytest.approx(math.exp(x / t) / z, rel=1e-13)
+    # hotter is flatter, toward uniform
+    spread = [max(softmax_mixture(h, t).shares.values()) - 1 / 3 for t in (1.0, 10.0, 1e3, 1e6)]
+    assert spread == sorted(spread, reverse=True) and spread[-1] < 1e-6
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="temperature must be"):
+            softmax_mixture(h, bad)

@@ -3,6 +3,7 @@ sample, whatever the partitioning; mixture files, the entropy table and reruns."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,13 @@ from pyspark.sql import functions as F
 from quadmix_spark import core
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
-from quadmix_spark.mixing.entropy import sequence_entropies, softmax_mixture, von_neumann_entropy
+from quadmix_spark.mixing.entropy import (
+    ngram_counts,
+    sequence_entropies,
+    softmax_mixture,
+    von_neumann_entropy,
+)
+from quadmix_spark.pipeline import entropy as entropy_job
 from quadmix_spark.pipeline.entropy import run_entropy
 from udfs.models import load_fasttext, load_tokenizer
 
@@ -166,6 +173,55 @@ def test_the_entropy_table_and_a_rerun(spark, setup, capsys):
     assert sorted(again["value"]) == sorted(table["value"])
 
 
+def sampled_ids(pdf, seed: int = 3, tokens_per_domain: int = 800) -> dict[str, list[list[int]]]:
+    """Each domain's hash-sampled documents as token ids, chosen here independently of the job."""
+    enc = load_tokenizer("cl100k_base")
+    out = {}
+    for d, g in pdf.groupby("domain"):
+        rate = min(1.0, tokens_per_domain / g["n_tokens"].sum())
+        chosen = g[core.hash_uniform(g["doc_key"].to_numpy(np.int64), seed, core.ENTROPY_STREAM) < rate]
+        out[d] = [enc.encode_ordinary(t) for t in chosen["text"]]
+    return out
+
+
+def test_miller_madow_and_temperature_through_the_job(spark, setup, capsys):
+    root, _, pdf = setup
+    config = make_config(root, "one", measures=["se", "je", "ce"], estimator="miller_madow", temperature=2.5)
+    got = run_entropy(spark, config)
+    for d, ids in sampled_ids(pdf).items():
+        counts = ngram_counts(ids)
+        k = {kind: len(codes) for kind, (codes, _) in counts.items()}
+        n = {kind: int(c.sum()) for kind, (_, c) in counts.items()}
+        plugin = sequence_entropies(ids)
+        assert {m: got.plugin_values[m][d] for m in ("se", "je", "ce")} == plugin  # the core's bits
+        assert got.values["se"][d] == pytest.approx(
+            plugin["se"] + (k["unigram"] - 1) / (2 * n["unigram"]), 1e-14
+        )
+        assert got.values["je"][d] == pytest.approx(plugin["je"] + (k["pair"] - 1) / (2 * n["pair"]), 1e-14)
+        assert got.values["ce"][d] == pytest.approx(
+            plugin["ce"] + (k["pair"] - k["left"]) / (2 * n["pair"]), 1e-14
+        )
+        assert got.tokens[d] == n["unigram"]
+    # another estimator is another run: its table rows never replace the plug-in run's
+    assert got.entropy_id != run_id(config, "plugin")
+    for m in ("se", "je", "ce"):
+        mixture = core.Mixture.from_file(got.mixtures[m])
+        h = np.array([got.values[m][d] for d in mixture.domains])
+        want = np.exp((h - h.max()) / 2.5)
+        assert list(mixture.shares.values()) == pytest.approx((want / want.sum()).tolist(), rel=1e-12)
+        p = mixture.provenance
+        assert (p["estimator"], p["log_base"], p["softmax_temperature"]) == ("miller_madow", "e", 2.5)
+        assert p["tokens"] == got.tokens and p["entropy_plugin_nats"] == pytest.approx(got.plugin_values[m])
+    text = entropy_job.format_summary(got)
+    assert "log base e" in text and "miller_madow" in text and "softmax(H / 2.5)" in text
+
+
+def run_id(config: PipelineConfig, estimator: str) -> str:
+    cfg = dataclasses.replace(config.entropy, estimator=estimator)
+    source = config.table_path(cfg.input_table)
+    return entropy_job.entropy_id(dataclasses.replace(config, entropy=cfg), source, 0, None)
+
+
 def test_restricted_domains_and_errors(spark, setup):
     root, _, _ = setup
     config = make_config(root, "one", measures=["je"])
@@ -189,6 +245,8 @@ def test_config_errors_name_the_key(tmp_path, capsys):
         ("entropy.tokens_per_domain=0", "entropy.tokens_per_domain must be positive"),
         ("entropy.vne_docs=1", "entropy.vne_docs must be at least 2"),
         ("entropy.measures=[vne]", "entropy.vne_model: VNE needs a fastText model"),
+        ("entropy.estimator=bayes", "entropy.estimator: 'bayes' is not one of 'plugin', 'miller_madow'"),
+        ("entropy.temperature=0", "entropy.temperature must be positive, got 0.0"),
     ):
         path.write_text("{}")
         assert main(["entropy", "--config", str(path), "--set", setting]) == 2

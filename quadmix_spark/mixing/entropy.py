@@ -16,6 +16,17 @@ Measures, in nats, per domain:
 Every count-based entropy is ``log N − Σ_c n_c · c log c / N`` over its *count histogram*
 (n_c codes seen exactly c times, N = Σ n_c c): integers in, one ``math.fsum`` in sorted order,
 so the value does not depend on how the counts were summed or partitioned.
+
+Estimators of the count-based entropies (``estimator``):
+
+- ``plugin``: the entropy of the sample's frequencies. It is biased low by about (K − 1) / (2N)
+  (K distinct codes, N counted items), so a domain sampled below the cap reads as less varied;
+- ``miller_madow``: plug-in + (K − 1) / (2N), K and N from the same histogram. CE = JE − H(left)
+  gets JE's correction minus H(left)'s, (K_pair − K_left) / (2 N_pairs): the same as correcting
+  each H(X' | X = x) by (K_x − 1) / (2 N_x) and weighting it by N_x / N.
+
+VNE is not a frequency estimate and has no such correction. Everything is in nats (log base e);
+a log base b would divide every H by ln b, the same as :func:`softmax_mixture`'s temperature ln b.
 """
 
 from __future__ import annotations
@@ -32,12 +43,15 @@ from quadmix_spark.core import Mixture
 
 __all__ = [
     "COUNT_KINDS",
+    "ESTIMATORS",
+    "LOG_BASE",
     "MEASURES",
     "PAIR_SHIFT",
     "count_histogram",
     "entropies_from_histograms",
     "entropy_from_counts",
     "entropy_from_histogram",
+    "miller_madow_correction",
     "ngram_counts",
     "sequence_entropies",
     "softmax_mixture",
@@ -50,6 +64,10 @@ MEASURES = ("se", "je", "ce", "vne")
 COUNT_KINDS = ("unigram", "pair", "left")
 #: A pair (x, x') is counted under the code ``x << PAIR_SHIFT | x'`` (token ids < 2**31).
 PAIR_SHIFT = 32
+#: How a count-based entropy is estimated from a sample (see the module notes).
+ESTIMATORS = ("plugin", "miller_madow")
+#: The base of every logarithm here: entropies are in nats.
+LOG_BASE = "e"
 
 
 def _as_ids(tokens: ArrayLike) -> NDArray[np.int64]:
@@ -90,13 +108,9 @@ def count_histogram(counts: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.in
     return values.astype(np.int64), freq.astype(np.int64)
 
 
-def entropy_from_histogram(values: ArrayLike, frequencies: ArrayLike) -> float:
-    """Shannon entropy (nats) of a distribution given as its count histogram.
-
-    ``values`` (k,) distinct counts c ≥ 1, ``frequencies`` (k,) n_c ≥ 1 codes with count c, in any
-    order. ``H = log N − Σ n_c c log c / N``, N = Σ n_c c; summed with ``math.fsum`` in ascending c,
-    so any order of the pairs gives the same bits. Raises ValueError when N = 0.
-    """
+def _checked_histogram(
+    values: ArrayLike, frequencies: ArrayLike
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     c = np.asarray(values, dtype=np.int64).ravel()
     n = np.asarray(frequencies, dtype=np.int64).ravel()
     if c.shape != n.shape:
@@ -107,37 +121,64 @@ def entropy_from_histogram(values: ArrayLike, frequencies: ArrayLike) -> float:
         raise ValueError("values must be distinct counts")
     if c.size == 0:
         raise ValueError("no counts: the entropy of an empty sample is undefined")
+    return c, n
+
+
+def miller_madow_correction(values: ArrayLike, frequencies: ArrayLike) -> float:
+    """(K − 1) / (2N) nats for a count histogram: K = Σ n_c distinct codes, N = Σ n_c c items."""
+    c, n = _checked_histogram(values, frequencies)
+    return (int(n.sum()) - 1) / (2 * int(np.sum(c * n)))
+
+
+def _check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+
+
+def entropy_from_histogram(values: ArrayLike, frequencies: ArrayLike, estimator: str = "plugin") -> float:
+    """Shannon entropy (nats) of a distribution given as its count histogram.
+
+    ``values`` (k,) distinct counts c ≥ 1, ``frequencies`` (k,) n_c ≥ 1 codes with count c, in any
+    order. ``H = log N − Σ n_c c log c / N``, N = Σ n_c c; summed with ``math.fsum`` in ascending c,
+    so any order of the pairs gives the same bits. ``miller_madow`` adds
+    :func:`miller_madow_correction`. Raises ValueError when N = 0.
+    """
+    _check_estimator(estimator)
+    c, n = _checked_histogram(values, frequencies)
     order = np.argsort(c)
     c, n = c[order], n[order]
     total = int(np.sum(c * n))
     pairs = zip(c.tolist(), n.tolist(), strict=True)
     weighted = math.fsum(float(ni) * float(ci) * math.log(ci) for ci, ni in pairs)
-    return max(0.0, math.log(total) - weighted / total)
+    plugin = max(0.0, math.log(total) - weighted / total)
+    return plugin + miller_madow_correction(c, n) if estimator == "miller_madow" else plugin
 
 
-def entropy_from_counts(counts: ArrayLike) -> float:
+def entropy_from_counts(counts: ArrayLike, estimator: str = "plugin") -> float:
     """Shannon entropy (nats) of the distribution ``counts / Σ counts``; zero counts are ignored."""
-    return entropy_from_histogram(*count_histogram(counts))
+    return entropy_from_histogram(*count_histogram(counts), estimator=estimator)
 
 
 def entropies_from_histograms(
     histograms: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    estimator: str = "plugin",
 ) -> dict[str, float]:
     """SE, JE and CE from the count histograms of :data:`COUNT_KINDS` (kind → (c, n_c)).
 
-    CE = JE − H(left) (see the module notes); both share the pairs' total, so CE is exact.
+    CE = JE − H(left) (see the module notes); both share the pairs' total, so CE is exact, and
+    with ``miller_madow`` it carries JE's correction minus H(left)'s.
     """
     missing = [k for k in COUNT_KINDS if k not in histograms]
     if missing:
         raise ValueError(f"histograms lack {missing}")
-    h = {kind: entropy_from_histogram(*histograms[kind]) for kind in COUNT_KINDS}
+    h = {kind: entropy_from_histogram(*histograms[kind], estimator=estimator) for kind in COUNT_KINDS}
     return {"se": h["unigram"], "je": h["pair"], "ce": max(0.0, h["pair"] - h["left"])}
 
 
-def sequence_entropies(documents: Sequence[ArrayLike]) -> dict[str, float]:
+def sequence_entropies(documents: Sequence[ArrayLike], estimator: str = "plugin") -> dict[str, float]:
     """SE, JE and CE (nats) of ``documents`` (token-id arrays), computed in one process."""
     counts = ngram_counts(documents)
-    return entropies_from_histograms({k: count_histogram(v[1]) for k, v in counts.items()})
+    return entropies_from_histograms({k: count_histogram(v[1]) for k, v in counts.items()}, estimator)
 
 
 def von_neumann_entropy(vectors: ArrayLike) -> float:
@@ -164,18 +205,22 @@ def von_neumann_entropy(vectors: ArrayLike) -> float:
     return max(0.0, float(-np.sum(eig * np.log(eig))))
 
 
-def softmax_mixture(entropies: Mapping[str, float], **provenance: Any) -> Mixture:
-    """``r_i = exp(H_i) / Σ_j exp(H_j)`` over the domains of ``entropies`` (domain → H in nats).
+def softmax_mixture(entropies: Mapping[str, float], temperature: float = 1.0, **provenance: Any) -> Mixture:
+    """``r_i = exp(H_i / T) / Σ_j exp(H_j / T)`` over the domains of ``entropies`` (domain → H in nats).
 
-    Higher entropy, larger share. ``provenance`` is stored with the mixture.
+    Higher entropy, larger share; a larger ``temperature`` T flattens the shares toward uniform
+    (T = ln b is the softmax of entropies in base b). ``provenance`` is stored with the mixture.
     """
     if not entropies:
         raise ValueError("softmax_mixture needs at least one domain")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     domains = sorted(entropies)
     h = np.array([float(entropies[d]) for d in domains], dtype=np.float64)
     if not np.all(np.isfinite(h)):
         bad = [d for d, x in zip(domains, h, strict=True) if not math.isfinite(x)]
         raise ValueError(f"entropies must be finite; not for {bad}")
-    w = np.exp(h - h.max())  # shifted: exp never overflows, the ratios are unchanged
+    # T = 1 divides by 1.0, which leaves every bit of H − max H as it was before T existed
+    w = np.exp((h - h.max()) / temperature)  # shifted: exp never overflows, the ratios are unchanged
     shares = w / w.sum()
     return Mixture.from_shares(dict(zip(domains, shares.tolist(), strict=True)), provenance)

@@ -16,9 +16,14 @@ BiMix's training-free mixtures (``mixing.entropy``), computed as Spark aggregati
    documents per domain, the ones with the smallest ``hash_uniform(doc_key, seed, ENTROPY_STREAM +
    1)``; the driver takes their eigenvalues.
 
-Outputs: ``mixture_entropy_<measure>.yaml`` (r_i = softmax(H_i), provenance with every value and
-input), one run of the ``entropy`` Delta table (entropy_id, input_table, annotated_version, domain,
-measure, value, tokens, docs; a rerun with the same inputs replaces its rows), and a summary JSON.
+``entropy.estimator`` picks the plug-in or the Miller–Madow estimate of SE/JE/CE (both from the same
+histograms); values are in nats (log base e) and ``entropy.temperature`` T makes r = softmax(H / T).
+
+Outputs: ``mixture_entropy_<measure>.yaml`` (r_i = softmax(H_i / T), provenance with every value,
+the estimator, the sample tokens per domain, the log base, T and every input), one run of the
+``entropy`` Delta table (entropy_id, input_table, annotated_version, domain, measure, value, tokens,
+docs; a rerun with the same inputs replaces its rows; the estimator and log base in the commit
+metadata), and a summary JSON.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, EntropyConfig, PipelineConfig, resolve, vne_model
 from quadmix_spark.mixing.entropy import (
     COUNT_KINDS,
+    LOG_BASE,
     MEASURES,
     entropies_from_histograms,
     ngram_counts,
@@ -84,6 +90,10 @@ class EntropySummary:
     vne_docs: dict[str, int] = field(default_factory=dict)  # domain → documents behind VNE
     vne_tokens: dict[str, int] = field(default_factory=dict)  # domain → their tokens (token_column)
     vne_zero_vectors: dict[str, int] = field(default_factory=dict)  # left out (no direction)
+    estimator: str = "plugin"  # of SE/JE/CE
+    plugin_values: dict[str, dict[str, float]] = field(default_factory=dict)  # beside a corrected estimate
+    log_base: str = LOG_BASE
+    temperature: float = 1.0  # shares = softmax(values / temperature)
     histogram_rows: int = 0  # rows of count histograms collected to the driver
     mixtures: dict[str, str] = field(default_factory=dict)  # measure → mixture file
     table: str = ""
@@ -118,6 +128,8 @@ def entropy_id(config: PipelineConfig, source: str, version: int, domains: Seque
     model = vne_model(config) if "vne" in cfg.measures else None
     shape = [source, version, sorted(domains) if domains else None, config.domain_column, config.token_column]
     shape += [sorted(cfg.measures), cfg.tokens_per_domain, cfg.tokenizer, cfg.vne_docs, model, cfg.seed]
+    if cfg.estimator != "plugin":  # appended only then, so plug-in runs keep the ids they had
+        shape.append(cfg.estimator)
     return core.content_key(shape, 12)
 
 
@@ -271,8 +283,12 @@ def plan_run(
         raise ConfigError(f"entropy.input_table: {source} has no document with a domain")
     key = entropy_id(config, source, version, domains)
     log.info("entropy %s: %d domains of %s version %d", key, len(names), source, version)
-    measures = list(config.entropy.measures)
-    return EntropySummary(key, source, version, names, measures, {}, {}, {}, {}, domain_tokens, domain_docs)
+    cfg = config.entropy
+    summary = EntropySummary(
+        key, source, version, names, list(cfg.measures), {}, {}, {}, {}, domain_tokens, domain_docs
+    )
+    summary.estimator, summary.temperature = cfg.estimator, cfg.temperature
+    return summary
 
 
 def count_entropies(base: DataFrame, cfg: EntropyConfig, summary: EntropySummary) -> None:
@@ -282,6 +298,7 @@ def count_entropies(base: DataFrame, cfg: EntropyConfig, summary: EntropySummary
     hist = token_histograms(base, rates, cfg.seed, cfg.tokenizer)
     summary.histogram_rows = int(sum(len(c) for c, _ in hist.values()))
     by_domain: dict[str, dict[str, float]] = {}
+    plugin: dict[str, dict[str, float]] = {}
     for d in names:
         kinds = {k: hist[(d, k)] for k in COUNT_KINDS if (d, k) in hist}
         if "pair" not in kinds:
@@ -289,13 +306,16 @@ def count_entropies(base: DataFrame, cfg: EntropyConfig, summary: EntropySummary
                 f"entropy.tokens_per_domain: the sample of domain {d!r} has no pair of adjacent tokens "
                 f"(documents sampled: {int(hist[(d, DOCS)][0][0]) if (d, DOCS) in hist else 0})"
             )
-        by_domain[d] = entropies_from_histograms(kinds)
+        by_domain[d] = entropies_from_histograms(kinds, cfg.estimator)
+        plugin[d] = entropies_from_histograms(kinds)
         c, n = kinds["unigram"]
         summary.tokens[d] = int(np.sum(c * n))
         summary.docs[d] = int(hist[(d, DOCS)][0][0])
     for m in cfg.measures:
         if m != "vne":
             summary.values[m] = {d: by_domain[d][m] for d in names}
+            if cfg.estimator != "plugin":
+                summary.plugin_values[m] = {d: plugin[d][m] for d in names}
 
 
 def vne_entropies(
@@ -328,9 +348,15 @@ def write_mixtures(config: PipelineConfig, summary: EntropySummary) -> None:
         vne = m == "vne"
         mixture = softmax_mixture(
             per_domain,
+            cfg.temperature,
             method=f"entropy:{m}",
             measure=m,
             entropy_nats=per_domain,
+            # VNE is an eigenvalue entropy: no sample-frequency estimator applies
+            estimator=None if vne else cfg.estimator,
+            **({"entropy_plugin_nats": summary.plugin_values[m]} if m in summary.plugin_values else {}),
+            log_base=LOG_BASE,
+            softmax_temperature=cfg.temperature,
             entropy_id=summary.entropy_id,
             inputs={
                 "table": summary.input_table,
@@ -368,6 +394,8 @@ def _write_table(spark: SparkSession, s: EntropySummary, config: PipelineConfig)
         "entropy_id": s.entropy_id,
         "input_table": s.input_table,
         "annotated_version": s.annotated_version,
+        "estimator": s.estimator,
+        "log_base": s.log_base,
         "config": asdict(config.entropy),
         "code_version": __version__,
     }
@@ -382,7 +410,8 @@ def _write_table(spark: SparkSession, s: EntropySummary, config: PipelineConfig)
 def format_summary(s: EntropySummary) -> str:
     lines = [
         f"entropy {s.entropy_id}: {len(s.domains)} domains of {s.input_table} (version "
-        f"{s.annotated_version}); values in nats, shares r = softmax(H)",
+        f"{s.annotated_version}); values in nats (log base {s.log_base}), SE/JE/CE {s.estimator} "
+        f"estimates from the tokens sampled per domain, shares r = softmax(H / {s.temperature:g})",
     ]
     header = f"  {'domain':<20} {'tokens':>10} {'docs':>7}"
     for m in s.values:

@@ -976,6 +976,13 @@ class ReweightConfig:
         "Hyperparameter sets per method: keyword arguments of its class (below); one run per set and seed. "
         "A missing method runs with the class defaults.",
     )
+    final: dict[str, Literal["avg", "last"]] = setting(
+        {},
+        "Method → which α is its mixture (`mixture_<method>.yaml`, the `tandem` / `doremi` mixture sources, "
+        "`experiment.mixtures`): `avg`, the time average of α over the run (DoReMi's ᾱ), or `last`, the α "
+        "of the last episode / step; each a mean over the ok seeds. Both are written beside it "
+        "(`mixture_<method>_avg.yaml`, `mixture_<method>_last.yaml`). A method not named: `avg`.",
+    )
     retry_failed: bool = setting(False, "Train runs recorded as failed again (`--retry-failed`).")
     tasks: int | None = setting(None, "Spark tasks the runs are spread over; `null` = one per run.", gt=0)
     output_dir: str = setting(
@@ -1253,9 +1260,19 @@ def _check_reweight_methods(cfg: ReweightConfig, key: str) -> None:
     extra = sorted(set(cfg.params) - set(REWEIGHTERS))
     if extra:
         raise ConfigError(f"{key}.params.{extra[0]}: not a method ({', '.join(REWEIGHTERS)})")
+    extra = sorted(set(cfg.final) - set(REWEIGHTERS))
+    if extra:
+        raise ConfigError(f"{key}.final.{extra[0]}: not a method ({', '.join(REWEIGHTERS)})")
     for method, sets in cfg.params.items():
         if not sets:
             raise ConfigError(f"{key}.params.{method}: an empty list runs nothing (leave the key out)")
+        for k, params in enumerate(sets):
+            # the job writes both mixtures from every run's α history: one run serves both choices
+            if "final" in params:
+                raise ConfigError(
+                    f"{key}.params.{method}[{k}].final: every run's averaged and last α are both written; "
+                    f"choose the method's mixture with {key}.final.{method}: avg | last"
+                )
 
 
 #: The rules between keys, by the section they read (a rule gets the section and its dotted key).

@@ -10,7 +10,8 @@
 - ``bimix``: BiMix's r* (``bimix.output_mixture``, written by ``quadmix bimix``);
 - ``regmix``: RegMix's r* (``search.output_mixture``, written by ``quadmix fit-search`` in
   regmix mode);
-- ``tandem``, ``doremi``: the reweight job's mixtures, in ``reweight.output_dir``;
+- ``tandem``, ``doremi``: the reweight job's mixtures, in ``reweight.output_dir`` (the averaged or
+  the last α, ``reweight.final``);
 - anything else: a mixture file, by path or URI.
 
 Why here and why a context: mixtures are this folder's kind, and this folder must run without
@@ -272,12 +273,27 @@ class Regmix(JobOutput):
 
 
 class _Reweighted(JobOutput):
-    """An online reweighter's mixture: ``mixture_<method>.yaml`` in ``reweight.output_dir``."""
+    """An online reweighter's mixture: ``mixture_<method>.yaml`` in ``reweight.output_dir``, the
+    averaged or the last α as ``reweight.final.<method>`` says (the job writes the one it names)."""
 
     output_key = "reweight.output_dir"
 
     def file(self, ctx: SourceContext) -> str:
         return ctx.join(_lookup(ctx.config, self.output_key), f"mixture_{self.name}.yaml")
+
+    def mixture(self, ctx: SourceContext) -> Mixture:
+        mixture = super().mixture(ctx)
+        wanted = ctx.config.reweight.final.get(self.name, "avg")
+        # files written before both were kept say "average" (the classes' name); others say nothing
+        held = {"average": "avg"}.get(mixture.provenance.get("final"), mixture.provenance.get("final"))
+        if held is not None and held != wanted:
+            other = ctx.join(_lookup(ctx.config, self.output_key), f"mixture_{self.name}_{wanted}.yaml")
+            raise ConfigError(
+                f"{ctx.key}: {self.name}: reweight.final.{self.name} is {wanted}, but {self.file(ctx)} holds "
+                f"the {held} α: rerun {self.job} to rewrite it (ok runs are not trained again), or name "
+                f"{other}"
+            )
+        return mixture
 
 
 @register

@@ -22,7 +22,7 @@ Final mixture: the **time average** ᾱ = (1/T) Σ_t α_t of the α after each u
 so α_t moves with its noise; averaging the iterates damps that noise, is what the O(T^{-1/4})
 stationarity guarantee is stated for in stochastic settings of this kind, and is what DoReMi
 reports (ᾱ), so the two methods' outputs are directly comparable. The paper does not say which
-it used.
+it used, so the reweight job writes both from the α history (``reweight.final`` picks).
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@ The methods are the registered ones (:data:`quadmix_spark.mixing.reweighters.REW
    losses are comparable;
 3. runs (:mod:`.reweight_runs`): one Spark task per (method, hyperparameter set, seed), the tinylm
    shape from ``proxy.tinylm``, results MERGEd into ``reweight.runs_table``;
-4. one mixture file per (method, hyperparameter set): the mean over seeds of each ok run's final
-   mixture (the time-averaged α by default, the classes' ``final``), with provenance;
+4. mixture files per (method, hyperparameter set), each the mean over the ok seeds and computed
+   from the runs' α histories: ``mixture_<label>_avg.yaml`` (each run's time-averaged α) and
+   ``mixture_<label>_last.yaml`` (each run's last α), and ``mixture_<label>.yaml``, the one
+   ``reweight.final.<method>`` picks (``avg`` by default): the method's mixture, which the
+   ``tandem`` / ``doremi`` sources and ``experiment.mixtures`` read; provenance says which;
 5. ``alpha.png``: α over episodes (TANDEM) / steps (DoReMi) per domain, one panel per method;
 6. with ``reweight.eval_tokens`` > 0, fresh proxies trained on each mixture's stream drawn from the
    domain streams (data-restricted domains repeat) and scored on the validation streams: the
@@ -39,7 +42,7 @@ import numpy as np
 from pyspark.sql import SparkSession
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import ConfigError, PipelineConfig
+from quadmix_spark.config import ConfigError, PipelineConfig, validate
 from quadmix_spark.mixing.reweighters import REWEIGHTERS
 from quadmix_spark.pipeline.reweight_runs import ReweightSpec, RunSettings, load_runs, run_reweight_runs
 from quadmix_spark.pipeline.streams import StreamsSummary, load_streams, run_streams
@@ -63,6 +66,8 @@ class MethodResult:
     ok: int
     mixture: dict[str, float] | None = None
     mixture_file: str | None = None
+    final: str = "avg"  # which of ``finals`` is ``mixture_file`` (reweight.final)
+    finals: dict[str, str] = field(default_factory=dict)  # avg | last → its mixture file
     epochs: dict[str, float] = field(default_factory=dict)  # mean over seeds
     target: float = float("nan")  # fresh proxies: mean target loss over seeds
     spread: float = 0.0
@@ -178,6 +183,7 @@ def plan_reweight(
     """Plan: the methods' classes, the streams (written unless current), checks, the vocabulary
     (written beside the results) and every run's spec."""
     cfg = config.reweight
+    validate(cfg, "reweight")  # reweight.final, reweight.params, ... when the config was built in code
     classes = method_classes(config, methods)
     streams = run_streams(spark, config)
     train, val, _, streams_key = load_streams(spark, config.table_path(cfg.streams.output_table))
@@ -206,31 +212,50 @@ def plan_reweight(
     return ReweightPlan(streams, train, val, vocab_key, runs_path, cfg.output_dir, groups, settings)
 
 
+FINALS = ("avg", "last")
+
+
+def final_alphas(alpha_histories: Sequence[Sequence[Sequence[float]]]) -> dict[str, np.ndarray]:
+    """avg | last → α: the mean over runs of each run's time-averaged α / of its last α."""
+    runs = [np.array([list(a) for a in alpha], dtype=np.float64) for alpha in alpha_histories]
+    return {
+        "avg": np.mean([a.mean(axis=0) for a in runs], axis=0),
+        "last": np.mean([a[-1] for a in runs], axis=0),
+    }
+
+
 def _write_mixture(out: str, result: MethodResult, runs, provenance: dict[str, Any]) -> None:
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         return
     domains = list(ok["domains"].iloc[0])
-    vectors = np.array([list(v) for v in ok["mixture"]], dtype=np.float64)
-    shares = dict(zip(domains, vectors.mean(axis=0).tolist(), strict=True))
-    params = json.loads(ok["params"].iloc[0])
-    mixture = core.Mixture.from_shares(
-        shares,
-        {
-            "method": result.method,
-            "final": str(ok["final"].iloc[0]),
-            "params": params,
-            "seeds": sorted(int(s) for s in ok["seed"]),
-            "runs": sorted(ok["run_id"]),
-            **provenance,
-        },
-    )
-    path = files.join(out, f"mixture_{result.label}.yaml")
-    with files.local_file(path) as local:
-        mixture.to_file(local)
-    result.mixture, result.mixture_file = dict(mixture.shares), path
+    common = {
+        "method": result.method,
+        "params": json.loads(ok["params"].iloc[0]),
+        "seeds": sorted(int(s) for s in ok["seed"]),
+        "runs": sorted(ok["run_id"]),
+        **provenance,
+    }
+    mixtures = {
+        final: core.Mixture.from_shares(
+            dict(zip(domains, alpha.tolist(), strict=True)), {**common, "final": final}
+        )
+        for final, alpha in final_alphas(list(ok["alpha"])).items()
+    }
+    for final, mixture in mixtures.items():
+        result.finals[final] = _write_file(out, f"mixture_{result.label}_{final}.yaml", mixture)
+    chosen = mixtures[result.final]
+    result.mixture = dict(chosen.shares)
+    result.mixture_file = _write_file(out, f"mixture_{result.label}.yaml", chosen)
     epochs = [dict(e) for e in ok["epochs"]]
     result.epochs = {d: float(np.mean([e.get(d, 0.0) for e in epochs])) for d in domains}
+
+
+def _write_file(out: str, name: str, mixture: core.Mixture) -> str:
+    path = files.join(out, name)
+    with files.local_file(path) as local:
+        mixture.to_file(local)
+    return path
 
 
 def _log_runs(label: str, runs) -> None:
@@ -245,8 +270,11 @@ def _log_runs(label: str, runs) -> None:
         )
 
 
-def write_mixtures(spark: SparkSession, plan: ReweightPlan) -> tuple[list[MethodResult], dict[str, Any]]:
-    """Write: one mixture file per (method, hyperparameter set), the mean over its ok seeds.
+def write_mixtures(
+    spark: SparkSession, plan: ReweightPlan, finals: Mapping[str, str] | None = None
+) -> tuple[list[MethodResult], dict[str, Any]]:
+    """Write: the mixture files of each (method, hyperparameter set), means over its ok seeds;
+    ``finals``: method → ``avg`` | ``last``, the one that is ``mixture_<label>.yaml`` (default avg).
 
     Returns the results and each label's runs (pandas) for the plot.
     """
@@ -269,6 +297,7 @@ def write_mixtures(spark: SparkSession, plan: ReweightPlan) -> tuple[list[Method
         res = MethodResult(
             g.method, g.label, g.params, [s.run_id for s in g.specs], int((runs["status"] == "ok").sum())
         )
+        res.final = (finals or {}).get(g.method, "avg")
         _write_mixture(plan.out, res, runs, provenance)
         _log_runs(g.label, runs)
         results.append(res)
@@ -334,7 +363,7 @@ def run_reweight(
     started = time.time()
     plan = plan_reweight(spark, config, methods)
     summary = run_reweight_runs(spark, plan.runs_path, plan.specs(), plan.train, plan.val, plan.settings)
-    results, by_label = write_mixtures(spark, plan)
+    results, by_label = write_mixtures(spark, plan, config.reweight.final)
     plot = write_plot(plan, by_label)
     failed, trained = dict(summary.failed), len(summary.trained)
     if config.reweight.eval_tokens > 0:
@@ -418,6 +447,9 @@ def format_result(r: ReweightResult) -> str:
                 f"{m.label} {m.target:.4f}" + (f" ± {m.spread:.4f}" if m.eval_ok > 1 else "") for m in ranked
             )
         )
-    written = [m.mixture_file for m in r.methods if m.mixture_file]
-    lines.append(f"  wrote {', '.join(written)}; plot {r.plot}; in {r.seconds}s")
+    written = [f"{m.mixture_file} ({m.final} α)" for m in r.methods if m.mixture_file]
+    lines.append(
+        f"  wrote {', '.join(written)}, each with its _avg and _last beside it; "
+        f"plot {r.plot}; in {r.seconds}s"
+    )
     return "\n".join(lines)

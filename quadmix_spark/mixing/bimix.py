@@ -17,6 +17,15 @@ Fit: trust-region-reflective least squares (``scipy.optimize.least_squares(metho
 picks the starting points (the ``n_starts`` best, distinct); TRF refines each and the lowest cost
 wins. Everything is deterministic: no random starts.
 
+Fixed step (``fixed_step=True``): runs that log only their final loss determine neither β nor C.
+At one step s the law is ``L_i = A_i K_i(s) / r_i^α_i`` with K_i(s) a constant, so in the gauge
+above (s_ref = that step, K_i = 1) it is ``L_i = A_i / r_i^α_i``: stored as B = 0, β = 0, C = 1,
+and ``predict`` / the optimum need nothing else. Its log is linear in (log A, α), so the fit is
+ordinary least squares of log L on log r: the exact minimiser of the same log-space objective the
+full fit minimises (α bounded: the profile of that objective in α is a parabola, so clipping the
+free α to [0, alpha_max] and refitting log A is exact), with no starts and no iterations. Only the
+rows at the largest usable step are fitted on; rows at other steps are counted (``n_other_step``).
+
 Shares of 0: the law diverges at r_i = 0 (and at s = 0), so such rows say nothing about the
 coefficients. They are excluded from the fit and counted per domain (``diagnostics_``), never
 clamped to a small share; :meth:`BiMixLaw.predict` returns ``inf`` there.
@@ -38,6 +47,7 @@ __all__ = [
     "BiMixLaw",
     "law_errors",
     "normalise_gauge",
+    "single_step",
     "synthetic_runs",
 ]
 
@@ -45,6 +55,8 @@ __all__ = [
 RUN_COLUMNS = ("run_id", "domain", "r", "step_tokens", "loss")
 #: columns of ``coef_``: L = A / r^alpha · (B / s^beta + C)
 COEFFICIENTS = ("A", "alpha", "B", "beta", "C")
+#: fewest usable rows at its step a domain needs for the fixed-step law: 2 coefficients + 1 residual
+FIXED_STEP_MIN_POINTS = 3
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -101,6 +113,14 @@ def validate_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
+def single_step(runs: pd.DataFrame) -> float | None:
+    """The step every usable row (r > 0, step > 0) of a validated long table is at, or None when
+    there are several (or no usable row): runs that logged only their final loss have one."""
+    usable = runs.loc[(runs["r"] > 0) & (runs["step_tokens"] > 0), "step_tokens"]
+    steps = usable.unique()
+    return float(steps[0]) if len(steps) == 1 else None
+
+
 def normalise_gauge(coef: pd.DataFrame, s_ref: float) -> pd.DataFrame:
     """The same laws with A, B, C rescaled so that ``B s_ref^-β + C = 1`` (see the module docstring).
 
@@ -152,6 +172,9 @@ class BiMixLaw:
     min_points : int
         Fewest usable rows (r > 0, s > 0) a domain needs; it also needs 2 distinct shares and 3
         distinct steps, or α and (β, C) are not determined.
+    fixed_step : bool
+        Fit ``L_i = A_i / r_i^α_i`` at the largest usable step only (module docstring): a domain
+        then needs :data:`FIXED_STEP_MIN_POINTS` usable rows at that step and 2 distinct shares.
 
     Attributes (after :meth:`fit`)
     ------------------------------
@@ -159,7 +182,8 @@ class BiMixLaw:
     coef_ : DataFrame (domains × :data:`COEFFICIENTS`), in the gauge ``B s_ref^-β + C = 1``
     s_ref_ : float, the largest step fitted on (tokens)
     diagnostics_ : DataFrame per domain: n_points, n_zero_share and n_zero_step (rows excluded
-        because the law diverges there), rmse_log, r2_log, mean_rel_error, cost, nfev, at_bound
+        because the law diverges there), n_other_step (usable rows off the fixed step), rmse_log,
+        r2_log, mean_rel_error, cost, nfev, at_bound
     """
 
     def __init__(
@@ -170,12 +194,16 @@ class BiMixLaw:
         alpha_max: float = 5.0,
         beta_max: float = 5.0,
         min_points: int = 6,
+        fixed_step: bool = False,
     ) -> None:
         self.n_starts = _check_int("n_starts", n_starts, 1)
         self.grid_size = _check_int("grid_size", grid_size, 2)
         self.alpha_max = _check_positive("alpha_max", alpha_max)
         self.beta_max = _check_positive("beta_max", beta_max)
         self.min_points = _check_int("min_points", min_points, 4)
+        if not isinstance(fixed_step, bool):
+            raise ValueError(f"fixed_step must be true or false, got {fixed_step!r}")
+        self.fixed_step = fixed_step
 
     def get_params(self) -> dict[str, float | int]:
         """The constructor's settings (``BiMixLaw(**law.get_params())`` is an unfitted copy)."""
@@ -185,6 +213,7 @@ class BiMixLaw:
             "alpha_max": self.alpha_max,
             "beta_max": self.beta_max,
             "min_points": self.min_points,
+            "fixed_step": self.fixed_step,
         }
 
     # -- construction from known coefficients ---------------------------------------------------
@@ -230,29 +259,30 @@ class BiMixLaw:
         s_ref = float(table.loc[usable, "step_tokens"].max())
         rows, diag = {}, {}
         for domain, group in table.groupby("domain", sort=True):
-            zero_share = int((group["r"] == 0).sum())
-            zero_step = int(((group["step_tokens"] == 0) & (group["r"] > 0)).sum())
-            good = group[(group["r"] > 0) & (group["step_tokens"] > 0)]
+            good, excluded = self._usable(group, s_ref)
             r, s, loss = (good[c].to_numpy() for c in ("r", "step_tokens", "loss"))
-            params, result = self._fit_domain(np.log(r), s / s_ref, np.log(loss))
-            log_a, alpha, beta, c = params
-            rows[domain] = (math.exp(log_a), alpha, (1.0 - c) * s_ref**beta, beta, c)
-            pred = math.exp(log_a) * r**-alpha * ((1.0 - c) * (s / s_ref) ** -beta + c)
+            if self.fixed_step:
+                log_a, alpha = self._fit_power(np.log(r), np.log(loss))
+                rows[domain] = (math.exp(log_a), alpha, 0.0, 0.0, 1.0)
+                pred = math.exp(log_a) * r**-alpha
+                residual = np.log(loss) - np.log(pred)
+                cost, nfev, beta = 0.5 * float(residual @ residual), 0, None
+            else:
+                (log_a, alpha, beta, c), result = self._fit_domain(np.log(r), s / s_ref, np.log(loss))
+                rows[domain] = (math.exp(log_a), alpha, (1.0 - c) * s_ref**beta, beta, c)
+                pred = math.exp(log_a) * r**-alpha * ((1.0 - c) * (s / s_ref) ** -beta + c)
+                residual, cost, nfev = result.fun, float(result.cost), int(result.nfev)
             err = law_errors(loss, pred)
-            at_bound = [
-                name
-                for name, v, hi in (("alpha", alpha, self.alpha_max), ("beta", beta, self.beta_max))
-                if v <= 1e-9 or v >= hi - 1e-9
-            ]
+            bounds = (("alpha", alpha, self.alpha_max), ("beta", beta, self.beta_max))
+            at_bound = [n for n, v, hi in bounds if v is not None and (v <= 1e-9 or v >= hi - 1e-9)]
             diag[domain] = {
                 "n_points": len(good),
-                "n_zero_share": zero_share,
-                "n_zero_step": zero_step,
-                "rmse_log": float(np.sqrt(np.mean(result.fun**2))),
+                **excluded,
+                "rmse_log": float(np.sqrt(np.mean(residual**2))),
                 "r2_log": err["r2_log"],
                 "mean_rel_error": err["mean_rel_error"],
-                "cost": float(result.cost),
-                "nfev": int(result.nfev),
+                "cost": cost,
+                "nfev": nfev,
                 "at_bound": ",".join(at_bound),
             }
         self.domains_ = list(rows)
@@ -260,6 +290,25 @@ class BiMixLaw:
         self.s_ref_ = s_ref
         self.diagnostics_ = pd.DataFrame.from_dict(diag, orient="index")
         return self
+
+    def _usable(self, group: pd.DataFrame, s_ref: float) -> tuple[pd.DataFrame, dict[str, int]]:
+        """A domain's rows the law is fitted on, and the counts of those left out and why."""
+        positive = group["r"] > 0
+        good = positive & (group["step_tokens"] > 0)
+        off_step = (group["step_tokens"] != s_ref) if self.fixed_step else pd.Series(False, group.index)
+        off_step &= good
+        excluded = {
+            "n_zero_share": int((~positive).sum()),
+            "n_zero_step": int(((group["step_tokens"] == 0) & positive).sum()),
+            "n_other_step": int(off_step.sum()),
+        }
+        return group[good & ~off_step], excluded
+
+    def _fit_power(self, x: NDArray, y: NDArray) -> tuple[float, float]:
+        """x = log r, y = log L at one step; (log A, α) of least squares with α in [0, alpha_max]."""
+        xc = x - x.mean()
+        alpha = float(np.clip(-(xc @ (y - y.mean())) / (xc @ xc), 0.0, self.alpha_max))
+        return float(np.mean(y + alpha * x)), alpha
 
     def check(self, runs: pd.DataFrame) -> pd.DataFrame:
         """:func:`validate_runs` of ``runs``, refused as :meth:`fit` would refuse it, without fitting.
@@ -271,25 +320,28 @@ class BiMixLaw:
         usable = (table["r"] > 0) & (table["step_tokens"] > 0)
         if not usable.any():
             raise ValueError("runs has no row with r > 0 and step_tokens > 0")
+        s_ref = float(table.loc[usable, "step_tokens"].max())
         for domain, group in table.groupby("domain", sort=True):
-            zero_share = int((group["r"] == 0).sum())
-            zero_step = int(((group["step_tokens"] == 0) & (group["r"] > 0)).sum())
-            good = group[(group["r"] > 0) & (group["step_tokens"] > 0)]
-            self._check_domain(str(domain), good, zero_share, zero_step)
+            good, excluded = self._usable(group, s_ref)
+            self._check_domain(str(domain), good, excluded, s_ref)
         return table
 
-    def _check_domain(self, domain: str, good: pd.DataFrame, zero_share: int, zero_step: int) -> None:
+    def _check_domain(self, domain: str, good: pd.DataFrame, excluded: dict[str, int], s_ref: float) -> None:
         why = []
-        if len(good) < self.min_points:
+        if self.fixed_step and len(good) < FIXED_STEP_MIN_POINTS:
+            why.append(f"{len(good)} usable rows at the step {s_ref:,.0f} (< {FIXED_STEP_MIN_POINTS})")
+        elif not self.fixed_step and len(good) < self.min_points:
             why.append(f"{len(good)} usable rows (< min_points={self.min_points})")
         if good["r"].nunique() < 2:
             why.append("fewer than 2 distinct shares (α is not determined)")
-        if good["step_tokens"].nunique() < 3:
+        if not self.fixed_step and good["step_tokens"].nunique() < 3:
             why.append("fewer than 3 distinct steps (β and C are not determined)")
         if why:
+            other = f" and {excluded['n_other_step']} at other steps" if self.fixed_step else ""
             raise ValueError(
                 f"domain {domain!r} cannot be fitted: {'; '.join(why)} "
-                f"({zero_share} rows with r = 0 and {zero_step} with step 0 excluded)"
+                f"({excluded['n_zero_share']} rows with r = 0, {excluded['n_zero_step']} with step 0"
+                f"{other} excluded)"
             )
 
     def _grid_starts(self, x: NDArray, t: NDArray, y: NDArray) -> list[NDArray]:

@@ -98,6 +98,10 @@ def extrapolation_error(runs: pd.DataFrame, law: BiMixLaw | None = None) -> LawE
 
     ``law``: an (unfitted) estimator whose settings are used; default ``BiMixLaw()``.
     """
+    if law is not None and law.fixed_step:
+        raise ValueError(
+            "the fixed-step law L_i = A_i / r_i^α_i does not depend on the step: nothing to extrapolate"
+        )
     table = validate_runs(runs)
     last = table.groupby("run_id")["step_tokens"].transform("max") == table["step_tokens"]
     if last.all():
@@ -157,6 +161,8 @@ def fit_summary(law: BiMixLaw) -> dict[str, Any]:
         "n_points": int(d["n_points"].sum()),
         "n_zero_share": int(d["n_zero_share"].sum()),
         "n_zero_step": int(d["n_zero_step"].sum()),
+        "n_other_step": int(d["n_other_step"].sum()),
+        "fixed_step": law.fixed_step,
         "at_bound": {str(k): v for k, v in d["at_bound"].items() if v},
         "s_ref": law.s_ref_,
     }
@@ -178,8 +184,9 @@ def format_errors(extrapolation: LawErrors | None, unseen: LawErrors | None, law
 
     for domain in law.domains_:
         coef = law.coef_.loc[domain]
+        beta = "-" if law.fixed_step else f"{coef['beta']:.4f}"  # not determined at one step
         lines.append(
-            f"{domain:<20} {coef['alpha']:>7.4f} {coef['beta']:>7.4f} "
+            f"{domain:<20} {coef['alpha']:>7.4f} {beta:>7} "
             f"{d.loc[domain, 'r2_log'] if d is not None else math.nan:>8.4f} "
             f"{cell(extrapolation, domain, 'mean_rel_error', 100, '.3f'):>9} "
             f"{cell(unseen, domain, 'r2_log', 1, '.4f'):>10} "
@@ -219,6 +226,10 @@ def plot_fit(law: BiMixLaw, runs: pd.DataFrame, path: str | Path, *, title: str 
     nrows = math.ceil(len(domains) / ncols)
     fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
+    if law.fixed_step or table.loc[table["step_tokens"] > 0, "step_tokens"].nunique() == 1:
+        _plot_shares(fig, law, table, domains, (nrows, ncols))
+        fig.suptitle(f"{title}: points observed, lines the law (share → loss, one step)", fontsize=10)
+        return _save(fig, path)
     run_ids = sorted(table["run_id"].unique())
     colours = {run: f"C{i % 10}" for i, run in enumerate(run_ids)}
     positive = table["step_tokens"][table["step_tokens"] > 0]
@@ -239,6 +250,27 @@ def plot_fit(law: BiMixLaw, runs: pd.DataFrame, path: str | Path, *, title: str 
         ax.set_title(label + (f"\n{zero} rows with r = 0 left out" if zero else ""), fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{title}: points observed, lines the law (tokens → loss)", fontsize=10)
+    return _save(fig, path)
+
+
+def _plot_shares(fig, law: BiMixLaw, table: pd.DataFrame, domains: list[str], grid: tuple[int, int]) -> None:
+    """One panel per domain: loss against r_i at the fitted step (a curve over tokens would be a point)."""
+    step = law.s_ref_ if math.isfinite(law.s_ref_) else float(table["step_tokens"].max())
+    for n, domain in enumerate(domains):
+        ax = fig.add_subplot(*grid, n + 1)
+        g = table[(table["domain"] == domain) & (table["step_tokens"] == step) & (table["r"] > 0)]
+        c = law.coef_.loc[domain]
+        if len(g):
+            dense = np.geomspace(g["r"].min(), g["r"].max(), 64)
+            curve = c["A"] * dense ** -c["alpha"] * (c["B"] * step ** -c["beta"] + c["C"])
+            ax.plot(dense, curve, "k-", linewidth=1)
+            ax.scatter(g["r"], g["loss"], s=8, edgecolors="none")
+        ax.set_xscale("log")
+        ax.set_title(f"{domain}  A={c['A']:.3f} α={c['alpha']:.3f}", fontsize=8)
+        ax.tick_params(labelsize=7)
+
+
+def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

@@ -8,7 +8,8 @@ the job fits :class:`~quadmix_spark.mixing.bimix.BiMixLaw`, measures extrapolati
 last checkpoint and (given enough distinct mixtures) leave-k-mixtures-out error, plots the curves,
 and writes r* = argmin Σ_i w_i L_i(r_i, s_target) as a mixture file with the fit in its
 provenance. Caps come from the latest stats table (``max_repeats × tokens_i / budget``); without a
-stats table r* is uncapped and the summary says so.
+stats table r* is uncapped and the summary says so. Runs with one step (a swarm that logged only
+its final loss) get the fixed-step law ``L_i = A_i / r_i^α_i`` (``bimix.fixed_step``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pandas as pd
 
 from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig
-from quadmix_spark.mixing.bimix import RUN_COLUMNS, BiMixLaw, validate_runs
+from quadmix_spark.mixing.bimix import RUN_COLUMNS, BiMixLaw, single_step, validate_runs
 from quadmix_spark.mixing.bimix_diagnostics import (
     extrapolation_error,
     fit_summary,
@@ -141,13 +142,36 @@ def runs_key(config: PipelineConfig) -> str:
     return "proxy.runs_table" if config.bimix.runs_path is None else "bimix.runs_path"
 
 
+def fixed_step(config: PipelineConfig, table: pd.DataFrame) -> bool:
+    """Whether the fixed-step law is fitted: ``bimix.fixed_step``, or (null) whether the runs have
+    one step."""
+    chosen = config.bimix.fixed_step
+    return single_step(table) is not None if chosen is None else chosen
+
+
 def check_runs(config: PipelineConfig, table: pd.DataFrame, info: dict[str, Any]) -> None:
-    """Refuse, naming the key, what fitting ``table`` would refuse: the weights, a domain's rows."""
+    """Refuse, naming the key, what fitting ``table`` would refuse: the weights, a domain's rows, a
+    ``bimix.s_target`` the fixed-step law does not hold at."""
     domain_weights(config.targets.weights, sorted(table["domain"].unique()), info.get("other_eval_sets", ()))
+    fixed = fixed_step(config, table)
     try:
-        BiMixLaw().check(table)
+        BiMixLaw(fixed_step=fixed).check(table)
     except ValueError as err:
-        raise ConfigError(f"{runs_key(config)}: {info['source']}: {err}") from err
+        hint = ""
+        if "distinct steps" in str(err):  # the full law's refusal: say which key offers the one-step law
+            hint = (
+                " (bimix.fixed_step: false; null fits L_i = A_i / r_i^α_i to runs with one step)"
+                if config.bimix.fixed_step is False
+                else " (bimix.fixed_step: true fits L_i = A_i / r_i^α_i at the largest step)"
+            )
+        raise ConfigError(f"{runs_key(config)}: {info['source']}: {err}{hint}") from err
+    step = float(table.loc[(table["r"] > 0) & (table["step_tokens"] > 0), "step_tokens"].max())
+    if fixed and config.bimix.s_target not in (None, step):
+        raise ConfigError(
+            f"bimix.s_target: {config.bimix.s_target:,.0f}, but the fixed-step law holds only at the step "
+            f"it was fitted at ({step:,.0f} tokens): set bimix.s_target to null (or give runs with 3 steps "
+            "per domain and bimix.fixed_step: false)"
+        )
 
 
 def load_long_runs(config: PipelineConfig, spark=None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -266,6 +290,7 @@ class FittedRuns:
     ignored_weights: list[str]
     unfitted: list[str]  # domains of the mixture vectors without a held-out loss
     diagnostics: dict[str, Any]  # :func:`_diagnose`
+    fixed_step: dict[str, Any] | None = None  # the step, whether chosen automatically, rows left out
 
     @property
     def domains(self) -> list[str]:
@@ -298,7 +323,7 @@ def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
     fitted = fit_runs(config, table, info)
     plot = write_plot(fitted, cfg.output_dir)
     caps = load_caps(config, spark, fitted.domains)
-    s_target = cfg.s_target or float(table["step_tokens"].max())
+    s_target = cfg.s_target or float(fitted.table["step_tokens"].max())
     optimum = solve_optimum(fitted, caps, s_target)
     fit = fit_record(fitted)
     write_r_star(config, optimum, fit, caps, info["source"])
@@ -312,7 +337,8 @@ def fit_runs(config: PipelineConfig, table: pd.DataFrame, info: dict[str, Any]) 
     check_runs(config, table, info)
     names = sorted(table["domain"].unique())
     weights, ignored = domain_weights(config.targets.weights, names, info.get("other_eval_sets", ()))
-    law = BiMixLaw()
+    table, fixed = at_fixed_step(config, table)
+    law = BiMixLaw(fixed_step=fixed is not None)
     try:
         law.fit(table)
     except ValueError as err:
@@ -321,7 +347,23 @@ def fit_runs(config: PipelineConfig, table: pd.DataFrame, info: dict[str, Any]) 
     expected = mixture_domains(config) if config.bimix.runs_path is None else domains
     unfitted = [d for d in expected if d not in domains]
     diagnostics = _diagnose(table, law, config.bimix.unseen_k)
-    return FittedRuns(table, info, law, weights, ignored, unfitted, diagnostics)
+    return FittedRuns(table, info, law, weights, ignored, unfitted, diagnostics, fixed)
+
+
+def at_fixed_step(config: PipelineConfig, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The rows the law is fitted and scored on and, for the fixed-step law, its step and how it was
+    chosen: its unseen-mixture error must not score rows at other steps against a law of one step."""
+    if not fixed_step(config, table):
+        return table, None
+    step = float(table.loc[(table["r"] > 0) & (table["step_tokens"] > 0), "step_tokens"].max())
+    at_step = table["step_tokens"] == step
+    note = {
+        "step": step,
+        "automatic": config.bimix.fixed_step is None,
+        "rows_other_steps": int((~at_step).sum()),
+    }
+    log.info("bimix: fixed-step law L_i = A_i / r_i^α_i at %s tokens (%s)", f"{step:,.0f}", note)
+    return table[at_step].reset_index(drop=True), note
 
 
 def write_plot(fitted: FittedRuns, output_dir: str) -> str:
@@ -421,6 +463,7 @@ def _summary(
         "natural": caps.natural,
         "predicted_loss": dict(zip(domains, map(float, optimum.losses), strict=True)),
         "objective": optimum.objective,
+        "fixed_step": fitted.fixed_step,
         "at_upper": optimum.at_upper,
         "at_lower": optimum.at_lower,
     }
@@ -434,6 +477,24 @@ def publish_summary(summary: dict[str, Any], output_dir: str, started: float) ->
     return summary
 
 
+def fixed_step_lines(fixed: dict[str, Any] | None) -> list[str]:
+    """What the summary says about a fixed-step fit: which law, at which step, and why."""
+    if fixed is None:
+        return []
+    why = (
+        "the runs have one step per domain (bimix.fixed_step: null)"
+        if fixed["automatic"]
+        else "bimix.fixed_step: true"
+    )
+    lines = [
+        f"  fixed-step law L_i = A_i / r_i^α_i at {fixed['step']:,.0f} tokens: {why}; β and C are not "
+        "determined, so r* is for runs of this length and there is no extrapolation error"
+    ]
+    if fixed["rows_other_steps"]:
+        lines.append(f"  {fixed['rows_other_steps']} rows at other steps not used")
+    return lines
+
+
 def format_summary(s: dict[str, Any]) -> str:
     skipped = [
         f"{s[k]} {what}"
@@ -445,6 +506,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['mixtures']} distinct mixtures, {len(s['domains'])} domains ({', '.join(s['domains'])}), "
         f"{s['rows']} rows from {s['source']}",
     ]
+    lines += fixed_step_lines(s.get("fixed_step"))
     if s["excluded_zero_share"]:
         per = ", ".join(f"{d}: {n}" for d, n in s["excluded_zero_share_per_domain"].items())
         lines.append(

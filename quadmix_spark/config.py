@@ -850,11 +850,10 @@ class BimixConfig:
     )
     fixed_step: bool | None = setting(
         None,
-        "Fit the law at one step, `L_i = A_i / r_i^α_i` per domain (least squares of log L on log r), for "
-        "swarms that log only their final loss: `null` = when every row with r > 0 and a step > 0 is at "
-        "the same step, with a message; `true` = at the largest step, rows at other steps left out; "
-        "`false` = never (a domain needs 3 distinct steps). The law then holds at that step only: "
-        "`s_target` must be `null` or that step. No extrapolation error (nothing to extrapolate along).",
+        "Fit `L_i = A_i / r_i^α_i` per domain at one step, for swarms that log only their final loss: "
+        "`null` = when all rows with r > 0 share one step, with a message; `true` = at the largest "
+        "step, other steps left out; `false` = never (3 distinct steps needed). The law holds at "
+        "that step only: `s_target` must be `null` or that step.",
     )
     unseen_k: int | None = setting(
         None,

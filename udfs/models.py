@@ -188,6 +188,9 @@ class _Scan:
                 f"the file ends inside {what}: the header says {n:,} bytes from byte {self.offset:,}, "
                 f"the file has {self.size:,} bytes in all ({self.offset + n - self.size:,} missing)"
             )
+        if len(self.buf) - self.at >= n:  # a dictionary entry's count and type: still buffered
+            self.at += n
+            return
         self.fh.seek(self.offset + n)
         self.base, self.buf, self.at = self.offset + n, b"", 0
 

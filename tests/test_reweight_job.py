@@ -17,6 +17,7 @@ pytest.importorskip("torch")
 from quadmix_spark import core  # noqa: E402
 from quadmix_spark.cli import main  # noqa: E402
 from quadmix_spark.config import PipelineConfig, from_dict, to_dict  # noqa: E402
+from quadmix_spark.mixing.doremi import DoReMi  # noqa: E402
 from quadmix_spark.mixing.tandem import Tandem  # noqa: E402
 from quadmix_spark.pipeline.reweight import SHAPE_KEYS, build_vocab, run_reweight  # noqa: E402
 from quadmix_spark.pipeline.reweight_runs import ensure_table, load_runs  # noqa: E402
@@ -168,6 +169,41 @@ def test_rerun_trains_only_missing_and_failed_runs_are_recorded(spark, annotated
     out = capsys.readouterr().out
     # both seeds of the failing set are trained again (and fail again); nothing else is
     assert "FAILED (now)" in out and failed.name in out and "2 runs trained, 2 failed" in out, out
+
+
+def test_doremi_rounds_recorded_and_round_two_recomputed_by_hand(spark, annotated, tmp_path):
+    cfg = make_config(tmp_path, annotated, methods=["doremi"])
+    result = run_reweight(spark, cfg)
+    assert not result.failed and result.trained == 1
+    run = load_runs(spark, str(tmp_path / "runs")).iloc[0]
+    domains = list(run["domains"])
+    rounds = np.array([list(a) for a in run["round_alphas"]])
+    assert rounds.shape == (2, 3)  # a uniform reference: two rounds by default
+
+    # Round 1 by hand (a uniform reference), then round 2 with its reference trained on round 1's ᾱ.
+    train, _, _, _ = load_streams(spark, str(tmp_path / "streams"))
+    common = {k: getattr(cfg.proxy.tinylm, k) for k in SHAPE_KEYS} | DOREMI
+    common |= {"seed": 0, "vocab": build_vocab(cfg, train), "rounds": 1}
+    first = DoReMi(**common).fit(train)
+    np.testing.assert_allclose(rounds[0], first.alpha_trajectory_.mean(axis=0), rtol=0, atol=1e-12)
+    abar = dict(zip(domains, first.alpha_trajectory_.mean(axis=0).tolist(), strict=True))
+    second = DoReMi(**common | {"reference_weights": abar}).fit(train)
+    np.testing.assert_allclose(rounds[1], second.alpha_trajectory_.mean(axis=0), rtol=0, atol=1e-12)
+
+    # The mixture and the α history are the last round's; every round is in the summary and provenance.
+    alpha = np.array([list(a) for a in run["alpha"]])
+    np.testing.assert_allclose(alpha, second.alpha_trajectory_, rtol=0, atol=1e-12)
+    mixture = core.Mixture.from_file(tmp_path / "out" / "mixture_doremi.yaml")
+    np.testing.assert_allclose(mixture.as_vector(domains), rounds[1], atol=1e-12)
+    (method,) = result.methods
+    assert [list(r.values()) for r in method.rounds] == rounds.tolist()
+    assert mixture.provenance["round_alphas"] == method.rounds
+    summary = json.loads((tmp_path / "out" / "reweight_summary.json").read_text())
+    assert summary["methods"][0]["rounds"] == method.rounds
+
+    # Naming the default (rounds: 2) is the same run: nothing trains again.
+    again = make_config(tmp_path, annotated, methods=["doremi"], params={"doremi": [DOREMI | {"rounds": 2}]})
+    assert run_reweight(spark, again).trained == 0
 
 
 def test_runs_table_creation_is_race_free(spark, tmp_path):

@@ -197,6 +197,41 @@ def test_doremi_is_deterministic_for_a_seed_on_cpu() -> None:
     assert runs[0].history_ != runs[2].history_
 
 
+def test_doremi_from_a_uniform_reference_iterates_two_rounds_each_recomputable() -> None:
+    # Round 2's reference trains on round 1's ᾱ: a one-round DoReMi given that ᾱ as its reference
+    # weights is round 2 recomputed on its own.
+    params = {"steps": 5, "reference_steps": 6, **TINY}
+    method = DoReMi(**params).fit(STREAMS)
+    assert method.rounds == 2 and [r["round"] for r in method.rounds_] == [1, 2]
+    first = DoReMi(**params, rounds=1).fit(STREAMS)
+    np.testing.assert_allclose(
+        method.rounds_[0]["alpha_avg"], first.alpha_trajectory_.mean(axis=0), atol=1e-12
+    )
+    assert method.rounds_[0]["reference_alpha"] == [0.5, 0.5]
+    abar = dict(zip(["p", "q"], first.alpha_trajectory_.mean(axis=0).tolist(), strict=True))
+    second = DoReMi(**params, reference_weights=abar).fit(STREAMS)
+    assert second.rounds == 1  # a non-uniform reference runs once unless asked
+    np.testing.assert_allclose(
+        method.rounds_[1]["alpha_avg"], second.alpha_trajectory_.mean(axis=0), atol=1e-12
+    )
+    np.testing.assert_allclose(method.rounds_[1]["reference_alpha"], first.alpha_trajectory_.mean(axis=0))
+    # the mixture, the history and the trajectory are the last round's
+    np.testing.assert_allclose(method.alpha_trajectory_, second.alpha_trajectory_, atol=1e-12)
+    np.testing.assert_allclose(
+        method.mixture_.as_vector(["p", "q"]), method.rounds_[1]["alpha_avg"], atol=1e-12
+    )
+    assert (
+        method.result()["rounds"] == method.rounds_ and method.mixture_.provenance["rounds"] == method.rounds_
+    )
+    assert not np.allclose(method.rounds_[0]["alpha_avg"], method.rounds_[1]["alpha_avg"], atol=1e-6)
+    # a run's identity names the rounds where the default is not the single round it once was
+    assert DoReMi.identity_params({}) == {"rounds": 2}
+    assert DoReMi.identity_params({"reference_weights": "natural"}) == {"reference_weights": "natural"}
+    assert DoReMi.identity_params({"rounds": 3}) == {"rounds": 3}
+    with pytest.raises(ValueError, match="rounds must be an int >= 1"):
+        DoReMi(rounds=0)
+
+
 def test_runs_share_a_mapping_or_refuse_to_compare() -> None:
     shared = ProxyVocab.from_streams(STREAMS.values(), 120, SOURCE)
     params = {**TINY, "vocab": shared}
@@ -226,6 +261,7 @@ def test_runs_share_a_mapping_or_refuse_to_compare() -> None:
         (DoReMi, {"smoothing": 1.0}, "smoothing"),
         (DoReMi, {"eta": -1}, "eta"),
         (DoReMi, {"reference_weights": "x"}, "reference_weights"),
+        (DoReMi, {"rounds": 0}, "rounds"),
         (DoReMi, {"device": "gpu"}, "device"),
         (Uniform, {"seqs_per_domain": 0}, "seqs_per_domain"),
     ],

@@ -13,6 +13,10 @@
      DoReMi's division by the sampling weights is a factor 1).
 3. The output is the time average ``ᾱ = (1/T) Σ_t α_t`` (``final="average"``, DoReMi's
    ``avg_domain_weights``; ``"last"`` gives α_T).
+4. ``rounds`` R repeats 1–3: round k's reference trains on round k − 1's ᾱ (the paper iterates
+   DoReMi from a uniform reference, so R defaults to 2 then and to 1 for any other reference).
+   Each round starts from the same initialisation, window order and α_0; only the reference
+   changes. The output and ``history_`` are the last round's; ``rounds_`` holds every round's.
 
 Both models use tinylm's schedule (warmup 5%, cosine to 10% of ``lr``) over their own steps.
 Validation streams are accepted and ignored: DoReMi optimises the worst-case excess loss over
@@ -33,10 +37,16 @@ from quadmix_spark.proxy.tinylm import make_optimizer, resolve_device, training_
 from .proxy_training import DomainWindows, domain_losses, new_model, sgd_step
 from .reweighting import OnlineReweighter, _int, _positive, initial_alpha
 
-__all__ = ["DoReMi", "doremi_update"]
+__all__ = ["DoReMi", "default_rounds", "doremi_update"]
 
 _REFERENCE, _PROXY = 11, 12  # window-order purposes
 _IGNORE = -100
+
+
+def default_rounds(reference_weights: Any) -> int:
+    """DoReMi's rounds when none are given: 2 from a uniform reference (the paper's iterated
+    DoReMi), 1 from any other (it already encodes a prior mixture)."""
+    return 2 if isinstance(reference_weights, str) and reference_weights == "uniform" else 1
 
 
 def doremi_update(alpha: ArrayLike, excess: ArrayLike, eta: float, smoothing: float) -> NDArray[np.float64]:
@@ -66,6 +76,8 @@ class DoReMi(OnlineReweighter):
         α_ref, the reference's mixture.
     lr : float
         Peak AdamW learning rate of both models.
+    rounds : int, optional
+        R ≥ 1 (step 4); default 2 with a uniform reference, else 1.
 
     Attributes (after fit; see also OnlineReweighter)
     -------------------------------------------------
@@ -77,7 +89,10 @@ class DoReMi(OnlineReweighter):
       per-domain losses are the batch means before the step (nats/token).
     alpha_trajectory_ : (T, M) α_t.
     reference_ : the frozen reference model;  model_ : the proxy.
-    reference_alpha_ : (M,) α_ref.
+    reference_alpha_ : (M,) α_ref of the last round.
+    rounds_ : list of dict, one per round::
+
+        {"round": k (1-based), "reference_alpha": α_ref (M,), "alpha_avg": ᾱ (M,), "alpha_last": α_T (M,)}
     """
 
     method = "doremi"
@@ -92,6 +107,7 @@ class DoReMi(OnlineReweighter):
         reference_steps: int | None = None,
         reference_weights: str | Mapping[str, float] = "uniform",
         lr: float = 3e-3,
+        rounds: int | None = None,
         **shared: Any,
     ) -> None:
         super().__init__(**shared)
@@ -111,6 +127,14 @@ class DoReMi(OnlineReweighter):
             )
         self.reference_weights = reference_weights
         self.lr = _positive(lr, "lr")
+        self.rounds = default_rounds(reference_weights) if rounds is None else _int(rounds, "rounds", 1)
+
+    @classmethod
+    def identity_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with ``rounds`` filled in where its default is not the one round runs once
+        had: a uniform reference now iterates, so its runs get ids of their own."""
+        rounds = default_rounds(params.get("reference_weights", "uniform"))
+        return dict(params) if "rounds" in params or rounds == 1 else {**params, "rounds": rounds}
 
     def get_params(self) -> dict[str, Any]:
         out = super().get_params()
@@ -134,10 +158,42 @@ class DoReMi(OnlineReweighter):
         return self
 
     def _run(self, train: dict, device: torch.device) -> None:
+        reference_alpha = initial_alpha(self.reference_weights, self.domains_, train)
+        self.rounds_: list[dict[str, Any]] = []
+        for k in range(1, self.rounds + 1):
+            reference = self._train_reference(train, device, reference_alpha)
+            proxy, batches, history = self._train_proxy(train, device, reference)
+            trajectory = np.array([h["alpha"] for h in history], dtype=np.float64)
+            self.rounds_.append(
+                {
+                    "round": k,
+                    "reference_alpha": reference_alpha.tolist(),
+                    "alpha_avg": trajectory.mean(axis=0).tolist(),
+                    "alpha_last": trajectory[-1].tolist(),
+                }
+            )
+            self.reference_alpha_ = reference_alpha
+            reference_alpha = trajectory.mean(axis=0)
+        self.history_ = history
+        self.alpha_trajectory_ = trajectory
+        self.epochs_ = batches.epochs()
+        self.n_train_tokens_ = batches.tokens_drawn()
+        self.reference_ = reference
+        self.model_ = proxy
+        self.mixture_ = self._final_mixture(
+            self.alpha_trajectory_,
+            {"steps": self.steps, "reference_steps": self.reference_steps, "rounds": self.rounds_},
+        )
+
+    def result(self) -> dict[str, Any]:
+        """:meth:`OnlineReweighter.result` and ``rounds`` (``rounds_``)."""
+        return {**super().result(), "rounds": self.rounds_}
+
+    def _train_reference(self, train: dict, device: torch.device, alpha: np.ndarray) -> torch.nn.Module:
+        """A fresh tinylm trained ``reference_steps`` on Σ α_ref[m] ℓ_m, frozen."""
         m = len(train)
         reference = new_model(self).to(device)
-        self.reference_alpha_ = initial_alpha(self.reference_weights, self.domains_, train)
-        a_ref = torch.tensor(self.reference_alpha_, dtype=torch.float32, device=device)
+        a_ref = torch.tensor(alpha, dtype=torch.float32, device=device)
         ref_batches = DomainWindows(train, self.context, self.seqs_per_domain, self.seed, _REFERENCE, device)
         opt = make_optimizer(reference, self.lr)
         for step in range(1, self.reference_steps + 1):
@@ -152,7 +208,11 @@ class DoReMi(OnlineReweighter):
             )
         reference.eval()
         reference.requires_grad_(False)
+        return reference
 
+    def _train_proxy(self, train: dict, device: torch.device, reference: torch.nn.Module):
+        """The Group-DRO proxy against ``reference``: (proxy, its batches, history)."""
+        m = len(train)
         proxy = new_model(self).to(device)
         opt = make_optimizer(proxy, self.lr)
         batches = DomainWindows(train, self.context, self.seqs_per_domain, self.seed, _PROXY, device)
@@ -179,12 +239,4 @@ class DoReMi(OnlineReweighter):
                 }
             )
             sgd_step(proxy, opt, loss, step, self.steps, self.lr)
-        self.history_ = history
-        self.alpha_trajectory_ = np.array([h["alpha"] for h in history], dtype=np.float64)
-        self.epochs_ = batches.epochs()
-        self.n_train_tokens_ = batches.tokens_drawn()
-        self.reference_ = reference
-        self.model_ = proxy
-        self.mixture_ = self._final_mixture(
-            self.alpha_trajectory_, {"steps": self.steps, "reference_steps": self.reference_steps}
-        )
+        return proxy, batches, history

@@ -208,6 +208,13 @@ class OnlineReweighter:
 
     # -- shared pieces -------------------------------------------------------------------------
 
+    @classmethod
+    def identity_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A hyperparameter set as a run's id sees it (the reweight job hashes it): ``params`` as
+        given. A method whose default changed what a run computes adds that default here, so the
+        runs recorded under the old default are not taken for the new ones."""
+        return dict(params)
+
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters, JSON-able (a ProxyVocab appears as its key)."""
         out = {}

@@ -17,7 +17,8 @@ The methods are the registered ones (:data:`quadmix_spark.mixing.reweighters.REW
    from the runs' α histories: ``mixture_<label>_avg.yaml`` (each run's time-averaged α) and
    ``mixture_<label>_last.yaml`` (each run's last α), and ``mixture_<label>.yaml``, the one
    ``reweight.final.<method>`` picks (``avg`` by default): the method's mixture, which the
-   ``tandem`` / ``doremi`` sources and ``experiment.mixtures`` read; provenance says which;
+   ``tandem`` / ``doremi`` sources and ``experiment.mixtures`` read; provenance says which (and,
+   for DoReMi run in rounds, every round's ᾱ: the mixture is the last round's);
 5. ``alpha.png``: α over episodes (TANDEM) / steps (DoReMi) per domain, one panel per method;
 6. with ``reweight.eval_tokens`` > 0, fresh proxies trained on each mixture's stream drawn from the
    domain streams (data-restricted domains repeat) and scored on the validation streams: the
@@ -72,6 +73,7 @@ class MethodResult:
     target: float = float("nan")  # fresh proxies: mean target loss over seeds
     spread: float = 0.0
     eval_ok: int = 0
+    rounds: list[dict[str, float]] = field(default_factory=list)  # each round's ᾱ, mean over seeds
 
 
 @dataclass
@@ -145,17 +147,18 @@ def _check_streams(train: Mapping[str, np.ndarray], val: Mapping, classes: Mappi
         raise ConfigError(f"reweight.streams: domain(s) {short} have fewer than 2 tokens")
 
 
-def _specs(config: PipelineConfig, methods: Sequence[str], streams_key: str, vocab_key: str):
+def _specs(config: PipelineConfig, classes: Mapping[str, type], streams_key: str, vocab_key: str):
     cfg, tiny = config.reweight, config.proxy.tinylm
     shape = {k: getattr(tiny, k) for k in SHAPE_KEYS}
     groups: list[MethodGroup] = []
-    for method in methods:
+    for method, cls in classes.items():
         sets = cfg.params.get(method) or [{}]
         for k, params in enumerate(sets):
             label = method if k == 0 else f"{method}_{k}"
+            identity = cls.identity_params(params) if hasattr(cls, "identity_params") else params
             specs = []
             for seed in cfg.seeds:
-                key = core.content_key([method, seed, params, streams_key, shape, vocab_key], 12)
+                key = core.content_key([method, seed, identity, streams_key, shape, vocab_key], 12)
                 specs.append(ReweightSpec(f"{method}-{key}", "reweight", method, int(seed), dict(params)))
             groups.append(MethodGroup(method, label, dict(params), specs))
     return groups
@@ -207,7 +210,7 @@ def plan_reweight(
         retry_failed=cfg.retry_failed,
         tasks=cfg.tasks,
     )
-    groups = _specs(config, list(classes), streams_key, vocab_key)
+    groups = _specs(config, classes, streams_key, vocab_key)
     runs_path = config.table_path(cfg.runs_table)
     return ReweightPlan(streams, train, val, vocab_key, runs_path, cfg.output_dir, groups, settings)
 
@@ -224,11 +227,22 @@ def final_alphas(alpha_histories: Sequence[Sequence[Sequence[float]]]) -> dict[s
     }
 
 
+def round_alphas(per_run: Sequence[Any], domains: Sequence[str]) -> list[dict[str, float]]:
+    """Each round's ᾱ (runs table ``round_alphas``), mean over runs; [] for a method without rounds."""
+    runs = [np.array([list(a) for a in r], dtype=np.float64) for r in per_run if r is not None and len(r)]
+    if not runs:
+        return []
+    return [dict(zip(domains, a.tolist(), strict=True)) for a in np.mean(runs, axis=0)]
+
+
 def _write_mixture(out: str, result: MethodResult, runs, provenance: dict[str, Any]) -> None:
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         return
     domains = list(ok["domains"].iloc[0])
+    result.rounds = round_alphas(list(ok["round_alphas"]), domains)
+    if result.rounds:  # the mixture is the last round's; the earlier ones say where it came from
+        provenance = {**provenance, "round_alphas": result.rounds}
     common = {
         "method": result.method,
         "params": json.loads(ok["params"].iloc[0]),
@@ -447,6 +461,15 @@ def format_result(r: ReweightResult) -> str:
                 f"{m.label} {m.target:.4f}" + (f" ± {m.spread:.4f}" if m.eval_ok > 1 else "") for m in ranked
             )
         )
+    for m in r.methods:
+        if len(m.rounds) > 1:
+            lines.append(
+                f"  {m.label} ᾱ by round (reference of round k: round k − 1's ᾱ): "
+                + "; ".join(
+                    f"{k} " + ", ".join(f"{d} {a:.4f}" for d, a in alpha.items())
+                    for k, alpha in enumerate(m.rounds, 1)
+                )
+            )
     written = [f"{m.mixture_file} ({m.final} α)" for m in r.methods if m.mixture_file]
     lines.append(
         f"  wrote {', '.join(written)}, each with its _avg and _last beside it; "

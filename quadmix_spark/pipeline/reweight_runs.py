@@ -31,7 +31,9 @@ Table schema (one row per run)::
     delta array<array<double>> (TANDEM's Δ, DoReMi's excess loss λ), train_loss array<double>,
     mixture array<double> (the final mixture, ``domains`` order), final string, epochs
     map<string,double>, vocab_key string, n_train_tokens long, eval_losses map<string,double>,
-    target_loss double, history string (JSON), attempt int, seconds double, written_at timestamp
+    target_loss double, history string (JSON), attempt int, seconds double, written_at timestamp,
+    round_alphas array<array<double>> (a method run in rounds, DoReMi: each round's ᾱ; the last
+    round's is the mixture, and ``alpha`` / ``delta`` / ``history`` are that round's; [] otherwise)
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ RUNS = RunsTable.declare(
     "attempt",
     "seconds",
     "written_at",
+    T.StructField("round_alphas", T.ArrayType(T.ArrayType(_D))),
+    added=("round_alphas",),
 )
 TABLE = RUNS.schema
 RESULT = RUNS.result()
@@ -184,6 +188,7 @@ def _row(spec: ReweightSpec, streams_key: str) -> dict[str, Any]:
         "eval_losses": {},
         "target_loss": None,
         "history": "[]",
+        "round_alphas": [],
         "attempt": 0,
         "seconds": 0.0,
     }
@@ -215,6 +220,7 @@ def fit_method(
         "vocab_key": res["vocab_key"],
         "n_train_tokens": int(res["n_train_tokens"]),
         "history": json.dumps(res["history"]),
+        "round_alphas": [[float(a) for a in r["alpha_avg"]] for r in res.get("rounds", [])],
     }
 
 

@@ -911,11 +911,22 @@ class EntropyConfig:
         ge=2,
     )
     vne_model: str | None = setting(
-        None,
-        "fastText model of the sentence vectors; `null` = the model of the `fasttext_domain` annotator "
-        "(required for `vne`).",
+        "skipgram",
+        "VNE's sentence vectors: `skipgram`, a general-purpose unsupervised fastText model (`vne_dim` "
+        "dimensions) trained on a hash sample of the input and cached under `<warehouse>/_models/vne/` by "
+        "the sample's digest; `classifier`, the `fasttext_domain` annotator's model (what `null` once "
+        "meant; `null` is refused); or a fastText model's path.",
     )
-    seed: int = setting(0, "Seed of both hash samples.")
+    vne_dim: int = setting(300, "Dimensions of the `skipgram` model (VNE ≤ log of it).", gt=0)
+    vne_epochs: int = setting(5, "Training epochs of the `skipgram` model.", gt=0)
+    vne_train_tokens: int = setting(
+        1_000_000,
+        "Tokens (`token_column`) per domain of the `skipgram` model's training sample: documents with "
+        "`hash_uniform(doc_key, seed, ENTROPY_STREAM + 2)` below the domain's rate; the driver holds only "
+        "this sample.",
+        gt=0,
+    )
+    seed: int = setting(0, "Seed of the hash samples (SE/JE/CE, VNE's documents, the skipgram model's).")
     estimator: Literal["plugin", "miller_madow"] = setting(
         "plugin",
         "SE/JE/CE from the sample: `plugin` (its frequencies; biased low by about (K − 1) / (2N) nats, K "
@@ -1282,6 +1293,14 @@ def _check_reweight_methods(cfg: ReweightConfig, key: str) -> None:
                 )
 
 
+def _check_entropy(cfg: EntropyConfig, key: str) -> None:
+    if cfg.vne_model is None:  # its meaning once; now a name says it
+        raise ConfigError(
+            f"{key}.vne_model: null no longer means the domain classifier's vectors: set `classifier` for "
+            "them, `skipgram` (the default) or the path of a fastText model"
+        )
+
+
 #: The rules between keys, by the section they read (a rule gets the section and its dotted key).
 _RULES: dict[type, tuple[Callable[[Any, str], None], ...]] = {
     PipelineConfig: (_check_annotators, _check_mixture_method),
@@ -1290,6 +1309,7 @@ _RULES: dict[type, tuple[Callable[[Any, str], None], ...]] = {
     ProxyConfig: (_check_proxy,),
     ExperimentConfig: (_check_experiment,),
     ReweightConfig: (_check_reweight_methods,),
+    EntropyConfig: (_check_entropy,),
 }
 
 
@@ -1312,11 +1332,20 @@ def _domain_kinds() -> str:
     return " | ".join(k for k in registry.kinds() if issubclass(registry.annotator_class(k), domain))
 
 
+#: ``entropy.vne_model``'s named choices: a model trained by the entropy job; the domain classifier.
+VNE_SKIPGRAM, VNE_CLASSIFIER = "skipgram", "classifier"
+
+
 def vne_model(config: PipelineConfig) -> str | None:
-    """``entropy.vne_model``, else the ``model`` of the domain annotator (``fasttext_domain``), else None."""
-    if config.entropy.vne_model:
-        return config.entropy.vne_model
-    return next((a.options.get("model") for a in _domain_annotators(config.annotate.annotators)), None)
+    """The fastText file of VNE's vectors that the config names: ``entropy.vne_model`` as a path,
+    or with ``classifier`` the ``model`` of the domain annotator (None without one); None for
+    ``skipgram``, which the entropy job trains."""
+    model = config.entropy.vne_model
+    if model == VNE_SKIPGRAM:
+        return None
+    if model == VNE_CLASSIFIER:
+        return next((a.options.get("model") for a in _domain_annotators(config.annotate.annotators)), None)
+    return model
 
 
 def to_dict(config: Any) -> dict:

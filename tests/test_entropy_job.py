@@ -244,7 +244,7 @@ def test_config_errors_name_the_key(tmp_path, capsys):
         ("entropy.measures=[se, xe]", "entropy.measures[1]: 'xe' is not one of"),
         ("entropy.tokens_per_domain=0", "entropy.tokens_per_domain must be positive"),
         ("entropy.vne_docs=1", "entropy.vne_docs must be at least 2"),
-        ("entropy.measures=[vne]", "entropy.vne_model: VNE needs a fastText model"),
+        ("entropy.vne_model=classifier", "entropy.vne_model: `classifier` needs a fasttext_domain annotator"),
         ("entropy.estimator=bayes", "entropy.estimator: 'bayes' is not one of 'plugin', 'miller_madow'"),
         ("entropy.temperature=0", "entropy.temperature must be positive, got 0.0"),
     ):

@@ -44,7 +44,7 @@ STATS_DOMAIN_STREAM = 4_000_037  # stats: the per-domain quantile-sketch sample
 STATS_GLOBAL_STREAM = 4_000_039  # stats: the global quantile-sketch sample
 RUN_HOLDOUT_STREAM = 5_000_011  # fit-search: the proxy runs held out from the regressor
 CV_FOLD_STREAM = 5_000_021  # fit-search: cross-validation folds of the runs; + r: repeat r
-ENTROPY_STREAM = 7_000_003  # entropy: the per-domain token sample; + 1: the VNE documents
+ENTROPY_STREAM = 7_000_003  # entropy: the token sample; + 1: the VNE documents; + 2: the VNE model's sample
 STREAMS_STREAM = 6_000_011  # domain streams: document order inside a domain; + 1: pieces of a mixed stream
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

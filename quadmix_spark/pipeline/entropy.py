@@ -12,9 +12,15 @@ BiMix's training-free mixtures (``mixing.entropy``), computed as Spark aggregati
    rows per domain and kind) reach the driver, which computes the entropies with
    ``mixing.entropy.entropies_from_histograms``: integers in, so the values are bit-identical
    whatever the partitioning, and equal to the numpy core's on the same tokens;
-4. VNE: fastText sentence vectors (the domain classifier's model) of up to ``entropy.vne_docs``
-   documents per domain, the ones with the smallest ``hash_uniform(doc_key, seed, ENTROPY_STREAM +
-   1)``; the driver takes their eigenvalues.
+4. VNE: fastText sentence vectors of up to ``entropy.vne_docs`` documents per domain, the ones with
+   the smallest ``hash_uniform(doc_key, seed, ENTROPY_STREAM + 1)``; the driver takes their
+   eigenvalues. The vectors (``entropy.vne_model``) are by default a general-purpose skipgram model
+   (``vne_dim`` dimensions) trained on the driver on a hash sample of the input
+   (``hash_uniform(doc_key, seed, ENTROPY_STREAM + 2)`` below ``vne_train_tokens / tokens_d``) and
+   cached under ``<warehouse>/_models/vne/`` by the sample's digest (its count and two sums of
+   per-document hashes, order-free, so any partitioning gives the same key) and the training
+   settings: a rerun computes the digest in Spark and trains nothing. ``classifier`` takes the domain
+   classifier's supervised vectors instead, which squeeze the spread inside each domain.
 
 ``entropy.estimator`` picks the plug-in or the Miller–Madow estimate of SE/JE/CE (both from the same
 histograms); values are in nats (log base e) and ``entropy.temperature`` T makes r = softmax(H / T).
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,7 +50,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from quadmix_spark import __version__, core
-from quadmix_spark.config import ConfigError, EntropyConfig, PipelineConfig, resolve, vne_model
+from quadmix_spark.config import (
+    VNE_SKIPGRAM,
+    ConfigError,
+    EntropyConfig,
+    PipelineConfig,
+    resolve,
+    validate,
+    vne_model,
+)
 from quadmix_spark.mixing.entropy import (
     COUNT_KINDS,
     LOG_BASE,
@@ -70,6 +86,8 @@ SUMMARY_NAME = "entropy_summary.json"
 # VNE candidates per domain: enough above vne_docs that a hash sample rarely falls short of it
 VNE_OVERSAMPLE = 1.2
 VNE_SLACK = 20
+# Subword buckets of the skipgram model: fastText's 2M would make a 300-d model 2.4 GB.
+SKIPGRAM_BUCKETS = 100_000
 
 
 @dataclass
@@ -90,6 +108,10 @@ class EntropySummary:
     vne_docs: dict[str, int] = field(default_factory=dict)  # domain → documents behind VNE
     vne_tokens: dict[str, int] = field(default_factory=dict)  # domain → their tokens (token_column)
     vne_zero_vectors: dict[str, int] = field(default_factory=dict)  # left out (no direction)
+    vne_model: str = ""  # skipgram | classifier | a path: what entropy.vne_model named
+    vne_model_file: str = ""  # the fastText file the vectors came from
+    vne_dim: int = 0  # dimensions of its sentence vectors (VNE ≤ log vne_dim)
+    vne_trained: bool = False  # the skipgram model was trained by this run (else read from its cache)
     estimator: str = "plugin"  # of SE/JE/CE
     plugin_values: dict[str, dict[str, float]] = field(default_factory=dict)  # beside a corrected estimate
     log_base: str = LOG_BASE
@@ -106,13 +128,16 @@ def check_config(config: PipelineConfig) -> None:
     from udfs.models import fasttext_labels, load_tokenizer
 
     cfg = config.entropy
+    validate(cfg, "entropy")  # its rules, when the config was built in code
     load_tokenizer(cfg.tokenizer)
-    if "vne" in cfg.measures:
+    if "vne" in cfg.measures and cfg.vne_model == VNE_SKIPGRAM:
+        import fasttext  # noqa: F401 - the skipgram model trains on the driver
+    elif "vne" in cfg.measures:
         model = vne_model(config)
         if model is None:
             raise ConfigError(
-                "entropy.vne_model: VNE needs a fastText model (set entropy.vne_model, add a "
-                "fasttext_domain annotator, or leave vne out of entropy.measures)"
+                "entropy.vne_model: `classifier` needs a fasttext_domain annotator (set entropy.vne_model "
+                "to skipgram or a fastText file, add the annotator, or leave vne out of entropy.measures)"
             )
         if not Path(model).is_file():
             raise ConfigError(f"entropy.vne_model: no fastText model at {model}")
@@ -125,12 +150,20 @@ def check_config(config: PipelineConfig) -> None:
 def entropy_id(config: PipelineConfig, source: str, version: int, domains: Sequence[str] | None) -> str:
     """Identity of a run: the input, its version and every setting that shapes the values."""
     cfg = config.entropy
-    model = vne_model(config) if "vne" in cfg.measures else None
+    model = vne_identity(cfg, vne_model(config)) if "vne" in cfg.measures else None
     shape = [source, version, sorted(domains) if domains else None, config.domain_column, config.token_column]
     shape += [sorted(cfg.measures), cfg.tokens_per_domain, cfg.tokenizer, cfg.vne_docs, model, cfg.seed]
     if cfg.estimator != "plugin":  # appended only then, so plug-in runs keep the ids they had
         shape.append(cfg.estimator)
     return core.content_key(shape, 12)
+
+
+def vne_identity(cfg: EntropyConfig, model: str | None) -> str | list | None:
+    """What VNE's vectors are, for the run's id: the file, or the skipgram model's settings (its
+    sample follows from the input, the domains and the seed, already in the id)."""
+    if cfg.vne_model == VNE_SKIPGRAM:
+        return [VNE_SKIPGRAM, cfg.vne_dim, cfg.vne_epochs, cfg.vne_train_tokens, SKIPGRAM_BUCKETS]
+    return model
 
 
 def count_batches(tokenizer: str):
@@ -323,7 +356,10 @@ def vne_entropies(
 ) -> None:
     """VNE of each domain's sentence vectors (zero vectors left out), into ``summary``."""
     cfg = config.entropy
-    shipped = ship_file(spark, resolve(vne_model(config)))
+    model = skipgram_model(config, base, summary) if cfg.vne_model == VNE_SKIPGRAM else vne_model(config)
+    summary.vne_model, summary.vne_model_file = cfg.vne_model, str(model)
+    with files.local_copy(resolve(str(model))) as local:
+        shipped = ship_file(spark, str(local))
     vectors = vne_vectors(base, summary.domain_docs, cfg.vne_docs, cfg.seed, shipped)
     summary.values["vne"] = {}
     for d in summary.domains:
@@ -335,6 +371,68 @@ def vne_entropies(
         summary.values["vne"][d] = von_neumann_entropy(v[nonzero])
         summary.vne_docs[d] = int(nonzero.sum())
         summary.vne_tokens[d] = int(tokens[nonzero].sum())
+        summary.vne_dim = int(v.shape[1])
+
+
+def skipgram_sample(base: DataFrame, config: PipelineConfig, summary: EntropySummary) -> DataFrame:
+    """(u, doc_key, text on one line) of the skipgram model's training sample: per domain, the
+    documents whose ``hash_uniform(doc_key, seed, ENTROPY_STREAM + 2)`` is below its rate."""
+    cfg = config.entropy
+    rates = {d: min(1.0, cfg.vne_train_tokens / max(summary.domain_tokens[d], 1)) for d in summary.domains}
+    u = hash_uniform_column(cfg.seed, core.ENTROPY_STREAM + 2)
+    return (
+        base.withColumn("u", u)
+        .where(F.col("u") < _rate_map(rates)[F.col("domain")])
+        .select(
+            "u", "doc_key", F.regexp_replace(F.coalesce("text", F.lit("")), r"[\r\n]+", " ").alias("text")
+        )
+    )
+
+
+def skipgram_model(config: PipelineConfig, base: DataFrame, summary: EntropySummary) -> str:
+    """The cached skipgram model of this input's sample, trained first when there is none."""
+    cfg = config.entropy
+    sample = skipgram_sample(base, config, summary)
+    digest = F.xxhash64("doc_key", "text").cast("decimal(38,0)")  # a sum of them ignores row order
+    row = sample.agg(F.count(F.lit(1)), F.sum(digest), F.sum(F.hash("doc_key", "text").cast("long"))).first()
+    docs = int(row[0])
+    if docs == 0:
+        raise ConfigError("entropy.vne_train_tokens: the skipgram model's sample holds no document")
+    key = core.content_key([docs, str(row[1]), int(row[2]), vne_identity(cfg, None)], 16)
+    path = files.join(config.table_path("_models"), "vne", f"skipgram-{key}.bin")
+    if files.exists(path):
+        log.info("entropy: VNE skipgram model %s (cached; %d training documents)", path, docs)
+        return path
+    log.info("entropy: training the VNE skipgram model on %d documents (%d-d)", docs, cfg.vne_dim)
+    workdir = Path(tempfile.mkdtemp(prefix="quadmix-vne-"))
+    try:
+        train_file = workdir / "train.txt"
+        with train_file.open("wb") as out:  # the sample only, streamed: never more on the driver
+            for r in sample.orderBy("u", "doc_key").select("text").toLocalIterator():
+                out.write(r["text"].encode("utf-8") + b"\n")
+        model = _fit_skipgram(train_file, cfg)
+        with files.local_file(path) as local:
+            model.save_model(str(local))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    summary.vne_trained = True
+    return path
+
+
+def _fit_skipgram(train_file: Path, cfg: EntropyConfig):
+    import fasttext
+
+    # One thread: fastText's threads race on the shared matrices, so only one gives the same model
+    # for the same sample (fastText's own seed is fixed at 0; the Python wrapper does not take it).
+    return fasttext.train_unsupervised(
+        input=str(train_file),
+        model="skipgram",
+        dim=cfg.vne_dim,
+        epoch=cfg.vne_epochs,
+        bucket=SKIPGRAM_BUCKETS,
+        thread=1,
+        verbose=0,
+    )
 
 
 def write_mixtures(config: PipelineConfig, summary: EntropySummary) -> None:
@@ -369,7 +467,10 @@ def write_mixtures(config: PipelineConfig, summary: EntropySummary) -> None:
                 "tokens_per_domain": cfg.tokens_per_domain,
                 "tokenizer": cfg.tokenizer,
                 "vne_docs": cfg.vne_docs,
-                "vne_model": vne_model(config) if vne else None,
+                "vne_model": summary.vne_model if vne else None,
+                "vne_model_file": summary.vne_model_file if vne else None,
+                "vne_dim": summary.vne_dim if vne else None,
+                "vne_train_tokens": cfg.vne_train_tokens if vne and cfg.vne_model == VNE_SKIPGRAM else None,
                 "seed": cfg.seed,
             },
             created_at=created,
@@ -396,6 +497,7 @@ def _write_table(spark: SparkSession, s: EntropySummary, config: PipelineConfig)
         "annotated_version": s.annotated_version,
         "estimator": s.estimator,
         "log_base": s.log_base,
+        **({"vne_model": s.vne_model_file, "vne_dim": s.vne_dim} if s.vne_dim else {}),
         "config": asdict(config.entropy),
         "code_version": __version__,
     }
@@ -430,7 +532,9 @@ def format_summary(s: EntropySummary) -> str:
     if s.vne_docs:
         zero = sum(s.vne_zero_vectors.values())
         lines.append(
-            f"  VNE: {sum(s.vne_docs.values()):,} document vectors"
+            f"  VNE: {sum(s.vne_docs.values()):,} document vectors of {s.vne_dim} dimensions from the "
+            f"{s.vne_model} model {s.vne_model_file}"
+            + (" (trained now)" if s.vne_trained else "")
             + (f" ({zero} zero vectors left out)" if zero else "")
         )
     lines.append(

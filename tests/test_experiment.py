@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +211,23 @@ def test_rounds_and_a_fixed_mixture(spark, setup, tmp_path):
     np.testing.assert_allclose(tokens.groupby("domain")["t"].sum() / tokens["t"].sum(), 1 / 3, atol=0.03)
     assert (tmp_path / "out" / key / "rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "uniform, uniform in-domain" in format_result(result)
+
+
+def test_the_key_names_the_data_not_the_folder_it_lies_in(setup, tmp_path):
+    """The key prefixes the run ids, which seed the folds: moving the warehouse and the template
+    must not change the search. Another input table or another θ template must."""
+    _, base, _ = setup
+    moved = copy.deepcopy(base)
+    moved.warehouse = str(tmp_path / "elsewhere" / "warehouse")
+    template = tmp_path / "elsewhere" / "template.yaml"
+    template.parent.mkdir(parents=True)
+    template.write_bytes(Path(base.search.template_params).read_bytes())
+    moved.search.template_params = str(template)
+    assert experiment_key(moved, 0) == experiment_key(base, 0)
+    other_table = copy.deepcopy(moved)
+    other_table.select.input_table = "annotated_v2"
+    core.save_params(core.uniform(DOMAINS, tuple(SCORERS), omega=0.4), template)
+    assert len({experiment_key(other_table, 0), experiment_key(moved, 0), experiment_key(base, 0)}) == 3
 
 
 def test_the_comparison_ranks_failed_runs_last(tmp_path):

@@ -157,9 +157,15 @@ def _derive(config: PipelineConfig, **sections: dict) -> PipelineConfig:
 
 
 def experiment_key(config: PipelineConfig, annotated_version: int) -> str:
+    """The experiment's identity, and the prefix of its run ids.
+
+    The input is named as configured (a table name stays relative to the warehouse) and the
+    template θ by its content: the run ids seed the cross-validation folds, so a path in the key
+    would make the same experiment search differently in another folder.
+    """
     exp, proxy = config.experiment, config.proxy
     shape = [
-        config.table_path(config.select.input_table),
+        config.select.input_table,
         annotated_version,
         asdict(config.targets),
         exp.seed,
@@ -169,7 +175,6 @@ def experiment_key(config: PipelineConfig, annotated_version: int) -> str:
         proxy.trainer,
         proxy.ngram_order if proxy.trainer == "ngram" else asdict(proxy.tinylm),
         proxy.n_checkpoints,
-        config.search.template_params,
         config.search.ranges,
         list(experiment_rounds(config)),
         config.search.mixture,

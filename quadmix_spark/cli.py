@@ -225,8 +225,11 @@ def cmd_cluster(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 
 def cmd_assign(config: PipelineConfig, args: argparse.Namespace) -> None:
-    from quadmix_spark.pipeline.clustering import format_assign, run_assign
+    from quadmix_spark.pipeline.clustering import check_model, format_assign, run_assign
+    from quadmix_spark.spark import files
 
+    if files.is_local_path(config.table_path(config.cluster.model_dir)):  # a URI is read through the session
+        check_model(config)
     print(format_assign(run_assign(_session(config), config)))
 
 

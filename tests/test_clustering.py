@@ -184,6 +184,11 @@ def test_config_and_missing_model_errors_name_the_key(tmp_path):
         make_config(tmp_path, name_terms=11)
     with pytest.raises(ConfigError, match=r"cluster\.model_dir: no fitted clusters .* \(run quadmix cluster"):
         clustering.load_model(make_config(tmp_path))
+    from quadmix_spark.cli import main
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text(json.dumps(settings(tmp_path)))
+    assert main(["assign", "--config", str(conf)]) == 2  # before a SparkSession starts
 
 
 def test_purity_and_nmi():

@@ -291,12 +291,20 @@ def save_model(
     return model_dir
 
 
-def load_model(config: PipelineConfig) -> ClusterModel:
-    """The saved fit of ``cluster.model_dir``; none there is a :class:`ConfigError` naming the key."""
+def check_model(config: PipelineConfig) -> str:
+    """The saved fit's ``cluster.json``; none there is a :class:`ConfigError` naming the key (on a
+    local path without Spark, so ``quadmix assign`` fails before the SparkSession starts)."""
     model_dir = config.table_path(config.cluster.model_dir)
     meta_path = files.join(model_dir, "cluster.json")
     if not files.exists(meta_path):
         raise ConfigError(f"cluster.model_dir: no fitted clusters at {model_dir} (run quadmix cluster first)")
+    return meta_path
+
+
+def load_model(config: PipelineConfig) -> ClusterModel:
+    """The saved fit of ``cluster.model_dir``; none there is a :class:`ConfigError` naming the key."""
+    model_dir = config.table_path(config.cluster.model_dir)
+    meta_path = check_model(config)
     meta = json.loads(files.read_text(meta_path))
     pipeline = PipelineModel.load(files.join(model_dir, "pipeline"))
     return ClusterModel(pipeline, list(meta["names"]), str(meta["model_id"]), meta)

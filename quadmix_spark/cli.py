@@ -218,6 +218,21 @@ def cmd_reweight(config: PipelineConfig, args: argparse.Namespace) -> None:
     print(format_result(run_reweight(_session(config), config, args.method)))
 
 
+def cmd_cluster(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.clustering import format_result, run_cluster
+
+    print(format_result(run_cluster(_session(config), config)))
+
+
+def cmd_assign(config: PipelineConfig, args: argparse.Namespace) -> None:
+    from quadmix_spark.pipeline.clustering import check_model, format_assign, run_assign
+    from quadmix_spark.spark import files
+
+    if files.is_local_path(config.table_path(config.cluster.model_dir)):  # a URI is read through the session
+        check_model(config)
+    print(format_assign(run_assign(_session(config), config)))
+
+
 def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
     """The whole demo pipeline end to end."""
     from quadmix_spark.pipeline.select import check_config
@@ -267,6 +282,8 @@ COMMANDS: dict[str, tuple[Callable, str]] = {
     "refresh": (cmd_refresh, "nightly run for a date: annotate (incremental) → stats → select, recorded"),
     "streams": (cmd_streams, "per-domain token streams (domain_streams) for online reweighting"),
     "reweight": (cmd_reweight, "TANDEM / DoReMi / Uniform domain reweighting on the streams: mixture files"),
+    "cluster": (cmd_cluster, "cluster a hash sample (MLlib TF-IDF + k-means): clusters table and model"),
+    "assign": (cmd_assign, "write each document's cluster name into the annotated table (new rows only)"),
     "resolve-jars": (cmd_resolve_jars, "download the Delta jars into Spark's Ivy cache"),
 }
 

@@ -1022,6 +1022,73 @@ class ReweightConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """The cluster job (domains for a corpus without labels) and the assign step (docs/clustering.md)."""
+
+    input_table: str = setting(
+        "annotated", "The annotated table: needs `id`, `doc_key`, `text` and `token_column`."
+    )
+    output_table: str = setting(
+        "clusters",
+        "The clusters Delta table, one row per cluster (overwritten by each fit; columns in "
+        "docs/clustering.md).",
+    )
+    model_dir: str = setting(
+        "cluster_model",
+        "Where the fitted pipeline (words → Word2Vec or TF-IDF → Normalizer → k-means, MLlib's own format) "
+        "and `cluster.json` (names, model id) are saved; a name resolves under the warehouse like a table.",
+    )
+    column: str = setting(
+        "cluster",
+        "Column of the annotated table `quadmix assign` writes (the cluster's name); `<column>_model` holds "
+        "the model id it came from. Set `domain_column` to it to use clusters as domains.",
+        pattern=r"[A-Za-z_][A-Za-z0-9_]*",
+        rule="be a column name (letters, digits, _)",
+        shown="a column name",
+    )
+    sample_size: int = setting(
+        20_000,
+        "Documents (about; chosen by a hash of `doc_key`, the same on any partitioning) the features and "
+        "k-means are fitted on; the driver holds no more than this sample's per-cluster summaries.",
+        ge=2,
+    )
+    algorithm: Literal["kmeans", "bisecting_kmeans"] = setting(
+        "kmeans", "MLlib `KMeans` (k-means||) or `BisectingKMeans`."
+    )
+    k: int | Literal["auto"] = setting(
+        "auto", "Clusters; `auto`: the k of `cluster.k_range` with the best silhouette on the sample."
+    )
+    k_range: list[int] = setting(
+        [4, 8, 12, 16], "The k tried by `cluster.k: auto` (one fit each).", ge=2, nonempty=True, distinct=True
+    )
+    seed: int = setting(
+        0, "Seed of the sample and of k-means; the same seed and input give the same clusters."
+    )
+    max_iter: int = setting(40, "k-means iterations at most.", ge=1)
+    features: Literal["word2vec", "tfidf"] = setting(
+        "word2vec",
+        "Document vectors: the mean of MLlib `Word2Vec` word vectors trained on the sample, or hashed "
+        "unigram TF-IDF (docs/clustering.md compares them).",
+    )
+    dim: int = setting(64, "`word2vec`: vector size.", ge=2)
+    num_features: int = setting(1 << 18, "`tfidf`: HashingTF buckets.", ge=1024)
+    min_doc_freq: int = setting(
+        2,
+        "`word2vec`: words seen fewer times are left out; `tfidf`: a term in fewer documents weighs 0.",
+        ge=0,
+    )
+    partitions: int = setting(
+        8,
+        "Partitions of the sample while fitting, by a hash of `doc_key` (k-means|| draws per partition, so "
+        "this, not the input's partitioning, is part of the result).",
+        ge=1,
+    )
+    name_terms: int = setting(3, "Top terms in a cluster's name (`c07:python,pandas,df`).", ge=1)
+    top_terms: int = setting(10, "Top terms kept per cluster in the clusters table.", ge=1)
+    examples: int = setting(5, "Sample documents nearest each centre kept as examples (their ids).", ge=0)
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline; each job reads its own section."""
 
@@ -1059,6 +1126,7 @@ class PipelineConfig:
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
     reweight: ReweightConfig = field(default_factory=ReweightConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def table_path(self, name: str) -> str:
         """A table name under the warehouse, or a path/URI given as is (see :func:`resolve`)."""
@@ -1266,6 +1334,15 @@ def _check_proxy(cfg: ProxyConfig, key: str) -> None:
         raise ConfigError(str(err)) from err
 
 
+def _check_cluster(cfg: ClusterConfig, key: str) -> None:
+    if cfg.k != "auto" and cfg.k < 2:
+        raise ConfigError(f"{key}.k must be at least 2 or auto, got {cfg.k!r}")
+    if cfg.name_terms > cfg.top_terms:
+        raise ConfigError(
+            f"{key}.name_terms ({cfg.name_terms}) must be at most {key}.top_terms ({cfg.top_terms})"
+        )
+
+
 def _check_experiment(cfg: ExperimentConfig, key: str) -> None:
     if cfg.decompose and cfg.seeds < 1:
         raise ConfigError(f"{key}.seeds must be at least 1 with {key}.decompose, got {cfg.seeds}")
@@ -1310,6 +1387,7 @@ _RULES: dict[type, tuple[Callable[[Any, str], None], ...]] = {
     ExperimentConfig: (_check_experiment,),
     ReweightConfig: (_check_reweight_methods,),
     EntropyConfig: (_check_entropy,),
+    ClusterConfig: (_check_cluster,),
 }
 
 

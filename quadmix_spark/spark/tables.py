@@ -186,6 +186,7 @@ def insert_new(
     """
     spark = df.sparkSession
     ensure_table(spark, path, df.schema)
+    df = with_table_columns(df, path)
     write_id, stamped = _stamped(metadata)
     condition = f"t.`{key}` = s.`{key}`"
 
@@ -195,6 +196,20 @@ def insert_new(
 
     _merge(spark, path, stamped, build)
     return find_commit(spark, path, write_id)
+
+
+def with_table_columns(df: DataFrame, path: str) -> DataFrame:
+    """``df`` with the columns the table at ``path`` holds and ``df`` lacks, as typed nulls.
+
+    A later step may add columns to a table (``quadmix assign``'s cluster name): a MERGE's
+    ``INSERT *`` / ``UPDATE SET *`` of rows without them must still work and leave them null,
+    for that step to fill in (Delta refuses a target column missing from the source).
+    """
+    if not exists(df.sparkSession, path):
+        return df
+    table = DeltaTable.forPath(df.sparkSession, path).toDF().schema
+    missing = [f for f in table.fields if f.name not in df.columns]
+    return df.withColumns({f.name: F.lit(None).cast(f.dataType) for f in missing}) if missing else df
 
 
 def merge_on(df: DataFrame, path: str, key: str, metadata: Mapping[str, Any]) -> int | None:
@@ -215,12 +230,37 @@ def merge_commit(
     is replaced only where it holds (``"t.status <> 'ok'"``: a run recorded ok stays). None: always.
     """
     spark = df.sparkSession
+    df = with_table_columns(df, path)
     write_id, stamped = _stamped(metadata)
     condition = f"t.`{key}` = s.`{key}`"
 
     def build(t: DeltaTable):
         merge = t.alias("t").merge(df.alias("s"), condition)
         return merge.whenMatchedUpdateAll(condition=replace_when).whenNotMatchedInsertAll()
+
+    _merge(spark, path, stamped, build)
+    return find_commit(spark, path, write_id)
+
+
+def update_columns(
+    df: DataFrame, path: str, key: str, columns: list[str], metadata: Mapping[str, Any]
+) -> Commit | None:
+    """Set ``columns`` of the table's rows whose ``key`` is in ``df`` to ``df``'s values (a MERGE
+    that updates matched rows only; the table's other columns and rows stay as they are).
+
+    Columns the table lacks are added first (an ``ALTER TABLE``), as nulls for every row.
+    """
+    spark = df.sparkSession
+    have = set(spark.read.format("delta").load(path).columns)
+    missing = [f for f in df.schema.fields if f.name in columns and f.name not in have]
+    if missing:
+        added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
+    write_id, stamped = _stamped(metadata)
+
+    def build(t: DeltaTable):
+        merge = t.alias("t").merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
+        return merge.whenMatchedUpdate(set={f"`{c}`": f"s.`{c}`" for c in columns})
 
     _merge(spark, path, stamped, build)
     return find_commit(spark, path, write_id)

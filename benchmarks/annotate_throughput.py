@@ -64,6 +64,17 @@ than the job is. Its row has no ``eff`` and no per-task line.
 Roughly, ratio = eff x util x (annotator speed in the workers / in the single process); the last
 factor is printed as "annotator CPU per MB" and is 1 on an idle machine.
 
+Cost in tokens per core-hour
+----------------------------
+Each set's single process also prints a per-annotator cost table: the CPU seconds (process time,
+so other processes on a shared host do not count) of every step of ``annotate_batches`` on the
+same sample -- the text column to a Python list, fastText's newline-free view, each annotator's
+batch function, the output batch -- their shares, and cl100k tokens per core-hour for each step and
+for all of them together (the one-process ceiling of the annotate job). Each step is timed
+``--cost-repeat`` times and the fastest pass kept. The job's line gives run_annotate's tokens (the
+sum of its summary's tokens per domain) per CPU hour of the JVM (in local mode the driver and the
+executor are one process) and its Python workers, sampled from /proc over the run.
+
 Peak memory per Python worker is the larger of the worker's own ``ru_maxrss`` (recorded by the
 wrapper at the end of each task) and its VmHWM (sampled from /proc every 0.5 s).
 
@@ -73,6 +84,8 @@ How to run
     .venv/bin/python benchmarks/annotate_throughput.py --docs 20000 --skip-full   # quick check
     .venv/bin/python benchmarks/annotate_throughput.py --skip-full --repeat 3     # first and median
     .venv/bin/python benchmarks/annotate_throughput.py --conf spark.sql.files.maxPartitionBytes=32m
+    .venv/bin/python benchmarks/annotate_throughput.py --docs 50000 --skip-langid --repeat 2  # tokens/core-h
+    .venv/bin/python benchmarks/annotate_throughput.py --skip-langid --costs-only --baseline-docs 5000
 
 The corpus and models are cached in ``--workdir`` (default /tmp/quadmix-bench) and reused when the
 document count and seed match: ~15 s to generate 200k docs, ~45 s to train the two models. On two

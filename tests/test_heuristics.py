@@ -430,5 +430,18 @@ def test_batch_signals_equal_the_per_document_reference_exactly():
 def test_batch_signals_equal_the_reference_on_demo_documents():
     from quadmix_spark.demo.corpus import generate_documents
 
-    texts = [doc["text"] for doc in generate_documents(300, seed=5)]
+    texts = [doc["text"] for doc in generate_documents(120, seed=5)]
     assert_equal_to_reference(texts)
+
+
+def test_batches_split_into_chunks_score_as_one(monkeypatch):
+    import udfs.heuristics
+
+    texts = varied_texts()
+    whole = heuristic_signals(texts)
+    # Chunks of a few characters: most documents are larger than a chunk, many chunks are one.
+    monkeypatch.setattr(udfs.heuristics, "_CHUNK_CHARS", 50)
+    assert_equal_to_reference(texts)
+    chunked = heuristic_signals(texts)
+    for name in SIGNALS:
+        assert np.array_equal(chunked[name], whole[name]) and chunked[name].dtype == whole[name].dtype

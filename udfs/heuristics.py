@@ -164,6 +164,7 @@ _TERMINAL = frozenset(".!?\"'”’»…。！？‼⁇⁈⁉")
 # Gopher uses "•" and "-"; the rest are common list markers in extracted web text.
 _BULLETS = frozenset("•-*‣◦⁃∙·●○▪▫■□►▶➢➤")
 _SHORT_LINE_CHARS = 30
+_CHUNK_CHARS = 1 << 19
 _TOP_NGRAM_NS = (2, 3, 4)
 _DUP_NGRAM_NS = (5, 10)
 
@@ -198,6 +199,22 @@ def heuristic_signals(texts: Sequence[str | None]) -> dict[str, NDArray[np.gener
     """
     docs = [t if t is not None else "" for t in texts]
     n_chars = np.fromiter(map(len, docs), np.int64, len(docs))
+    # Consecutive documents of about _CHUNK_CHARS characters at a time: the flat arrays take
+    # ~40 bytes per character, so memory stays bounded whatever the batch size.
+    ends = np.cumsum(n_chars)
+    bounds = [0]
+    while bounds[-1] < len(docs):
+        limit = (ends[bounds[-1] - 1] if bounds[-1] else 0) + _CHUNK_CHARS
+        bounds.append(max(int(np.searchsorted(ends, limit, side="right")), bounds[-1] + 1))
+    parts = [_chunk_signals(docs[a:b], n_chars[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return {
+        name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0, SIGNAL_DTYPES[name])
+        for name in SIGNALS
+    }
+
+
+def _chunk_signals(docs: list[str], n_chars: NDArray[np.int64]) -> dict[str, NDArray[np.generic]]:
+    """:func:`heuristic_signals` of consecutive documents (``None`` already replaced)."""
     words = _Words(docs)
     lines = _line_signals(docs, n_chars)
     n_upper, n_digit, n_alpha_words = words.char_classes()

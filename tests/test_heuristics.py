@@ -397,7 +397,8 @@ def varied_texts() -> list[str | None]:
         "\n".join(["short"] * 3 + ["a much longer line that has more than thirty characters in it."]),
     ]
     rng = np.random.default_rng(23)
-    vocab = ["the", "The", "of", "cat", "sat", "on", "mat", "#", "...", "…", "Ünï", "日本", "42", "x1", "—", "-"]
+    vocab = ["the", "The", "of", "cat", "sat", "on", "mat", "#", "...", "…", "Ünï", "日本", "42", "x1", "—"]
+    vocab.append("-")
     spaces = [" ", " ", " ", "\n", "  ", "\t", "\n\n", " \n ", "\u2028", "\xa0"]
     random_texts = []
     for size in [3, 5, 9, 10, 11, 20, 60, 200, 1000]:

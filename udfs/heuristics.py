@@ -194,8 +194,9 @@ def heuristic_signals(texts: Sequence[str | None]) -> dict[str, NDArray[np.gener
 
     The whole batch is scored at once: its words, lines and code points are each one flat
     array with the document of every element, and per-document values are sums over
-    contiguous segments. No Python code runs per word, per n-gram or per character, and
-    numpy is called a fixed number of times per batch rather than per document.
+    contiguous segments. No Python code runs per word occurrence, n-gram or character, and
+    numpy is called a fixed number of times per chunk of documents (about 512k
+    characters), not per document.
     """
     docs = [t if t is not None else "" for t in texts]
     n_chars = np.fromiter(map(len, docs), np.int64, len(docs))

@@ -64,6 +64,17 @@ than the job is. Its row has no ``eff`` and no per-task line.
 Roughly, ratio = eff x util x (annotator speed in the workers / in the single process); the last
 factor is printed as "annotator CPU per MB" and is 1 on an idle machine.
 
+Cost in tokens per core-hour
+----------------------------
+Each set's single process also prints a per-annotator cost table: the CPU seconds (process time,
+so other processes on a shared host do not count) of every step of ``annotate_batches`` on the
+same sample -- the text column to a Python list, fastText's newline-free view, each annotator's
+batch function, the output batch -- their shares, and cl100k tokens per core-hour for each step and
+for all of them together (the one-process ceiling of the annotate job). Each step is timed
+``--cost-repeat`` times and the fastest pass kept. The job's line gives run_annotate's tokens (the
+sum of its summary's tokens per domain) per CPU hour of the JVM (in local mode the driver and the
+executor are one process) and its Python workers, sampled from /proc over the run.
+
 Peak memory per Python worker is the larger of the worker's own ``ru_maxrss`` (recorded by the
 wrapper at the end of each task) and its VmHWM (sampled from /proc every 0.5 s).
 
@@ -73,6 +84,9 @@ How to run
     .venv/bin/python benchmarks/annotate_throughput.py --docs 20000 --skip-full   # quick check
     .venv/bin/python benchmarks/annotate_throughput.py --skip-full --repeat 3     # first and median
     .venv/bin/python benchmarks/annotate_throughput.py --conf spark.sql.files.maxPartitionBytes=32m
+    .venv/bin/python benchmarks/annotate_throughput.py --docs 50000 --skip-langid --repeat 2  # tokens/core-h
+    .venv/bin/python benchmarks/annotate_throughput.py --skip-langid --costs-only --baseline-docs 5000
+    .venv/bin/python benchmarks/annotate_throughput.py --docs 50000 --skip-langid --max-chars 800  # short
 
 The corpus and models are cached in ``--workdir`` (default /tmp/quadmix-bench) and reused when the
 document count and seed match: ~15 s to generate 200k docs, ~45 s to train the two models. On two
@@ -128,6 +142,33 @@ def ensure_corpus(workdir: Path, n_docs: int, seed: int) -> tuple[Path, dict]:
     summary = write_corpus(path, n_docs=n_docs, seed=seed, fmt="parquet", workers=2)
     print(f"  done in {summary['seconds']} s", flush=True)
     return path, summary
+
+
+def cut_corpus(corpus: Path, summary: dict, max_chars: int) -> tuple[Path, dict]:
+    """The same corpus with every text cut to its first ``max_chars`` code points (short documents).
+
+    Web corpora after extraction are mostly short pages (the real corpus the issue measured
+    averages 194 cl100k tokens, the demo corpus about 650): per-document costs weigh more there.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = corpus.with_name(f"{corpus.name}-cut{max_chars}")
+    summary_file = path / "_summary.json"
+    if summary_file.is_file():
+        return path, json.loads(summary_file.read_text())
+    path.mkdir(parents=True, exist_ok=True)
+    text_bytes = 0
+    for name in summary["files"]:
+        table = pq.read_table(corpus / name)
+        text = pc.utf8_slice_codeunits(table.column("text"), 0, max_chars)
+        text_bytes += pc.sum(pc.binary_length(text)).as_py() or 0
+        table = table.set_column(table.schema.get_field_index("text"), "text", text)
+        pq.write_table(table, path / name)
+    cut = {**summary, "text_bytes": text_bytes, "max_chars": max_chars,
+           "bytes": sum((path / f).stat().st_size for f in summary["files"])}  # fmt: skip
+    summary_file.write_text(json.dumps(cut))
+    return path, cut
 
 
 def ensure_models(workdir: Path, corpus: Path) -> dict[str, Path]:
@@ -280,11 +321,69 @@ def run_baseline(job: dict) -> dict:
         out["rows"].append(
             ("1 proc: model.predict only", time.perf_counter() - t0, time.process_time() - cpu0, load1())
         )
+    out["costs"], out["tokens"] = annotator_costs(specs, batches, job["repeat_costs"])
     out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-def baseline(annotators: list[dict], corpus: Path, n_docs: int, batch_size: int, raw_predict: bool) -> dict:
+def annotator_costs(specs: list, batches: list, repeat: int) -> tuple[list[tuple[str, float]], int]:
+    """CPU seconds of each step of ``annotate_batches`` on the sample, and its cl100k tokens.
+
+    The steps, in the order ``annotate_batches`` runs them on each batch: the text column to a
+    Python list (shared by all annotators), each annotator's batch function, and the output batch.
+    fastText's newline-free view of the text (``Batch.single_line``) is shared by the fastText
+    annotators and shown on its own row. Each step is timed ``repeat`` times and the fastest
+    pass kept (the host is shared: other processes' bursts only ever add time).
+    """
+    import pyarrow as pa
+
+    from udfs.annotators import Batch, TokenCounter
+    from udfs.models import load_tokenizer
+
+    functions = [(a.name or a.kind, a.batch_function()) for a in specs]
+    best: dict[str, float] = {}
+    tokens = 0
+    for _ in range(max(repeat, 1)):
+        costs = dict.fromkeys(["text to Python list", "fastText text view (shared)"], 0.0)
+        costs.update(dict.fromkeys((name for name, _ in functions), 0.0))
+        costs["output batch"] = 0.0
+        tokens = 0
+        for record_batch in batches:
+            t = time.process_time()
+            batch = Batch(record_batch.column("text").to_pylist())
+            costs["text to Python list"] += time.process_time() - t
+            t = time.process_time()
+            batch.single_line  # noqa: B018 -- computed once, as the first fastText annotator would
+            costs["fastText text view (shared)"] += time.process_time() - t
+            arrays, names = list(record_batch.columns), list(record_batch.schema.names)
+            for (name, function), spec in zip(functions, specs, strict=True):
+                t = time.process_time()
+                columns = function(batch)
+                costs[name] += time.process_time() - t
+                if isinstance(spec, TokenCounter) and spec.column in columns:
+                    tokens += int(pa.compute.sum(columns[spec.column]).as_py() or 0)
+                names.extend(columns)
+                arrays.extend(columns.values())
+            t = time.process_time()
+            pa.RecordBatch.from_arrays(arrays, names=names)
+            costs["output batch"] += time.process_time() - t
+        best = {k: min(v, best.get(k, v)) for k, v in costs.items()}
+    if not any(isinstance(spec, TokenCounter) for spec in specs):  # counted apart, not timed
+        encoding = load_tokenizer("cl100k_base")
+        for record_batch in batches:
+            texts = record_batch.column("text").to_pylist()
+            tokens += sum(map(len, encoding.encode_ordinary_batch(texts, num_threads=1)))
+    return list(best.items()), tokens
+
+
+def baseline(
+    annotators: list[dict],
+    corpus: Path,
+    n_docs: int,
+    batch_size: int,
+    raw_predict: bool,
+    repeat_costs: int = 1,
+) -> dict:
     """Run :func:`run_baseline` in a fresh Python process (no JVM, no Spark, nothing cached)."""
     job = {
         "annotators": annotators,
@@ -292,6 +391,7 @@ def baseline(annotators: list[dict], corpus: Path, n_docs: int, batch_size: int,
         "docs": n_docs,
         "batch_size": batch_size,
         "raw_predict": raw_predict,
+        "repeat_costs": repeat_costs,
     }
     proc = subprocess.run(
         [sys.executable, __file__, "--_baseline", json.dumps(job)],
@@ -573,6 +673,7 @@ def spark_runs(
         if not (summary.reconciles and summary.quarantined == 0 and summary.annotated == summary.input_rows):
             raise RuntimeError(f"run_annotate did not annotate every document: {summary}")
         row["docs"], row["write_s"] = summary.annotated, sum(write_seconds)
+        row["tokens"] = sum(summary.tokens_by_domain.values())
         shutil.rmtree(config.warehouse, ignore_errors=True)
 
     for i in range(1, repeat + 1):
@@ -625,7 +726,7 @@ def report(
     print(
         f"annotate throughput: {n} docs ({mb:.0f} MB of text), Spark local[{cores}] ({partitions} input "
         f"partitions), Arrow batch {batch_size} rows; single process: a "
-        f"{baselines['langid']['docs']}-doc sample of the same corpus"
+        f"{next(iter(baselines.values()))['docs']}-doc sample of the same corpus"
     )
     print(
         f"ratio = spark docs/s / ({cores} cores x single-process docs/s, mean of before and after); "
@@ -670,6 +771,9 @@ def report(
                     f"{row['write_s']:.1f} s"
                 )
         goal_line(results[name], n)
+        if "costs" in base:
+            cost_table(base)
+        job_rate(results[name])
         noop = results[name][0]
         inside_mb = sum(w["text_bytes"] for w in noop["workers"].values()) / 1e6
         inside = sum(w["annotate_cpu"] for w in noop["workers"].values())
@@ -695,6 +799,33 @@ def report(
         )
 
 
+def cost_table(base: dict) -> None:
+    """Per step of the single-process pass: CPU seconds, share, and tokens per core-hour."""
+    tokens, costs = base["tokens"], base["costs"]
+    total = sum(cpu for _, cpu in costs)
+    print(
+        f"    per-annotator cost, one process, {base['docs']} docs, {tokens / 1e6:.2f}M cl100k tokens "
+        "(CPU seconds; the fastest of the timed passes):"
+    )
+    print(f"      {'step':<30} {'CPU s':>7} {'share':>6} {'B tokens/core-h':>16}")
+    for name, cpu in [*costs, ("all steps together", total)]:
+        rate = tokens / (cpu / 3600) / 1e9 if cpu > 0 else float("inf")
+        print(f"      {name:<30} {cpu:>7.2f} {cpu / total:>6.1%} {rate:>16.2f}")
+
+
+def job_rate(rows: list[dict]) -> None:
+    """run_annotate's tokens per core-hour: tokens / CPU hours of the JVM and its Python workers."""
+    for row in rows:
+        if not row.get("tokens"):
+            continue
+        cpu = row["jvm_cpu"] + row["py_cpu"]
+        print(
+            f"    {row['row']}: {row['tokens'] / 1e6:.1f}M tokens / {cpu:.1f} CPU-s (JVM, driver and "
+            f"executor in one process in local mode, + Python workers) = "
+            f"{row['tokens'] / (cpu / 3600) / 1e9:.2f}B tokens per core-hour"
+        )
+
+
 def goal_line(rows: list[dict], n: int) -> None:
     """run_annotate's docs/s over its own pass's, for each pair of runs, and the median."""
     passes = [r for r in rows if r["row"].startswith("spark: annotate pass")]
@@ -715,6 +846,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/quadmix-bench"))
     ap.add_argument("--cores", type=int, default=2, help="Spark runs local[CORES] (default 2)")
     ap.add_argument("--skip-full", action="store_true", help="only (a), the language-ID model")
+    ap.add_argument("--skip-langid", action="store_true", help="only (b), the full default annotator set")
+    ap.add_argument(
+        "--costs-only",
+        action="store_true",
+        help="only the single-process rows and the per-annotator cost table, no Spark",
+    )
+    ap.add_argument(
+        "--cost-repeat",
+        type=int,
+        default=2,
+        help="timed passes of the per-annotator cost table; the fastest is shown (default 2)",
+    )
     ap.add_argument(
         "--baseline-docs",
         type=int,
@@ -728,6 +871,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Arrow batch rows (default: spark.arrow_batch_size of the config, 2000)",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--max-chars",
+        type=int,
+        default=0,
+        help="cut every text to its first N characters (short documents; default 0: whole texts)",
+    )
     ap.add_argument(
         "--repeat", type=int, default=1, help="pass + run_annotate pairs per annotator set (default 1)"
     )
@@ -748,9 +897,14 @@ def main(argv: list[str] | None = None) -> int:
     corpus, summary = ensure_corpus(args.workdir, args.docs, args.seed)
     warm_corpus, _ = ensure_corpus(args.workdir, 2 * batch_size, args.seed + 1)
     models = None if args.skip_full else ensure_models(args.workdir, corpus)
+    if args.max_chars:
+        corpus, summary = cut_corpus(corpus, summary, args.max_chars)
     sets = annotator_sets(models)
+    if args.skip_langid and "full" in sets:
+        del sets["langid"]
     print(
-        f"corpus: {summary['docs']} docs, {summary['text_bytes'] / 1e6:.1f} MB of text, "
+        f"corpus: {summary['docs']} docs, {summary['text_bytes'] / 1e6:.1f} MB of text"
+        f"{f' (each cut to {args.max_chars} characters)' if args.max_chars else ''}, "
         f"{len(summary['files'])} "
         f"Parquet files ({summary['bytes'] / 1e6:.1f} MB); Arrow batch {batch_size} rows",
         flush=True,
@@ -759,7 +913,17 @@ def main(argv: list[str] | None = None) -> int:
     baselines = {}
     for name, annotators in sets.items():
         print(f"[{name}] single process on {args.baseline_docs or 'all'} docs ...", flush=True)
-        baselines[name] = baseline(annotators, corpus, args.baseline_docs, batch_size, name == "langid")
+        baselines[name] = baseline(
+            annotators, corpus, args.baseline_docs, batch_size, name == "langid", args.cost_repeat
+        )
+    if args.costs_only:
+        for name, base in baselines.items():
+            print(f"({name}) single process:")
+            for label, seconds, cpu, load in base["rows"]:
+                print(fmt_row(label, base["docs"], base["text_bytes"] / 1e6, seconds, cpu=(0.0, cpu),
+                              util=cpu / seconds, load=load))  # fmt: skip
+            cost_table(base)
+        return 0
 
     print(f"starting Spark local[{args.cores}] ...", flush=True)
     spark = spark_session(args.cores, args.workdir, extra_conf)

@@ -764,3 +764,29 @@ def test_models_sharing_a_name_or_retrained_in_place_run_in_one_session(spark, t
             assert row["domain_prob"] == pytest.approx(float(probs[0][0]), abs=1e-5)
         scores.append(sorted((r["id"], r["domain_prob"]) for r in rows))
     assert scores[0] != scores[1] and scores[0] != scores[2]  # three models, three sets of scores
+
+
+def test_token_counts_equal_the_length_of_encode_ordinary():
+    from quadmix_spark.demo.corpus import generate_documents
+
+    encoding = models.load_tokenizer("cl100k_base")
+    texts = [
+        "",
+        " ",
+        "\r\n\t",
+        "<|endoftext|> is ordinary text here",
+        "日本語 😀🎉 a\u0301 ﬁ ½",
+        "a" * 20_000,
+        "don't  stop   12345678901234  ",
+        *(doc["text"] for doc in generate_documents(200, seed=7)),
+    ]
+    expected = [len(encoding.encode_ordinary(t)) for t in texts]
+    assert models.token_counts(encoding, texts) == expected
+    # A lone surrogate: the batch goes through encode_ordinary, which replaces it, as before.
+    with_surrogate = [*texts[:5], "x \ud800 y"]
+    assert models.token_counts(encoding, with_surrogate) == [
+        len(encoding.encode_ordinary(t)) for t in with_surrogate
+    ]
+    # A text the tokenizer refuses is still refused, with its own error.
+    with pytest.raises(ValueError, match="too long"):
+        models.token_counts(encoding, ["fine", "y " * 500_000])

@@ -302,3 +302,147 @@ def test_repetitive_text_scores_worse_than_prose_in_declared_direction():
         p, s = out[name]
         better_prose = p > s if SIGNAL_DIRECTIONS[name] == "higher_is_better" else p < s
         assert better_prose, (name, p, s)
+
+
+# --- the batch computation against a per-document reference -------------------------------
+
+
+def reference_signals(text: str | None) -> dict[str, float]:
+    """Every signal of one document, written out as the definitions read (the specification)."""
+    from collections import Counter
+
+    from udfs.heuristics import _BULLETS, _EDGE_PUNCT, _STOP_WORDS, _TERMINAL
+
+    text = text or ""
+    words = text.split()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    n_words, n_chars, n_lines = len(words), len(text), len(lines)
+    word_chars = sum(len(w) for w in words)
+
+    def frac(a: float, b: float) -> float:
+        return a / b if b else 0.0
+
+    def chars_of(positions: set[int]) -> float:
+        return frac(sum(len(words[i]) for i in positions), word_chars)
+
+    seen_lines: set[str] = set()
+    repeated_lines = []
+    for line in lines:
+        if line in seen_lines:
+            repeated_lines.append(line)
+        seen_lines.add(line)
+    out = {
+        "word_count": n_words,
+        "char_count": n_chars,
+        "mean_word_length": frac(word_chars, n_words),
+        "symbol_word_ratio": frac(text.count("#") + text.count("...") + text.count("…"), n_words),
+        "frac_lines_end_punct": frac(sum(line[-1] in _TERMINAL for line in lines), n_lines),
+        "frac_words_alpha": frac(sum(any(c.isalpha() for c in w) for w in words), n_words),
+        "frac_bullet_lines": frac(sum(line[0] in _BULLETS for line in lines), n_lines),
+        "frac_ellipsis_lines": frac(sum(line.endswith(("...", "…")) for line in lines), n_lines),
+        "dup_line_frac": frac(len(repeated_lines), n_lines),
+        "dup_line_char_frac": frac(sum(len(line) for line in repeated_lines), n_chars),
+    }
+    for n in (2, 3, 4):
+        grams = [tuple(words[i : i + n]) for i in range(n_words - n + 1)]
+        counts = Counter(grams)
+        top = 0.0
+        if grams:
+            best = max(counts.values())
+            winner = next(g for g in grams if counts[g] == best)
+            top = chars_of({i + k for i, g in enumerate(grams) if g == winner for k in range(n)})
+        out[f"top_{n}gram_char_frac"] = top
+    for n in (5, 10):
+        seen: set[tuple[str, ...]] = set()
+        inside: set[int] = set()
+        for i in range(n_words - n + 1):
+            gram = tuple(words[i : i + n])
+            if gram in seen:
+                inside.update(range(i, i + n))
+            seen.add(gram)
+        out[f"dup_{n}gram_char_frac"] = chars_of(inside)
+    out["stop_word_count"] = sum(w.strip(_EDGE_PUNCT).lower() in _STOP_WORDS for w in words)
+    out["short_line_frac"] = frac(sum(len(line) <= 30 for line in lines), n_lines)
+    out["frac_uppercase_chars"] = frac(sum(c.isupper() for c in text), word_chars)
+    out["frac_digit_chars"] = frac(sum(c.isdigit() for c in text), word_chars)
+    return out
+
+
+def varied_texts() -> list[str | None]:
+    """Edge cases, then seeded random texts from a small vocabulary (repeats, ties, overlaps)."""
+    edge = [
+        "",
+        None,
+        "   ",
+        " \n\t\r\n\x0b\x0c ",
+        "a",
+        "a b",
+        "word " * 9 + "word",
+        "x " * 40,
+        "The the THE, of (of) To-do «that» with! HAVE? be… and-",
+        "...\n…\n- item\n• bullet\n\n\n* star\nend.",
+        "é É ß ǅ ǈ ½ ² ٣ ١٢ Ⅻ ⅻ 𝐀 𝟘 日本語 😀🎉 a\u0301 ﬁ",
+        "dup\ndup\n dup \nx\ndup\n",
+        "\u2028line\x1cword\x1d\x1e\x1fz\x85y\u2029w\u3000v\u00a0u",
+        "word\r\nword\rword\nword",
+        "lone \ud800 surrogate \udfff end",
+        "a" * 20_000,
+        "long line " * 3000,
+        ("one two three four five six seven eight nine ten eleven\n") * 5,
+        "1 2 3 1 2 3 1 2 3 1 2 3 1 2 3",
+        "# ## ...... …… #...#",
+        "a b a b a b c a b",
+        "x y z x y z x y w x y z",
+        "\t".join(["tab"] * 12),
+        "\n".join(["short"] * 3 + ["a much longer line that has more than thirty characters in it."]),
+    ]
+    rng = np.random.default_rng(23)
+    vocab = ["the", "The", "of", "cat", "sat", "on", "mat", "#", "...", "…", "Ünï", "日本", "42", "x1", "—"]
+    vocab.append("-")
+    spaces = [" ", " ", " ", "\n", "  ", "\t", "\n\n", " \n ", "\u2028", "\xa0"]
+    random_texts = []
+    for size in [3, 5, 9, 10, 11, 20, 60, 200, 1000]:
+        for _ in range(6):
+            picks = rng.integers(0, rng.integers(2, len(vocab) + 1), size)
+            gaps = rng.integers(0, len(spaces), size)
+            random_texts.append("".join(vocab[p] + spaces[g] for p, g in zip(picks, gaps, strict=True)))
+    return edge + random_texts
+
+
+def assert_equal_to_reference(texts: list[str | None]) -> None:
+    got = heuristic_signals(texts)
+    for i, text in enumerate(texts):
+        expected = reference_signals(text)
+        for name in SIGNALS:
+            # Exact: the same integers divided once, so the same float to the last bit.
+            assert got[name][i] == expected[name], (name, i, text if text is None else text[:80])
+
+
+def test_batch_signals_equal_the_per_document_reference_exactly():
+    texts = varied_texts()
+    assert_equal_to_reference(texts)
+    # The same documents in other batches: reversed, interleaved with blanks, one by one.
+    assert_equal_to_reference(texts[::-1])
+    assert_equal_to_reference([t for text in texts[:30] for t in (text, "", " ")])
+    for text in texts[:25]:
+        assert_equal_to_reference([text])
+
+
+def test_batch_signals_equal_the_reference_on_demo_documents():
+    from quadmix_spark.demo.corpus import generate_documents
+
+    texts = [doc["text"] for doc in generate_documents(120, seed=5)]
+    assert_equal_to_reference(texts)
+
+
+def test_batches_split_into_chunks_score_as_one(monkeypatch):
+    import udfs.heuristics
+
+    texts = varied_texts()
+    whole = heuristic_signals(texts)
+    # Chunks of a few characters: most documents are larger than a chunk, many chunks are one.
+    monkeypatch.setattr(udfs.heuristics, "_CHUNK_CHARS", 50)
+    assert_equal_to_reference(texts)
+    chunked = heuristic_signals(texts)
+    for name in SIGNALS:
+        assert np.array_equal(chunked[name], whole[name]) and chunked[name].dtype == whole[name].dtype

@@ -6,9 +6,11 @@ fastText ``predict`` and the tokenizer get whole batches. The annotators (:mod:`
 arrive in the closure as small configured objects; each builds its batch function once per task,
 with its models from the per-process caches of :mod:`udfs.models`.
 
-Where the time goes (benchmarks/annotate_throughput.py): fastText's C++ ``predict``, the heuristics
-and the tokenizer. The Python glue around them (``to_pylist``, the newline replace, fastText's
-per-line check and UTF-8 encode, label stripping) costs a few percent of the language-ID annotator.
+Where the time goes (benchmarks/annotate_throughput.py prints a per-annotator cost table): fastText's
+C++ ``predict`` (language ID the most), the heuristics and the tokenizer. The heuristics score a
+whole batch at once and the tokenizer counts in Rust without building token lists, so no annotator
+runs Python per word and little per document. The Python glue around them (``to_pylist``, the
+newline replace, building the output batch) costs well under 1% of the pass.
 """
 
 from __future__ import annotations

@@ -478,7 +478,6 @@ class Tokens(TokenCounter):
 
         def run(batch: Batch) -> Columns:
             # One thread: Spark already runs one task per core.
-            ids = encoding.encode_ordinary_batch(batch.texts, num_threads=1)
-            return {column: pa.array([len(x) for x in ids], pa.int64())}
+            return {column: pa.array(models.token_counts(encoding, batch.texts), pa.int64())}
 
         return run

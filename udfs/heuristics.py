@@ -34,12 +34,13 @@ Deviations from DataTrove's Gopher filters, on purpose:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from itertools import product
-from operator import itemgetter
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from itertools import chain, compress, product
+from operator import itemgetter, methodcaller
+from typing import Literal, NamedTuple
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 __all__ = [
@@ -163,15 +164,12 @@ _TERMINAL = frozenset(".!?\"'”’»…。！？‼⁇⁈⁉")
 # Gopher uses "•" and "-"; the rest are common list markers in extracted web text.
 _BULLETS = frozenset("•-*‣◦⁃∙·●○▪▫■□►▶➢➤")
 _SHORT_LINE_CHARS = 30
+_CHUNK_CHARS = 1 << 19
 _TOP_NGRAM_NS = (2, 3, 4)
 _DUP_NGRAM_NS = (5, 10)
-_MAX_N = max(*_TOP_NGRAM_NS, *_DUP_NGRAM_NS)
-# Spans of at most this many occurrences are summed in Python: cheaper than numpy calls.
-_SMALL_SPAN_COUNT = 16
 
 _first_char = itemgetter(0)
 _last_char = itemgetter(-1)
-_last_3_chars = itemgetter(slice(-3, None))
 
 # Bits of the per-code-point class table; each is exactly the str predicate of that name.
 _UPPER, _DIGIT, _ALPHA, _SPACE = 1, 2, 4, 8
@@ -193,92 +191,260 @@ def heuristic_signals(texts: Sequence[str | None]) -> dict[str, NDArray[np.gener
     (counts of words / code points / words), float64 otherwise (ratios in [0, 1], except
     ``mean_word_length`` in code points per word and ``symbol_word_ratio`` in symbols per
     word). See the module docstring for the shared definitions and edge cases.
+
+    The whole batch is scored at once: its words, lines and code points are each one flat
+    array with the document of every element, and per-document values are sums over
+    contiguous segments. No Python code runs per word occurrence, n-gram or character, and
+    numpy is called a fixed number of times per chunk of documents (about 512k
+    characters), not per document.
     """
-    rows = [_doc_signals(t if t is not None else "") for t in texts]
-    table = np.array(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
-    # Counts are < 2**53, so the round trip through float64 is exact.
-    return {name: table[:, i].astype(SIGNAL_DTYPES[name]) for i, name in enumerate(SIGNALS)}
+    docs = [t if t is not None else "" for t in texts]
+    n_chars = np.fromiter(map(len, docs), np.int64, len(docs))
+    # Consecutive documents of about _CHUNK_CHARS characters at a time: the flat arrays take
+    # ~40 bytes per character, so memory stays bounded whatever the batch size.
+    ends = np.cumsum(n_chars)
+    bounds = [0]
+    while bounds[-1] < len(docs):
+        limit = (ends[bounds[-1] - 1] if bounds[-1] else 0) + _CHUNK_CHARS
+        bounds.append(max(int(np.searchsorted(ends, limit, side="right")), bounds[-1] + 1))
+    parts = [_chunk_signals(docs[a:b], n_chars[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return {
+        name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0, SIGNAL_DTYPES[name])
+        for name in SIGNALS
+    }
 
 
-def _doc_signals(text: str) -> tuple[float, ...]:
-    """All signals of one document, in SIGNALS order.
+def _chunk_signals(docs: list[str], n_chars: NDArray[np.int64]) -> dict[str, NDArray[np.generic]]:
+    """:func:`heuristic_signals` of consecutive documents (``None`` already replaced)."""
+    words = _Words(docs)
+    lines = _line_signals(docs, n_chars)
+    n_upper, n_digit, n_alpha_words = words.char_classes()
+    symbols = np.fromiter((t.count("#") + t.count("...") + t.count("…") for t in docs), np.int64, len(docs))
+    top, dup = _ngram_fracs(words)
+    n_words, word_chars = words.per_doc, words.chars_per_doc
+    values = {
+        "word_count": n_words,
+        "char_count": n_chars,
+        "mean_word_length": _ratio(word_chars, n_words),
+        "symbol_word_ratio": _ratio(symbols, n_words),
+        "frac_lines_end_punct": lines["end_punct"],
+        "frac_words_alpha": _ratio(n_alpha_words, n_words),
+        "frac_bullet_lines": lines["bullets"],
+        "frac_ellipsis_lines": lines["ellipses"],
+        "dup_line_frac": lines["dup_lines"],
+        "dup_line_char_frac": lines["dup_line_chars"],
+        **{f"top_{n}gram_char_frac": v for n, v in zip(_TOP_NGRAM_NS, top, strict=True)},
+        **{f"dup_{n}gram_char_frac": v for n, v in zip(_DUP_NGRAM_NS, dup, strict=True)},
+        "stop_word_count": words.stop_words(),
+        "short_line_frac": lines["short_lines"],
+        "frac_uppercase_chars": _ratio(n_upper, word_chars),
+        "frac_digit_chars": _ratio(n_digit, word_chars),
+    }
+    return {name: np.asarray(values[name], dtype=SIGNAL_DTYPES[name]) for name in SIGNALS}
 
-    Per-word and per-line work goes through C-level iteration (map, itemgetter, set
-    lookups); per-character and n-gram work through numpy, so no Python loop runs over
-    characters, words or n-grams.
+
+def _ratio(numerator: NDArray[np.int64], denominator: NDArray[np.int64]) -> NDArray[np.float64]:
+    """numerator / denominator per document, 0.0 where the denominator is 0.
+
+    Both are exact integers below 2**53, so each quotient is the correctly rounded one that
+    Python's ``int / int`` gives.
     """
-    n_chars = len(text)
-    words = text.split()
-    n_words = len(words)
+    out = np.zeros(len(denominator), dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
 
-    lines = list(filter(None, map(str.strip, text.splitlines())))
-    n_lines = len(lines)
-    end_punct = bullets = ellipses = dup_lines = dup_line_chars = short_lines = 0.0
-    if n_lines:
-        last = list(map(_last_char, lines))
-        end_punct = sum(map(_TERMINAL.__contains__, last)) / n_lines
-        bullets = sum(map(_BULLETS.__contains__, map(_first_char, lines))) / n_lines
-        n_ellipses = last.count("…")
-        if "." in last:
-            n_ellipses += sum(map("...".__eq__, map(_last_3_chars, lines)))
-        ellipses = n_ellipses / n_lines
-        short_lines = sum(map((_SHORT_LINE_CHARS + 1).__gt__, map(len, lines))) / n_lines
-        if len(set(lines)) < n_lines:
-            seen: set[str] = set()
-            # set.add returns None, so this keeps exactly the lines seen before.
-            repeats = [line for line in lines if line in seen or seen.add(line)]
-            dup_lines = len(repeats) / n_lines
-            dup_line_chars = sum(map(len, repeats)) / n_chars
 
-    if not n_words:
-        # Whitespace only: every word- and character-class signal is 0 (no NaN); lines
-        # can only be empty too, but keep their values rather than assume it.
-        values: dict[str, float] = dict.fromkeys(SIGNALS, 0.0)
-        values.update(
-            char_count=n_chars,
-            frac_lines_end_punct=end_punct,
-            frac_bullet_lines=bullets,
-            frac_ellipsis_lines=ellipses,
-            dup_line_frac=dup_lines,
-            dup_line_char_frac=dup_line_chars,
-            short_line_frac=short_lines,
-        )
-        return tuple(values.values())
+def _segment_sums(values: NDArray[np.generic], counts: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Sums of ``values`` over consecutive segments of ``counts`` elements (0 for an empty one)."""
+    totals = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(values, out=totals[1:])
+    ends = np.cumsum(counts)
+    return totals[ends] - totals[ends - counts]
 
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=n_words)
-    # prefix[i] = chars of words[:i], so any span of words costs O(1).
-    prefix = np.zeros(n_words + 1, dtype=np.int64)
-    np.cumsum(lengths, out=prefix[1:])
-    word_chars = int(prefix[-1])  # > 0: split() never yields empty words
-    # Word id = index of the word's first occurrence (setdefault keeps the first value).
-    vocab: dict[str, int] = {}
-    ids = np.fromiter(map(vocab.setdefault, words, range(n_words)), np.int64, n_words)
 
-    n_upper, n_digit, n_alpha_words = _char_classes_counts(text)
-    symbols = text.count("#") + text.count("...") + text.count("…")
-    # Looked up once per distinct word, then weighted by how often each occurs.
-    stop_ids = [i for w, i in vocab.items() if w.strip(_EDGE_PUNCT) in _STOP_SPELLINGS]
-    stop_words = int(np.bincount(ids)[stop_ids].sum()) if stop_ids else 0
-    top, dup = _ngram_fracs(ids, prefix)
+def _doc_sums(doc: NDArray[np.intp], values: NDArray[np.generic] | None, n_docs: int) -> NDArray[np.int64]:
+    """Sums of ``values`` (1 each when None) per document index ``doc``, exact for integers."""
+    if values is None:
+        return np.bincount(doc, minlength=n_docs).astype(np.int64)
+    # float64 weights hold integer sums exactly below 2**53.
+    return np.bincount(doc, weights=values, minlength=n_docs).astype(np.int64)
 
-    return (
-        n_words,
-        n_chars,
-        word_chars / n_words,
-        symbols / n_words,
-        end_punct,
-        n_alpha_words / n_words,
-        bullets,
-        ellipses,
-        dup_lines,
-        dup_line_chars,
-        *top,
-        *dup,
-        stop_words,
-        short_lines,
-        n_upper / word_chars,
-        n_digit / word_chars,
-    )
+
+class _Words:
+    """Every word of the batch in text order, with its document and the id of its text.
+
+    Ids number the batch's distinct words (0, 1, ... in order of first appearance), so
+    anything that depends only on a word's text is computed once per distinct word and
+    read back for every occurrence.
+    """
+
+    def __init__(self, docs: list[str]) -> None:
+        split = list(map(str.split, docs))
+        self.n_docs = len(docs)
+        self.per_doc = np.fromiter(map(len, split), np.int64, len(docs))
+        words = np.array(list(chain.from_iterable(split)), dtype=object)
+        # A hash table over the words' own str hashes: exact, and each text is hashed once.
+        codes, self.distinct = pd.factorize(words, sort=False)
+        self.ids = codes.astype(np.int64, copy=False)
+        self.doc = np.repeat(np.arange(len(docs)), self.per_doc)
+        self.lengths = np.fromiter(map(len, self.distinct), np.int64, len(self.distinct))[self.ids]
+        # prefix[i] = chars of words[:i] across the batch, so any span of words costs O(1).
+        self.prefix = np.zeros(len(words) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=self.prefix[1:])
+        self.chars_per_doc = _segment_sums(self.lengths, self.per_doc)
+        # end[i] = one past the last word of word i's document.
+        self.end = np.repeat(np.cumsum(self.per_doc), self.per_doc)
+
+    def per_doc_sum(self, per_distinct: NDArray[np.generic]) -> NDArray[np.int64]:
+        """Per document: the sum over its words of a value given per distinct word."""
+        return _segment_sums(per_distinct[self.ids], self.per_doc)
+
+    def stop_words(self) -> NDArray[np.int64]:
+        """Words equal to a stop word once edge punctuation is stripped, per document."""
+        stop = (w.strip(_EDGE_PUNCT) in _STOP_SPELLINGS for w in self.distinct)
+        return self.per_doc_sum(np.fromiter(stop, bool, len(self.distinct)))
+
+    def char_classes(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """(uppercase chars, digit chars, words containing a letter) per document.
+
+        Whitespace is never upper case, a digit or a letter, so a document's counts are the
+        sums of its words' counts; each distinct word is classified once.
+        """
+        n = len(self.distinct)
+        lengths = np.fromiter(map(len, self.distinct), np.int64, n)
+        # surrogatepass: a lone surrogate (impossible in Arrow UTF-8) must not crash a batch.
+        joined = "".join(self.distinct).encode("utf-32-le", "surrogatepass")
+        classes = _class_table()[np.frombuffer(joined, dtype="<u4")]
+        upper = _segment_sums((classes & _UPPER) != 0, lengths)
+        digit = _segment_sums((classes & _DIGIT) != 0, lengths)
+        alpha = _segment_sums((classes & _ALPHA) != 0, lengths) > 0
+        return self.per_doc_sum(upper), self.per_doc_sum(digit), self.per_doc_sum(alpha)
+
+
+class _Grams(NamedTuple):
+    """The n-grams starting at each word position of the batch."""
+
+    ids: NDArray[np.int64]  # equal ids: equal n-grams of one document; they rise with it
+    first: NDArray[np.bool_]  # the n-gram's first occurrence in its document
+    count: NDArray[np.int64]  # occurrences of the n-gram in its document
+    order: NDArray[np.intp]  # positions sorted by id, each id's positions in text order
+
+
+def _group(keys: NDArray[np.int64], near: NDArray[np.intp] | None = None) -> _Grams:
+    """Ids, first occurrences and counts of equal keys, by one stable sort.
+
+    ``near``: positions in an order that already sorts the keys' high bits (the shorter
+    n-gram's order), so the sort only has to reorder inside runs of equal high bits.
+    """
+    order = np.argsort(keys, kind="stable") if near is None else near[np.argsort(keys[near], kind="stable")]
+    ordered = keys[order]
+    new = np.ones(len(keys), dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    ids = np.empty(len(keys), dtype=np.int64)
+    ids[order] = np.cumsum(new) - 1
+    # Stable, and ``near`` lists equal keys in text order: the head of each run of equal
+    # keys is the earliest position holding the key.
+    first = np.zeros(len(keys), dtype=bool)
+    first[order[new]] = True
+    sizes = np.diff(np.append(np.flatnonzero(new), len(keys)))
+    return _Grams(ids, first, sizes[ids], order)
+
+
+def _ngrams(words: _Words) -> dict[int, _Grams]:
+    """Per n in the signals: the n words starting at each position, grouped.
+
+    A position whose n words run past its document's end equals no other position, so it
+    is never a repeat. Longer n-grams are pairs of shorter ones (n = a + b: the a-gram at
+    i and the b-gram at i + a), so each n costs one sort of one int64 key per word.
+    """
+    n_words = len(words.ids)
+    positions = np.arange(n_words, dtype=np.int64)
+    # (document, word): the same word in two documents gets two ids.
+    grams = {1: _group((words.doc.astype(np.int64) << 32) | words.ids)}
+    for n, a in ((2, 1), (3, 2), (4, 2), (5, 4), (10, 5)):
+        tail = np.zeros(n_words, dtype=np.int64)
+        tail[: max(n_words - a, 0)] = grams[n - a].ids[a:]
+        # Ids are below 2**31, so (head, tail) packs into one int64 that rises with the
+        # document; a run past the end gets a tail of its own above every id.
+        tail = np.where(positions + n <= words.end, tail, (1 << 31) + words.end - positions)
+        grams[n] = _group((grams[a].ids << 32) | tail, grams[a].order)
+    return grams
+
+
+def _covered_per_doc(starts: NDArray[np.int64], n: int, words: _Words) -> NDArray[np.int64]:
+    """Word chars in the union of the n-word spans beginning at sorted ``starts``, per document.
+
+    Each span is clipped at the next start of its document, so overlaps count once.
+    """
+    doc = words.doc[starts]
+    ends = starts + n
+    same_doc = doc[1:] == doc[:-1]
+    ends[:-1] = np.where(same_doc, np.minimum(ends[:-1], starts[1:]), ends[:-1])
+    return _doc_sums(doc, words.prefix[ends] - words.prefix[starts], words.n_docs)
+
+
+def _ngram_fracs(words: _Words) -> tuple[list[NDArray[np.float64]], list[NDArray[np.float64]]]:
+    """(top_{2,3,4}gram_char_frac, dup_{5,10}gram_char_frac) of every document.
+
+    Top: the n-gram with the most occurrences in its document, ties to the one that occurs
+    first (so a document without any repeat scores its first n-gram). Dup: every position
+    that repeats an n-gram seen earlier in its document.
+    """
+    n_docs, n_words = words.n_docs, len(words.ids)
+    if n_words == 0:
+        zeros = np.zeros(n_docs)
+        return [zeros] * len(_TOP_NGRAM_NS), [zeros] * len(_DUP_NGRAM_NS)
+    grams = _ngrams(words)
+    has_words = words.per_doc > 0
+    offsets = np.cumsum(words.per_doc) - words.per_doc
+    top, dup = [], []
+    for n in _TOP_NGRAM_NS:
+        ids, counts = grams[n].ids, grams[n].count
+        best_count = np.zeros(n_docs, dtype=np.int64)
+        best_count[has_words] = np.maximum.reduceat(counts, offsets[has_words])
+        # The earliest position holding a top count is the first occurrence of the winner;
+        # a document shorter than n has no n-gram and scores 0.
+        eligible = (counts == best_count[words.doc]) & (words.per_doc[words.doc] >= n)
+        at_best = np.flatnonzero(eligible)
+        first = at_best[np.diff(words.doc[at_best], prepend=-1) != 0]
+        winner = np.full(n_docs, -1, dtype=np.int64)
+        winner[words.doc[first]] = ids[first]
+        starts = np.flatnonzero(ids == winner[words.doc])
+        covered = _covered_per_doc(starts, n, words)
+        top.append(np.where(words.per_doc >= n, _ratio(covered, words.chars_per_doc), 0.0))
+    for n in _DUP_NGRAM_NS:
+        covered = _covered_per_doc(np.flatnonzero(~grams[n].first), n, words)
+        dup.append(_ratio(covered, words.chars_per_doc))
+    return top, dup
+
+
+def _line_signals(docs: list[str], n_chars: NDArray[np.int64]) -> dict[str, NDArray[np.float64]]:
+    """The per-line signals of every document, over its non-empty stripped lines."""
+    split = list(map(str.splitlines, docs))
+    per_doc = np.fromiter(map(len, split), np.int64, len(docs))
+    stripped = list(map(str.strip, chain.from_iterable(split)))
+    lengths = np.fromiter(map(len, stripped), np.int64, len(stripped))
+    keep = lengths > 0
+    lines = list(compress(stripped, keep.tolist()))
+    doc = np.repeat(np.arange(len(docs)), per_doc)[keep]
+    lengths = lengths[keep]
+    n_lines = _doc_sums(doc, None, len(docs))
+
+    def share(flags: Iterable[bool]) -> NDArray[np.float64]:
+        hits = np.fromiter(flags, bool, len(lines))
+        return _ratio(_doc_sums(doc[hits], None, len(docs)), n_lines)
+
+    # A line is a repeat when its (document, text) was seen on an earlier line.
+    texts = pd.factorize(np.array(lines, dtype=object), sort=False)[0].astype(np.int64)
+    repeat = ~_group((doc.astype(np.int64) << 32) | texts).first
+    return {
+        "end_punct": share(map(_TERMINAL.__contains__, map(_last_char, lines))),
+        "bullets": share(map(_BULLETS.__contains__, map(_first_char, lines))),
+        "ellipses": share(map(methodcaller("endswith", ("...", "…")), lines)),
+        "short_lines": share(lengths <= _SHORT_LINE_CHARS),
+        "dup_lines": _ratio(_doc_sums(doc[repeat], None, len(docs)), n_lines),
+        "dup_line_chars": _ratio(_doc_sums(doc[repeat], lengths[repeat], len(docs)), n_chars),
+    }
 
 
 @functools.cache
@@ -297,131 +463,3 @@ def _class_table() -> NDArray[np.uint8]:
     ):
         table |= np.fromiter(map(predicate, chars), dtype=bool, count=_N_CODEPOINTS) * np.uint8(bit)
     return table
-
-
-def _char_classes_counts(text: str) -> tuple[int, int, int]:
-    """(uppercase chars, digit chars, words containing a letter) of one document."""
-    # surrogatepass: a lone surrogate (impossible in Arrow UTF-8) must not crash a batch.
-    codepoints = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-    classes = _class_table()[codepoints]
-    n_upper = np.count_nonzero(classes & _UPPER)
-    n_digit = np.count_nonzero(classes & _DIGIT)
-    # Drop everything but letters and whitespace: each word with a letter collapses to a
-    # run of letters, words without one vanish, and whitespace still separates words.
-    kept = classes[(classes & (_ALPHA | _SPACE)) != 0]
-    is_letter = (kept & _ALPHA) != 0
-    n_alpha_words = np.count_nonzero(is_letter[1:] > is_letter[:-1]) + bool(is_letter[:1].any())
-    return int(n_upper), int(n_digit), int(n_alpha_words)
-
-
-def _ngram_fracs(ids: NDArray[np.int64], prefix: NDArray[np.int64]) -> tuple[list[float], list[float]]:
-    """(top_{2,3,4}gram_char_frac, dup_{5,10}gram_char_frac) of one document.
-
-    One sort serves every n: positions are sorted by the words starting there, so the
-    occurrences of any n-gram (n <= _MAX_N) form one contiguous run of that order.
-    """
-    n_words = len(ids)
-    top = [0.0] * len(_TOP_NGRAM_NS)
-    dup = [0.0] * len(_DUP_NGRAM_NS)
-    if n_words < 2:
-        return top, dup
-    word_chars = int(prefix[-1])
-    order, same_as_prev = _sort_by_following_words(ids, _MAX_N)
-
-    for k, n in enumerate(_TOP_NGRAM_NS):
-        if n_words < n:
-            break
-        # Run j occupies sorted slots edges[j] + 1 ... edges[j + 1].
-        edges = np.concatenate(([-1], (~same_as_prev(n)).nonzero()[0], [n_words - 1]))
-        lengths = edges[1:] - edges[:-1]
-        count = int(lengths.max())
-        if count == 1:
-            # Every n-gram is unique; ties go to the first one, at position 0.
-            top[k] = int(prefix[n]) / word_chars
-            continue
-        best = np.flatnonzero(lengths == count)
-        if len(best) > 1:
-            # Tie: the n-gram whose first occurrence comes first wins, as Counter would.
-            first_positions = np.minimum.reduceat(order, edges[:-1] + 1)[best]
-            best = best[np.argmin(first_positions)]
-        else:
-            best = best[0]
-        start = int(edges[best]) + 1
-        starts = np.sort(order[start : start + count])
-        top[k] = _covered_chars(starts, n, prefix) / word_chars
-
-    for k, n in enumerate(_DUP_NGRAM_NS):
-        if n_words < n:
-            break
-        same = same_as_prev(n)
-        if not same.any():
-            break  # no repeated n-gram, hence none for any larger n either
-        if n == _MAX_N:
-            # The sort key is exactly these n words and the sort is stable, so each run is
-            # in text order: everything but a run's head is a repeat.
-            repeats = order[1:][same]
-        else:
-            edges = np.concatenate(([-1], (~same).nonzero()[0], [n_words - 1]))
-            first = np.minimum.reduceat(order, edges[:-1] + 1)
-            first_per_slot = np.repeat(first, edges[1:] - edges[:-1])
-            repeats = order[order != first_per_slot]
-        dup[k] = _covered_chars(np.sort(repeats), n, prefix) / word_chars
-    return top, dup
-
-
-def _sort_by_following_words(
-    ids: NDArray[np.int64], max_n: int
-) -> tuple[NDArray[np.intp], Callable[[int], NDArray[np.bool_]]]:
-    """Stable-sort positions by the ``max_n`` words starting at each one.
-
-    Returns ``order`` (positions in sorted order) and ``same_as_prev(n)``, a bool array
-    whose element i says whether the n words at ``order[i + 1]`` equal those at
-    ``order[i]``. Past the end of the text every position reads a sentinel id, so an n-gram
-    that would run off the end equals no other and stays a run of length 1.
-    """
-    n_words = len(ids)
-    # Several word ids are packed big-endian into each uint64 key so that comparing keys
-    # compares words in text order. Ids are < n_words and the sentinel is n_words.
-    word_dtype = np.dtype(">u2") if n_words <= 0xFFFF else np.dtype(">u4")
-    width = word_dtype.itemsize
-    bits = 8 * width
-    per_key = 8 // width
-    n_keys = -(-max_n // per_key)
-    padded = np.full(n_words + n_keys * per_key, n_words, dtype=word_dtype)
-    padded[:n_words] = ids
-    # Overlapping strided view: keys[k, i] = the 8 bytes of words i + k*per_key onwards.
-    keys = np.ndarray((n_keys, n_words), dtype=">u8", buffer=padded, strides=(per_key * width, width)).astype(
-        np.uint64
-    )
-    surplus = n_keys * per_key - max_n
-    if surplus:
-        # Clear words beyond max_n so the sort key is exactly max_n words long.
-        keys[-1] &= ~np.uint64((1 << (surplus * bits)) - 1)
-    order = np.lexsort(keys[::-1])  # lexsort's primary key is the last one
-    sorted_keys = keys[:, order]
-    # XOR of neighbours: a word agrees iff its bits are zero; words sit high to low.
-    diffs = sorted_keys[:, 1:] ^ sorted_keys[:, :-1]
-    full_equal = [diffs[0] == 0]
-    for d in diffs[1:]:
-        full_equal.append(full_equal[-1] & (d == 0))
-
-    def same_as_prev(n: int) -> NDArray[np.bool_]:
-        full, rest = divmod(n, per_key)
-        if not rest:
-            return full_equal[full - 1]
-        same = (diffs[full] >> np.uint64(64 - rest * bits)) == 0
-        return same & full_equal[full - 1] if full else same
-
-    return order, same_as_prev
-
-
-def _covered_chars(starts: NDArray[np.intp], n: int, prefix: NDArray[np.int64]) -> int:
-    """Word chars in the union of the n-word spans beginning at sorted ``starts``."""
-    # Each span is clipped at the next start so overlapping spans are counted once.
-    if len(starts) <= _SMALL_SPAN_COUNT:
-        s = starts.tolist()
-        ends = [min(a + n, b) for a, b in zip(s, [*s[1:], s[-1] + n], strict=True)]
-        bounds = prefix[s + ends]
-        return int(bounds[len(s) :].sum() - bounds[: len(s)].sum())
-    ends = np.minimum(starts + n, np.append(starts[1:], starts[-1] + n))
-    return int((prefix[ends] - prefix[starts]).sum())

@@ -29,7 +29,7 @@ How to run
 ----------
     .venv/bin/python benchmarks/scaling.py                         # 0.1M..3M docs (hours on 2 cores)
     .venv/bin/python benchmarks/scaling.py --sizes 10k,30k,100k    # a quick look
-    .venv/bin/python benchmarks/scaling.py --sizes 300,600 --train-docs 300 --warmup 200   # smoke
+    .venv/bin/python benchmarks/scaling.py --sizes 200,400 --train-docs 300 --warmup 0   # smoke
 
 Corpora, models and the warehouses live under ``--workdir`` (default /tmp/quadmix-scaling); the
 table is also written as ``scaling.json`` and plotted to ``scaling.png`` (matplotlib) there.
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cores", type=int, default=2, help="Spark runs local[CORES] (default 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-docs", type=int, default=20_000, help="documents the fastText models learn from")
-    ap.add_argument("--warmup", type=int, default=5_000, help="documents of the unreported warm-up run")
+    ap.add_argument("--warmup", type=int, default=5_000, help="docs of an unreported first run (0: none)")
     args = ap.parse_args(argv)
 
     from quadmix_spark.spark.session import build_session
@@ -260,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"}  # as conf/demo.yaml
     spark = build_session("quadmix-scaling", f"local[{args.cores}]", args.workdir / "warehouse", conf)
     spark.sparkContext.setLogLevel("ERROR")
-    print(f"warm-up: {args.warmup} documents", flush=True)
-    measure(spark, args.workdir, args.warmup, args.seed, models)
+    if args.warmup:
+        print(f"warm-up: {args.warmup} documents", flush=True)
+        measure(spark, args.workdir, args.warmup, args.seed, models)
     rows = []
     for n_docs in args.sizes:
         print(f"size {n_docs} ...", flush=True)

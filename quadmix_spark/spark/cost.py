@@ -23,12 +23,16 @@ time is what a run costs a cluster, and tokens per core-hour is measured against
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 _TAG_PREFIX = "quadmix-cost"
 
@@ -158,7 +162,13 @@ class CostMeter:
     def so_far(self, tokens: int | None = None) -> Cost:
         """The cost of the tagged jobs finished (or running) now, and the wall time since entry."""
         wall = time.perf_counter() - self.started
-        measured = _stage_metrics(self.spark, self.tag, self.started_ms)
+        try:
+            measured = _stage_metrics(self.spark, self.tag, self.started_ms)
+        except Py4JError as err:  # a cost figure is never worth failing the job it describes
+            log.warning(
+                "the executor cost of %s could not be read (%s); only wall time is reported", self.tag, err
+            )
+            measured = None
         if measured is None:
             return Cost(wall, None, None, tokens)
         run_ms, cpu_ns, stages, tasks = measured

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,3 +44,32 @@ def test_surrogates_benchmark_one_cell():
     assert all(-1.0 <= t <= 1.0 for t in tests.values()), row
     assert "cells meeting the regret goal: " in result.stdout
     assert "goal: auto within 0.02 Spearman of the best family in every cell: " in result.stdout
+
+
+def test_scaling_benchmark_two_tiny_sizes(tmp_path):
+    """annotate → stats → select at two sizes: a row per size and stage, slopes from those rows, a PNG."""
+    script = ROOT / "benchmarks" / "scaling.py"
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, str(script), "--sizes", "200,400", "--train-docs", "300", "--warmup", "0"]
+    command += ["--workdir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((tmp_path / "scaling.json").read_text())
+    rows = saved["rows"]
+    assert [r["docs"] for r in rows] == [200, 400]
+    assert 0 < rows[0]["tokens"] < rows[1]["tokens"]
+    for row in rows:
+        for stage in ("annotate", "stats", "select"):
+            cost = row["stages"][stage]
+            assert cost["wall_s"] > 0 and cost["executor_core_s"] > 0 and cost["executor_cpu_s"] > 0
+            assert cost["tokens"] == row["tokens"]  # every stage saw the whole corpus
+            per_m = cost["executor_core_s"] / (row["tokens"] / 1e6)
+            line = f"{row['docs']:>9} {row['tokens']:>12} {stage:<9} {cost['wall_s']:>9.1f}"
+            printed = [out for out in result.stdout.splitlines() if out.startswith(line)]
+            assert len(printed) == 1 and f"{per_m:>11.2f}" in printed[0]
+    x = np.log([r["tokens"] for r in rows])
+    for stage in ("annotate", "stats", "select"):
+        y = np.log([r["stages"][stage]["executor_core_s"] for r in rows])
+        assert saved["slopes"][stage]["core_s"] == pytest.approx((y[1] - y[0]) / (x[1] - x[0]))
+    assert "log-log slope of cost on tokens" in result.stdout
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from quadmix_spark import core
@@ -166,6 +167,16 @@ def test_the_entropy_table_and_a_rerun(spark, setup, capsys):
         assert r.value == summary["values"][r.measure][r.domain]
         assert r.tokens == summary["tokens"][r.domain] and r.docs == summary["docs"][r.domain]
         assert r.annotated_version == 0
+    # what the run cost: in the summary JSON, the printed summary and the commit (before its write)
+    cost = summary["cost"]
+    assert cost["wall_s"] > 0 and cost["executor_core_s"] > 0 and cost["executor_cpu_s"] > 0
+    assert cost["tokens"] == sum(summary["domain_tokens"].values()) > 0
+    assert cost["tokens_per_core_hour"] == pytest.approx(cost["tokens"] / (cost["executor_core_s"] / 3600))
+    assert "executor core-s" in out
+    history = DeltaTable.forPath(spark, str(root / "warehouse" / "entropy_cli")).history(1)
+    committed = json.loads(history.select("userMetadata").first()[0])["cost"]
+    assert committed["scope"] == "before_write"
+    assert 0 < committed["executor_core_s"] <= cost["executor_core_s"]
     # a rerun of the same inputs replaces its rows, never adds them twice
     assert main(["entropy", "--config", str(config_path)]) == 0
     again = spark.read.format("delta").load(str(root / "warehouse" / "entropy_cli")).toPandas()

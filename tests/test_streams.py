@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from quadmix_spark import core
@@ -113,6 +115,12 @@ def test_streams_match_the_specification_and_count_tokens(spark, table, tmp_path
     assert key == summary.streams_key
     again = run_streams(spark, cfg)  # same inputs and config: the table is reused, not rewritten
     assert again.reused and again.version == summary.version
+    cost = summary.cost  # what the run cost, with the pool's tokens (the available ones)
+    assert cost["wall_s"] > 0 and cost["executor_core_s"] > 0 and cost["executor_cpu_s"] > 0
+    assert cost["tokens"] == sum(p.available_tokens for p in summary.domains.values())
+    assert cost["tokens_per_core_hour"] == pytest.approx(cost["tokens"] / (cost["executor_core_s"] / 3600))
+    committed = DeltaTable.forPath(spark, out).history().where(f"version = {summary.version}")
+    assert json.loads(committed.select("userMetadata").first()[0])["cost"]["executor_core_s"] > 0
 
 
 def test_streams_do_not_depend_on_partitioning_or_sample_rounds(spark, table, tmp_path):

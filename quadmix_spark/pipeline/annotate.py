@@ -53,6 +53,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from quadmix_spark import __version__, core
 from quadmix_spark.config import AnnotateConfig, ConfigError, InputConfig, PipelineConfig, resolve
 from quadmix_spark.spark import tables
+from quadmix_spark.spark.cost import Cost, CostMeter, commit_cost
 from quadmix_spark.spark.reading import (
     REASONS,
     IdMatching,
@@ -100,6 +101,8 @@ class AnnotateSummary:
     annotated_version: int | None = None
     quarantine_version: int | None = None
     seconds: float = 0.0
+    tokens: int | None = None  # of the documents annotated (with a token counter)
+    cost: dict[str, Any] | None = None  # wall, executor core/CPU seconds, tokens per core-hour
 
     @property
     def reconciles(self) -> bool:
@@ -306,6 +309,10 @@ class AnnotatePlan:
     existing: DataFrame | None  # incremental: the annotated table at the version appended to
     metadata: dict[str, Any]  # provenance of both commits
     started: float  # time.time() at the start of the run
+    meter: CostMeter | None = None  # measures the run; commits carry its cost so far
+
+    def commit_metadata(self) -> dict[str, Any]:
+        return {**self.metadata, **commit_cost(self.meter)}
 
     @property
     def cfg(self) -> AnnotateConfig:
@@ -363,17 +370,20 @@ def run_annotate(
     census reads the columns the reasons need, the documents' write the whole records, and the
     quarantine's write happens only when the census found records to quarantine.
     """
-    plan = plan_annotate(spark, config, mode, annotate_step or annotate_frame)
-    cfg = config.annotate
-    staged = stage_input(spark, cfg.input, cfg.max_text_bytes, plan.files)
-    # Parsing JSON lines costs more than keeping the parsed records; a columnar file is cheaper
-    # to read again (only the columns each query needs) than to cache.
-    if cfg.input.format == "jsonl":
-        staged.rows.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        return _annotate_staged(spark, plan, staged)
-    finally:
-        staged.rows.unpersist()
+    with CostMeter(spark, "annotate") as meter:
+        plan = replace(plan_annotate(spark, config, mode, annotate_step or annotate_frame), meter=meter)
+        cfg = config.annotate
+        staged = stage_input(spark, cfg.input, cfg.max_text_bytes, plan.files)
+        # Parsing JSON lines costs more than keeping the parsed records; a columnar file is cheaper
+        # to read again (only the columns each query needs) than to cache.
+        if cfg.input.format == "jsonl":
+            staged.rows.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            summary = _annotate_staged(spark, plan, staged)
+        finally:
+            staged.rows.unpersist()
+    summary.cost = meter.cost.with_tokens(summary.tokens).to_json()
+    return summary
 
 
 def plan_annotate(spark: SparkSession, config: PipelineConfig, mode: str, step: AnnotateStep) -> AnnotatePlan:
@@ -460,7 +470,7 @@ def _write_quarantine_step(
     changed_to_quarantine = plan.existing is not None and plan.cfg.on_changed_text == "quarantine"
     if census.rejected or census.dup_ids or split.unreadable_files or changed_to_quarantine:
         counts = Observation()
-        version = _write_quarantine(spark, split.quarantined, plan.q_path, plan.metadata, counts)
+        version = _write_quarantine(spark, split.quarantined, plan.q_path, plan.commit_metadata(), counts)
         observed = counts.get
         by_reason = {r: int(observed[r]) for r in REASONS if observed[r]}
         return QuarantineWrite(version, int(observed["rows"]), by_reason)
@@ -495,17 +505,17 @@ def _write_annotated(plan: AnnotatePlan, split: SplitInput) -> AnnotatedWrite:
     names = [a.name for a in plan.annotators]
     log.info("annotating %s → %s (annotators: %s)", cfg.input.path, plan.out_path, names)
     if plan.mode != "incremental":
-        commit = tables.write_commit(annotated, plan.out_path, "overwrite", plan.metadata)
+        commit = tables.write_commit(annotated, plan.out_path, "overwrite", plan.commit_metadata())
         return AnnotatedWrite(commit, commit.metric("numOutputRows") if commit else 0, 0, 0, written)
     if plan.existing is not None and cfg.on_changed_text == "replace":
         # Changed texts update their row, new ids are inserted: one MERGE on id, one commit.
-        commit = tables.merge_commit(annotated, plan.out_path, "id", plan.metadata)
+        commit = tables.merge_commit(annotated, plan.out_path, "id", plan.commit_metadata())
         replaced = commit.metric("numTargetRowsUpdated") if commit else 0
         inserted = commit.metric("numTargetRowsInserted") if commit else 0
         return AnnotatedWrite(commit, inserted + replaced, 0, replaced, written)
     # Insert-only MERGE on id: another run that inserted some of these ids meanwhile keeps
     # its rows, and they count as already annotated.
-    commit = tables.insert_new(annotated, plan.out_path, "id", plan.metadata)
+    commit = tables.insert_new(annotated, plan.out_path, "id", plan.commit_metadata())
     inserted = commit.metric("numTargetRowsInserted") if commit else 0
     return AnnotatedWrite(commit, inserted, int(written.get["rows"]) - inserted, 0, written)
 
@@ -537,6 +547,8 @@ def _summarize(
         summary.seconds = round(time.time() - plan.started, 1)
         raise CountsDoNotReconcile(summary)
     _domain_totals(written.observed.get, _domain_values(plan.annotators), summary)
+    if "tokens" in written.observed.get:
+        summary.tokens = int(written.observed.get["tokens"] or 0)
     summary.seconds = round(time.time() - plan.started, 1)
     return summary
 
@@ -551,6 +563,8 @@ def _written_aggregates(annotators: list[Annotator]) -> list[Column]:
     """Rows reaching the write and, per domain label, documents, tokens and low-confidence ones."""
     aggs = [F.count(F.lit(1)).alias("rows")]
     domain, tokens = _domain(annotators), _token_column(annotators)
+    if tokens:
+        aggs.append(F.sum(tokens).alias("tokens"))
     for i, label in enumerate(_domain_values(annotators) or []):
         here = F.col(domain.column) == label
         aggs.append(F.count(F.when(here, 1)).alias(f"docs_{i}"))
@@ -604,6 +618,8 @@ def format_summary(summary: AnnotateSummary) -> str:
         f"+ {summary.skipped_existing} already annotated + {summary.quarantined} quarantined "
         f"({'reconciled' if summary.reconciles else 'DOES NOT RECONCILE'}) in {summary.seconds}s",
     ]
+    if summary.cost is not None:
+        lines.append(f"  {Cost.from_json(summary.cost).line()}")
     for reason, count in sorted(summary.quarantined_by_reason.items()):
         lines.append(f"  quarantined {reason:<16} {count:>8}")
     if summary.changed_text_kept:

@@ -43,6 +43,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,7 @@ from quadmix_spark.mixing.entropy import (
     von_neumann_entropy,
 )
 from quadmix_spark.spark import files, tables
+from quadmix_spark.spark.cost import Cost, CostMeter, commit_cost
 from quadmix_spark.spark.reading import read_latest
 from quadmix_spark.spark.scoring import hash_uniform_column
 from quadmix_spark.spark.shipping import ship_file
@@ -121,6 +123,7 @@ class EntropySummary:
     table: str = ""
     table_version: int | None = None
     seconds: float = 0.0
+    cost: dict[str, Any] | None = None  # quadmix_spark.spark.cost: wall, executor seconds, tokens
 
 
 def check_config(config: PipelineConfig) -> None:
@@ -284,17 +287,20 @@ def run_entropy(
     started = time.time()
     cfg = config.entropy
     check_config(config)
-    source = config.table_path(cfg.input_table)
-    base, version = _read_input(spark, config, source, domains)
-    summary = plan_run(config, base, source, version, domains)
-    if any(m != "vne" for m in cfg.measures):
-        count_entropies(base, cfg, summary)
-    if "vne" in cfg.measures:
-        vne_entropies(spark, config, base, summary)
-    summary.values = {m: summary.values[m] for m in MEASURES if m in summary.values}  # MEASURES order
-    write_mixtures(config, summary)
-    summary.table = config.table_path(cfg.output_table)
-    summary.table_version = _write_table(spark, summary, config)
+    with CostMeter(spark, "entropy") as meter:
+        source = config.table_path(cfg.input_table)
+        base, version = _read_input(spark, config, source, domains)
+        summary = plan_run(config, base, source, version, domains)
+        if any(m != "vne" for m in cfg.measures):
+            count_entropies(base, cfg, summary)
+        if "vne" in cfg.measures:
+            vne_entropies(spark, config, base, summary)
+        summary.values = {m: summary.values[m] for m in MEASURES if m in summary.values}  # MEASURES order
+        write_mixtures(config, summary)
+        summary.table = config.table_path(cfg.output_table)
+        tokens = sum(summary.domain_tokens.values())  # the domains read (their samples are chosen by hash)
+        summary.table_version = _write_table(spark, summary, config, commit_cost(meter, tokens))
+    summary.cost = meter.cost.with_tokens(tokens).to_json()
     summary.seconds = round(time.time() - started, 1)
     files.write_text(files.join(cfg.output_dir, SUMMARY_NAME), json.dumps(asdict(summary), indent=2))
     return summary
@@ -482,7 +488,9 @@ def write_mixtures(config: PipelineConfig, summary: EntropySummary) -> None:
             mixture.to_file(local)
 
 
-def _write_table(spark: SparkSession, s: EntropySummary, config: PipelineConfig) -> int | None:
+def _write_table(
+    spark: SparkSession, s: EntropySummary, config: PipelineConfig, cost: dict[str, Any]
+) -> int | None:
     rows = []
     for m, per_domain in s.values.items():
         for d, value in per_domain.items():
@@ -500,6 +508,7 @@ def _write_table(spark: SparkSession, s: EntropySummary, config: PipelineConfig)
         **({"vne_model": s.vne_model_file, "vne_dim": s.vne_dim} if s.vne_dim else {}),
         "config": asdict(config.entropy),
         "code_version": __version__,
+        **cost,
     }
     if not tables.exists(spark, s.table):
         return tables.write(df, s.table, "append", metadata)
@@ -541,4 +550,6 @@ def format_summary(s: EntropySummary) -> str:
         f"  wrote {len(s.mixtures)} mixture files to {files.parent(next(iter(s.mixtures.values())))}, "
         f"{s.table} version {s.table_version} in {s.seconds}s"
     )
+    if s.cost is not None:
+        lines.append(f"  {Cost.from_json(s.cost).line()}")
     return "\n".join(lines)

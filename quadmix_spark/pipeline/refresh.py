@@ -28,7 +28,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DateType,
+    DoubleType,
     IntegerType,
     LongType,
     StringType,
@@ -61,11 +62,13 @@ from quadmix_spark.pipeline.select import format_summary as format_select
 from quadmix_spark.pipeline.select import load_checked_params, run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.spark import files, tables
+from quadmix_spark.spark.cost import Cost, CostMeter
 from quadmix_spark.spark.stats_table import ALL_DOMAINS, load_stats
 
 log = logging.getLogger(__name__)
 
 STEPS = ("annotate", "stats", "select")
+COST_COLUMNS = ("wall_s", "executor_core_s", "executor_cpu_s", "tokens_per_core_hour")
 
 RUNS_SCHEMA = StructType(
     [
@@ -82,6 +85,10 @@ RUNS_SCHEMA = StructType(
         StructField("details", StringType(), True),  # JSON: inputs, counts, the error
         StructField("recorded_at", TimestampType(), False),
         StructField("code_version", StringType(), False),
+        # What the step cost (a run/done row: the sum of its steps' rows); null in rows recorded
+        # before these columns, and in run/started rows. quadmix_spark.spark.cost says how each is measured.
+        *[StructField(name, DoubleType(), True) for name in COST_COLUMNS],
+        StructField("tokens", LongType(), True),
     ]
 )
 
@@ -125,6 +132,9 @@ class RefreshSummary:
     out_dir: str | None = None
     completed_at: str | None = None
     seconds: float = 0.0
+    # Step (and "run": their sum) → its recorded cost (Cost.to_json); steps recorded before the
+    # cost columns are left out.
+    costs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def parse_run_date(value: str | None) -> dt.date:
@@ -203,6 +213,7 @@ def _record(
     step: str,
     status: str,
     details: dict[str, Any] | None = None,
+    cost: Cost | None = None,
     **versions: Any,
 ) -> dict[str, Any]:
     """Append one event row (a blind append: concurrent runs of other dates never conflict)."""
@@ -218,6 +229,8 @@ def _record(
         code_version=__version__,
         **versions,
     )
+    if cost is not None:
+        row.update({k: v for k, v in cost.to_json().items() if k in RUNS_SCHEMA.names})
     frame = spark.createDataFrame([tuple(row[n] for n in RUNS_SCHEMA.names)], RUNS_SCHEMA)
     meta = {
         "job": "refresh",
@@ -226,7 +239,9 @@ def _record(
         "step": step,
         "status": status,
     }
-    frame.write.format("delta").mode("append").option("userMetadata", json.dumps(meta)).save(run.path)
+    # A table from before the cost columns gains them.
+    writer = frame.write.format("delta").mode("append").option("mergeSchema", "true")
+    writer.option("userMetadata", json.dumps(meta)).save(run.path)
     return row
 
 
@@ -300,6 +315,7 @@ def _annotate_step(spark: SparkSession, config: PipelineConfig, state: _State) -
         # had already committed them before this one ran.
         "new_documents": inserted_rows(spark, out_path, base_ann, ann_version),
         "new_quarantined": inserted_rows(spark, q_path, base_q, q_version),
+        "tokens_processed": summary.tokens,
     }
     return details, {"annotated_version": ann_version, "quarantine_version": q_version}
 
@@ -316,6 +332,7 @@ def _stats_step(spark: SparkSession, config: PipelineConfig, state: _State) -> t
         stats = load_stats(spark, config.table_path(config.stats.output_table), found)
         print(f"stats: reusing version {found}, the stats of annotated v{annotated_version} (same settings)")
     details = {"reused": found is not None, "docs": stats.docs, "tokens": stats.tokens}
+    details["tokens_processed"] = stats.cost["tokens"] if stats.cost else None  # reused: none read
     versions = {"stats_version": stats.stats_version, "annotated_version": stats.annotated_version}
     return details, versions
 
@@ -332,6 +349,7 @@ def _select_step(spark: SparkSession, config: PipelineConfig, state: _State) -> 
         "tokens_selected": summary.tokens_after,
         "budget": summary.budget,
         "out_dir": summary.out_dir,
+        "tokens_processed": summary.cost["tokens"] if summary.cost else None,
     }
     selected_version = tables.version(spark, config.table_path(config.select.output_table))
     versions = {
@@ -453,15 +471,18 @@ def _run_steps(
                 )
             break
         log.info("refresh %s (attempt %d): %s", run.run_date, state.attempt, name)
+        meter = CostMeter(spark, f"refresh-{name}")
         try:
-            details, versions = _STEP_FUNCTIONS[name](spark, config, state)
+            with meter:
+                details, versions = _STEP_FUNCTIONS[name](spark, config, state)
         except Exception as err:
             error = {"error": f"{type(err).__name__}: {err}"[:4000]}
             if isinstance(err, AnnotateFailed) and err.summary is not None:
                 error["summary"] = dataclasses.asdict(err.summary)
-            _record(spark, run, name, "failed", error)
+            _record(spark, run, name, "failed", error, meter.cost)
             raise
-        state.done[name] = _record(spark, run, name, "done", details, **versions)
+        cost = meter.cost.with_tokens(details.get("tokens_processed"))
+        state.done[name] = _record(spark, run, name, "done", details, cost, **versions)
         ran.append(name)
     return ran
 
@@ -472,12 +493,14 @@ def _finish(spark: SparkSession, run: _Run, state: _State, ran: list[str]) -> Re
         return _summary(state, ran, "partial")
     summary = _summary(state, ran, "completed")
     row = _record(
-        spark, run, "run", "done", dataclasses.asdict(summary),
+        spark, run, "run", "done", dataclasses.asdict(summary), step_costs(state.done[s] for s in STEPS),
         annotated_version=summary.annotated_version, quarantine_version=summary.quarantine_version,
         stats_version=summary.stats_version, selection_id=summary.selection_id,
         selected_version=summary.selected_version,
     )  # fmt: skip
     summary.completed_at = str(row["recorded_at"])[:19]
+    if row.get("wall_s") is not None:
+        summary.costs["run"] = _row_cost(row).to_json()
     return summary
 
 
@@ -497,6 +520,9 @@ def _summary(state: _State, ran: list[str], status: str) -> RefreshSummary:
     )
     if "run" in state.done:
         summary.completed_at = str(state.done["run"]["recorded_at"])[:19]
+    for step, row in state.done.items():
+        if row.get("wall_s") is not None:
+            summary.costs[step] = _row_cost(row).to_json()
     if "annotate" in state.done:
         row = state.done["annotate"]
         details = json.loads(row["details"])
@@ -526,6 +552,25 @@ def _summary(state: _State, ran: list[str], status: str) -> RefreshSummary:
         summary.budget = details["budget"]
         summary.out_dir = details["out_dir"]
     return summary
+
+
+def _row_cost(row: dict[str, Any]) -> Cost:
+    return Cost(row["wall_s"], row.get("executor_core_s"), row.get("executor_cpu_s"), row.get("tokens"))
+
+
+def step_costs(rows: Iterable[dict[str, Any]]) -> Cost | None:
+    """The steps' recorded costs added up (tokens: the annotate step's, the night's new work);
+    None when a step's row predates the cost columns."""
+    rows = list(rows)
+    if any(r.get("wall_s") is None for r in rows):
+        return None
+
+    def add(name: str) -> float | None:
+        values = [r[name] for r in rows if r.get(name) is not None]
+        return sum(values) if values else None
+
+    tokens = next((r.get("tokens") for r in rows if r["step"] == "annotate"), None)
+    return Cost(add("wall_s"), add("executor_core_s"), add("executor_cpu_s"), tokens)
 
 
 def _v(version: int | None) -> str:
@@ -568,4 +613,7 @@ def format_summary(s: RefreshSummary) -> str:
         lines.append(f"    {'domain':<24} {'tokens selected':>15}")
         for domain, tokens in sorted(s.tokens_selected.items()):
             lines.append(f"    {domain:<24} {tokens:>15}")
+    for step in (*STEPS, "run"):
+        if step in s.costs:
+            lines.append(f"  {step:<10} {Cost.from_json(s.costs[step]).line()}")
     return "\n".join(lines)

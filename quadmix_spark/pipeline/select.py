@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pyspark import StorageLevel
@@ -44,6 +45,7 @@ from quadmix_spark.spark.budget import (
     realised_tokens,
     scale_column,
 )
+from quadmix_spark.spark.cost import Cost, CostMeter, commit_cost
 from quadmix_spark.spark.scoring import (
     ScoringModel,
     copies_column,
@@ -80,6 +82,7 @@ class SelectSummary:
     tokens_target: dict[str, float] | None = None  # per domain, with a mixture
     capped_domains: list[str] | None = None  # with mixture_shortfall: redistribute
     no_domain: NoDomain | None = None  # left out of the pool (counted by the stats run)
+    cost: dict[str, Any] | None = None  # wall, executor core/CPU seconds, tokens per core-hour
 
 
 def check_config(config: PipelineConfig) -> Selector:
@@ -343,17 +346,22 @@ def write_selected(config: PipelineConfig, plan: SelectPlan, scored: Scored, bud
 def run_select(spark: SparkSession, config: PipelineConfig) -> SelectSummary:
     """Run the select job and return its summary: plan → score → calibrate → write → publish."""
     started = time.time()
-    plan = plan_select(spark, config)
-    scored = score(spark, config, plan)
-    budget = calibrate_budget(config, plan, scored)
-    manifest = _manifest(config, plan, budget)
-    manifest_file = files.join(plan.out_dir, "manifest.json")
-    # Before anything is replaced: a manifest must never describe shards or a slice that are gone.
-    files.delete(manifest_file)
-    written = write_selected(config, plan, scored, budget, manifest)
-    summary = _summary(config, plan, budget, written)
-    publish(config, plan, scored, written, summary, manifest)
-    files.write_text(manifest_file, json.dumps(manifest, indent=2, default=str))  # last: the run is whole
+    with CostMeter(spark, "select") as meter:
+        plan = plan_select(spark, config)
+        tokens = sum(plan.stats.tokens.values())  # the pool scored, whatever is kept
+        scored = score(spark, config, plan)
+        budget = calibrate_budget(config, plan, scored)
+        manifest = _manifest(config, plan, budget)
+        manifest_file = files.join(plan.out_dir, "manifest.json")
+        # Before anything is replaced: a manifest must never describe shards or a slice that are gone.
+        files.delete(manifest_file)
+        written = write_selected(config, plan, scored, budget, {**manifest, **commit_cost(meter, tokens)})
+        summary = _summary(config, plan, budget, written)
+        publish(config, plan, scored, written, summary, manifest)
+        # The manifest is written last, so it holds the whole run's cost (but its own write).
+        summary.cost = meter.so_far(tokens).to_json()
+        manifest["cost"] = {**summary.cost, "scope": "job"}
+        files.write_text(manifest_file, json.dumps(manifest, indent=2, default=str))  # last: the run is whole
     summary.seconds = round(time.time() - started, 1)
     return summary
 
@@ -559,6 +567,8 @@ def format_summary(s: SelectSummary) -> str:
         + (f", budget {s.budget}, {100 * (total_after - s.budget) / s.budget:+.3f}%" if s.budget else "")
         + f") in {s.seconds}s → {s.out_dir}",
     ]
+    if s.cost is not None:
+        lines.append(f"  {Cost.from_json(s.cost).line()}")
     if s.capped_domains:
         lines.append(f"  capped (the rest spread over the others): {', '.join(s.capped_domains)}")
     if s.no_domain is not None and s.no_domain.docs:

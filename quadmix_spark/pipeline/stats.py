@@ -12,6 +12,7 @@ partitioning. The select job turns the global sketches into σ's reference distr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -24,6 +25,7 @@ from pyspark.sql import functions as F
 from quadmix_spark import __version__, core
 from quadmix_spark.config import PipelineConfig
 from quadmix_spark.spark import tables
+from quadmix_spark.spark.cost import Cost, CostMeter, commit_cost
 from quadmix_spark.spark.reading import read_latest
 from quadmix_spark.spark.scoring import hash_uniform_column
 from quadmix_spark.spark.stats_table import (
@@ -46,17 +48,21 @@ def run_stats(spark: SparkSession, config: PipelineConfig) -> Stats:
     of every scorer (``collect_list``), whose exact quantiles the driver computes.
     """
     started = time.time()
-    df, source, annotated_version = read_annotated(spark, config)
-    counts = domain_counts(df, config)
-    no_domain = NoDomain(config.domain_column, *counts.pop(None, (0, 0)))
-    # A null group of rollup() would read as its grand total: the pool is the documents with a domain.
-    pool = df.where(F.col(config.domain_column).isNotNull())
-    aggs = aggregations(pool, config, {d: n for d, (n, _) in counts.items()})
-    rows = pool.rollup(F.col(config.domain_column).alias("domain")).agg(*aggs).collect()
-    metadata = run_metadata(config, source, annotated_version, rows, df, no_domain)
-    out = config.table_path(config.stats.output_table)
-    version = write_run(spark, stats_records(rows, config), out, metadata)
-    stats = load_stats(spark, out, version)
+    with CostMeter(spark, "stats") as meter:
+        df, source, annotated_version = read_annotated(spark, config)
+        counts = domain_counts(df, config)
+        tokens = sum(t for _, t in counts.values())  # every document is scanned, null domain too
+        no_domain = NoDomain(config.domain_column, *counts.pop(None, (0, 0)))
+        # A null group of rollup() would read as its grand total: the pool is the documents with a domain.
+        pool = df.where(F.col(config.domain_column).isNotNull())
+        aggs = aggregations(pool, config, {d: n for d, (n, _) in counts.items()})
+        rows = pool.rollup(F.col(config.domain_column).alias("domain")).agg(*aggs).collect()
+        metadata = run_metadata(config, source, annotated_version, rows, df, no_domain)
+        metadata.update(commit_cost(meter, tokens))
+        out = config.table_path(config.stats.output_table)
+        version = write_run(spark, stats_records(rows, config), out, metadata)
+        stats = load_stats(spark, out, version)
+    stats = dataclasses.replace(stats, cost=meter.cost.with_tokens(tokens).to_json())
     if no_domain.docs:  # also in the log: a cluster run's stdout may go unread
         log.warning("stats: %s and are left out of the statistics", no_domain.sentence())
     print(format_stats(stats, time.time() - started))
@@ -198,6 +204,7 @@ def format_stats(stats: Stats, seconds: float) -> str:
         + (f" (+ {stats.no_domain.docs} with no domain, below)" if stats.no_domain.docs else "")
         + f", {sum(stats.tokens.values())} tokens, "
         f"{len(stats.docs)} domains in {seconds:.1f}s",
+        *([f"  {Cost.from_json(stats.cost).line()}"] if stats.cost else []),
         f"  {'domain':<24} {'docs':>9} {'tokens':>12}" + (f" {'low-confidence':>15}" if low else ""),
     ]
     for d in stats.domains:

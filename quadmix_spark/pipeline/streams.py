@@ -43,6 +43,7 @@ from quadmix_spark import __version__, core
 from quadmix_spark.config import ConfigError, PipelineConfig, StreamsConfig
 from quadmix_spark.pipeline.targets import check_heldout_filter, heldout_sets, split_pool, target_sets
 from quadmix_spark.spark import tables
+from quadmix_spark.spark.cost import Cost, CostMeter, commit_cost
 from quadmix_spark.spark.reading import read_latest
 from quadmix_spark.spark.scoring import hash_uniform_column
 
@@ -89,6 +90,7 @@ class StreamsSummary:
     rounds: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    cost: dict[str, Any] | None = None  # quadmix_spark.spark.cost: wall, executor seconds, tokens
 
 
 def streams_key(config: PipelineConfig, input_version: int) -> str:
@@ -208,23 +210,27 @@ def run_streams(spark: SparkSession, config: PipelineConfig, *, force: bool = Fa
     """Write the ``domain_streams`` table (unless it already holds these streams); a summary."""
     started = time.time()
     st = config.reweight.streams
-    inputs = read_pool(spark, config)
-    plan = _plan(config, domain_sizes(inputs.pool, config))
-    out = config.table_path(st.output_table)
-    summary = StreamsSummary(
-        out, inputs.key, None, inputs.source, inputs.version, st.tokens_per_domain, plan, {}
-    )
-    current = _version_with_key(spark, out, inputs.key)
-    if not force and current is not None:
-        summary.version, summary.reused = current, True
-        _fill_from_table(spark, summary)
-    else:
-        chosen, summary.rounds = sample_documents(inputs.pool, plan, config)
-        train = train_rows(spark, inputs, chosen, plan, config)
-        rows = train.unionByName(val_rows(spark, inputs, plan, config))
-        summary.version = tables.write(rows, out, "overwrite", _metadata(inputs, plan, st))
-        _fill_from_table(spark, summary)
-        _check_lengths(plan)
+    with CostMeter(spark, "streams") as meter:
+        inputs = read_pool(spark, config)
+        plan = _plan(config, domain_sizes(inputs.pool, config))
+        tokens = sum(p.available_tokens for p in plan.values())  # the pool the streams are drawn from
+        out = config.table_path(st.output_table)
+        summary = StreamsSummary(
+            out, inputs.key, None, inputs.source, inputs.version, st.tokens_per_domain, plan, {}
+        )
+        current = _version_with_key(spark, out, inputs.key)
+        if not force and current is not None:
+            summary.version, summary.reused = current, True
+            _fill_from_table(spark, summary)
+        else:
+            chosen, summary.rounds = sample_documents(inputs.pool, plan, config)
+            train = train_rows(spark, inputs, chosen, plan, config)
+            rows = train.unionByName(val_rows(spark, inputs, plan, config))
+            metadata = {**_metadata(inputs, plan, st), **commit_cost(meter, tokens)}
+            summary.version = tables.write(rows, out, "overwrite", metadata)
+            _fill_from_table(spark, summary)
+            _check_lengths(plan)
+    summary.cost = meter.cost.with_tokens(tokens).to_json()
     summary.seconds = round(time.time() - started, 1)
     _log_domains(summary)
     return summary
@@ -429,4 +435,6 @@ def format_summary(s: StreamsSummary) -> str:
     if s.val:
         lines.append("  validation: " + ", ".join(f"{k} {v}" for k, v in sorted(s.val.items())))
     lines.append(f"  in {s.seconds}s")
+    if s.cost is not None:
+        lines.append(f"  {Cost.from_json(s.cost).line()}")
     return "\n".join(lines)

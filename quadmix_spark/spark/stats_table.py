@@ -7,6 +7,7 @@ datasets and the experiment read a run back with :func:`load_stats`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -59,6 +60,8 @@ class Stats:
     low_confidence: dict[str, int] = field(default_factory=dict)
     low_confidence_below: float | None = None
     no_domain: NoDomain = NoDomain("domain")
+    # The run's cost (quadmix_spark.spark.cost.Cost.to_json) when the stats job just computed it.
+    cost: dict[str, Any] | None = None
 
     @property
     def domains(self) -> list[str]:

@@ -31,6 +31,18 @@ How to run
     .venv/bin/python benchmarks/scaling.py --sizes 10k,30k,100k    # a quick look
     .venv/bin/python benchmarks/scaling.py --sizes 200,400 --train-docs 300 --warmup 0   # smoke
 
+On a cluster
+------------
+``--cluster`` runs the pipeline at one size (``--cluster-docs``, default 10k) twice, each in a
+process of its own after the same warm-up: on a standalone cluster of 2 workers of 1 core each
+(``scripts/standalone_cluster.py``; the driver goes through ``scripts/submit.sh``, the executors
+import this checkout from a wheel shipped with ``--py-files``, as docs/cluster.md does) and in
+``local[2]``. It checks that the annotated table and the selected (id, copies) are identical and
+prints each stage's wall and core-seconds and the cluster/local ratio (the overhead of
+executors in their own JVMs: task shipping, shuffle through the block manager, the wheel)::
+
+    .venv/bin/python benchmarks/scaling.py --cluster --cluster-docs 10k --train-docs 2000 --warmup 1000
+
 Corpora, models and the warehouses live under ``--workdir`` (default /tmp/quadmix-scaling); the
 table is also written as ``scaling.json`` and plotted to ``scaling.png`` (matplotlib) there.
 """
@@ -42,6 +54,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -186,6 +199,145 @@ def measure(
     return {"docs": n_docs, "tokens": tokens, "stages": costs}
 
 
+def run_one(args: argparse.Namespace) -> int:
+    """One pipeline run in this process (``--one-run DIR``), for ``--cluster``: costs and tables in DIR.
+
+    Under spark-submit the master is the one given there (the standalone cluster); otherwise
+    ``local[--cores]``. The tables are dumped sorted by id, so two runs compare row for row.
+    """
+    from quadmix_spark.spark.session import build_session
+
+    out: Path = args.one_run
+    models = ensure_models(args.workdir, args.train_docs, args.seed)
+    conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "8"}
+    spark = build_session("quadmix-scaling", f"local[{args.cores}]", out / "spark-warehouse", conf)
+    spark.sparkContext.setLogLevel("ERROR")
+    if args.warmup:
+        measure(spark, args.workdir, args.warmup, args.seed, models, args.cores)
+    corpus = ensure_corpus(args.workdir, args.cluster_docs, args.seed, args.cores)
+    shutil.rmtree(out / "run", ignore_errors=True)
+    config = pipeline_config(corpus, out / "run" / "warehouse", models)
+    costs = run_pipeline(spark, config)
+    for name in ("annotated", "selected"):
+        frame = spark.read.format("delta").load(config.table_path(name)).toPandas()
+        frame.sort_values("id").reset_index(drop=True).to_parquet(out / f"{name}.parquet")
+    master = spark.sparkContext.master
+    (out / "costs.json").write_text(json.dumps({"master": master, "stages": costs}, indent=2))
+    spark.stop()
+    return 0
+
+
+def build_wheel_zip(workdir: Path) -> Path:
+    """This checkout as a wheel, copied to a .zip (``--py-files`` puts .zip, not .whl, on the path)."""
+    build = workdir / "wheel-build"
+    shutil.rmtree(build, ignore_errors=True)
+    (build / "src").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, build / "src" / name)
+    for name in ("quadmix_spark", "udfs"):
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(REPO / name, build / "src" / name, ignore=ignore)
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    result = subprocess.run(
+        [*command, "-w", str(build / "dist"), str(build / "src")], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"building the wheel failed:\n{result.stderr[-3000:]}")
+    (wheel,) = (build / "dist").glob("quadmix_spark-*.whl")
+    return Path(shutil.copy(wheel, workdir / "quadmix_spark.zip"))
+
+
+def _one_run_command(args: argparse.Namespace, out: Path) -> list[str]:
+    return [
+        str(Path(__file__).resolve()), "--one-run", str(out), "--workdir", str(args.workdir),
+        "--cluster-docs", str(args.cluster_docs), "--cores", "2", "--seed", str(args.seed),
+        "--train-docs", str(args.train_docs), "--warmup", str(args.warmup),
+    ]  # fmt: skip
+
+
+def _run_logged(command: list[str], log: Path, env: dict[str, str]) -> None:
+    with open(log, "w") as handle:
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"{command[0]} failed ({result.returncode}); log {log}:\n{tail}")
+
+
+def cluster_compare(args: argparse.Namespace) -> int:
+    """``--cluster``: the pipeline on 2 standalone workers of 1 core and in local[2]; compare."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import standalone_cluster
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    ensure_models(args.workdir, args.train_docs, args.seed)  # once, before either run needs them
+    for n_docs in filter(None, (args.warmup, args.cluster_docs)):
+        ensure_corpus(args.workdir, n_docs, args.seed, 2)
+    zip_file = build_wheel_zip(args.workdir)
+    # The driver runs this file from the checkout; only the daemons must not inherit PYTHONPATH.
+    # submit.sh's default interpreter is a .venv in the checkout, which a worktree may not have.
+    env = {**os.environ, "QUADMIX_PYTHON": os.environ.get("QUADMIX_PYTHON", sys.executable)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    runs = {"cluster": args.workdir / "cluster-run", "local": args.workdir / "local-run"}
+    for out in runs.values():
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+    cluster = standalone_cluster.start(args.workdir / "cluster", cores=1, memory="2g", workers=2)
+    try:
+        print(f"cluster: {cluster.master_url}, 2 workers of 1 core", flush=True)
+        submit = [
+            str(REPO / "scripts" / "submit.sh"),
+            "--master",
+            cluster.master_url,
+            "--deploy-mode",
+            "client",
+        ]
+        submit += ["--conf", "spark.executor.memory=1g"]
+        command = [*submit, *_one_run_command(args, runs["cluster"])]
+        _run_logged(command, runs["cluster"] / "log.txt", {**env, "QUADMIX_PY_FILES": str(zip_file)})
+    finally:
+        cluster.stop()
+    print("local[2] ...", flush=True)
+    command = [sys.executable, *_one_run_command(args, runs["local"])]
+    _run_logged(command, runs["local"] / "log.txt", env)
+    text, same = compare_runs(runs["cluster"], runs["local"])
+    print(text)
+    return 0 if same else 1
+
+
+def compare_runs(cluster: Path, local: Path) -> tuple[str, bool]:
+    """The printed comparison, and whether the two runs' tables are identical."""
+    import pandas as pd
+
+    lines = []
+    same = True
+    for name, columns in (("annotated", None), ("selected", ["id", "copies"])):
+        a = pd.read_parquet(cluster / f"{name}.parquet", columns=columns)
+        b = pd.read_parquet(local / f"{name}.parquet", columns=columns)
+        equal = list(a.columns) == list(b.columns) and a.equals(b)
+        same &= equal
+        verdict = "identical" if equal else "DIFFERENT"
+        lines.append(f"{name:<10} {len(a):>7} rows x {a.shape[1]} columns on the cluster: {verdict}")
+    costs = {
+        k: json.loads((p / "costs.json").read_text()) for k, p in (("cluster", cluster), ("local", local))
+    }
+    lines.append(
+        f"\ncluster = {costs['cluster']['master']} (2 workers x 1 core), local = {costs['local']['master']}"
+    )
+    walls = f"{'wall cl':>8} {'wall loc':>8} {'ratio':>6}"
+    lines.append(f"{'stage':<9} {walls} {'core cl':>8} {'core loc':>8} {'ratio':>6}")
+    for stage in (*STAGES, "total"):
+        row = [
+            _stage_sum({"stages": costs[k]["stages"]}, stage, f)
+            for f in ("wall_s", "executor_core_s")
+            for k in ("cluster", "local")
+        ]
+        lines.append(
+            f"{stage:<9} {row[0]:>8.1f} {row[1]:>8.1f} {row[0] / row[1]:>6.2f} "
+            f"{row[2]:>8.1f} {row[3]:>8.1f} {row[2] / row[3]:>6.2f}"
+        )
+    return "\n".join(lines), same
+
+
 def slope(x: list[float], y: list[float]) -> float:
     """Least-squares slope of log(y) on log(x)."""
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
@@ -264,7 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-docs", type=int, default=20_000, help="documents the fastText models learn from")
     ap.add_argument("--warmup", type=int, default=5_000, help="docs of an unreported first run (0: none)")
+    ap.add_argument("--cluster", action="store_true", help="2 standalone workers of 1 core against local[2]")
+    ap.add_argument("--cluster-docs", type=parse_size, default=10_000, help="the --cluster corpus size")
+    ap.add_argument("--one-run", type=Path, help=argparse.SUPPRESS)  # one --cluster run, in its own process
     args = ap.parse_args(argv)
+    if args.one_run:
+        return run_one(args)
+    if args.cluster:
+        return cluster_compare(args)
 
     from quadmix_spark.spark.session import build_session
 

@@ -1,4 +1,4 @@
-"""A Spark standalone cluster (one master, one worker) from the installed pyspark, for tests and demos.
+"""A Spark standalone cluster (a master, one or more workers) from the installed pyspark, for tests.
 
 pyspark's wheel has no ``sbin/start-*.sh``; its ``bin/spark-class`` starts the master and the
 worker as plain JVM processes. This script starts them on 127.0.0.1 (free ports unless given),
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -66,17 +66,18 @@ def cluster_env(host: str) -> dict[str, str]:
 
 @dataclass
 class Cluster:
-    """A running master and worker this script started (their process ids and addresses)."""
+    """A running master and worker(s) this script started (their process ids and addresses)."""
 
     master_url: str
     master_ui: str
     master_pid: int
-    worker_pid: int
+    worker_pid: int  # the first worker
     work_dir: str
+    worker_pids: list[int] = field(default_factory=list)  # every worker, the first included
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the worker, then the master: SIGTERM to each process group, SIGKILL if it lingers."""
-        for pid in (self.worker_pid, self.master_pid):
+        """Stop the workers, then the master: SIGTERM to each process group, SIGKILL if it lingers."""
+        for pid in (*(self.worker_pids or [self.worker_pid]), self.master_pid):
             _stop_group(pid, timeout)
 
     def save(self) -> Path:
@@ -134,8 +135,10 @@ def start(
     cores: int = 2,
     memory: str = "2g",
     timeout: float = 120.0,
+    workers: int = 1,
 ) -> Cluster:
-    """Start a master and one worker; return once the worker is registered (or raise and clean up)."""
+    """Start a master and ``workers`` workers of ``cores`` cores each; return once all have
+    registered (or raise and clean up)."""
     work = Path(work_dir).absolute()
     work.mkdir(parents=True, exist_ok=True)
     port, webui_port = port or free_port(host), webui_port or free_port(host)
@@ -147,22 +150,29 @@ def start(
             spark_class(MASTER_CLASS, *args), stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,
         )  # fmt: skip
-    worker_args = [
-        "--host", host, "--port", str(free_port(host)), "--webui-port", str(free_port(host)),
-        "--cores", str(cores), "--memory", memory, "--work-dir", str(work / "work"), master_url,
-    ]  # fmt: skip
-    with open(work / "worker.log", "wb") as log:
-        worker = subprocess.Popen(
-            spark_class(WORKER_CLASS, *worker_args), stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,
-        )  # fmt: skip
-    cluster = Cluster(master_url, ui, master.pid, worker.pid, str(work))
+    # The first worker keeps the names a one-worker cluster always had (worker.log, work/).
+    names = ["worker", *(f"worker-{i}" for i in range(1, workers))]
+    started = []
+    for name in names:
+        worker_dir = work / ("work" if name == "worker" else f"work-{name}")
+        worker_args = [
+            "--host", host, "--port", str(free_port(host)), "--webui-port", str(free_port(host)),
+            "--cores", str(cores), "--memory", memory, "--work-dir", str(worker_dir), master_url,
+        ]  # fmt: skip
+        with open(work / f"{name}.log", "wb") as log:
+            started.append(subprocess.Popen(
+                spark_class(WORKER_CLASS, *worker_args), stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,
+            ))  # fmt: skip
+    pids = [w.pid for w in started]
+    cluster = Cluster(master_url, ui, master.pid, pids[0], str(work), pids)
     cluster.save()
     deadline = time.time() + timeout
-    while _alive_workers(ui) < 1:
-        if master.poll() is not None or worker.poll() is not None or time.time() > deadline:
+    while _alive_workers(ui) < workers:
+        dead = master.poll() is not None or any(w.poll() is not None for w in started)
+        if dead or time.time() > deadline:
             cluster.stop()
-            logs = ("master.log", "worker.log")
+            logs = ("master.log", *(f"{n}.log" for n in names))
             tail = "".join((work / n).read_text(errors="replace")[-1500:] for n in logs)
             raise RuntimeError(f"the standalone cluster did not come up (logs in {work}):\n{tail}")
         time.sleep(0.5)
@@ -179,13 +189,14 @@ def _foreground(command: list[str], host: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
-    p = sub.add_parser("start", help="start a master and one worker in the background")
+    p = sub.add_parser("start", help="start a master and its worker(s) in the background")
     p.add_argument("--work-dir", default="standalone-cluster", help="logs, worker files, cluster.json")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="master port (default: a free one)")
     p.add_argument("--webui-port", type=int, default=0, help="master web UI port (default: a free one)")
-    p.add_argument("--cores", type=int, default=2)
-    p.add_argument("--memory", default="2g")
+    p.add_argument("--cores", type=int, default=2, help="cores of each worker")
+    p.add_argument("--memory", default="2g", help="memory of each worker")
+    p.add_argument("--workers", type=int, default=1, help="how many workers (default 1)")
     p = sub.add_parser("stop", help="stop the master and worker that 'start' recorded")
     p.add_argument("--work-dir", default="standalone-cluster")
     p = sub.add_parser("master", help="run a master in the foreground")
@@ -201,15 +212,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.action == "start":
-        cluster = start(args.work_dir, args.host, args.port, args.webui_port, args.cores, args.memory)
-        pids = f"pids master {cluster.master_pid}, worker {cluster.worker_pid}"
+        cluster = start(
+            args.work_dir,
+            args.host,
+            args.port,
+            args.webui_port,
+            args.cores,
+            args.memory,
+            workers=args.workers,
+        )
+        workers = ", ".join(map(str, cluster.worker_pids))
+        pids = f"pids master {cluster.master_pid}, worker(s) {workers}"
         stop = f"{sys.argv[0]} stop --work-dir {args.work_dir}"
         print(f"master {cluster.master_url} (web UI {cluster.master_ui}); {pids}; stop with: {stop}")
         return 0
     if args.action == "stop":
         cluster = Cluster.load(args.work_dir)
         cluster.stop()
-        print(f"stopped master {cluster.master_pid} and worker {cluster.worker_pid}")
+        workers = ", ".join(map(str, cluster.worker_pids or [cluster.worker_pid]))
+        print(f"stopped master {cluster.master_pid} and worker(s) {workers}")
         return 0
     if args.action == "master":
         command = ["--host", args.host, "--port", str(args.port), "--webui-port", str(args.webui_port)]

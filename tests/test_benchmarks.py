@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +75,41 @@ def test_scaling_benchmark_two_tiny_sizes(tmp_path):
         assert saved["slopes"][stage]["core_s"] == pytest.approx((y[1] - y[0]) / (x[1] - x[0]))
     assert "log-log slope of cost on tokens" in result.stdout
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _scaling_module():
+    spec = importlib.util.spec_from_file_location("scaling_benchmark", ROOT / "benchmarks" / "scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_run(folder: Path, annotated: pd.DataFrame, selected: pd.DataFrame, costs: dict, master: str):
+    folder.mkdir()
+    annotated.to_parquet(folder / "annotated.parquet")
+    selected.to_parquet(folder / "selected.parquet")
+    (folder / "costs.json").write_text(json.dumps({"master": master, "stages": costs}))
+
+
+def test_scaling_cluster_comparison_names_a_differing_table_and_prints_the_ratios(tmp_path):
+    """--cluster's verdict and ratios from two runs' dumps (the runs themselves take minutes)."""
+    scaling = _scaling_module()
+    annotated = pd.DataFrame({"id": ["a", "b"], "n_tokens": [10, 20], "language": ["en", "en"]})
+    selected = pd.DataFrame({"id": ["a", "b"], "copies": [1, 2]})
+    local_costs = {s: {"wall_s": 10.0, "executor_core_s": 8.0} for s in ("annotate", "stats", "select")}
+    cluster_costs = {s: {"wall_s": 15.0, "executor_core_s": 16.0} for s in ("annotate", "stats", "select")}
+    _write_run(tmp_path / "local", annotated, selected, local_costs, "local[2,4]")
+    _write_run(tmp_path / "cluster", annotated, selected, cluster_costs, "spark://127.0.0.1:7077")
+    text, same = scaling.compare_runs(tmp_path / "cluster", tmp_path / "local")
+    assert same
+    assert "annotated        2 rows x 3 columns on the cluster: identical" in text
+    assert "selected         2 rows x 2 columns on the cluster: identical" in text
+    row = next(line for line in text.splitlines() if line.startswith("total"))
+    assert row.split() == ["total", "45.0", "30.0", "1.50", "48.0", "24.0", "2.00"]
+
+    (tmp_path / "cluster").rename(tmp_path / "cluster-same")
+    _write_run(tmp_path / "cluster", annotated, selected.assign(copies=[1, 3]), cluster_costs, "spark://x")
+    text, same = scaling.compare_runs(tmp_path / "cluster", tmp_path / "local")
+    assert not same
+    assert "selected         2 rows x 2 columns on the cluster: DIFFERENT" in text
+    assert "annotated        2 rows x 3 columns on the cluster: identical" in text

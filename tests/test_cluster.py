@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import load_cluster_script  # tests/ is on sys.path (no __init__.py: rootdir conftest)
 from pyspark.sql import functions as F
 
 from quadmix_spark import core
@@ -209,3 +210,16 @@ def test_the_delta_package_is_named_alike_everywhere():
         text = path.read_text()
         named = {word.strip("`'\",)") for word in text.split() if "io.delta:delta-spark" in word}
         assert named <= {DELTA_PACKAGE}, (path.name, named)
+
+
+def test_a_cluster_of_two_one_core_workers_registers_both_and_stops_both(tmp_path):
+    """What ``benchmarks/scaling.py --cluster`` starts: a master and 2 workers of 1 core each."""
+    script = load_cluster_script()
+    cluster = script.start(tmp_path / "two", cores=1, memory="1g", workers=2)
+    try:
+        assert len(cluster.worker_pids) == 2 and cluster.worker_pid == cluster.worker_pids[0]
+        assert script._alive_workers(cluster.master_ui) == 2
+        assert script.Cluster.load(tmp_path / "two") == cluster  # what `stop` reads
+    finally:
+        cluster.stop()
+    assert not any(script._alive(pid) for pid in (*cluster.worker_pids, cluster.master_pid))

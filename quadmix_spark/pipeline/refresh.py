@@ -275,8 +275,9 @@ def _record(
         "status": status,
     }
     # A table from before the cost columns gains them.
-    writer = frame.write.format("delta").mode("append").option("mergeSchema", "true")
-    writer.option("userMetadata", json.dumps(meta)).save(run.path)
+    frame.write.format("delta").mode("append").option("mergeSchema", "true").option(
+        "userMetadata", json.dumps(meta)
+    ).save(run.path)
     return row
 
 

@@ -248,9 +248,12 @@ def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 def cmd_refresh(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.annotate import AnnotateFailed
-    from quadmix_spark.pipeline.refresh import format_summary, parse_run_date, run_refresh
+    from quadmix_spark.pipeline.refresh import check_clusters, format_summary, parse_run_date, run_refresh
+    from quadmix_spark.spark import files
 
     run_date = parse_run_date(args.run_date)  # a bad date fails before the SparkSession starts
+    if files.is_local_path(config.table_path(config.cluster.model_dir)):  # a URI is read through the session
+        check_clusters(config)
     try:
         summary = run_refresh(_session(config), config, run_date, step=args.step, restart=args.restart)
     except AnnotateFailed as err:
@@ -355,9 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--run-date", help="the run's date, YYYY-MM-DD (default: today in UTC)")
             p.add_argument(
                 "--step",
-                choices=("all", "annotate", "stats", "select"),
+                choices=("all", "annotate", "assign", "stats", "select"),
                 default="all",
-                help="run one step of the date's run (each is recorded; default: all steps not done)",
+                help="run one step of the date's run (each is recorded; default: all steps not done; assign: "
+                "only with domain_column set to cluster.column)",
             )
             p.add_argument(
                 "--restart",

@@ -17,11 +17,13 @@ from test_annotate import FINANCE, SPORTS, train_topic_model
 from quadmix_spark import core
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, load_config
+from quadmix_spark.pipeline import clustering
 from quadmix_spark.pipeline.annotate import QuarantineShareExceeded, run_annotate
 from quadmix_spark.pipeline.refresh import ensure_runs_table, format_summary, run_refresh
 from quadmix_spark.pipeline.select import plan_select, run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.spark import tables
+from quadmix_spark.spark.stats_table import load_stats
 
 DAY1, DAY2 = dt.date(2026, 11, 27), dt.date(2026, 11, 28)
 SCORERS = {"word_count": "higher_is_better", "dup_line_frac": "lower_is_better"}
@@ -341,3 +343,67 @@ def test_the_summary_counts_changed_texts_kept_and_replaced(spark, world):
     assert "changed texts: 0 kept, 3 replaced (annotate.on_changed_text=replace)" in format_summary(second)
     texts = spark.read.format("delta").load(config.table_path("annotated")).where(F.col("id") == "a0000")
     assert texts.first()["text"].endswith(" Updated.")
+
+
+CLUSTERS = {"k": 3, "sample_size": 1000, "partitions": 2, "dim": 16, "max_iter": 10}
+
+
+def test_with_clusters_as_domains_each_night_assigns_its_new_ids_a_cluster(spark, world, capsys):
+    config_path, folder = _config_file(world, "clusters")
+    data = yaml.safe_load(config_path.read_text())
+    data.update(domain_column="cluster", cluster=CLUSTERS)
+    data["select"]["params"] = str(config_path.parent / "theta.yaml")
+    config_path.write_text(yaml.safe_dump(data))
+    config = load_config(config_path)
+    _arrive(world, folder, 1)
+    # No clusters fitted yet: refused before any Spark work, naming both keys.
+    no_model = r"domain_column: 'cluster' is cluster\.column.*cluster\.model_dir: no fitted clusters"
+    with pytest.raises(ConfigError, match=no_model):
+        run_refresh(spark, config, DAY1)
+    assert main(["refresh", "--config", str(config_path), "--run-date", str(DAY1)]) == 2
+    assert tables.version(spark, config.table_path(config.refresh.runs_table)) is None
+    # The first night's documents annotated by hand, clustered, θ one entry per cluster.
+    run_annotate(spark, config, mode="incremental")
+    fit = clustering.run_cluster(spark, config)
+    names = [c["name"] for c in fit.clusters]
+    core.save_params(core.uniform(names, list(SCORERS), omega=0.6), config.select.params)
+
+    night1 = run_refresh(spark, config, DAY1)
+    assert night1.steps_run == ["annotate", "assign", "stats", "select"]
+    assert (night1.new_documents, night1.assigned, night1.cluster_model) == (0, 200, fit.model_id)
+    path = config.table_path(config.annotate.output_table)
+    before = {r["id"]: r["cluster"] for r in spark.read.format("delta").load(path).collect()}
+    assert len(before) == 200 and set(before.values()) <= set(names)
+
+    _arrive(world, folder, 2)
+    night2 = run_refresh(spark, config, DAY2)
+    assert (night2.new_documents, night2.assigned) == (100, 100)  # day 2's 20 repeats are not new
+    after = spark.read.format("delta").load(path)
+    rows = {r["id"]: r["cluster"] for r in after.collect()}
+    assert len(rows) == 300 and None not in rows.values() and set(rows.values()) <= set(names)
+    assert {i: rows[i] for i in before} == before
+    assert {r[0] for r in after.select("cluster_model").distinct().collect()} == {fit.model_id}
+    stats = load_stats(spark, config.table_path(config.stats.output_table), night2.stats_version)
+    assert set(stats.domains) == set(rows.values())  # the night's stats are per cluster name
+    assert set(night2.tokens_selected) <= set(names) and sum(night2.tokens_selected.values()) > 0
+    selected = spark.read.format("delta").load(config.table_path(config.select.output_table))
+    picked = selected.where(F.col("selection_id") == night2.selection_id).select("cluster").distinct()
+    assert {r[0] for r in picked.collect()} == set(night2.tokens_selected)
+
+    runs = spark.read.format("delta").load(config.table_path(config.refresh.runs_table))
+    night2_rows = runs.where(F.col("run_date") == F.lit(DAY2)).orderBy("recorded_at").collect()
+    assert [(r["step"], r["status"]) for r in night2_rows] == [
+        ("run", "started"), ("annotate", "done"), ("assign", "done"), ("stats", "done"),
+        ("select", "done"), ("run", "done"),
+    ]  # fmt: skip
+    annotate_row, assign_row, stats_row = night2_rows[1:4]
+    assert (
+        annotate_row["annotated_version"] < assign_row["annotated_version"] == stats_row["annotated_version"]
+    )
+    details = json.loads(assign_row["details"])
+    assert (details["assigned"], details["kept"], details["model_id"]) == (100, 200, fit.model_id)
+    new_tokens = after.where(F.col("id").startswith("b")).agg(F.sum("n_tokens")).first()[0]
+    assert assign_row["tokens"] == new_tokens and assign_row["wall_s"] > 0
+    assert night2_rows[-1]["wall_s"] == pytest.approx(sum(r["wall_s"] for r in night2_rows[1:5]), abs=0.01)
+    assert "assign     100 documents named a cluster by model " + fit.model_id in format_summary(night2)
+    capsys.readouterr()

@@ -94,6 +94,7 @@ class AssignSummary:
     kept: int
     version: int | None
     per_cluster: dict[str, int]
+    tokens: int | None = None  # of the rows named now (``token_column``): what the step processed
 
 
 # -- the sample and the features ----------------------------------------------------------------
@@ -319,6 +320,7 @@ def run_assign(spark: SparkSession, config: PipelineConfig) -> AssignSummary:
     todo = df
     if model_column in df.columns:
         todo = df.where(F.col(model_column).isNull() | (F.col(model_column) != model.model_id))
+    tokens = todo.agg(F.sum(F.col(config.token_column).cast("long"))).first()[0]
     names = F.array(*[F.lit(n) for n in model.names])
     assigned = model.pipeline.transform(todo.select("id", "text")).select(
         "id", names[F.col(PREDICTION)].alias(column), F.lit(model.model_id).alias(model_column)
@@ -335,7 +337,7 @@ def run_assign(spark: SparkSession, config: PipelineConfig) -> AssignSummary:
     per_cluster = {r[0]: int(r[1]) for r in latest.groupBy(column).count().collect() if r[0] is not None}
     kept = sum(per_cluster.values()) - updated
     return AssignSummary(source, column, model.model_id, updated, kept, commit.version if commit else None,
-                         per_cluster)  # fmt: skip
+                         per_cluster, int(tokens or 0))  # fmt: skip
 
 
 def format_result(result: ClusterResult) -> str:

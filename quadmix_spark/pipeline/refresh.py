@@ -1,22 +1,25 @@
-"""The refresh job: one nightly run, keyed by a run date, of annotate → stats → select.
+"""The refresh job: one nightly run, keyed by a run date, of annotate → (assign) → stats → select.
 
 Steps: ``annotate --mode incremental`` (only documents the annotated table does not hold yet) →
-``stats`` of the annotated version it left → ``select`` with the config's fixed θ (and mixture)
+``assign`` when the clusters are the domains (``domain_column`` is ``cluster.column``: the saved
+clusters model names the rows it has not named yet, the night's new ids) → ``stats`` of the
+annotated version they left → ``select`` with the config's fixed θ (and mixture)
 pinned to that stats version → shards, manifest and report as ``select`` writes them.
 
-Every step is the pipeline's own function (:func:`run_annotate`, :func:`run_stats`,
-:func:`run_select`); this module only decides which of them still has to run for the date and
-records what each did in the ``refresh_runs`` Delta table (append-only, one row per event):
+Every step is the pipeline's own function (:func:`run_annotate`, :func:`run_assign`,
+:func:`run_stats`, :func:`run_select`); this module only decides which of them still has to run
+for the date and records what each did in the ``refresh_runs`` Delta table (append-only, one row per event):
 
 - ``run/started``: the attempt's config hash, inputs, and the annotated and quarantine versions
   before it (the base the run's new documents are counted from);
-- ``annotate|stats|select/done``: the versions the step left and its counts;
+- ``annotate|assign|stats|select/done``: the versions the step left and its counts;
 - ``run/done``: the whole summary; ``<step>/failed``: the error.
 
 A date whose run is done is not run again ("nothing to do"). A run killed at any step resumes at
 the first step without a ``done`` row: a killed annotate reruns (its insert of new ids finds them
 present, and the run's new documents are counted from the Delta history since the base version,
-so they are the same as had it not been killed); a killed stats step finds the stats run it
+so they are the same as had it not been killed); a killed assign reruns (it names the rows still
+unnamed, and its count comes from the history too); a killed stats step finds the stats run it
 committed (same annotated version and settings) and reuses it, so the selection id, which names
 the stats version, is the same too; a killed select rewrites its own slice.
 """
@@ -57,6 +60,7 @@ from quadmix_spark.pipeline.annotate import (
     run_annotate,
 )
 from quadmix_spark.pipeline.annotate import format_summary as format_annotate
+from quadmix_spark.pipeline.clustering import check_model, format_assign, run_assign
 from quadmix_spark.pipeline.select import check_config as check_select
 from quadmix_spark.pipeline.select import format_summary as format_select
 from quadmix_spark.pipeline.select import load_checked_params, run_select
@@ -67,14 +71,14 @@ from quadmix_spark.spark.stats_table import ALL_DOMAINS, load_stats
 
 log = logging.getLogger(__name__)
 
-STEPS = ("annotate", "stats", "select")
+STEPS = ("annotate", "assign", "stats", "select")
 COST_COLUMNS = ("wall_s", "executor_core_s", "executor_cpu_s", "tokens_per_core_hour")
 
 RUNS_SCHEMA = StructType(
     [
         StructField("run_date", DateType(), False),
         StructField("attempt", IntegerType(), False),
-        StructField("step", StringType(), False),  # run | annotate | stats | select
+        StructField("step", StringType(), False),  # run | annotate | assign | stats | select
         StructField("status", StringType(), False),  # started | done | failed
         StructField("config_hash", StringType(), False),
         StructField("annotated_version", LongType(), True),
@@ -121,6 +125,8 @@ class RefreshSummary:
     annotated_version: int | None = None
     base_quarantine_version: int | None = None
     quarantine_version: int | None = None
+    assigned: int | None = None  # rows the assign step named (None: no assign step)
+    cluster_model: str | None = None
     stats_version: int | None = None
     stats_reused: bool | None = None
     selection_id: str | None = None
@@ -156,18 +162,47 @@ def config_hash(config: PipelineConfig) -> str:
     mixture = inputs.mixture_file(config, config.select.mixture, "select.mixture")
     if mixture is not None and files.is_file(mixture):
         select["mixture"] = core.content_key(files.read_text(mixture), 16)
-    return core.content_key(
-        {
-            "annotate": to_dict(config.annotate),
-            "annotator_hash": annotator_hash(annotator_specs(config)),
-            "stats": to_dict(config.stats),
-            "select": select,
-            "scorers": config.scorers,
-            "domain_column": config.domain_column,
-            "token_column": config.token_column,
-        },
-        16,
-    )
+    hashed = {
+        "annotate": to_dict(config.annotate),
+        "annotator_hash": annotator_hash(annotator_specs(config)),
+        "stats": to_dict(config.stats),
+        "select": select,
+        "scorers": config.scorers,
+        "domain_column": config.domain_column,
+        "token_column": config.token_column,
+    }
+    if uses_clusters(config):  # only then: the hash of a config without clusters is as before
+        hashed["cluster_model"] = cluster_model_id(config)
+    return core.content_key(hashed, 16)
+
+
+def uses_clusters(config: PipelineConfig) -> bool:
+    """Whether the domains are the clusters' names, so the night assigns the new ids a cluster."""
+    return config.domain_column == config.cluster.column
+
+
+def steps(config: PipelineConfig) -> tuple[str, ...]:
+    """The config's steps in order: the assign step only when the clusters are the domains."""
+    return tuple(s for s in STEPS if s != "assign" or uses_clusters(config))
+
+
+def check_clusters(config: PipelineConfig) -> None:
+    """With clusters as domains, a fitted clusters model must exist: otherwise the night's new ids
+    would get no domain. Fails naming both keys."""
+    if not uses_clusters(config):
+        return
+    try:
+        check_model(config)
+    except ConfigError as err:
+        raise ConfigError(
+            f"domain_column: {config.domain_column!r} is cluster.column, so refresh assigns clusters, "
+            f"but {err}; or set domain_column to a classifier's column"
+        ) from err
+
+
+def cluster_model_id(config: PipelineConfig) -> str:
+    """The saved clusters model's id (a refit is a new model: the date's config hash changes)."""
+    return str(json.loads(files.read_text(check_model(config)))["model_id"])
 
 
 def ensure_runs_table(spark: SparkSession, path: str) -> None:
@@ -240,8 +275,9 @@ def _record(
         "status": status,
     }
     # A table from before the cost columns gains them.
-    writer = frame.write.format("delta").mode("append").option("mergeSchema", "true")
-    writer.option("userMetadata", json.dumps(meta)).save(run.path)
+    frame.write.format("delta").mode("append").option("mergeSchema", "true").option(
+        "userMetadata", json.dumps(meta)
+    ).save(run.path)
     return row
 
 
@@ -320,6 +356,41 @@ def _annotate_step(spark: SparkSession, config: PipelineConfig, state: _State) -
     return details, {"annotated_version": ann_version, "quarantine_version": q_version}
 
 
+def assigned_rows(spark: SparkSession, path: str, after: int, upto: int | None) -> int:
+    """Rows the assign commits ``after < version <= upto`` named (their MERGEs' updated rows)."""
+    if upto is None or upto <= after:
+        return 0
+    history = (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .where((F.col("version") > after) & (F.col("version") <= upto) & (F.col("operation") == "MERGE"))
+        .select("operationMetrics", "userMetadata")
+        .collect()
+    )
+    meta = [(r["operationMetrics"] or {}, json.loads(r["userMetadata"] or "{}")) for r in history]
+    return sum(int(m.get("numTargetRowsUpdated", 0)) for m, u in meta if u.get("job") == "assign")
+
+
+def _assign_step(spark: SparkSession, config: PipelineConfig, state: _State) -> tuple[dict, dict]:
+    path = config.table_path(config.cluster.input_table)
+    summary = run_assign(spark, config)
+    print(format_assign(summary))
+    version = tables.version(spark, path)
+    details = {
+        # From the history since the annotate step's version: the same had a killed assign
+        # committed its MERGE before this one ran.
+        "assigned": assigned_rows(
+            spark, path, _version_or(state.done["annotate"]["annotated_version"]), version
+        ),
+        "kept": summary.kept,
+        "model_id": summary.model_id,
+        "column": summary.column,
+        "per_cluster": summary.per_cluster,
+        "tokens_processed": summary.tokens,
+    }
+    return details, {"annotated_version": version}
+
+
 def _stats_step(spark: SparkSession, config: PipelineConfig, state: _State) -> tuple[dict, dict]:
     source = config.table_path(config.stats.input_table)
     annotated_version = tables.version(spark, source)
@@ -367,6 +438,7 @@ def _version_or(value: int | None) -> int:
 #: step → what it does: (details, versions) for its ``done`` row, in the order they run.
 _STEP_FUNCTIONS: dict[str, Callable[[SparkSession, PipelineConfig, _State], tuple[dict, dict]]] = {
     "annotate": _annotate_step,
+    "assign": _assign_step,
     "stats": _stats_step,
     "select": _select_step,
 }
@@ -375,8 +447,9 @@ _STEP_FUNCTIONS: dict[str, Callable[[SparkSession, PipelineConfig, _State], tupl
 def check_config(config: PipelineConfig, step: str) -> str:
     """What a refresh checks before any Spark work (the step, the select settings, θ, the mixture's
     file); returns the config hash."""
-    if step != "all" and step not in STEPS:
-        raise ConfigError(f"--step: {step!r} is not all, {', '.join(STEPS)}")
+    if step != "all" and step not in steps(config):
+        raise ConfigError(f"--step: {step!r} is not all, {', '.join(steps(config))}")
+    check_clusters(config)
     check_select(config)
     if config.select.mixture is not None:
         sources.check(config.select.mixture, inputs.mixture_context(config, "select.mixture"))
@@ -403,13 +476,13 @@ def run_refresh(
     if state is not None and not restart:
         _check_same_config(state, run_date, cfg_hash)
         if "run" in state.done:
-            return _timed(_summary(state, [], "already done"), started_at)
+            return _timed(_summary(state, [], "already done", steps(config)), started_at)
     if state is None or restart:
         attempt = 1 if state is None else state.attempt + 1
         state = _start_attempt(spark, config, _Run(path, run_date, attempt, cfg_hash))
     run = _Run(path, run_date, state.attempt, cfg_hash)
-    ran = _run_steps(spark, config, run, state, STEPS if step == "all" else (step,))
-    return _timed(_finish(spark, run, state, ran), started_at)
+    ran = _run_steps(spark, config, run, state, steps(config) if step == "all" else (step,))
+    return _timed(_finish(spark, run, state, ran, steps(config)), started_at)
 
 
 def _timed(summary: RefreshSummary, started_at: float) -> RefreshSummary:
@@ -460,11 +533,12 @@ def _run_steps(
 ) -> list[str]:
     """The wanted steps not done yet, in order, each recorded ``done`` or ``failed``; returns those run."""
     ran: list[str] = []
-    for name in STEPS:
+    order = steps(config)
+    for name in order:
         if name in state.done:
             continue
         if name not in wanted:
-            if STEPS.index(name) < STEPS.index(wanted[0]):
+            if order.index(name) < order.index(wanted[0]):
                 raise ConfigError(
                     f"refresh {run.run_date} --step {wanted[0]}: the {name} step has not run for this date "
                     f"(attempt {state.attempt}); run --step {name} first, or --step all"
@@ -487,13 +561,15 @@ def _run_steps(
     return ran
 
 
-def _finish(spark: SparkSession, run: _Run, state: _State, ran: list[str]) -> RefreshSummary:
+def _finish(
+    spark: SparkSession, run: _Run, state: _State, ran: list[str], order: tuple[str, ...]
+) -> RefreshSummary:
     """The run's ``run/done`` row once every step is done; its summary either way."""
-    if not all(s in state.done for s in STEPS):
-        return _summary(state, ran, "partial")
-    summary = _summary(state, ran, "completed")
+    if not all(s in state.done for s in order):
+        return _summary(state, ran, "partial", order)
+    summary = _summary(state, ran, "completed", order)
     row = _record(
-        spark, run, "run", "done", dataclasses.asdict(summary), step_costs(state.done[s] for s in STEPS),
+        spark, run, "run", "done", dataclasses.asdict(summary), step_costs(state.done[s] for s in order),
         annotated_version=summary.annotated_version, quarantine_version=summary.quarantine_version,
         stats_version=summary.stats_version, selection_id=summary.selection_id,
         selected_version=summary.selected_version,
@@ -504,7 +580,7 @@ def _finish(spark: SparkSession, run: _Run, state: _State, ran: list[str]) -> Re
     return summary
 
 
-def _summary(state: _State, ran: list[str], status: str) -> RefreshSummary:
+def _summary(state: _State, ran: list[str], status: str, order: tuple[str, ...]) -> RefreshSummary:
     """The date's summary from its recorded rows (the same whichever invocation ran each step)."""
     started = state.started
     inputs = json.loads(started["details"])
@@ -513,7 +589,7 @@ def _summary(state: _State, ran: list[str], status: str) -> RefreshSummary:
         attempt=state.attempt,
         status=status,
         steps_run=ran,
-        steps_before=[s for s in STEPS if s in state.done and s not in ran],
+        steps_before=[s for s in order if s in state.done and s not in ran],
         input_path=inputs.get("input_path", ""),
         base_annotated_version=started["annotated_version"],
         base_quarantine_version=started["quarantine_version"],
@@ -536,22 +612,28 @@ def _summary(state: _State, ran: list[str], status: str) -> RefreshSummary:
         summary.on_changed_text = details.get("on_changed_text")
         summary.annotated_version = row["annotated_version"]
         summary.quarantine_version = row["quarantine_version"]
+    if "assign" in state.done:
+        details = json.loads(state.done["assign"]["details"])
+        summary.assigned, summary.cluster_model = details["assigned"], details["model_id"]
     if "stats" in state.done:
         row = state.done["stats"]
         summary.stats_version = row["stats_version"]
         summary.stats_reused = json.loads(row["details"])["reused"]
         summary.annotated_version = row["annotated_version"]  # what the stats (and select) describe
     if "select" in state.done:
-        row = state.done["select"]
-        details = json.loads(row["details"])
-        summary.selection_id = row["selection_id"]
-        summary.selected_version = row["selected_version"]
-        summary.selected_docs = details["selected_docs"]
-        summary.selected_copies = details["selected_copies"]
-        summary.tokens_selected = {d: int(t) for d, t in details["tokens_selected"].items()}
-        summary.budget = details["budget"]
-        summary.out_dir = details["out_dir"]
+        _select_summary(summary, state.done["select"])
     return summary
+
+
+def _select_summary(summary: RefreshSummary, row: dict[str, Any]) -> None:
+    details = json.loads(row["details"])
+    summary.selection_id = row["selection_id"]
+    summary.selected_version = row["selected_version"]
+    summary.selected_docs = details["selected_docs"]
+    summary.selected_copies = details["selected_copies"]
+    summary.tokens_selected = {d: int(t) for d, t in details["tokens_selected"].items()}
+    summary.budget = details["budget"]
+    summary.out_dir = details["out_dir"]
 
 
 def _row_cost(row: dict[str, Any]) -> Cost:
@@ -600,6 +682,8 @@ def format_summary(s: RefreshSummary) -> str:
                 f"    changed texts: {s.changed_text_kept} kept, {s.changed_text_replaced} replaced "
                 f"(annotate.on_changed_text={s.on_changed_text})"
             )
+    if s.assigned is not None:
+        lines.append(f"  assign     {s.assigned} documents named a cluster by model {s.cluster_model}")
     if s.stats_version is not None:
         how = "reused" if s.stats_reused else "computed"
         lines.append(f"  stats      {_v(s.stats_version)} of annotated {_v(s.annotated_version)} ({how})")

@@ -1,9 +1,11 @@
-"""Nightly corpus refresh: annotate → stats → select of the run's date, each a spark-submit task.
+"""Nightly corpus refresh: annotate → assign → stats → select of the run's date, each a spark-submit task.
 
 Each task runs one step of ``quadmix refresh --run-date {{ ds }}`` (``jobs/refresh.py --step``).
 A step records itself in the ``refresh_runs`` Delta table, so a retried or cleared task redoes only
 what is not recorded: annotate finds its documents already there, stats reuses the stats run it
-committed, select rewrites its own slice. ``max_active_runs=1``: two dates never append to the
+committed, select rewrites its own slice. ``assign`` names the new documents' clusters when the
+clusters are the domains (docs/nightly.md) and returns at once, without Spark work, when they are
+not. ``max_active_runs=1``: two dates never append to the
 annotated table at once.
 
 Settings come from the environment of the Airflow scheduler and workers (defaults in brackets):
@@ -34,11 +36,11 @@ PYTHON = os.environ.get("QUADMIX_PYTHON", f"{HOME}/.venv/bin/python")
 SCHEDULE = os.environ.get("QUADMIX_SCHEDULE", "0 2 * * *")
 # The Delta package of pyproject's delta-spark/pyspark pair (quadmix_spark.spark.session.DELTA_PACKAGE).
 DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
-STEPS = ("annotate", "stats", "select")
+STEPS = ("annotate", "assign", "stats", "select")
 
 with DAG(
     dag_id="quadmix_nightly",
-    description="QuaDMix refresh of the night's date: annotate (incremental) → stats → select",
+    description="QuaDMix refresh of the night's date: annotate (incremental) → assign → stats → select",
     schedule=SCHEDULE,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -51,7 +53,7 @@ with DAG(
     tags=["quadmix", "spark"],
     doc_md=__doc__,
 ) as dag:
-    annotate, stats, select = (
+    annotate, assign, stats, select = (
         SparkSubmitOperator(
             task_id=step,
             application=f"{HOME}/jobs/refresh.py",
@@ -67,4 +69,4 @@ with DAG(
         )
         for step in STEPS
     )
-    annotate >> stats >> select
+    annotate >> assign >> stats >> select

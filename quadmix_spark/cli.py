@@ -248,10 +248,23 @@ def cmd_demo(config: PipelineConfig, args: argparse.Namespace) -> None:
 
 def cmd_refresh(config: PipelineConfig, args: argparse.Namespace) -> None:
     from quadmix_spark.pipeline.annotate import AnnotateFailed
-    from quadmix_spark.pipeline.refresh import check_clusters, format_summary, parse_run_date, run_refresh
+    from quadmix_spark.pipeline.refresh import (
+        check_clusters,
+        format_summary,
+        parse_run_date,
+        run_refresh,
+        uses_clusters,
+    )
     from quadmix_spark.spark import files
 
     run_date = parse_run_date(args.run_date)  # a bad date fails before the SparkSession starts
+    if args.step == "assign" and not uses_clusters(config):
+        # The nightly DAG runs every step as a task, whatever the config: this one has no clusters.
+        print(
+            f"refresh {run_date}: assign: nothing to do (domain_column {config.domain_column!r} is not "
+            f"cluster.column {config.cluster.column!r}: the domains are not clusters)"
+        )
+        return
     if files.is_local_path(config.table_path(config.cluster.model_dir)):  # a URI is read through the session
         check_clusters(config)
     try:
@@ -361,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=("all", "annotate", "assign", "stats", "select"),
                 default="all",
                 help="run one step of the date's run (each is recorded; default: all steps not done; assign: "
-                "only with domain_column set to cluster.column)",
+                "nothing to do unless domain_column is cluster.column)",
             )
             p.add_argument(
                 "--restart",

@@ -89,7 +89,8 @@ def test_the_dag_loads_in_airflow_with_its_steps_in_order_and_the_date_templated
     tasks = bag["tasks"]
     assert {t: v["upstream"] for t, v in tasks.items()} == {
         "annotate": [],
-        "stats": ["annotate"],
+        "assign": ["annotate"],
+        "stats": ["assign"],
         "select": ["stats"],
     }
     parser = build_parser()

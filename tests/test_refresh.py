@@ -306,6 +306,15 @@ def test_a_failed_step_is_recorded_and_fails_the_run(spark, world):
     assert main(["refresh", "--config", str(config_path), "--run-date", "2026-13-01"]) == 2
 
 
+def test_the_assign_step_of_a_config_without_clusters_does_nothing(world, capsys):
+    """The DAG runs an assign task for every config; without clusters it returns before Spark."""
+    config_path, _ = _config_file(world, "no-clusters")
+    config = load_config(config_path)
+    assert main(["refresh", "--config", str(config_path), "--run-date", str(DAY1), "--step", "assign"]) == 0
+    assert "assign: nothing to do (domain_column 'domain' is not cluster.column" in capsys.readouterr().out
+    assert not Path(config.table_path("refresh_runs")).exists()
+
+
 def test_runs_tables_created_at_once_by_many_runs_all_succeed(spark, tmp_path):
     for trial in range(3):
         path = str(tmp_path / f"runs-{trial}")

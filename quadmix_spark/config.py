@@ -920,7 +920,7 @@ class EntropyConfig:
     vne_dim: int = setting(300, "Dimensions of the `skipgram` model (VNE ≤ log of it).", gt=0)
     vne_epochs: int = setting(5, "Training epochs of the `skipgram` model.", gt=0)
     vne_train_tokens: int = setting(
-        1_000_000,
+        250_000,
         "Tokens (`token_column`) per domain of the `skipgram` model's training sample: documents with "
         "`hash_uniform(doc_key, seed, ENTROPY_STREAM + 2)` below the domain's rate; the driver holds only "
         "this sample.",

@@ -88,8 +88,11 @@ SUMMARY_NAME = "entropy_summary.json"
 # VNE candidates per domain: enough above vne_docs that a hash sample rarely falls short of it
 VNE_OVERSAMPLE = 1.2
 VNE_SLACK = 20
-# Subword buckets of the skipgram model: fastText's 2M would make a 300-d model 2.4 GB.
-SKIPGRAM_BUCKETS = 100_000
+# The skipgram model learns whole words only (no character n-grams): a document's vector is the
+# mean of its words', and the words come from the sample itself. Subwords (3–6 characters in
+# 100,000 buckets) made one epoch over the demo's 11M sampled tokens take minutes per epoch on one
+# thread, the cost of VNE's default.
+SKIPGRAM_SUBWORDS = (0, 0)  # fastText's minn, maxn
 
 
 @dataclass
@@ -165,7 +168,7 @@ def vne_identity(cfg: EntropyConfig, model: str | None) -> str | list | None:
     """What VNE's vectors are, for the run's id: the file, or the skipgram model's settings (its
     sample follows from the input, the domains and the seed, already in the id)."""
     if cfg.vne_model == VNE_SKIPGRAM:
-        return [VNE_SKIPGRAM, cfg.vne_dim, cfg.vne_epochs, cfg.vne_train_tokens, SKIPGRAM_BUCKETS]
+        return [VNE_SKIPGRAM, cfg.vne_dim, cfg.vne_epochs, cfg.vne_train_tokens, *SKIPGRAM_SUBWORDS]
     return model
 
 
@@ -435,7 +438,8 @@ def _fit_skipgram(train_file: Path, cfg: EntropyConfig):
         model="skipgram",
         dim=cfg.vne_dim,
         epoch=cfg.vne_epochs,
-        bucket=SKIPGRAM_BUCKETS,
+        minn=SKIPGRAM_SUBWORDS[0],
+        maxn=SKIPGRAM_SUBWORDS[1],
         thread=1,
         verbose=0,
     )

@@ -42,6 +42,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,12 @@ SUMMARY_NAME = "entropy_summary.json"
 # VNE candidates per domain: enough above vne_docs that a hash sample rarely falls short of it
 VNE_OVERSAMPLE = 1.2
 VNE_SLACK = 20
-# The skipgram model learns whole words only (no character n-grams): a document's vector is the
-# mean of its words', and the words come from the sample itself. Subwords (3–6 characters in
-# 100,000 buckets) made one epoch over the demo's 11M sampled tokens take minutes per epoch on one
-# thread, the cost of VNE's default.
-SKIPGRAM_SUBWORDS = (0, 0)  # fastText's minn, maxn
+# Subwords of 3–6 characters in 100,000 buckets (fastText's 2M would make a 300-d model 2.4 GB).
+# Whole words only (minn = maxn = 0) would train faster, but this fastText build then stops with
+# "Encountered NaN" on small samples (a few 100k tokens, one thread), as it does now and then with
+# subwords on tiny ones: see _fit_skipgram.
+SKIPGRAM_SUBWORDS = (3, 6, 100_000)  # fastText's minn, maxn, bucket
+SKIPGRAM_TRIES = 3
 
 
 @dataclass
@@ -433,16 +435,34 @@ def _fit_skipgram(train_file: Path, cfg: EntropyConfig):
 
     # One thread: fastText's threads race on the shared matrices, so only one gives the same model
     # for the same sample (fastText's own seed is fixed at 0; the Python wrapper does not take it).
-    return fasttext.train_unsupervised(
+    # On small samples this build now and then stops with "Encountered NaN" where the same call
+    # succeeds when repeated: a few tries, then an error that says what to change.
+    train = partial(
+        fasttext.train_unsupervised,
         input=str(train_file),
         model="skipgram",
         dim=cfg.vne_dim,
         epoch=cfg.vne_epochs,
         minn=SKIPGRAM_SUBWORDS[0],
         maxn=SKIPGRAM_SUBWORDS[1],
+        bucket=SKIPGRAM_SUBWORDS[2],
         thread=1,
         verbose=0,
     )
+    for _ in range(SKIPGRAM_TRIES - 1):
+        try:
+            return train()
+        except RuntimeError as err:
+            if "NaN" not in str(err):
+                raise
+            log.warning("entropy: fastText stopped with %s; training the skipgram model again", err)
+    try:
+        return train()
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"entropy: fastText stopped training the VNE skipgram model {SKIPGRAM_TRIES} times: {err} "
+            "(raise entropy.vne_train_tokens or entropy.vne_epochs, or set entropy.vne_model: classifier)"
+        ) from err
 
 
 def write_mixtures(config: PipelineConfig, summary: EntropySummary) -> None:

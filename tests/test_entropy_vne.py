@@ -129,14 +129,13 @@ def train_classifier(path) -> str:
     train.write_text("\n".join(lines) + "\n")
     # fastText stops with "Encountered NaN" now and then on inputs this small (entropy._fit_skipgram).
     settings = {"epoch": 5, "dim": 8, "minCount": 1, "verbose": 0, "thread": 1, "seed": 0}
-    for _ in range(4):
+    for tries_left in range(4, -1, -1):
         try:
             model = fasttext.train_supervised(str(train), **settings)
             break
         except RuntimeError:
-            continue
-    else:
-        model = fasttext.train_supervised(str(train), **settings)
+            if not tries_left:
+                raise
     model.save_model(str(path))
     return str(path)
 

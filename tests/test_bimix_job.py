@@ -152,6 +152,8 @@ def test_long_format_runs_without_stats_give_an_uncapped_optimum(tmp_path):
     summary = run_bimix(config)  # no Spark: a file of runs and no stats table
     assert summary["caps"] is None and "r* is not capped" in summary["caps_note"]
     assert summary["unseen"] is None
+    # Its cost: the driver's work only (no Spark session, so no executor figures).
+    assert summary["cost"]["driver_cpu_s"] > 0 and summary["cost"]["executor_core_s"] is None
     assert summary["unseen_skipped"] == "4 distinct mixtures: leaving 3 out leaves fewer than 2 to fit on"
     truth = optimal_mixture(TRUE, S_REF)
     r_star = core.Mixture.from_file(tmp_path / "bimix" / "r_star.yaml")

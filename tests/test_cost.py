@@ -26,7 +26,7 @@ from quadmix_spark.pipeline.refresh import (
     run_refresh,
 )
 from quadmix_spark.spark import tables
-from quadmix_spark.spark.cost import Cost, CostMeter
+from quadmix_spark.spark.cost import Cost, CostMeter, total
 
 DAY = dt.date(2026, 12, 1)
 
@@ -131,3 +131,21 @@ def test_refresh_runs_from_before_the_cost_columns_still_read_and_gain_them(spar
     assert set(RUNS_SCHEMA.names) <= set(runs.columns)
     again = run_refresh(spark, config, DAY)  # read back from the table
     assert again.status == "already done" and again.costs == summary.costs
+
+
+def test_a_meter_without_spark_measures_the_drivers_cpu_and_costs_add_up():
+    import numpy as np
+
+    with CostMeter(None, "driver-only") as meter:
+        busy = np.random.default_rng(0).normal(size=(300, 300))
+        for _ in range(40):
+            busy = np.tanh(busy @ busy.T / 300)
+    cost = meter.cost
+    assert cost.driver_cpu_s > 0 and cost.wall_s > 0
+    assert (cost.executor_core_s, cost.executor_cpu_s, cost.tasks) == (None, None, 0)
+    assert "driver CPU-s" in cost.line() and "executor time not measured" in cost.line()
+    # A cost recorded before driver_cpu_s reads back with None, and totals add what is there.
+    old = {"wall_s": 2.0, "executor_core_s": 3.0, "executor_cpu_s": 1.0, "tokens": 10}
+    assert Cost.from_json(old).driver_cpu_s is None
+    both = total([Cost.from_json(old), Cost(1.0, None, None, None, driver_cpu_s=0.5)])
+    assert (both.wall_s, both.executor_core_s, both.driver_cpu_s, both.tokens) == (3.0, 3.0, 0.5, 10)

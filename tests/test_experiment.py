@@ -181,6 +181,9 @@ def test_rounds_and_a_fixed_mixture(spark, setup, tmp_path):
     config.search.rounds, config.search.holdout_fraction, config.search.mixture = [24, 8], 0.0, "uniform"
     result = run_experiment(spark, config)
     key = result.key
+    # Its cost: the proxy runs are Spark tasks (one per run at least), the search is the driver's.
+    assert result.cost["tasks"] >= 32 and result.cost["executor_core_s"] > 0
+    assert result.cost["driver_cpu_s"] > 0 and "driver CPU-s" in format_result(result)
     runs = load_runs(spark, config.table_path("proxy_runs"))
     mine = runs[runs["run_id"].str.startswith(f"{key}-")]
     first, second = (

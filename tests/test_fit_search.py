@@ -69,6 +69,8 @@ def test_fit_search_finds_a_better_theta(tmp_path):
     assert {"lightgbm", "loglinear", "gp", "linear"} <= families and summary["regressor"] in families
     assert summary["metrics"]["spearman"] > 0.8 and summary["metrics"]["n"] == 80
     assert summary["output_source"] == "searched candidate" and "warning" not in summary
+    # 4 families × 15 CV fits and the search ran on the driver: its CPU seconds are the cost.
+    assert summary["cost"]["driver_cpu_s"] > 0.5 and summary["cost"]["tasks"] == 0
     theta_star = core.load_params(tmp_path / "theta_star.yaml")  # a file quadmix select accepts
     true_star = true_loss(theta_star.to_vector()[None, :])[0]
     final = runs[(runs.step_tokens == 2_000_000) & (runs.eval_set == "target")]

@@ -88,6 +88,7 @@ def test_reweight_job_end_to_end(spark, annotated, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="quadmix_spark.pipeline"):
         result = run_reweight(spark, cfg)
     assert not result.failed and result.trained == 6  # 3 methods + 3 fresh proxies
+    assert result.cost["tasks"] >= 6 and result.cost["executor_core_s"] > 0  # a task per run
     runs = load_runs(spark, str(tmp_path / "runs")).set_index("run_id")
     assert len(runs) == 6 and (runs["status"] == "ok").all()
     assert sorted(runs["kind"]) == ["eval"] * 3 + ["reweight"] * 3

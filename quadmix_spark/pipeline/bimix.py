@@ -40,6 +40,7 @@ from quadmix_spark.mixing.bimix_diagnostics import (
 from quadmix_spark.mixing.bimix_optimum import BiMixOptimum, optimal_mixture, share_caps
 from quadmix_spark.pipeline import inputs
 from quadmix_spark.spark import files
+from quadmix_spark.spark.cost import Cost, CostMeter
 
 log = logging.getLogger(__name__)
 
@@ -319,16 +320,17 @@ def run_bimix(config: PipelineConfig, spark=None) -> dict[str, Any]:
     """Fit, diagnose, plot and write r*; return the summary (also written as JSON beside the plot)."""
     started = time.time()
     cfg = config.bimix
-    table, info = load_long_runs(config, spark)
-    fitted = fit_runs(config, table, info)
-    plot = write_plot(fitted, cfg.output_dir)
-    caps = load_caps(config, spark, fitted.domains)
-    s_target = cfg.s_target or float(fitted.table["step_tokens"].max())
-    optimum = solve_optimum(fitted, caps, s_target)
-    fit = fit_record(fitted)
-    write_r_star(config, optimum, fit, caps, info["source"])
+    with CostMeter(spark, "bimix") as meter:
+        table, info = load_long_runs(config, spark)
+        fitted = fit_runs(config, table, info)
+        plot = write_plot(fitted, cfg.output_dir)
+        caps = load_caps(config, spark, fitted.domains)
+        s_target = cfg.s_target or float(fitted.table["step_tokens"].max())
+        optimum = solve_optimum(fitted, caps, s_target)
+        fit = fit_record(fitted)
+        write_r_star(config, optimum, fit, caps, info["source"])
     summary = _summary(fitted, caps, optimum, fit, s_target)
-    summary.update(output=str(cfg.output_mixture), plot=plot)
+    summary.update(output=str(cfg.output_mixture), plot=plot, cost=meter.cost.to_json())
     return publish_summary(_plain(summary), cfg.output_dir, started)
 
 
@@ -547,4 +549,6 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"  {d:<20} {s['r_star'][d]:>8.4f} {natural:>8} {cap:>8} {loss}{bound}")
     lines.append(f"  objective Σ w_i L_i(r*_i) = {s['objective']:.5f}")
     lines.append(f"  wrote {s['output']}, {s['plot']} and {s['summary']} in {s['seconds']}s")
+    if s.get("cost"):
+        lines.append(f"  {Cost.from_json(s['cost']).line()}")
     return "\n".join(lines)

@@ -75,6 +75,7 @@ from quadmix_spark.pipeline.targets import (
 from quadmix_spark.proxy.runs import RunSpec, load_runs, pool_vocab, run_proxies
 from quadmix_spark.proxy.vocab import ProxyVocab, parse_vocab_spec
 from quadmix_spark.spark import files, tables
+from quadmix_spark.spark.cost import Cost, CostMeter
 from quadmix_spark.spark.selectors import baselines
 from quadmix_spark.spark.stats_table import check_columns, load_stats
 
@@ -110,6 +111,7 @@ class ExperimentResult:
     mixture_method: dict | None = None  # what experiment.mixture_method found (fit, r*, …)
     rounds: list[dict] = field(default_factory=list)  # one record per round of proxy runs
     search_mixture: str | None = None  # search.mixture: θ was searched with these domain shares
+    cost: dict | None = None  # quadmix_spark.spark.cost: wall, driver and executor seconds
 
     @property
     def ranked(self) -> list[Contender]:
@@ -235,10 +237,11 @@ class ExperimentPlan:
 def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentResult:
     """Plan → proxy runs in rounds, fit, θ* → evaluation rows → the comparison, written."""
     started = time.time()
-    plan = plan_experiment(spark, config)
-    searched = search_in_rounds(spark, plan.rounds, config.experiment.seed)
-    _write_theta_star(plan, searched)
-    contenders, method_info = _evaluate(spark, plan, searched.fit)
+    with CostMeter(spark, "experiment") as meter:
+        plan = plan_experiment(spark, config)
+        searched = search_in_rounds(spark, plan.rounds, config.experiment.seed)
+        _write_theta_star(plan, searched)
+        contenders, method_info = _evaluate(spark, plan, searched.fit)
     result = ExperimentResult(
         key=plan.key,
         pool_docs=sum(load_stats(spark, plan.stats_path).docs.values()),  # the pool's stats: no scan
@@ -252,6 +255,7 @@ def run_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentRes
         mixture_method=method_info,
         rounds=searched.history,
         search_mixture=config.search.mixture,
+        cost=meter.cost.to_json(),
     )
     _write(result, plan.out_dir)
     return result
@@ -568,6 +572,8 @@ def format_result(r: ExperimentResult) -> str:
     if r.mixture_method:
         lines += format_method(r.mixture_method)
     lines += _in_domain_verdict(r)
+    if r.cost:
+        lines.append(f"  {Cost.from_json(r.cost).line()}")
     lines.append(f"  → {verdict}; written to {r.output_dir} in {r.seconds}s")
     return "\n".join(lines)
 

@@ -49,6 +49,7 @@ from quadmix_spark.search.regression import plot_predicted_vs_actual
 from quadmix_spark.search.regressors import regressor_from_bytes
 from quadmix_spark.search.validation import Choice, choose_regressor
 from quadmix_spark.spark import files
+from quadmix_spark.spark.cost import Cost, CostMeter
 from quadmix_spark.spark.stats_table import load_stats
 
 log = logging.getLogger(__name__)
@@ -540,19 +541,21 @@ def run_fit_search(config: PipelineConfig, spark=None) -> dict:
     started = time.time()
     cfg = config.search
     regressor_families(cfg)  # a wrong name fails before any input is read
-    note = prior_fallback(config, spark)
-    regmix = regmix_prior(config, spark, "uniform" if note else None) if cfg.mode == "regmix" else None
-    runs = load_runs(cfg, spark)
-    ids, X, y = run_targets(runs, config.targets.weights)
-    pool = pool_features(config, spark) if cfg.mode == "quadmix" and cfg.features != "theta" else None
-    summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg, pool)
-    if note:  # said once, in the summary printed and written
-        summary["prior"], summary["prior_note"] = "uniform", note
-    summary["output"] = write_theta_star(result, cfg, summary)
+    with CostMeter(spark, "fit-search") as meter:
+        note = prior_fallback(config, spark)
+        regmix = regmix_prior(config, spark, "uniform" if note else None) if cfg.mode == "regmix" else None
+        runs = load_runs(cfg, spark)
+        ids, X, y = run_targets(runs, config.targets.weights)
+        pool = pool_features(config, spark) if cfg.mode == "quadmix" and cfg.features != "theta" else None
+        summary, result = fit_and_search(ids, X, y, make_sampler(cfg, regmix), cfg, pool)
+        if note:  # said once, in the summary printed and written
+            summary["prior"], summary["prior_note"] = "uniform", note
+        summary["output"] = write_theta_star(result, cfg, summary)
     if cfg.mode == "quadmix":
         summary["params_hash"] = core.params_hash(result.to_params())
     summary["regressor_file"] = regressor_file(cfg)
     summary["seconds"] = round(time.time() - started, 1)
+    summary["cost"] = meter.cost.to_json()
     files.write_text(files.join(cfg.output_dir, "search_summary.json"), json.dumps(summary, indent=2))
     return summary
 
@@ -696,4 +699,6 @@ def format_summary(s: dict) -> str:
     if s.get("warning"):
         lines.append(f"  WARNING: {s['warning']}")
     lines.append(f"  wrote {s['output']} ({s['output_source']}) in {s['seconds']}s")
+    if s.get("cost"):
+        lines.append(f"  {Cost.from_json(s['cost']).line()}")
     return "\n".join(lines)

@@ -50,6 +50,7 @@ from quadmix_spark.pipeline.streams import StreamsSummary, load_streams, run_str
 from quadmix_spark.proxy.ngram import CL100K_N_VOCAB
 from quadmix_spark.proxy.vocab import ProxyVocab, check_comparable, parse_vocab_spec
 from quadmix_spark.spark import files
+from quadmix_spark.spark.cost import Cost, CostMeter
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class ReweightResult:
     output_dir: str
     plot: str | None
     seconds: float
+    cost: dict | None = None  # quadmix_spark.spark.cost: wall, driver and executor seconds
 
 
 @dataclass(frozen=True)
@@ -375,18 +377,28 @@ def run_reweight(
 ) -> ReweightResult:
     """Streams → runs → mixture files → α plot (→ fresh-proxy evaluation); see the module docstring."""
     started = time.time()
-    plan = plan_reweight(spark, config, methods)
-    summary = run_reweight_runs(spark, plan.runs_path, plan.specs(), plan.train, plan.val, plan.settings)
-    results, by_label = write_mixtures(spark, plan, config.reweight.final)
-    plot = write_plot(plan, by_label)
-    failed, trained = dict(summary.failed), len(summary.trained)
-    if config.reweight.eval_tokens > 0:
-        evaluated = _evaluate(spark, config, plan, results)
-        failed |= evaluated.failed
-        trained += len(evaluated.trained)
+    with CostMeter(spark, "reweight") as meter:
+        plan = plan_reweight(spark, config, methods)
+        summary = run_reweight_runs(spark, plan.runs_path, plan.specs(), plan.train, plan.val, plan.settings)
+        results, by_label = write_mixtures(spark, plan, config.reweight.final)
+        plot = write_plot(plan, by_label)
+        failed, trained = dict(summary.failed), len(summary.trained)
+        if config.reweight.eval_tokens > 0:
+            evaluated = _evaluate(spark, config, plan, results)
+            failed |= evaluated.failed
+            trained += len(evaluated.trained)
     seconds, skipped = round(time.time() - started, 1), summary.skipped_failed
     result = ReweightResult(
-        plan.streams, plan.vocab_key, results, trained, failed, skipped, plan.out, plot, seconds
+        plan.streams,
+        plan.vocab_key,
+        results,
+        trained,
+        failed,
+        skipped,
+        plan.out,
+        plot,
+        seconds,
+        meter.cost.to_json(),
     )
     files.write_text(files.join(plan.out, SUMMARY_NAME), json.dumps(asdict(result), indent=2, default=str))
     return result
@@ -475,4 +487,6 @@ def format_result(r: ReweightResult) -> str:
         f"  wrote {', '.join(written)}, each with its _avg and _last beside it; "
         f"plot {r.plot}; in {r.seconds}s"
     )
+    if r.cost:
+        lines.append(f"  {Cost.from_json(r.cost).line()}")
     return "\n".join(lines)

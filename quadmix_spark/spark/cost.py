@@ -19,6 +19,12 @@ run the annotators (a ``mapInArrow`` task's JVM thread mostly waits for its work
 ``executor_core_s`` is ``executorRunTime``, the seconds each task held its core, Python worker
 included. A task holds one core (``spark.task.cpus`` = 1) whether it computes or waits, so core
 time is what a run costs a cluster, and tokens per core-hour is measured against it.
+
+A third figure is for the jobs whose work is mostly on the driver (``bimix``, ``fit-search``, the
+experiment's surrogate and search): ``driver_cpu_s``, the CPU seconds of the driver's Python
+process (``time.process_time``, all its threads; the JVM and the Python workers are other
+processes). A meter made with ``spark=None`` (``bimix`` and ``fit-search`` on files) measures
+only wall and driver time.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from py4j.protocol import Py4JError
@@ -47,6 +53,7 @@ class Cost:
     tokens: int | None = None  # what the job processed: its input tokens
     stages: int = 0
     tasks: int = 0
+    driver_cpu_s: float | None = None  # the driver's Python process; None in costs recorded before it
 
     @property
     def tokens_per_core_hour(self) -> float | None:
@@ -55,7 +62,7 @@ class Cost:
         return self.tokens / (self.executor_core_s / 3600.0)
 
     def with_tokens(self, tokens: int | None) -> Cost:
-        return Cost(self.wall_s, self.executor_core_s, self.executor_cpu_s, tokens, self.stages, self.tasks)
+        return replace(self, tokens=tokens)
 
     def to_json(self) -> dict[str, Any]:
         """The recorded fields (``tokens_per_core_hour`` is computed from the rounded ones)."""
@@ -67,6 +74,7 @@ class Cost:
             self.tokens,
             self.stages,
             self.tasks,
+            None if self.driver_cpu_s is None else round(self.driver_cpu_s, 3),
         )
         return {
             "wall_s": rounded.wall_s,
@@ -76,6 +84,7 @@ class Cost:
             "tokens_per_core_hour": rounded.tokens_per_core_hour,
             "stages": rounded.stages,
             "tasks": rounded.tasks,
+            "driver_cpu_s": rounded.driver_cpu_s,
         }
 
     @classmethod
@@ -87,14 +96,16 @@ class Cost:
             data.get("tokens"),
             int(data.get("stages") or 0),
             int(data.get("tasks") or 0),
+            data.get("driver_cpu_s"),
         )
 
     def line(self) -> str:
         """One summary line: ``cost: 12.3 s wall, 20.1 executor core-s (3.2 JVM CPU-s), ...``."""
+        driver = "" if self.driver_cpu_s is None else f", {self.driver_cpu_s:.1f} driver CPU-s"
         if self.executor_core_s is None:
-            return f"cost: {self.wall_s:.1f} s wall (executor time not measured: no JVM)"
+            return f"cost: {self.wall_s:.1f} s wall{driver} (executor time not measured: no Spark JVM)"
         text = (
-            f"cost: {self.wall_s:.1f} s wall, {self.executor_core_s:.1f} executor core-s "
+            f"cost: {self.wall_s:.1f} s wall{driver}, {self.executor_core_s:.1f} executor core-s "
             f"({self.executor_cpu_s:.1f} JVM CPU-s) in {self.tasks} tasks"
         )
         if self.tokens_per_core_hour is not None:
@@ -130,6 +141,7 @@ def total(costs: list[Cost]) -> Cost:
         add([c.tokens for c in costs]),
         sum(c.stages for c in costs),
         sum(c.tasks for c in costs),
+        add([c.driver_cpu_s for c in costs]),
     )
 
 
@@ -140,28 +152,36 @@ class CostMeter:
     a commit's metadata before the write's own tasks run); ``cost`` holds the whole after exit.
     """
 
-    def __init__(self, spark: SparkSession, job: str):
+    def __init__(self, spark: SparkSession | None, job: str):
         self.spark = spark
         self.tag = f"{_TAG_PREFIX}-{job}-{uuid.uuid4().hex[:12]}"
         self.started = 0.0
+        self.started_cpu = 0.0
         self.started_ms = 0
         self.cost: Cost | None = None
 
     def __enter__(self) -> CostMeter:
         self.started = time.perf_counter()
+        self.started_cpu = time.process_time()
         self.started_ms = int(time.time() * 1000)
-        self.spark.sparkContext.addJobTag(self.tag)
+        if self.spark is not None:
+            self.spark.sparkContext.addJobTag(self.tag)
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.cost = self.so_far()
         finally:
-            self.spark.sparkContext.removeJobTag(self.tag)
+            if self.spark is not None:
+                self.spark.sparkContext.removeJobTag(self.tag)
 
     def so_far(self, tokens: int | None = None) -> Cost:
-        """The cost of the tagged jobs finished (or running) now, and the wall time since entry."""
+        """The cost of the tagged jobs finished (or running) now, and the wall and driver CPU
+        time since entry."""
         wall = time.perf_counter() - self.started
+        driver = time.process_time() - self.started_cpu
+        if self.spark is None:
+            return Cost(wall, None, None, tokens, driver_cpu_s=driver)
         try:
             measured = _stage_metrics(self.spark, self.tag, self.started_ms)
         except Py4JError as err:  # a cost figure is never worth failing the job it describes
@@ -170,9 +190,9 @@ class CostMeter:
             )
             measured = None
         if measured is None:
-            return Cost(wall, None, None, tokens)
+            return Cost(wall, None, None, tokens, driver_cpu_s=driver)
         run_ms, cpu_ns, stages, tasks = measured
-        return Cost(wall, run_ms / 1000.0, cpu_ns / 1e9, tokens, stages, tasks)
+        return Cost(wall, run_ms / 1000.0, cpu_ns / 1e9, tokens, stages, tasks, driver)
 
 
 def _stage_metrics(spark: SparkSession, tag: str, since_ms: int) -> tuple[int, int, int, int] | None:

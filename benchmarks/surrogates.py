@@ -173,6 +173,7 @@ class Swarm:
     X_test: NDArray[np.float64]
     y_test: NDArray[np.float64]
     ceiling: float  # Spearman of the noisy targets against the truth: what CV could at most show
+    truth: Callable  # (n, m) mixtures → (n,) noiseless losses
 
 
 def make_swarm(cell: Cell, seed: int, noise: float, outliers: float) -> Swarm:
@@ -191,7 +192,7 @@ def make_swarm(cell: Cell, seed: int, noise: float, outliers: float) -> Swarm:
     y = truth(X) + seed_noise + bad_runs
     n = cell.runs
     ceiling = evaluate_predictions(truth(X[:n]), y[:n])["spearman"]
-    return Swarm([f"run{i:04d}" for i in range(n)], X[:n], y[:n], X_test, truth(X_test), ceiling)
+    return Swarm([f"run{i:04d}" for i in range(n)], X[:n], y[:n], X_test, truth(X_test), ceiling, truth)
 
 
 # -- one cell ------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ both sides are scored by the noiseless truth: ``cand`` (r*) and ``best`` (the ru
   MAE (the rule before ``best_run_estimate``);
 - ``estimate + k MAE``: r* when predicted below :func:`best_run_estimate` (the surrogate's
   prediction for the best run, moved towards its observation by what exceeds 2 MAE) by more
-  than k MAE, for k = 0 (the default), 0.5 and 1.
+  than k MAE, for k = 0, 0.5 and 1 (``search.evidence_margin``'s default);
+- ``out-of-fold + 1 MAE``: the same with the CV's out-of-fold prediction for the best run (from
+  models that did not see it) in place of the in-sample one.
 
 Summary per budget and in all: how often each rule picks the truly better side, its mean true
 loss above the better side's (the oracle's), its mean and worst true loss against the best run's
@@ -60,6 +62,7 @@ class Sides:
     runs: int
     observed: float  # the best run's observed loss
     predicted: float  # the surrogate's prediction for the best run
+    out_of_fold: float  # the CV's prediction for it, from folds that did not see it (mean over repeats)
     candidate: float  # the surrogate's prediction for r*
     mae: float  # the chosen surrogate's CV MAE
     true_candidate: float
@@ -76,6 +79,9 @@ RULES: dict[str, Callable[[Sides], bool]] = {  # True: write the candidate
         )
         for k in (0.0, 0.5, 1.0)
     },
+    "out-of-fold + 1 MAE": lambda s: (
+        best_run_estimate(s.observed, s.out_of_fold, s.mae) - s.candidate > s.mae
+    ),
 }
 
 
@@ -102,6 +108,7 @@ def run_cell(cell: surrogates.Cell, args: argparse.Namespace) -> Sides:
         cell.runs,
         float(swarm.y[best]),
         float(choice.model.predict(swarm.X[best : best + 1])[0]),
+        float(np.mean(np.atleast_2d(choice.score.oof)[:, best])),
         float(found.predicted_loss_of_mean),
         choice.score.mae,
         float(swarm.truth(found.theta_star[None, :])[0]),
@@ -112,7 +119,8 @@ def run_cell(cell: surrogates.Cell, args: argparse.Namespace) -> Sides:
 def row_line(s: Sides) -> str:
     picks = "".join("c" if rule(s) else "b" for rule in RULES.values())
     return (
-        f"{s.name:<28} {s.observed:>8.4f} {s.predicted:>8.4f} {s.candidate:>8.4f} {s.mae:>7.4f} "
+        f"{s.name:<28} {s.observed:>8.4f} {s.predicted:>8.4f} {s.out_of_fold:>8.4f} {s.candidate:>8.4f} "
+        f"{s.mae:>7.4f} "
         f"{s.true_best:>9.4f} {s.true_candidate:>9.4f}  {picks}"
     )
 
@@ -148,10 +156,12 @@ def main() -> None:
     if not cells:
         ap.error(f"no cell matches {patterns}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; seed {args.seed}")
-    print("per cell: the best run's observed and predicted loss, r*'s predicted loss, the CV MAE, the truth")
+    print("per cell: the best run's observed loss, its prediction (in-sample and out-of-fold), r*'s")
+    print("predicted loss, the CV MAE, the truth")
     print(f"of both, and each rule's pick (c: candidate, b: best run) in the order {', '.join(RULES)}")
     print(
-        f"{'cell':<28} {'observed':>8} {'pred':>8} {'r* pred':>8} {'MAE':>7} {'true best':>9} {'true r*':>9}"
+        f"{'cell':<28} {'observed':>8} {'pred':>8} {'oof':>8} {'r* pred':>8} {'MAE':>7} "
+        f"{'true best':>9} {'true r*':>9}"
     )
     results = []
     for cell in cells:

@@ -48,6 +48,22 @@ def test_surrogates_benchmark_one_cell():
     assert "goal: auto within 0.02 Spearman of the best family in every cell: " in result.stdout
 
 
+def test_search_evidence_benchmark_one_cell():
+    """A cell where the best of 64 noisy runs is lucky: r* is truly better than that run, the
+    surrogate predicts r* below the run's prediction but not below its observed loss."""
+    script = ROOT / "benchmarks" / "search_evidence.py"
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, str(script), "--cells", "loglinear/sparse/M8/n64", "--candidates", "5000"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("loglinear/sparse/M8/n64 "))
+    observed, predicted, _, candidate, mae, true_best, true_candidate = map(float, row.split()[1:8])
+    assert true_candidate < true_best - 0.01 and candidate < predicted and observed < candidate, row
+    # the rules in the benchmark's order: best run, candidate, observed + 1 MAE, estimate + 0 MAE, …
+    assert row.split()[8][:4] == "bcbc", row
+    assert "n64 (1 cells; the candidate is truly better in 1):" in result.stdout
+
+
 def test_scaling_benchmark_two_tiny_sizes(tmp_path):
     """annotate → stats → select at two sizes: a row per size and stage, slopes from those rows, a PNG."""
     script = ROOT / "benchmarks" / "scaling.py"

@@ -11,7 +11,7 @@ import pytest
 from quadmix_spark import core
 from quadmix_spark.cli import main
 from quadmix_spark.config import ConfigError, PipelineConfig, from_dict, load_config
-from quadmix_spark.pipeline.fit_search import run_fit_search, run_targets
+from quadmix_spark.pipeline.fit_search import best_run_estimate, run_fit_search, run_targets
 from quadmix_spark.pipeline.import_runs import import_runs
 from quadmix_spark.proxy.runs import load_runs as load_proxy_runs
 from quadmix_spark.search import REGRESSORS, Regressor, register
@@ -385,3 +385,37 @@ def test_regressor_names_are_checked(tmp_path):
         load_config(path, ["search.cv_folds=1"])
     with pytest.raises(ConfigError, match="search.regressor: an empty list"):
         load_config(path, ["search.regressor=[]"])
+
+
+def test_best_run_estimate_counts_only_the_residual_beyond_the_noise():
+    assert best_run_estimate(observed=2.9, predicted=3.0, mae=0.1) == pytest.approx(3.0)  # within 2 MAE
+    assert best_run_estimate(observed=1.0, predicted=2.0, mae=0.1) == pytest.approx(
+        1.2
+    )  # a run it can't reach
+    assert best_run_estimate(observed=3.5, predicted=3.0, mae=0.1) == pytest.approx(3.3)
+
+
+def test_the_candidate_is_judged_against_the_best_runs_prediction_and_the_margin(tmp_path):
+    """40 runs of a quadratic law that ridge fits loosely: the lowest observed loss is 1.2 CV MAEs
+    below ridge's prediction for that run (noise, to ridge), and r* is predicted 0.7 MAE below
+    that prediction. Judged against the observed loss, r* would lose; against the prediction it
+    wins by 0.7 MAE: written with a margin of 0.5 MAE, not with the default 1."""
+    from quadmix_spark.search.candidates import RegMixSampler
+
+    r = RegMixSampler(MIX_DOMAINS, NATURAL).sample(40, 0)
+    loss = mixture_loss(r) + np.random.default_rng(0).normal(0, 0.01, 40)
+    rows = [(f"m{i:04d}", r[i].round(3).tolist(), "target", 1_000_000, float(loss[i])) for i in range(40)]
+    pd.DataFrame(rows, columns=["run_id", "theta", "eval_set", "step_tokens", "loss"]).to_parquet(
+        tmp_path / "runs.parquet"
+    )
+    strict = run_fit_search(regmix_config(tmp_path, regressor=["linear"]))
+    mae, predicted = strict["cv_error"], strict["best_run_predicted_loss"]
+    assert strict["evidence_margin"] == pytest.approx(mae, abs=1e-5)  # the default: 1 MAE
+    assert -2 * mae < strict["best_observed_loss"] - predicted < -mae  # lucky, within the noise
+    assert strict["best_run_estimate"] == predicted
+    gain = predicted - strict["theta_star_predicted_loss"]
+    assert 0.5 * mae < gain < mae and strict["best_observed_loss"] < strict["theta_star_predicted_loss"]
+    assert strict["output_source"] == f"best run {strict['best_observed_run']}"
+    assert f"the same surrogate predicts that run at {predicted:.4f}" in strict["warning"]
+    loose = run_fit_search(regmix_config(tmp_path, regressor=["linear"], evidence_margin=0.5))
+    assert loose["output_source"] == "searched candidate" and "warning" not in loose

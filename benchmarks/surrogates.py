@@ -47,12 +47,14 @@ How to run
     .venv/bin/python benchmarks/surrogates.py --quick               # 16 small cells, a smoke check
     .venv/bin/python benchmarks/surrogates.py --cells 'bimix/*/M64/*' '*/n512' --seed 3
     .venv/bin/python benchmarks/surrogates.py --runs warehouse/proxy_runs --mode quadmix
+    .venv/bin/python benchmarks/surrogates.py --cells '*/*/*/n32' --params '{"gp": {"kernel": "additive"}}'
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import math
 import os
 import time
@@ -236,8 +238,9 @@ def run_cell(cell: Cell, families: Sequence[str], args: argparse.Namespace) -> R
     domains = [f"d{i:02d}" for i in range(cell.domains)]
     wall, cpu = time.perf_counter(), time.process_time()
     choice = choose_regressor(
-        families, swarm.X, swarm.y, swarm.ids, mode="regmix", feature_names=domains, seed=args.seed
-    )
+        families, swarm.X, swarm.y, swarm.ids, mode="regmix", feature_names=domains, seed=args.seed,
+        params=args.params,
+    )  # fmt: skip
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     load = os.getloadavg()[0]
     test = {f: math.nan for f in families}
@@ -343,7 +346,7 @@ def print_summary(results: list[Result], families: Sequence[str]) -> None:
 
 
 # -- real runs -----------------------------------------------------------------------------------
-def score_runs(path: str, mode: str, families: Sequence[str], seed: int) -> None:
+def score_runs(path: str, mode: str, families: Sequence[str], seed: int, params: dict) -> None:
     """The CV table of every family on a runs file (Parquet) or a proxy_runs Delta table."""
     from quadmix_spark.config import SearchConfig
     from quadmix_spark.pipeline.fit_search import (
@@ -365,7 +368,7 @@ def score_runs(path: str, mode: str, families: Sequence[str], seed: int) -> None
     if mode == "regmix":
         X, _ = renormalise_mixtures(ids, X)
     started = time.perf_counter()
-    choice = choose_regressor(families, X, y, ids, mode=mode, seed=seed)
+    choice = choose_regressor(families, X, y, ids, mode=mode, seed=seed, params=params)
     seconds = time.perf_counter() - started
     print(
         f"{path}: {len(ids)} runs × {X.shape[1]} features ({mode} mode), target = mean loss at the last step"
@@ -393,6 +396,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise", type=float, default=0.2, help="seed noise sd, as a share of the truth's sd")
     ap.add_argument("--outliers", type=float, default=0.02, help="share of runs that trained badly")
+    ap.add_argument(
+        "--params", type=json.loads, default={}, metavar="JSON",
+        help='per-family constructor arguments (search.regressor_params): {"gp": {"kernel": "additive"}}',
+    )  # fmt: skip
     ap.add_argument("--runs", help="score the families on these runs instead (Parquet, or a Delta table)")
     ap.add_argument("--mode", choices=("quadmix", "regmix"), default="quadmix", help="--runs: θ or mixtures")
     args = ap.parse_args()
@@ -400,7 +407,7 @@ def main() -> None:
     families = sorted(REGRESSORS)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     if args.runs:
-        score_runs(args.runs, args.mode, families, args.seed)
+        score_runs(args.runs, args.mode, families, args.seed, args.params)
         return
     patterns = [*args.cells, *(QUICK if args.quick else ())]
     cells = selected_cells(patterns)
@@ -409,7 +416,7 @@ def main() -> None:
     print(
         f"{len(cells)} cells, families {', '.join(families)}; seed {args.seed}; truth mean {MEAN_LOSS} ± "
         f"{SPREAD} nats; noise sd {args.noise * SPREAD:.3f} nats + {args.outliers:.0%} bad runs; "
-        f"{N_TEST} test mixtures per cell"
+        f"{N_TEST} test mixtures per cell" + (f"; family parameters {args.params}" if args.params else "")
     )
     print(
         "noisy: Spearman of the runs' noisy targets against the truth (the most CV can show); per family: "

@@ -627,11 +627,10 @@ class SearchConfig:
     )
     evidence_margin: float = setting(
         1.0,
-        "How much better than the best observed run θ* (r*) must be predicted to be written, in units of the "
-        "surrogate's cross-validated MAE. The run's side is the surrogate's prediction for it, moved towards "
-        "its observed loss by what exceeds 2 MAE (a residual that large is the run's, not seed noise). 0 "
-        "trusts the surrogate wherever it predicts a gain: on `benchmarks/search_evidence.py` that wins more "
-        "often but can lose badly ([search](search.md#the-best-run-or-the-candidate)).",
+        "CV MAEs by which θ* (r*) must be predicted below the best run to be written; the run's side is the "
+        "surrogate's prediction for it, moved towards its observed loss beyond 2 MAE. 0 trusts the surrogate "
+        "more: closer to the best choice on average, but can lose badly "
+        "([search](search.md#the-best-run-or-the-candidate)).",
         ge=0.0,
     )
     min_child_samples: int | None = setting(

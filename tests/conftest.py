@@ -32,6 +32,22 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def clustered(spark, tmp_path_factory):
+    """tests/clustered_corpus.py's 500 documents in one partition, clustered (k by silhouette) and
+    assigned once for every test of clusters as domains: (root, config, cluster result, assign summary).
+    Tests read its annotated table and write their outputs elsewhere."""
+    from clustered_corpus import N_DOCS, documents, make_config, write_annotated
+
+    from quadmix_spark.pipeline import clustering
+
+    root = tmp_path_factory.mktemp("clusters")
+    config = make_config(root)
+    write_annotated(spark, config.table_path("annotated"), documents(0, N_DOCS), partitions=1)
+    result = clustering.run_cluster(spark, config)
+    return root, config, result, clustering.run_assign(spark, config)
+
+
 # -- packaging and a standalone cluster (tests/test_packaging.py, tests/test_cluster.py) ------------
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,54 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from clustered_corpus import N_DOCS, N_NEW, SCHEMA, documents, make_config, settings, write_annotated
 from pyspark.sql import functions as F
 
-from quadmix_spark.config import ConfigError, PipelineConfig, from_dict, validate
-from quadmix_spark.demo.corpus import make_document
+from quadmix_spark.config import ConfigError, PipelineConfig, from_dict
 from quadmix_spark.pipeline import clustering
 from quadmix_spark.pipeline.select import run_select
 from quadmix_spark.pipeline.stats import run_stats
 from quadmix_spark.spark import files, tables
-
-N_DOCS, N_NEW = 500, 40
-CLUSTER = {"k": "auto", "k_range": [3, 4], "sample_size": 350, "partitions": 2, "dim": 16, "max_iter": 10}
-SCHEMA = "id string, text string, true_domain string, n_tokens long, q double"
-
-
-def documents(start: int, n: int) -> list[tuple]:
-    """Demo documents (their ground-truth domain kept) with a token count and a quality score."""
-    rng = np.random.default_rng(start)
-    docs = [make_document(i, 0, 0.0) for i in range(start, start + n)]
-    return [
-        (d["id"], d["text"], d["true_domain"], len(d["text"].split()), float(q))
-        for d, q in zip(docs, rng.random(n), strict=True)
-    ]
-
-
-def write_annotated(spark, path: str, rows: list[tuple], partitions: int) -> None:
-    df = spark.createDataFrame(rows, SCHEMA).withColumn("doc_key", F.xxhash64("id"))
-    df.repartition(partitions).write.format("delta").mode("overwrite").save(path)
-
-
-def settings(root, **cluster) -> dict:
-    return {
-        "warehouse": str(root / "warehouse"),
-        "scorers": {"q": "higher_is_better"},
-        "cluster": {**CLUSTER, **cluster},
-        "select": {
-            "params": str(root / "theta.yaml"),
-            "output_dir": str(root / "selections"),
-            "rank_mode": "exact",
-            "shard_formats": [],
-            "report": False,
-        },
-    }
-
-
-def make_config(root, **cluster) -> PipelineConfig:
-    config = from_dict(PipelineConfig, settings(root, **cluster))
-    validate(config)
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +22,9 @@ def corpus():
 
 
 @pytest.fixture(scope="module")
-def fitted(spark, corpus, tmp_path_factory):
-    """A corpus in one partition, clustered (k chosen by silhouette) and assigned."""
-    root = tmp_path_factory.mktemp("clusters")
-    config = make_config(root)
-    write_annotated(spark, config.table_path("annotated"), corpus, partitions=1)
-    result = clustering.run_cluster(spark, config)
-    assigned = clustering.run_assign(spark, config)
-    return root, config, result, assigned
+def fitted(clustered):
+    """The session's clustered corpus (tests/conftest.py): one partition, k by silhouette, assigned."""
+    return clustered
 
 
 def annotated(spark, config: PipelineConfig) -> dict[str, str]:

@@ -204,10 +204,18 @@ def _prepare_pool(spark: SparkSession, config: PipelineConfig, annotated_version
         )
         latest = tables.version(spark, pool_path)
     stats_cfg = _derive(config, stats={"input_table": pool_path, "output_table": stats_path})
-    stats_version = tables.version(spark, stats_path)
-    if stats_version is None or load_stats(spark, stats_path).annotated_version != latest:
+    if _stale_stats(spark, stats_path, latest, config.domain_column):
         run_stats(spark, stats_cfg)
     return heldout, pool_path, stats_path
+
+
+def _stale_stats(spark: SparkSession, stats_path: str, pool_version: int, domain_column: str) -> bool:
+    """Whether the pool's stats must be computed again: none yet, of another pool version, or grouped
+    by another domain column (the same pool with ``domain_column: cluster`` has other domains)."""
+    if tables.version(spark, stats_path) is None:
+        return True
+    stats = load_stats(spark, stats_path)
+    return stats.annotated_version != pool_version or stats.no_domain.column != domain_column
 
 
 def experiment_rounds(config: PipelineConfig) -> tuple[int, ...]:

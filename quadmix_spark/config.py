@@ -789,7 +789,8 @@ class ExperimentConfig:
 
     n_runs: int = setting(
         64,
-        "Proxy runs (θ from Algorithm 1); at least 24 (the fit needs ≥ 20 after the held-out runs).",
+        "Proxy runs (θ from Algorithm 1); at least 24, and the first round ≥ 20 after "
+        "`search.holdout_fraction`'s held-out runs (25 with the demo's 0.2).",
         ge=24,
     )
     seed: int = setting(0, "Seed of the θ draws and of the held-out split.")

@@ -110,4 +110,12 @@ def test_columns_the_config_names_are_checked_before_the_experiment_starts(spark
         run_experiment(spark, config(targets={"heldout_filter": "nosuchfn(q)"}))
     with pytest.raises(ConfigError, match=r"scorers.q_missing: column 'q_missing' is not in"):
         run_experiment(spark, config(scorers={"q_missing": "higher_is_better"}))
+    # 24 runs with a fifth held out leave 19 to fit on: said now, not after 24 proxies trained.
+    held = {"holdout_fraction": 0.2}
+    with pytest.raises(
+        ConfigError, match=r"the first round \(24\) at least 20 .* the 5 that search.holdout_f"
+    ):
+        run_experiment(
+            spark, config(experiment={"output_dir": str(tmp_path / "exp"), "n_runs": 24}, search=held)
+        )
     assert not (tmp_path / "exp").exists()  # nothing was started

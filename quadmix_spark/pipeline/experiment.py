@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
@@ -282,11 +283,7 @@ def _check(spark: SparkSession, config: PipelineConfig) -> int:
     check_heldout_filter(annotated, config.targets, source)
     validate(exp, "experiment")  # n_runs, seeds, ... when the config was built in code
     validate(config.search, "search")
-    if sum(experiment_rounds(config)) < 24 or experiment_rounds(config)[0] < MIN_FIT_RUNS:
-        raise ConfigError(
-            "experiment.n_runs (or search.rounds) must give at least 24 runs, and the first round "
-            f"at least {MIN_FIT_RUNS} (the surrogate is fitted after it)"
-        )
+    _check_rounds(config)
     check_mixtures(config)
     if config.search.mixture is not None:
         sources.check(config.search.mixture, inputs.mixture_context(config, "search.mixture"))
@@ -294,6 +291,24 @@ def _check(spark: SparkSession, config: PipelineConfig) -> int:
     if exp.mixture_method is not None:
         MIXTURE_METHODS[exp.mixture_method][0](config)  # e.g. bimix's VNE model, before any job
     return annotated_version
+
+
+def _check_rounds(config: PipelineConfig) -> None:
+    """At least 24 runs, and enough in the first round to fit on once the held-out runs are out:
+    said before any proxy trains, not after the first round."""
+    rounds, search = experiment_rounds(config), config.search
+    first = rounds[0]
+    held = math.ceil(search.holdout_fraction * first - 1e-9) if search.holdout_runs is None else 0
+    if sum(rounds) < 24 or first - held < MIN_FIT_RUNS:
+        raise ConfigError(
+            f"experiment.n_runs (or search.rounds) must give at least 24 runs, and the first round "
+            f"({first}) at least {MIN_FIT_RUNS} to fit the surrogate on after it"
+            + (
+                f", besides the {held} that search.holdout_fraction ({search.holdout_fraction}) holds out"
+                if held
+                else ""
+            )
+        )
 
 
 def plan_experiment(spark: SparkSession, config: PipelineConfig) -> ExperimentPlan:

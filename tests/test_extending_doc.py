@@ -214,6 +214,7 @@ def test_regressor_through_fit_search(tmp_path):
                 weights={"target": 1.0},
                 regressor="quadratic",
                 regressor_params={"quadratic": {"alpha": 0.01}},
+                keep_candidate=True,  # θ* as the family found it, whatever the evidence rule says
             )
         )
         assert summary["regressor"] == "quadratic"

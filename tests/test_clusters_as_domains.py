@@ -81,6 +81,8 @@ def test_entropy_with_clusters_as_domains(spark, table, tmp_path, capsys):
 
 def test_streams_and_reweight_with_clusters_as_domains(spark, table, tmp_path):
     pytest.importorskip("torch")
+    from test_reweight_job import TINYLM
+
     from quadmix_spark.pipeline.reweight import run_reweight
     from quadmix_spark.pipeline.reweight_runs import load_runs
     from quadmix_spark.pipeline.streams import load_streams
@@ -91,18 +93,7 @@ def test_streams_and_reweight_with_clusters_as_domains(spark, table, tmp_path):
         "warehouse": str(tmp_path / "wh"),
         "domain_column": "cluster",
         "targets": {"heldout_fraction": 0.15, "heldout_max_tokens": 200},
-        "proxy": {
-            "tinylm": {
-                "d_model": 16,
-                "n_layers": 1,
-                "n_heads": 2,
-                "d_ff": 32,
-                "context": 16,
-                "batch_size": 4,
-                "vocab": "top:64",
-                "eval_tokens": 200,
-            }
-        },
+        "proxy": {"tinylm": TINYLM},
         "reweight": {
             "streams": {"input_table": path, "output_table": "streams", "tokens_per_domain": 500},
             "runs_table": "runs",

@@ -32,6 +32,17 @@ WORDS = {
 }
 TANDEM = {"episodes": 3, "probe_steps": 2, "free_steps": 1, "seqs_per_domain": 2, "lr_alpha": 0.5}
 DOREMI = {"steps": 4, "reference_steps": 3, "seqs_per_domain": 2}
+# A tinylm of a few thousand parameters: every reweight test's proxy shape.
+TINYLM = {
+    "d_model": 16,
+    "n_layers": 1,
+    "n_heads": 2,
+    "d_ff": 32,
+    "context": 16,
+    "batch_size": 4,
+    "vocab": "top:64",
+    "eval_tokens": 200,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,18 +77,7 @@ def make_config(tmp_path, annotated: str, **reweight) -> PipelineConfig:
         {
             "warehouse": str(tmp_path / "wh"),
             "targets": {"heldout_fraction": 0.15, "heldout_max_tokens": 200},
-            "proxy": {
-                "tinylm": {
-                    "d_model": 16,
-                    "n_layers": 1,
-                    "n_heads": 2,
-                    "d_ff": 32,
-                    "context": 16,
-                    "batch_size": 4,
-                    "vocab": "top:64",
-                    "eval_tokens": 200,
-                }
-            },
+            "proxy": {"tinylm": TINYLM},
             "reweight": base | reweight,
         },
     )

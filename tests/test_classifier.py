@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 import fasttext
 import pytest
@@ -53,7 +55,9 @@ def _held(spark, n: int, seed: int):
 @pytest.mark.parametrize("n", [60, 600])
 def test_heldout_scores_in_spark_match_the_driver_and_collect_only_counts(spark, model_file, n):
     held = _held(spark, n, seed=n)
+    copies = set(Path(tempfile.gettempdir()).glob("quadmix-eval-*"))
     counts = heldout_confusion(held, model_file, "label")
+    assert set(Path(tempfile.gettempdir()).glob("quadmix-eval-*")) == copies  # its model copy is removed
     # The same model on the driver, document by document: the specification.
     model = fasttext.load_model(model_file)
     docs = held.collect()

@@ -110,16 +110,19 @@ def heldout_confusion(held: DataFrame, model_file: str, label_column: str) -> di
             predicted = [row[0].removeprefix("__label__") if row else "" for row in labels]
             yield pd.DataFrame({"truth": batch["truth"], "predicted": predicted})
 
-    rows = (
-        held.select(
-            F.regexp_replace("text", r"[\r\n]+", " ").alias("text"),
-            F.regexp_replace(label_column, " ", "_").alias("truth"),
+    try:
+        rows = (
+            held.select(
+                F.regexp_replace("text", r"[\r\n]+", " ").alias("text"),
+                F.regexp_replace(label_column, " ", "_").alias("truth"),
+            )
+            .mapInPandas(predict, "truth string, predicted string")
+            .groupBy("truth", "predicted")
+            .count()
+            .collect()
         )
-        .mapInPandas(predict, "truth string, predicted string")
-        .groupBy("truth", "predicted")
-        .count()
-        .collect()
-    )
+    finally:  # the workers fetched their copy during the job; a model can be gigabytes
+        shutil.rmtree(shipped.parent, ignore_errors=True)
     return {(r["truth"], r["predicted"]): int(r["count"]) for r in rows}
 
 
